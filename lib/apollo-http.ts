@@ -1,0 +1,99 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApolloServer, BaseContext, HeaderMap } from '@apollo/server';
+import { ErrorCode } from './errors';
+import { sendJson } from './http-service';
+
+/**
+ * Adapts Node's `http` request/response to Apollo Server's transport-neutral
+ * `executeHTTPGraphQLRequest`, the way Apollo's own integrations do, so each
+ * service keeps full control of its other routes (probes, JWKS, WebSocket
+ * upgrades) without pulling in Express.
+ */
+export interface ApolloHttpOptions<TContext extends BaseContext> {
+  /** Builds the context; a throw here becomes the response (see `ContextError`). */
+  context: (req: IncomingMessage) => Promise<TContext>;
+  /**
+   * Largest accepted request body.
+   * @default 1 MiB
+   */
+  bodyLimitBytes?: number;
+}
+
+/** Thrown by a context function to refuse a request with a status and a coded error. */
+export class ContextError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class BodyTooLarge extends Error {}
+
+export function apolloHttpHandler<TContext extends BaseContext>(
+  server: ApolloServer<TContext>,
+  options: ApolloHttpOptions<TContext>,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const limit = options.bodyLimitBytes ?? 1024 * 1024;
+  return async (req, res) => {
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    let body: unknown;
+    try {
+      body = await readBody(req, limit, headers.get('content-type'));
+    } catch (error) {
+      if (error instanceof BodyTooLarge) {
+        return sendJson(res, 413, graphqlError(ErrorCode.PayloadTooLarge, `request body is larger than the limit of ${limit} bytes`));
+      }
+      return sendJson(res, 400, graphqlError(ErrorCode.BadUserInput, `request body is not valid JSON: ${(error as Error).message}`));
+    }
+    let context: TContext;
+    try {
+      context = await options.context(req);
+    } catch (error) {
+      if (error instanceof ContextError) return sendJson(res, error.status, graphqlError(error.code, error.message));
+      throw error;
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const response = await server.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body },
+      context: async () => context,
+    });
+    for (const [key, value] of response.headers) res.setHeader(key, value);
+    res.statusCode = response.status ?? 200;
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) {
+      res.write(chunk);
+    }
+    res.end();
+  };
+}
+
+function graphqlError(code: ErrorCode, message: string) {
+  return { errors: [{ message, extensions: { code } }] };
+}
+
+async function readBody(req: IncomingMessage, limit: number, contentType: string | undefined): Promise<unknown> {
+  if (req.method === 'GET' || req.method === 'HEAD') return undefined;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  // Apollo Server rejects non-JSON content types itself (and its CSRF
+  // prevention depends on seeing them), so only JSON is parsed here.
+  if (!contentType?.toLowerCase().includes('json')) return text;
+  return text === '' ? undefined : JSON.parse(text);
+}

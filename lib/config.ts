@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * Environment reading with errors that say which variable was wrong and what
+ * was expected, so a misconfigured service refuses to start instead of
+ * running with a surprise default.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function envString(name: string, fallback: string): string;
+export function envString(name: string): string | undefined;
+export function envString(name: string, fallback?: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? fallback : value;
+}
+
+export function envInt(name: string, fallback: number, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
+  const raw = envString(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} expects an integer between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+export function envBool(name: string, fallback: boolean): boolean {
+  const raw = envString(name);
+  if (raw === undefined) return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} expects true or false, but got ${JSON.stringify(raw)}`);
+}
+
+/** The default port of each service; every one can be overridden by its `*_PORT` variable. */
+export const DEFAULT_PORTS = {
+  gateway: 4000,
+  auth: 4001,
+  billing: 4002,
+  knowledge: 4003,
+  inference: 4004,
+  gpuHttp: 8000,
+  gpuGrpc: 8001,
+  gpuMetrics: 8002,
+} as const;
+
+/**
+ * A secret from `NAME`, or from the file named by `NAME_FILE` (how Docker and
+ * Kubernetes mount secrets). Escaped `\\n` sequences become newlines so a PEM
+ * fits in one environment line. Secrets are never logged.
+ */
+export function envSecret(name: string): string | undefined {
+  const inline = process.env[name];
+  if (inline) return inline.replace(/\\n/g, '\n');
+  const file = process.env[`${name}_FILE`];
+  return file ? readFileSync(file, 'utf8') : undefined;
+}

@@ -1,0 +1,52 @@
+import { GraphQLError } from 'graphql';
+
+/**
+ * Every error code a Sluice client can see in `errors[].extensions.code`.
+ * One enum for the whole product, so a client can switch on it without
+ * knowing which service raised it. Apollo Server's own codes
+ * (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, …) pass through unchanged.
+ */
+export enum ErrorCode {
+  /** No credentials, or credentials that could not be verified. HTTP 401. */
+  Unauthenticated = 'UNAUTHENTICATED',
+  /** Authenticated, but not allowed to do this. HTTP 403. */
+  Forbidden = 'FORBIDDEN',
+  /** An argument was wrong; the message names it, the limit and the value. */
+  BadUserInput = 'BAD_USER_INPUT',
+  /** The object does not exist, or the caller may not know that it does. */
+  NotFound = 'NOT_FOUND',
+  /** The write conflicts with existing data (for example an e-mail already registered). */
+  Conflict = 'CONFLICT',
+  /** The request body is larger than the configured limit. HTTP 413. */
+  PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
+  ModelNotFound = 'MODEL_NOT_FOUND',
+  ModelNotReady = 'MODEL_NOT_READY',
+  /** The GPU tier (gpu-server or Triton) could not be reached or failed the call. */
+  GpuUnavailable = 'GPU_UNAVAILABLE',
+  InsufficientBalance = 'INSUFFICIENT_BALANCE',
+  /** A service this one depends on is not reachable. */
+  ServiceUnavailable = 'SERVICE_UNAVAILABLE',
+  InternalServerError = 'INTERNAL_SERVER_ERROR',
+}
+
+/** The HTTP status a response should carry when this code is its only error. */
+export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.Unauthenticated]: 401,
+  [ErrorCode.Forbidden]: 403,
+  [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.InsufficientBalance]: 402,
+  [ErrorCode.ServiceUnavailable]: 503,
+};
+
+/** A GraphQL error whose `extensions.code` is one of ours. */
+export function codedError(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}): GraphQLError {
+  const status = HTTP_STATUS[code];
+  return new GraphQLError(message, {
+    extensions: { ...extensions, code, ...(status ? { http: { status } } : {}) },
+  });
+}
+
+/** The JSON body of a response that failed before GraphQL execution started. */
+export function errorBody(code: ErrorCode, message: string): string {
+  return JSON.stringify({ errors: [{ message, extensions: { code } }] });
+}

@@ -1,0 +1,153 @@
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './log';
+
+/**
+ * The lifecycle every Sluice HTTP service shares: explicit phases, `/health`
+ * and `/ready` probes, and a drain on SIGTERM that lets in-flight requests
+ * finish before the process exits.
+ *
+ * - `starting`: listening, but `/health` and `/ready` answer 503.
+ * - `ready`: `/health` 200; `/ready` 200 when every dependency check passes.
+ * - `draining`: no new connections; `/ready` 503 so load balancers move away;
+ *   in-flight requests run to completion (up to `drainTimeoutMs`).
+ * - `stopped`: the server is closed and `onStop` has run.
+ */
+export type ServicePhase = 'starting' | 'ready' | 'draining' | 'stopped';
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export interface HttpServiceOptions {
+  name: string;
+  host: string;
+  port: number;
+  log: Logger;
+  /** Handles every request that is not a probe. */
+  handle: RequestHandler;
+  /**
+   * Dependency checks for `/ready`, by name (for example `redis`, `gpu`). Called
+   * on every probe; a check that throws counts as failed.
+   * @default no checks
+   */
+  checks?: Record<string, () => Promise<boolean>>;
+  /**
+   * How long a drain waits for in-flight requests before closing their sockets.
+   * @default 10000 ms
+   */
+  drainTimeoutMs?: number;
+  /** Called once after the server has closed: release connections, stop timers. */
+  onStop?: () => Promise<void>;
+}
+
+export class HttpService {
+  readonly server: Server;
+  private currentPhase: ServicePhase = 'starting';
+  private inFlight = 0;
+  private idle: (() => void) | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: HttpServiceOptions) {
+    this.server = createServer((req, res) => void this.dispatch(req, res));
+    // Keep-alive sockets outlive requests; they must not hold a drain open.
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  get phase(): ServicePhase {
+    return this.currentPhase;
+  }
+
+  /** Starts listening; resolves with the bound port (useful when `port` is 0). */
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Marks the service ready: call it once everything `/health` promises is loaded. */
+  markReady(): void {
+    if (this.currentPhase === 'starting') this.currentPhase = 'ready';
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.drain();
+    return this.stopping;
+  }
+
+  /** Stops on SIGTERM/SIGINT and exits the process once drained. */
+  stopOnSignals(): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.options.log.info('draining', { signal, inFlight: this.inFlight });
+      this.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          this.options.log.error('stop failed', { error });
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+
+  private async drain(): Promise<void> {
+    this.currentPhase = 'draining';
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.inFlight > 0) {
+      const timeout = this.options.drainTimeoutMs ?? 10_000;
+      await Promise.race([
+        new Promise<void>((resolve) => (this.idle = resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, timeout).unref()),
+      ]);
+    }
+    this.server.closeAllConnections();
+    await closed;
+    await this.options.onStop?.();
+    this.currentPhase = 'stopped';
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/health') return this.health(res);
+    if (req.method === 'GET' && path === '/ready') return this.ready(res);
+    this.inFlight++;
+    res.once('close', () => {
+      if (--this.inFlight === 0) this.idle?.();
+    });
+    if (this.currentPhase === 'draining') res.setHeader('connection', 'close');
+    try {
+      await this.options.handle(req, res);
+    } catch (error) {
+      this.options.log.error('request failed', { error, path });
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      else res.destroy();
+    }
+  }
+
+  private health(res: ServerResponse): void {
+    const ok = this.currentPhase === 'ready' || this.currentPhase === 'draining';
+    sendJson(res, ok ? 200 : 503, { service: this.options.name, phase: this.currentPhase });
+  }
+
+  private async ready(res: ServerResponse): Promise<void> {
+    const checks: Record<string, boolean> = {};
+    await Promise.all(
+      Object.entries(this.options.checks ?? {}).map(async ([name, check]) => {
+        checks[name] = await check().catch(() => false);
+      }),
+    );
+    const ok = this.currentPhase === 'ready' && Object.values(checks).every(Boolean);
+    sendJson(res, ok ? 200 : 503, { service: this.options.name, phase: this.currentPhase, checks });
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}

@@ -1,0 +1,120 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign, verify } from 'node:crypto';
+import { envSecret } from './config';
+
+/**
+ * The signed identity the gateway forwards to every subgraph (DESIGN §4).
+ *
+ * Subgraphs never see the caller's token: they see this short-lived claim,
+ * signed with Ed25519 by the gateway. Only the gateway holds the private key,
+ * so a subgraph (or anyone who reaches one directly) can verify an identity
+ * but never mint or raise one; a service calling a sibling forwards the header
+ * it received, unchanged.
+ *
+ * Wire format: `v1.<base64url(JSON claims)>.<base64url(signature over "v1.<claims>")>`.
+ */
+export const IDENTITY_HEADER = 'x-sluice-identity';
+
+export interface Identity {
+  /** The user id, or null for an anonymous caller (who may only reach public fields). */
+  sub: string | null;
+  scopes: string[];
+  /** The API key the caller used, when it used one. */
+  keyId?: string;
+  /** Issued-at and expiry, seconds since the epoch. */
+  iat: number;
+  exp: number;
+}
+
+export type IdentityClaims = Pick<Identity, 'sub' | 'scopes' | 'keyId'>;
+
+export class IdentityError extends Error {
+  override name = 'IdentityError';
+}
+
+const VERSION = 'v1';
+/** Clock skew tolerated between the gateway's and a subgraph's clocks. */
+const SKEW_SECONDS = 5;
+
+export class IdentitySigner {
+  constructor(
+    private readonly privateKey: KeyObject,
+    /** How long a signed identity stays valid; it only has to outlive one request. */
+    private readonly ttlSeconds = 60,
+  ) {}
+
+  sign(claims: IdentityClaims, now = Date.now()): string {
+    const iat = Math.floor(now / 1000);
+    const body: Identity = { sub: claims.sub, scopes: claims.scopes, iat, exp: iat + this.ttlSeconds };
+    if (claims.keyId) body.keyId = claims.keyId;
+    const payload = `${VERSION}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
+    const signature = sign(null, Buffer.from(payload), this.privateKey).toString('base64url');
+    return `${payload}.${signature}`;
+  }
+}
+
+export class IdentityVerifier {
+  constructor(private readonly publicKeys: KeyObject[]) {
+    if (publicKeys.length === 0) throw new TypeError('IdentityVerifier expects at least one public key');
+  }
+
+  /** Returns the identity, or throws an IdentityError saying what was wrong with the header. */
+  verify(header: string | undefined, now = Date.now()): Identity {
+    if (!header) throw new IdentityError(`missing ${IDENTITY_HEADER} header: requests must come through the gateway`);
+    const parts = header.split('.');
+    if (parts.length !== 3 || parts[0] !== VERSION) {
+      throw new IdentityError(`malformed ${IDENTITY_HEADER} header: expected "${VERSION}.<claims>.<signature>"`);
+    }
+    const payload = Buffer.from(`${parts[0]}.${parts[1]}`);
+    const signature = Buffer.from(parts[2], 'base64url');
+    if (!this.publicKeys.some((key) => verify(null, payload, key, signature))) {
+      throw new IdentityError(`${IDENTITY_HEADER} header has an invalid signature`);
+    }
+    let identity: Identity;
+    try {
+      identity = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as Identity;
+    } catch {
+      throw new IdentityError(`${IDENTITY_HEADER} header claims are not valid JSON`);
+    }
+    const seconds = now / 1000;
+    if (typeof identity.exp !== 'number' || identity.exp + SKEW_SECONDS < seconds) {
+      throw new IdentityError(`${IDENTITY_HEADER} header expired at ${new Date(identity.exp * 1000).toISOString()}`);
+    }
+    if (typeof identity.iat !== 'number' || identity.iat - SKEW_SECONDS > seconds) {
+      throw new IdentityError(`${IDENTITY_HEADER} header was issued in the future`);
+    }
+    if (!Array.isArray(identity.scopes) || (identity.sub !== null && typeof identity.sub !== 'string')) {
+      throw new IdentityError(`${IDENTITY_HEADER} header claims expect "sub" (string or null) and "scopes" (array)`);
+    }
+    return identity;
+  }
+}
+
+export function generateIdentityKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+/** The gateway's signing key: `SLUICE_IDENTITY_PRIVATE_KEY` or `SLUICE_IDENTITY_PRIVATE_KEY_FILE` (Ed25519, PKCS#8 PEM). */
+export function identitySignerFromEnv(ttlSeconds?: number): IdentitySigner {
+  const pem = envSecret('SLUICE_IDENTITY_PRIVATE_KEY');
+  if (!pem) {
+    throw new IdentityError('SLUICE_IDENTITY_PRIVATE_KEY (or SLUICE_IDENTITY_PRIVATE_KEY_FILE) is required: the Ed25519 key the gateway signs identities with');
+  }
+  return new IdentitySigner(createPrivateKey(pem), ttlSeconds);
+}
+
+/**
+ * The subgraphs' verification keys: `SLUICE_IDENTITY_PUBLIC_KEY` (or `_FILE`),
+ * which may hold several PEM blocks so that a key can be rotated without downtime.
+ */
+export function identityVerifierFromEnv(): IdentityVerifier {
+  const pem = envSecret('SLUICE_IDENTITY_PUBLIC_KEY');
+  if (!pem) {
+    throw new IdentityError('SLUICE_IDENTITY_PUBLIC_KEY (or SLUICE_IDENTITY_PUBLIC_KEY_FILE) is required: the gateway\'s Ed25519 public key(s)');
+  }
+  const blocks = pem.match(/-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g) ?? [];
+  return new IdentityVerifier(blocks.map((block) => createPublicKey(block)));
+}

@@ -1,0 +1,44 @@
+import Redis from 'ioredis';
+import type { Logger } from './log';
+
+/**
+ * `REDIS_URL=memory://` selects an in-process store with Redis semantics
+ * (ioredis-mock, including Lua). Every connection made in one process shares
+ * its data, which is why `npm start` runs all services in one process when it
+ * has to fall back to it; nothing is kept when that process ends.
+ */
+export const IN_MEMORY_REDIS_URL = 'memory://';
+
+export function connectRedis(url: string, log: Logger): Redis {
+  if (url === IN_MEMORY_REDIS_URL) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const RedisMock = require('ioredis-mock') as typeof Redis;
+    return new RedisMock();
+  }
+  const client = new Redis(url, {
+    lazyConnect: false,
+    // Commands issued while Redis is away wait for the reconnection instead of
+    // failing at once, but not forever: a GraphQL request gets an error, not a hang.
+    maxRetriesPerRequest: 3,
+    enableOfflineQueue: true,
+  });
+  let lastError = '';
+  client.on('error', (error: Error) => {
+    if (error.message !== lastError) log.warn('redis error', { error: error.message });
+    lastError = error.message;
+  });
+  client.on('ready', () => {
+    if (lastError) log.info('redis reconnected');
+    lastError = '';
+  });
+  return client;
+}
+
+/** True once the connection answers PING; used by readiness checks. */
+export async function redisIsReady(client: Redis): Promise<boolean> {
+  try {
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  }
+}

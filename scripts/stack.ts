@@ -1,0 +1,262 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { generateIdentityKeyPair } from '../lib/identity';
+import { IN_MEMORY_REDIS_URL } from '../lib/redis';
+import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
+
+/**
+ * Runs the whole Sluice stack: gpu-server, the four subgraphs and the gateway,
+ * each as a child process, in dependency order, each waited for until its
+ * health probe answers. `npm start` and the end-to-end tests both use it.
+ *
+ * Redis comes from `redisUrl` when given; else a private `redis-server` is
+ * started (data under `<dataDir>/redis`); else, when no binary exists, every
+ * service runs inside this process around one in-memory store (services in
+ * separate processes could not share it), with a warning that nothing is kept.
+ */
+export type ServiceName = 'gpu-server' | 'inference' | 'auth' | 'billing' | 'knowledge' | 'gateway';
+
+export interface StackPorts {
+  gateway: number;
+  auth: number;
+  billing: number;
+  knowledge: number;
+  inference: number;
+  gpuHttp: number;
+  gpuGrpc: number;
+}
+
+export interface StackOptions {
+  ports: StackPorts;
+  /** Use this Redis; when absent the stack starts its own (or falls back to memory). */
+  redisUrl?: string;
+  /** Where a self-started redis-server keeps its data. */
+  dataDir: string;
+  /** The address services bind to. @default 0.0.0.0 */
+  host?: string;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+  /** Receives every output line of every service. */
+  onLine: (service: string, line: string) => void;
+  /** Called when a service exits while the stack is running (not while stopping). */
+  onUnexpectedExit?: (service: ServiceName, code: number | null, signal: string | null) => void;
+  /** How long to wait for each service's health probe. @default 120000 ms */
+  startTimeoutMs?: number;
+}
+
+export interface Stack {
+  redisUrl: string;
+  mode: 'processes' | 'in-process';
+  gatewayUrl: string;
+  ports: StackPorts;
+  /** Environment every service got (keys included), for tests that start extra pieces. */
+  env: Record<string, string>;
+  /** Sends a signal to one service's process (processes mode only). */
+  kill(service: ServiceName, signal?: NodeJS.Signals): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface ServiceSpec {
+  name: ServiceName;
+  entry: string;
+  portVariable: string;
+  port: (ports: StackPorts) => number;
+  healthPath: string;
+}
+
+const ROOT = path.resolve(__dirname, '..');
+
+/** In start order; services of one stage start together. */
+const STAGES: ServiceSpec[][] = [
+  [{ name: 'gpu-server', entry: 'gpu-server/main.ts', portVariable: 'GPU_SERVER_HTTP_PORT', port: (p) => p.gpuHttp, healthPath: '/v2/health/ready' }],
+  [
+    { name: 'inference', entry: 'subgraphs/inference/main.ts', portVariable: 'INFERENCE_PORT', port: (p) => p.inference, healthPath: '/health' },
+    { name: 'auth', entry: 'subgraphs/auth/main.ts', portVariable: 'AUTH_PORT', port: (p) => p.auth, healthPath: '/health' },
+    { name: 'billing', entry: 'subgraphs/billing/main.ts', portVariable: 'BILLING_PORT', port: (p) => p.billing, healthPath: '/health' },
+    { name: 'knowledge', entry: 'subgraphs/knowledge/main.ts', portVariable: 'KNOWLEDGE_PORT', port: (p) => p.knowledge, healthPath: '/health' },
+  ],
+  [{ name: 'gateway', entry: 'gateway/main.ts', portVariable: 'GATEWAY_PORT', port: (p) => p.gateway, healthPath: '/health' }],
+];
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  let redis: RedisServer | undefined;
+  let redisUrl = options.redisUrl;
+  if (!redisUrl) {
+    if (hasRedisServer()) {
+      redis = await startRedisServer(path.join(options.dataDir, 'redis'), (line) => options.onLine('redis', line));
+      redisUrl = redis.url;
+    } else {
+      options.onLine('stack', 'WARN  no REDIS_URL and no redis-server binary: running every service in this process on an in-memory store; NOTHING IS KEPT when it stops. Install redis-server or set REDIS_URL to keep data.');
+      redisUrl = IN_MEMORY_REDIS_URL;
+    }
+  }
+  const env = stackEnv(options, redisUrl);
+  let running: Running;
+  try {
+    running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env);
+  } catch (error) {
+    await redis?.stop();
+    throw error;
+  }
+  return {
+    redisUrl,
+    mode: redisUrl === IN_MEMORY_REDIS_URL ? 'in-process' : 'processes',
+    gatewayUrl: `http://127.0.0.1:${options.ports.gateway}/graphql`,
+    ports: options.ports,
+    env,
+    kill: running.kill,
+    stop: async () => {
+      await running.stop();
+      await redis?.stop();
+    },
+  };
+}
+
+function stackEnv(options: StackOptions, redisUrl: string): Record<string, string> {
+  const { ports } = options;
+  const keys = process.env.SLUICE_IDENTITY_PRIVATE_KEY ? undefined : generateIdentityKeyPair();
+  const env: Record<string, string> = {
+    REDIS_URL: redisUrl,
+    HOST: options.host ?? '0.0.0.0',
+    GPU_SERVER_GRPC_PORT: String(ports.gpuGrpc),
+    GPU_SERVER_HTTP_PORT: String(ports.gpuHttp),
+    INFERENCE_GPU_ENDPOINT: `127.0.0.1:${ports.gpuGrpc}`,
+    GATEWAY_AUTH_JWKS_URL: `http://127.0.0.1:${ports.auth}/.well-known/jwks.json`,
+    SLUICE_SUBGRAPH_AUTH_URL: `http://127.0.0.1:${ports.auth}/graphql`,
+    SLUICE_SUBGRAPH_BILLING_URL: `http://127.0.0.1:${ports.billing}/graphql`,
+    SLUICE_SUBGRAPH_KNOWLEDGE_URL: `http://127.0.0.1:${ports.knowledge}/graphql`,
+    SLUICE_SUBGRAPH_INFERENCE_URL: `http://127.0.0.1:${ports.inference}/graphql`,
+    ...(keys ? { SLUICE_IDENTITY_PRIVATE_KEY: keys.privateKeyPem, SLUICE_IDENTITY_PUBLIC_KEY: keys.publicKeyPem } : {}),
+    ...options.env,
+  };
+  for (const spec of STAGES.flat()) env[spec.portVariable] = String(spec.port(ports));
+  return env;
+}
+
+interface Running {
+  kill(service: ServiceName, signal?: NodeJS.Signals): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startProcesses(options: StackOptions, env: Record<string, string>): Promise<Running> {
+  const children = new Map<ServiceName, ChildProcess>();
+  let stopping = false;
+  const stopAll = async () => {
+    stopping = true;
+    // Reverse order: the gateway stops taking requests before what it calls goes away.
+    for (const stage of [...STAGES].reverse()) {
+      await Promise.all(stage.map((spec) => children.get(spec.name)).filter((c): c is ChildProcess => !!c).map((child) => terminate(child)));
+    }
+  };
+  try {
+    for (const stage of STAGES) {
+      await Promise.all(
+        stage.map(async (spec) => {
+          const child = spawnService(spec, options, env);
+          children.set(spec.name, child);
+          child.once('exit', (code, signal) => {
+            if (!stopping) options.onUnexpectedExit?.(spec.name, code, signal);
+          });
+          await waitForHealth(spec, options, child);
+        }),
+      );
+    }
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  return {
+    stop: stopAll,
+    kill: async (name, signal = 'SIGKILL') => {
+      const child = children.get(name);
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
+}
+
+function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, spec.entry)], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (line) => options.onLine(spec.name, line));
+  }
+  return child;
+}
+
+async function waitForHealth(spec: ServiceSpec, options: StackOptions, child: ChildProcess): Promise<void> {
+  const url = `http://127.0.0.1:${spec.port(options.ports)}${spec.healthPath}`;
+  const timeoutMs = options.startTimeoutMs ?? 120_000;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${spec.name} exited with ${child.exitCode ?? child.signalCode} before it was ready (see its log lines above)`);
+    }
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  }
+  throw new Error(`${spec.name} did not become healthy at ${url} within ${timeoutMs} ms`);
+}
+
+function terminate(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * The no-Redis fallback: every service in this process, sharing one in-memory
+ * store, each still on its own port and talking over real HTTP and gRPC.
+ */
+async function startInProcess(options: StackOptions, env: Record<string, string>): Promise<Running> {
+  Object.assign(process.env, env);
+  const { createLogger } = await import('../lib/log');
+  const { startGpuServer } = await import('../gpu-server/server');
+  const { buildModels } = await import('../gpu-server/scripts/build-models');
+  const { startInference } = await import('../subgraphs/inference/server');
+  const { startAuth } = await import('../subgraphs/auth/server');
+  const { startBilling } = await import('../subgraphs/billing/server');
+  const { startKnowledge } = await import('../subgraphs/knowledge/server');
+  const { startGateway } = await import('../gateway/server');
+  const host = env.HOST;
+  const repository = path.join(ROOT, 'gpu-server', 'model_repository');
+  await buildModels(repository);
+  const gpu = await startGpuServer({ repository, host, grpcPort: options.ports.gpuGrpc, httpPort: options.ports.gpuHttp });
+  const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
+  const { ports } = options;
+  const subgraphs = await Promise.all([
+    startInference(config('inference', ports.inference)),
+    startAuth(config('auth', ports.auth)),
+    startBilling(config('billing', ports.billing)),
+    startKnowledge(config('knowledge', ports.knowledge)),
+  ]);
+  const gateway = await startGateway(config('gateway', ports.gateway), { supergraphConfig: path.join(ROOT, 'supergraph.yaml') });
+  return {
+    kill: async (name) => {
+      throw new Error(`cannot kill ${name}: the stack runs in one process (in-memory mode)`);
+    },
+    stop: async () => {
+      await gateway.stop();
+      await Promise.all(subgraphs.map((s) => s.stop()));
+      await gpu.stop();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import path from 'node:path';
+import { DEFAULT_PORTS, envInt, envString } from '../lib/config';
+import { ServiceName, Stack, startStack } from './stack';
+
+/**
+ * `npm start`: the whole stack on this machine with no other setup. Every
+ * service's lines are prefixed with its name; Ctrl-C stops everything; if one
+ * service dies, the rest are stopped and the exit code says so.
+ */
+const COLORS = [36, 33, 35, 32, 34, 31, 90];
+const names: string[] = [];
+const useColor = process.stdout.isTTY;
+
+function print(service: string, line: string): void {
+  if (!names.includes(service)) names.push(service);
+  const label = `[${service}]`.padEnd(13);
+  const color = COLORS[names.indexOf(service) % COLORS.length];
+  process.stdout.write(`${useColor ? `\x1b[${color}m${label}\x1b[0m` : label} ${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const ports = {
+    gateway: envInt('GATEWAY_PORT', DEFAULT_PORTS.gateway, { max: 65535 }),
+    auth: envInt('AUTH_PORT', DEFAULT_PORTS.auth, { max: 65535 }),
+    billing: envInt('BILLING_PORT', DEFAULT_PORTS.billing, { max: 65535 }),
+    knowledge: envInt('KNOWLEDGE_PORT', DEFAULT_PORTS.knowledge, { max: 65535 }),
+    inference: envInt('INFERENCE_PORT', DEFAULT_PORTS.inference, { max: 65535 }),
+    gpuHttp: envInt('GPU_SERVER_HTTP_PORT', DEFAULT_PORTS.gpuHttp, { max: 65535 }),
+    gpuGrpc: envInt('GPU_SERVER_GRPC_PORT', DEFAULT_PORTS.gpuGrpc, { max: 65535 }),
+  };
+  let stack: Stack | undefined;
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    print('stack', 'stopping every service…');
+    await stack?.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  stack = await startStack({
+    ports,
+    redisUrl: envString('REDIS_URL'),
+    dataDir: path.resolve(envString('SLUICE_DATA_DIR', path.join(__dirname, '..', '.data'))),
+    onLine: print,
+    onUnexpectedExit: (service: ServiceName, code, signal) => {
+      print('stack', `ERROR ${service} exited unexpectedly (${signal ?? `code ${code}`}); stopping the stack. Its last lines are above.`);
+      void stop(1);
+    },
+  });
+  print('stack', `Redis: ${stack.redisUrl}${stack.mode === 'in-process' ? ' (in-memory, nothing is kept)' : ''}`);
+  print('stack', `Sluice is ready. Apollo Sandbox: http://localhost:${ports.gateway}/  ·  GraphQL: http://localhost:${ports.gateway}/graphql`);
+}
+
+main().catch((error: unknown) => {
+  print('stack', `ERROR ${(error as Error).message}`);
+  process.exit(1);
+});

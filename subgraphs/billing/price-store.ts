@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import type Redis from 'ioredis';
+import YAML from 'yaml';
+
+export interface Pricing {
+  currency: string;
+  inputCacheHit: number;
+  inputCacheMiss: number;
+  output: number;
+}
+
+const FIELDS = ['inputCacheHit', 'inputCacheMiss', 'output'] as const;
+
+/** Per-model prices in Redis (`billing:price:<model>`), seeded from the prices file. */
+export class PriceStore {
+  constructor(private readonly redis: Redis) {}
+
+  /** Replaces the stored prices with the file's, in one transaction. Throws on a malformed file. */
+  async seedFromFile(file: string): Promise<{ currency: string; models: number }> {
+    const { currency, prices } = parsePrices(readFileSync(file, 'utf8'), file);
+    const tx = this.redis.multi();
+    for (const [model, pricing] of Object.entries(prices)) tx.hset(priceKey(model), pricing as unknown as Record<string, string | number>);
+    await tx.exec();
+    return { currency, models: Object.keys(prices).length };
+  }
+
+  async forModel(model: string): Promise<Pricing | null> {
+    const hash = await this.redis.hgetall(priceKey(model));
+    if (!hash.currency) return null;
+    return { currency: hash.currency, inputCacheHit: Number(hash.inputCacheHit), inputCacheMiss: Number(hash.inputCacheMiss), output: Number(hash.output) };
+  }
+}
+
+/** Validates the prices file: every price a non-negative integer number of micro-units. */
+export function parsePrices(text: string, file: string): { currency: string; prices: Record<string, Pricing> } {
+  const doc = YAML.parse(text) as { currency?: unknown; models?: Record<string, Record<string, unknown>> };
+  if (typeof doc?.currency !== 'string' || typeof doc.models !== 'object' || doc.models === null) {
+    throw new Error(`${file}: expected a "currency" string and a "models" map`);
+  }
+  const out: Record<string, Pricing> = {};
+  for (const [model, entry] of Object.entries(doc.models)) {
+    const pricing: Pricing = { currency: doc.currency, inputCacheHit: 0, inputCacheMiss: 0, output: 0 };
+    for (const field of FIELDS) {
+      const value = entry?.[field];
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+        throw new Error(`${file}: models.${model}.${field} expects a non-negative integer number of micro-units, but got ${JSON.stringify(value)}`);
+      }
+      pricing[field] = value;
+    }
+    out[model] = pricing;
+  }
+  return { currency: doc.currency, prices: out };
+}
+
+const priceKey = (model: string) => `billing:price:${model}`;

@@ -1,0 +1,83 @@
+import DataLoader from 'dataloader';
+import { encodeBytesTensor } from '../../gpu-server/protocol/bytes-tensor';
+import type { ModelInfo } from './model-catalog';
+import type { TritonClient } from './triton-client';
+
+/**
+ * Embeddings through DataLoader: every text waiting for the same model within
+ * one batching window becomes one element of a single ModelInfer call.
+ *
+ * Contract of the batch function: it makes exactly one ModelInfer call for the
+ * batch it is given (DataLoader has already cut it to the model's
+ * `max_batch_size`), and resolves to one vector per text, in order. If the
+ * call fails, or the response does not hold exactly `texts.length` vectors,
+ * every text of the batch rejects with the same error — no caller is left
+ * waiting and none gets another's vector.
+ *
+ * Why a window instead of DataLoader's default (one tick): concurrent GraphQL
+ * operations arrive on separate HTTP requests, so their resolvers do not share
+ * a tick. Waiting `windowMs` (a couple of milliseconds) lets them coalesce
+ * across operations, which is where the GPU's batching pays; a full batch is
+ * dispatched at once without waiting for the window to close.
+ */
+export class Embedder {
+  private readonly loaders = new Map<string, DataLoader<string, Float32Array>>();
+  /** Number of ModelInfer calls made, per model: what batching saves is visible here and in tests. */
+  readonly calls = new Map<string, number>();
+
+  constructor(
+    private readonly triton: TritonClient,
+    private readonly windowMs: number,
+  ) {}
+
+  embed(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
+    return this.loader(model).loadMany(texts).then((results) =>
+      results.map((result) => {
+        if (result instanceof Error) throw result;
+        return result;
+      }),
+    );
+  }
+
+  private loader(model: ModelInfo): DataLoader<string, Float32Array> {
+    const key = `${model.id}@${model.version}:${model.maxBatchSize}`;
+    let loader = this.loaders.get(key);
+    if (!loader) {
+      loader = new DataLoader((texts) => this.batch(model, texts), {
+        cache: false,
+        maxBatchSize: Math.max(1, model.maxBatchSize),
+        batchScheduleFn: (dispatch) => setTimeout(dispatch, this.windowMs),
+      });
+      this.loaders.set(key, loader);
+    }
+    return loader;
+  }
+
+  private async batch(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
+    this.calls.set(model.id, (this.calls.get(model.id) ?? 0) + 1);
+    // A model with max_batch_size 0 takes no batch dimension: [1] per request.
+    const shape = model.maxBatchSize > 0 ? [texts.length, 1] : [texts.length];
+    const response = await this.triton.modelInfer({
+      model_name: model.id,
+      model_version: model.version,
+      inputs: [{ name: 'text', datatype: 'BYTES', shape }],
+      outputs: [{ name: 'embedding' }],
+      raw_input_contents: [encodeBytesTensor(texts)],
+    });
+    const index = response.outputs.findIndex((output) => output.name === 'embedding');
+    const output = response.outputs[index];
+    const raw = response.raw_output_contents[index];
+    if (!output || !raw || output.datatype !== 'FP32' || output.shape.length !== 2 || output.shape[0] !== texts.length) {
+      throw new Error(
+        `ModelInfer on ${model.id} expects an "embedding" FP32 output of shape [${texts.length}, D], but got ${output ? `${output.datatype} [${output.shape.join(', ')}]` : 'none'}`,
+      );
+    }
+    const dims = output.shape[1];
+    if (raw.length !== texts.length * dims * 4) {
+      throw new Error(`ModelInfer on ${model.id} returned ${raw.length} bytes for an FP32 [${texts.length}, ${dims}] tensor; expected ${texts.length * dims * 4}`);
+    }
+    // Copy out of the gRPC buffer: it may not be 4-byte aligned, and callers keep the vectors.
+    const all = new Float32Array(new Uint8Array(raw).buffer);
+    return texts.map((_, i) => all.slice(i * dims, (i + 1) * dims));
+  }
+}

@@ -1,0 +1,62 @@
+import { codedError, ErrorCode } from '../../lib/errors';
+import type { Identity } from '../../lib/identity';
+import type { Embedder } from './embedder';
+import { gpuError } from './gpu-errors';
+import type { ModelCatalog, ModelInfo } from './model-catalog';
+
+export interface EmbeddingLimits {
+  maxTexts: number;
+  maxTextChars: number;
+}
+
+export interface EmbeddingResult {
+  index: number;
+  dimensions: number;
+  vector: number[];
+  model: ModelInfo;
+}
+
+/** `embed`: who may call it, which model serves it, what input is valid. */
+export class Embeddings {
+  constructor(
+    private readonly catalog: ModelCatalog,
+    private readonly embedder: Embedder,
+    private readonly limits: EmbeddingLimits,
+  ) {}
+
+  async embed(identity: Identity, texts: string[], modelId?: string | null): Promise<EmbeddingResult[]> {
+    if (!identity.sub) throw codedError(ErrorCode.Unauthenticated, 'embed requires a signed-in caller: send "Authorization: Bearer <token>"');
+    if (texts.length === 0 || texts.length > this.limits.maxTexts) {
+      throw codedError(ErrorCode.BadUserInput, `embed expects 1 to ${this.limits.maxTexts} texts, but got ${texts.length}`, { field: 'texts' });
+    }
+    const long = texts.findIndex((text) => text.length > this.limits.maxTextChars);
+    if (long >= 0) {
+      throw codedError(ErrorCode.BadUserInput, `embed expects each text to be at most ${this.limits.maxTextChars} characters, but texts[${long}] has ${texts[long].length}`, {
+        field: `texts[${long}]`,
+      });
+    }
+    const model = await this.resolveModel(modelId);
+    const vectors = await this.embedder.embed(model, texts).catch((error: unknown) => {
+      throw gpuError(error, model.id);
+    });
+    return vectors.map((vector, index) => ({ index, dimensions: vector.length, vector: Array.from(vector), model }));
+  }
+
+  private async resolveModel(modelId?: string | null): Promise<ModelInfo> {
+    const model = await (modelId ? this.catalog.get(modelId) : this.catalog.defaultOf('EMBEDDING')).catch((error: unknown) => {
+      throw gpuError(error, modelId ?? undefined);
+    });
+    if (!model) {
+      throw modelId
+        ? codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(modelId)} is not served by the GPU tier; query "models" for the ones that are`, { model: modelId })
+        : codedError(ErrorCode.ModelNotReady, 'no embedding model is ready on the GPU tier', {});
+    }
+    if (model.kind !== 'EMBEDDING') {
+      throw codedError(ErrorCode.BadUserInput, `embed expects an EMBEDDING model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'model' });
+    }
+    if (!model.ready) {
+      throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}`, { model: model.id });
+    }
+    return model;
+  }
+}

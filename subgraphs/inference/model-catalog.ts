@@ -1,0 +1,103 @@
+import type { ModelConfig } from '../../gpu-server/repository/model-config';
+import type { TritonClient } from './triton-client';
+
+export type ModelKind = 'EMBEDDING' | 'TEXT_GENERATION' | 'OTHER';
+
+export interface TensorSpec {
+  name: string;
+  datatype: string;
+  dims: number[];
+}
+
+/** A model as the GPU tier describes it. */
+export interface ModelInfo {
+  id: string;
+  version: string;
+  /** Triton's model state: READY, UNAVAILABLE, LOADING, UNLOADING. */
+  state: string;
+  reason: string;
+  ready: boolean;
+  kind: ModelKind;
+  platform: string;
+  maxBatchSize: number;
+  instances: number;
+  decoupled: boolean;
+  contextLength: number | null;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+/**
+ * What the GPU tier serves, learned from RepositoryIndex and ModelConfig (never
+ * from a list of ours), and cached for `ttlMs` so a burst of `models` queries
+ * costs one round of RPCs. Concurrent refreshes share one in-flight load.
+ */
+export class ModelCatalog {
+  private cached: { at: number; models: Map<string, ModelInfo> } | undefined;
+  private loading: Promise<Map<string, ModelInfo>> | undefined;
+
+  constructor(
+    private readonly triton: TritonClient,
+    private readonly ttlMs: number,
+  ) {}
+
+  async list(): Promise<ModelInfo[]> {
+    return [...(await this.models()).values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async get(id: string): Promise<ModelInfo | undefined> {
+    return (await this.models()).get(id);
+  }
+
+  /** The first ready model of a kind, for requests that do not name one. */
+  async defaultOf(kind: ModelKind): Promise<ModelInfo | undefined> {
+    return (await this.list()).find((model) => model.kind === kind && model.ready);
+  }
+
+  private async models(): Promise<Map<string, ModelInfo>> {
+    if (this.cached && Date.now() - this.cached.at < this.ttlMs) return this.cached.models;
+    this.loading ??= this.load().finally(() => (this.loading = undefined));
+    return this.loading;
+  }
+
+  private async load(): Promise<Map<string, ModelInfo>> {
+    const index = await this.triton.repositoryIndex();
+    const models = new Map<string, ModelInfo>();
+    await Promise.all(
+      index.models.map(async (entry) => {
+        const ready = entry.state === 'READY';
+        // Triton answers ModelConfig only for loaded models; the others are listed with their state and reason.
+        const config = ready ? (await this.triton.modelConfig(entry.name)).config : undefined;
+        const existing = models.get(entry.name);
+        // RepositoryIndex lists each version; keep the ready one (or the newest).
+        if (existing && (existing.ready || !ready) && Number(existing.version) >= Number(entry.version)) return;
+        models.set(entry.name, describe(entry.name, entry.version, entry.state, entry.reason, config));
+      }),
+    );
+    this.cached = { at: Date.now(), models };
+    return models;
+  }
+}
+
+function describe(id: string, version: string, state: string, reason: string, config?: ModelConfig): ModelInfo {
+  const inputs = (config?.input ?? []).map((t) => ({ name: t.name, datatype: t.data_type.replace(/^TYPE_/, ''), dims: t.dims }));
+  const outputs = (config?.output ?? []).map((t) => ({ name: t.name, datatype: t.data_type.replace(/^TYPE_/, ''), dims: t.dims }));
+  const names = new Set([...inputs, ...outputs].map((t) => t.name));
+  const kind: ModelKind = names.has('text') && names.has('embedding') ? 'EMBEDDING' : names.has('text_input') && names.has('text_output') ? 'TEXT_GENERATION' : 'OTHER';
+  const contextLength = Number(config?.parameters?.context_length?.string_value);
+  return {
+    id,
+    version,
+    state,
+    reason,
+    ready: state === 'READY',
+    kind,
+    platform: config?.backend || config?.platform || '',
+    maxBatchSize: config?.max_batch_size ?? 0,
+    instances: (config?.instance_group ?? []).reduce((sum, group) => sum + (group.count || 1) * Math.max(1, group.gpus?.length ?? 0), 0) || (config ? 1 : 0),
+    decoupled: config?.model_transaction_policy?.decoupled ?? false,
+    contextLength: Number.isFinite(contextLength) && contextLength > 0 ? contextLength : null,
+    inputs,
+    outputs,
+  };
+}

@@ -1,0 +1,28 @@
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
+import type { SubgraphContext } from '../../lib/subgraph-service';
+import type { Embeddings } from './embeddings';
+import { gpuError } from './gpu-errors';
+import type { ModelCatalog, ModelInfo } from './model-catalog';
+
+export interface InferenceContext extends SubgraphContext {
+  catalog: ModelCatalog;
+  embeddings: Embeddings;
+}
+
+const catalogCall = <T>(call: Promise<T>): Promise<T> =>
+  call.catch((error: unknown) => {
+    throw gpuError(error);
+  });
+
+export const resolvers: GraphQLResolverMap<InferenceContext> = {
+  Query: {
+    models: (_: unknown, __: unknown, { catalog }: InferenceContext) => catalogCall(catalog.list()),
+    model: async (_: unknown, { id }: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(id))) ?? null,
+    embed: (_: unknown, args: { texts: string[]; model?: string | null }, { identity, embeddings }: InferenceContext) =>
+      embeddings.embed(identity, args.texts, args.model),
+  },
+  Model: {
+    __resolveReference: async (ref: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(ref.id))) ?? null,
+    reason: (model: ModelInfo) => model.reason || null,
+  },
+};

@@ -1,0 +1,79 @@
+import * as grpc from '@grpc/grpc-js';
+import type {
+  ModelConfigResponse,
+  ModelInferRequest,
+  ModelInferResponse,
+  ModelStatisticsResponse,
+  RepositoryIndexResponse,
+} from '../../gpu-server/protocol/messages';
+import { loadTritonProto } from '../../gpu-server/proto/load';
+
+/**
+ * A typed, promise-based client for Triton's GRPCInferenceService. It speaks
+ * only the standard protocol, so it works unchanged against NVIDIA's Triton
+ * and against our gpu-server. Every call has a deadline: a GPU tier that stops
+ * answering yields an error, never a hang.
+ */
+export class TritonClient {
+  private readonly client: grpc.Client & Record<string, grpc.MethodDefinition<unknown, unknown> | unknown>;
+
+  constructor(
+    readonly address: string,
+    private readonly deadlineMs: number,
+  ) {
+    const Service = loadTritonProto().inference.GRPCInferenceService;
+    this.client = new Service(address, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+    }) as TritonClient['client'];
+  }
+
+  serverReady(): Promise<{ ready: boolean }> {
+    return this.unary('ServerReady', {});
+  }
+
+  repositoryIndex(): Promise<RepositoryIndexResponse> {
+    return this.unary('RepositoryIndex', { repository_name: '', ready: false });
+  }
+
+  modelConfig(name: string, version = ''): Promise<ModelConfigResponse> {
+    return this.unary('ModelConfig', { name, version });
+  }
+
+  modelReady(name: string, version = ''): Promise<{ ready: boolean }> {
+    return this.unary('ModelReady', { name, version });
+  }
+
+  modelStatistics(name = '', version = ''): Promise<ModelStatisticsResponse> {
+    return this.unary('ModelStatistics', { name, version });
+  }
+
+  modelInfer(request: ModelInferRequest, deadlineMs = this.deadlineMs): Promise<ModelInferResponse> {
+    return this.unary('ModelInfer', request, deadlineMs);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private unary<T>(method: string, request: unknown, deadlineMs = this.deadlineMs): Promise<T> {
+    const call = this.client[method] as (
+      request: unknown,
+      metadata: grpc.Metadata,
+      options: grpc.CallOptions,
+      callback: (error: grpc.ServiceError | null, response: T) => void,
+    ) => void;
+    return new Promise((resolve, reject) =>
+      call.call(this.client, request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (error, response) =>
+        error ? reject(error) : resolve(response),
+      ),
+    );
+  }
+}
+
+export function isGrpcError(error: unknown): error is grpc.ServiceError {
+  return typeof error === 'object' && error !== null && 'code' in error && 'details' in error;
+}
+
+export { status as GrpcStatus } from '@grpc/grpc-js';

@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../scripts/free-port';
+import { Stack, StackPorts, startStack } from '../../scripts/stack';
+
+/**
+ * The whole stack on free loopback ports with its own redis-server (or
+ * `REDIS_URL` when the environment sets one), for end-to-end tests. Service
+ * output is kept and printed only when starting fails, or with SLUICE_TEST_LOGS=1.
+ */
+export interface TestStack extends Stack {
+  logs: string[];
+}
+
+export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const ports: StackPorts = {
+    gateway: await freePort(),
+    auth: await freePort(),
+    billing: await freePort(),
+    knowledge: await freePort(),
+    inference: await freePort(),
+    gpuHttp: await freePort(),
+    gpuGrpc: await freePort(),
+  };
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
+  const logs: string[] = [];
+  const verbose = process.env.SLUICE_TEST_LOGS === '1';
+  try {
+    const stack = await startStack({
+      ports,
+      redisUrl: process.env.REDIS_URL || undefined,
+      dataDir,
+      host: '127.0.0.1',
+      env: { SLUICE_LOG_LEVEL: 'warn', ...env },
+      onLine: (service, line) => {
+        logs.push(`[${service}] ${line}`);
+        if (verbose) process.stdout.write(`[${service}] ${line}\n`);
+      },
+    });
+    return {
+      ...stack,
+      logs,
+      stop: async () => {
+        await stack.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    process.stderr.write(`stack failed to start; its output:\n${logs.join('\n')}\n`);
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+}
