@@ -29,24 +29,11 @@ export enum ErrorCode {
   InternalServerError = 'INTERNAL_SERVER_ERROR',
 }
 
-/** The HTTP status a response should carry when this code is its only error. */
-export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
-  [ErrorCode.Unauthenticated]: 401,
-  [ErrorCode.Forbidden]: 403,
-  [ErrorCode.PayloadTooLarge]: 413,
-  [ErrorCode.InsufficientBalance]: 402,
-  [ErrorCode.ServiceUnavailable]: 503,
-};
-
-/** A GraphQL error whose `extensions.code` is one of ours. */
+/**
+ * A GraphQL error whose `extensions.code` is one of ours. It sets no HTTP
+ * status: a subgraph answering a gateway fetch must reply 200 with the error in
+ * the body, or the gateway would see a failed fetch instead of the error.
+ */
 export function codedError(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}): GraphQLError {
-  const status = HTTP_STATUS[code];
-  return new GraphQLError(message, {
-    extensions: { ...extensions, code, ...(status ? { http: { status } } : {}) },
-  });
-}
-
-/** The JSON body of a response that failed before GraphQL execution started. */
-export function errorBody(code: ErrorCode, message: string): string {
-  return JSON.stringify({ errors: [{ message, extensions: { code } }] });
+  return new GraphQLError(message, { extensions: { ...extensions, code } });
 }

@@ -24,13 +24,14 @@ export function runService(
       log,
     };
   } catch (error) {
-    log.error(`${name} cannot start`, { error });
+    log.error(`${name} cannot start: ${(error as Error).message}`);
     process.exit(1);
   }
   start(config).then(
     (service) => service.http.stopOnSignals(),
     (error: unknown) => {
-      log.error(`${name} failed to start`, { error });
+      // The whole message, unescaped: composition errors span several lines.
+      log.error(`${name} failed to start: ${(error as Error).message}`);
       process.exit(1);
     },
   );
