@@ -1,0 +1,93 @@
+/**
+ * Triton's per-model-version statistics (ModelStatistics): request outcomes,
+ * queue and compute durations, and per-batch-size execution counts.
+ * `inference_count` counts samples (a batch-8 request adds 8);
+ * `execution_count` counts model executions (one per formed batch).
+ */
+export interface Duration {
+  count: number;
+  ns: number;
+}
+
+export interface BatchStatistics {
+  batch_size: number;
+  compute_input: Duration;
+  compute_infer: Duration;
+  compute_output: Duration;
+}
+
+export interface ModelVersionStatistics {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: {
+    success: Duration;
+    fail: Duration;
+    queue: Duration;
+    compute_input: Duration;
+    compute_infer: Duration;
+    compute_output: Duration;
+  };
+  batch_stats: BatchStatistics[];
+}
+
+const zero = (): Duration => ({ count: 0, ns: 0 });
+const add = (d: Duration, ns: number) => {
+  d.count += 1;
+  d.ns += Math.max(0, Math.round(ns));
+};
+
+export class StatisticsRecorder {
+  private readonly stats: ModelVersionStatistics;
+  private readonly batches = new Map<number, BatchStatistics>();
+
+  constructor(name: string, version: string) {
+    this.stats = {
+      name,
+      version,
+      last_inference: 0,
+      inference_count: 0,
+      execution_count: 0,
+      inference_stats: { success: zero(), fail: zero(), queue: zero(), compute_input: zero(), compute_infer: zero(), compute_output: zero() },
+      batch_stats: [],
+    };
+  }
+
+  /** A request finished: `ns` from its arrival to its response. */
+  requestSucceeded(batchSize: number, ns: number, queueNs: number, computeNs: number): void {
+    const s = this.stats;
+    add(s.inference_stats.success, ns);
+    add(s.inference_stats.queue, queueNs);
+    add(s.inference_stats.compute_infer, computeNs);
+    add(s.inference_stats.compute_input, 0);
+    add(s.inference_stats.compute_output, 0);
+    s.inference_count += batchSize;
+    s.last_inference = Date.now();
+  }
+
+  requestFailed(ns: number): void {
+    add(this.stats.inference_stats.fail, ns);
+    this.stats.last_inference = Date.now();
+  }
+
+  /** One model execution of `batchSize` samples took `computeNs`. */
+  executed(batchSize: number, computeNs: number): void {
+    this.stats.execution_count += 1;
+    let b = this.batches.get(batchSize);
+    if (!b) {
+      b = { batch_size: batchSize, compute_input: zero(), compute_infer: zero(), compute_output: zero() };
+      this.batches.set(batchSize, b);
+    }
+    add(b.compute_infer, computeNs);
+    add(b.compute_input, 0);
+    add(b.compute_output, 0);
+  }
+
+  snapshot(): ModelVersionStatistics {
+    const copy = structuredClone(this.stats);
+    copy.batch_stats = [...this.batches.values()].sort((a, b) => a.batch_size - b.batch_size).map((b) => structuredClone(b));
+    return copy;
+  }
+}

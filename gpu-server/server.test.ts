@@ -1,0 +1,319 @@
+/**
+ * The gpu-server end to end: a real server on free ports, a plain
+ * @grpc/grpc-js client built from the same protos, and a repository holding
+ * the real sluice-embed model next to two broken ones.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createLogger } from '../lib/log';
+import { loadTritonProto } from './proto/load';
+import { encodeBytesTensor } from './protocol/bytes-tensor';
+import type { ModelInferResponse, ModelStatistics } from './protocol/messages';
+import { buildModels } from './scripts/build-models';
+import { startGpuServer, type GpuServer } from './server';
+
+const MODEL = 'sluice-embed';
+const DIM = 128;
+
+let repository: string;
+let server: GpuServer;
+let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+let health: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+function call<T = Record<string, unknown>>(target: typeof client, method: string, request: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    (target[method] as (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(target, request, (error, value) =>
+      error ? reject(error) : resolve(value),
+    );
+  });
+}
+
+async function callError(method: string, request: unknown): Promise<grpc.ServiceError> {
+  try {
+    await call(client, method, request);
+  } catch (error) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error(`${method} was expected to fail but succeeded`);
+}
+
+function embedRequest(texts: string[], extra: Record<string, unknown> = {}) {
+  return {
+    model_name: MODEL,
+    inputs: [{ name: 'text', datatype: 'BYTES', shape: [texts.length, 1] }],
+    raw_input_contents: [encodeBytesTensor(texts)],
+    ...extra,
+  };
+}
+
+function vectors(response: ModelInferResponse): Float32Array[] {
+  const raw = response.raw_output_contents[0];
+  const all = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  const rows: Float32Array[] = [];
+  for (let i = 0; i < all.length; i += DIM) rows.push(all.subarray(i, i + DIM));
+  return rows;
+}
+
+const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i], 0);
+
+function httpStatus(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+}
+
+async function embedStats(): Promise<ModelStatistics> {
+  const response = await call<{ model_stats: ModelStatistics[] }>(client, 'ModelStatistics', { name: MODEL });
+  return response.model_stats[0];
+}
+
+beforeAll(async () => {
+  repository = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-gpu-server-'));
+  const source = path.join(__dirname, 'model_repository', MODEL, 'config.pbtxt');
+  fs.mkdirSync(path.join(repository, MODEL, '1'), { recursive: true });
+  fs.copyFileSync(source, path.join(repository, MODEL, 'config.pbtxt'));
+  await buildModels(repository);
+  // A config with a syntax error on line 3, and a model without versions.
+  fs.mkdirSync(path.join(repository, 'broken', '1'), { recursive: true });
+  fs.writeFileSync(path.join(repository, 'broken', 'config.pbtxt'), 'name: "broken"\nmax_batch_size: 4\ninput [ { name: "x" data_type: TYPE_NOPE dims: [1] } ]\n');
+  fs.mkdirSync(path.join(repository, 'no-versions'));
+  fs.copyFileSync(source, path.join(repository, 'no-versions', 'config.pbtxt'));
+  fs.writeFileSync(path.join(repository, 'no-versions', 'config.pbtxt'), fs.readFileSync(source, 'utf8').replace('name: "sluice-embed"', 'name: "no-versions"'));
+
+  server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, logger: createLogger({ test: 'gpu-server' }) });
+  const pkg = loadTritonProto();
+  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
+  health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof health;
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  health?.close();
+  await server?.stop();
+  fs.rmSync(repository, { recursive: true, force: true });
+});
+
+describe('health and metadata', () => {
+  it('answers ServerLive, ServerReady and ServerMetadata', async () => {
+    expect(await call(client, 'ServerLive', {})).toEqual({ live: true });
+    expect(await call(client, 'ServerReady', {})).toEqual({ ready: true });
+    expect(await call(client, 'ServerMetadata', {})).toEqual({
+      name: 'sluice-gpu-server',
+      version: expect.any(String),
+      extensions: expect.arrayContaining(['model_repository', 'statistics']),
+    });
+  });
+
+  it('answers grpc.health.v1 Check', async () => {
+    expect(await call(health, 'Check', { service: '' })).toEqual({ status: 'SERVING' });
+    expect(await call(health, 'Check', { service: 'inference.GRPCInferenceService' })).toEqual({ status: 'SERVING' });
+    await expect(call(health, 'Check', { service: 'nope' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+
+  it('answers HTTP health', async () => {
+    expect(await httpStatus(server.httpPort, '/v2/health/live')).toBe(200);
+    expect(await httpStatus(server.httpPort, '/v2/health/ready')).toBe(200);
+    expect(await httpStatus(server.httpPort, '/v2/other')).toBe(404);
+  });
+
+  it('answers ModelReady per model', async () => {
+    expect(await call(client, 'ModelReady', { name: MODEL })).toEqual({ ready: true });
+    expect(await call(client, 'ModelReady', { name: MODEL, version: '1' })).toEqual({ ready: true });
+    expect(await call(client, 'ModelReady', { name: 'broken' })).toEqual({ ready: false });
+    const error = await callError('ModelReady', { name: 'missing' });
+    expect(error.code).toBe(grpc.status.NOT_FOUND);
+    expect(error.details).toBe("Request for unknown model: 'missing' is not found");
+  });
+
+  it('answers ModelMetadata with the batch dimension', async () => {
+    expect(await call(client, 'ModelMetadata', { name: MODEL })).toEqual({
+      name: MODEL,
+      versions: ['1'],
+      platform: 'python',
+      inputs: [{ name: 'text', datatype: 'BYTES', shape: [-1, 1] }],
+      outputs: [{ name: 'embedding', datatype: 'FP32', shape: [-1, DIM] }],
+    });
+  });
+
+  it('answers ModelConfig in the proto shape', async () => {
+    const { config } = await call<{ config: Record<string, unknown> }>(client, 'ModelConfig', { name: MODEL });
+    expect(config).toMatchObject({
+      name: MODEL,
+      backend: 'python',
+      max_batch_size: 64,
+      input: [{ name: 'text', data_type: 'TYPE_STRING', dims: [1] }],
+      output: [{ name: 'embedding', data_type: 'TYPE_FP32', dims: [DIM] }],
+      dynamic_batching: { max_queue_delay_microseconds: 0 },
+      scheduling_choice: 'dynamic_batching',
+      instance_group: [{ kind: 'KIND_CPU', count: 1 }],
+    });
+  });
+
+  it('lists every model in RepositoryIndex, bad ones UNAVAILABLE with the reason', async () => {
+    const { models } = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', {});
+    expect(models).toEqual([
+      { name: 'broken', version: '', state: 'UNAVAILABLE', reason: expect.stringMatching(/broken\/config\.pbtxt:3:32: field 'data_type' of inference\.ModelInput expects one of .*but got 'TYPE_NOPE'$/) },
+      { name: 'no-versions', version: '', state: 'UNAVAILABLE', reason: expect.stringContaining('has no numbered version directory') },
+      { name: MODEL, version: '1', state: 'READY', reason: '' },
+    ]);
+    const ready = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', { ready: true });
+    expect(ready.models.map((m) => m.name)).toEqual([MODEL]);
+  });
+
+  it('answers the RPCs it does not implement with UNIMPLEMENTED', async () => {
+    const error = await callError('RepositoryModelLoad', { model_name: MODEL });
+    expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(error.details).toBe('RepositoryModelLoad is not implemented by the Sluice gpu-server');
+  });
+});
+
+describe('ModelInfer on sluice-embed', () => {
+  const texts = ['The cat sat on the mat', 'Quantum computers use qubits', 'A cat was sitting on a mat'];
+
+  it('embeds a batch: shape, unit norm, order, similar texts closer', async () => {
+    const response = await call<ModelInferResponse>(client, 'ModelInfer', embedRequest(texts, { id: 'req-1' }));
+    expect(response).toMatchObject({ model_name: MODEL, model_version: '1', id: 'req-1' });
+    expect(response.outputs).toEqual([expect.objectContaining({ name: 'embedding', datatype: 'FP32', shape: [3, DIM] })]);
+    const [cat, quantum, cat2] = vectors(response);
+    for (const v of [cat, quantum, cat2]) expect(dot(v, v)).toBeCloseTo(1, 5);
+    expect(dot(cat, cat2)).toBeGreaterThan(0.5);
+    expect(dot(cat, quantum)).toBeLessThan(0.3);
+    expect(dot(cat, cat2) - dot(cat, quantum)).toBeGreaterThan(0.3);
+
+    // Order is preserved: each row equals the text embedded on its own.
+    for (const [i, text] of texts.entries()) {
+      const [single] = vectors(await call<ModelInferResponse>(client, 'ModelInfer', embedRequest([text])));
+      expect(dot(single, vectors(response)[i])).toBeCloseTo(1, 5);
+    }
+  });
+
+  it('accepts typed bytes_contents as well as raw contents', async () => {
+    const typed = await call<ModelInferResponse>(client, 'ModelInfer', {
+      model_name: MODEL,
+      inputs: [{ name: 'text', datatype: 'BYTES', shape: [2, 1], contents: { bytes_contents: texts.slice(0, 2).map((t) => Buffer.from(t)) } }],
+    });
+    const raw = await call<ModelInferResponse>(client, 'ModelInfer', embedRequest(texts.slice(0, 2)));
+    expect(Buffer.compare(typed.raw_output_contents[0], raw.raw_output_contents[0])).toBe(0);
+  });
+
+  it('combines concurrent requests into fewer executions and splits results back exactly', async () => {
+    const before = await embedStats();
+    const many = Array.from({ length: 32 }, (_, i) => `document number ${i} about topic ${i % 5}`);
+    const singles = await Promise.all(many.map((t) => call<ModelInferResponse>(client, 'ModelInfer', embedRequest([t]))));
+    const batched = vectors(await call<ModelInferResponse>(client, 'ModelInfer', embedRequest(many)));
+    singles.forEach((response, i) => expect(dot(vectors(response)[0], batched[i])).toBeCloseTo(1, 5));
+    const after = await embedStats();
+    expect(after.inference_count - before.inference_count).toBe(64);
+    expect(after.inference_stats.success.count - before.inference_stats.success.count).toBe(33);
+    const executions = after.execution_count - before.execution_count;
+    expect(executions).toBeGreaterThanOrEqual(2); // the 32-text request is one execution on its own
+    expect(executions).toBeLessThan(33);
+    expect(after.batch_stats.find((b) => b.batch_size === 32)).toBeDefined();
+  });
+
+  it('answers ModelStreamInfer for this non-decoupled model', async () => {
+    const stream = client.makeBidiStreamRequest(
+      '/inference.GRPCInferenceService/ModelStreamInfer',
+      (value: unknown) => (loadTritonProto().inference.GRPCInferenceService.service.ModelStreamInfer.requestSerialize as (v: unknown) => Buffer)(value),
+      (buffer: Buffer) => (loadTritonProto().inference.GRPCInferenceService.service.ModelStreamInfer.responseDeserialize as (b: Buffer) => unknown)(buffer),
+    );
+    const responses: Array<{ error_message: string; infer_response: ModelInferResponse | null }> = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: (typeof responses)[number]) => responses.push(r));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    stream.write(embedRequest(['stream me'], { id: 's1' }));
+    stream.write({ model_name: 'missing', inputs: [] });
+    stream.end();
+    await done;
+    expect(responses).toHaveLength(2);
+    const ok = responses.find((r) => r.infer_response)!;
+    expect(ok.error_message).toBe('');
+    expect(ok.infer_response).toMatchObject({ id: 's1', outputs: [expect.objectContaining({ shape: [1, DIM] })] });
+    expect(responses.find((r) => !r.infer_response)!.error_message).toBe("Request for unknown model: 'missing' is not found");
+  });
+});
+
+describe('ModelInfer errors', () => {
+  it('refuses an unknown model with NOT_FOUND', async () => {
+    const error = await callError('ModelInfer', { ...embedRequest(['x']), model_name: 'nope' });
+    expect(error.code).toBe(grpc.status.NOT_FOUND);
+    expect(error.details).toBe("Request for unknown model: 'nope' is not found");
+  });
+
+  it('refuses an unknown version with NOT_FOUND', async () => {
+    const error = await callError('ModelInfer', embedRequest(['x'], { model_version: '7' }));
+    expect(error.code).toBe(grpc.status.NOT_FOUND);
+    expect(error.details).toContain("'sluice-embed' version 7 is not found (served: 1)");
+  });
+
+  it('refuses a model that failed to load with UNAVAILABLE and the reason', async () => {
+    const error = await callError('ModelInfer', { ...embedRequest(['x']), model_name: 'no-versions' });
+    expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    expect(error.details).toContain('has no numbered version directory');
+  });
+
+  it('refuses a wrong datatype with INVALID_ARGUMENT saying expected and got', async () => {
+    const error = await callError('ModelInfer', {
+      model_name: MODEL,
+      inputs: [{ name: 'text', datatype: 'FP32', shape: [1, 1] }],
+      raw_input_contents: [Buffer.alloc(4)],
+    });
+    expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error.details).toBe("unexpected datatype FP32 for inference input 'text' of model 'sluice-embed': expected BYTES, got FP32");
+  });
+
+  it('refuses a wrong shape with INVALID_ARGUMENT', async () => {
+    const error = await callError('ModelInfer', { ...embedRequest(['a', 'b']), inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2] }] });
+    expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error.details).toBe("unexpected shape for input 'text' for model 'sluice-embed': expected [-1,1], got [1,2]");
+  });
+
+  it('refuses a batch over max_batch_size with INVALID_ARGUMENT', async () => {
+    const error = await callError('ModelInfer', embedRequest(Array.from({ length: 65 }, (_, i) => `t${i}`)));
+    expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error.details).toBe("inference request batch-size must be between 1 and 64 for model 'sluice-embed', but input 'text' has batch size 65");
+  });
+
+  it('refuses malformed raw BYTES with INVALID_ARGUMENT', async () => {
+    const error = await callError('ModelInfer', { ...embedRequest(['x']), raw_input_contents: [Buffer.from([9, 0, 0, 0, 0x61])] });
+    expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error.details).toBe("malformed BYTES data for input 'text' of model 'sluice-embed': BYTES element 0 declares 9 byte(s) at byte 0, but only 1 byte(s) remain");
+  });
+
+  it('refuses unknown inputs, missing inputs and unknown outputs', async () => {
+    const unknown = await callError('ModelInfer', { ...embedRequest(['x']), inputs: [{ name: 'txt', datatype: 'BYTES', shape: [1, 1] }] });
+    expect(unknown.details).toBe("unexpected inference input 'txt' for model 'sluice-embed'; expected: text");
+    const missing = await callError('ModelInfer', { model_name: MODEL, inputs: [] });
+    expect(missing.details).toBe("expected 1 input(s) but got 0 for model 'sluice-embed': missing 'text'");
+    const output = await callError('ModelInfer', embedRequest(['x'], { outputs: [{ name: 'vector' }] }));
+    expect(output.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(output.details).toBe("unexpected inference output 'vector' for model 'sluice-embed'; expected: embedding");
+  });
+
+  it('counts failures only for requests that reached the model', async () => {
+    const stats = await embedStats();
+    expect(stats.inference_stats.fail.count).toBe(0);
+  });
+});
+
+describe('stop', () => {
+  it('drains, then refuses connections', async () => {
+    const extra = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, logger: createLogger({ test: 'stop' }) });
+    const pkg = loadTritonProto();
+    const c = new pkg.inference.GRPCInferenceService(`127.0.0.1:${extra.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
+    const inflight = call<ModelInferResponse>(c, 'ModelInfer', embedRequest(['finish me']));
+    await new Promise((r) => setTimeout(r, 20));
+    await extra.stop();
+    await expect(inflight).resolves.toMatchObject({ model_name: MODEL });
+    await expect(httpStatus(extra.httpPort, '/v2/health/live')).rejects.toThrow();
+    c.close();
+  });
+});
