@@ -63,6 +63,8 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     plugins,
     introspection: envBool('GATEWAY_INTROSPECTION', true),
     includeStacktraceInErrorResponses: false,
+    // The service's HttpService owns signals and draining; Apollo's own handlers would race it.
+    stopOnTerminationSignals: false,
   });
   await apollo.start();
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
 import { parse } from 'graphql';
@@ -69,8 +69,11 @@ export async function startSubgraph<TContext extends SubgraphContext>(
   const typeDefs = parse(readFileSync(options.schemaFile, 'utf8'));
   const apollo = new ApolloServer<TContext>({
     schema: buildSubgraphSchema([{ typeDefs, resolvers: options.resolvers }]),
-    plugins: [ApolloServerPluginLandingPageDisabled()],
+    // Inline traces only feed Apollo Studio, which Sluice does not report to.
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
     includeStacktraceInErrorResponses: false,
+    // The service's HttpService owns signals and draining; Apollo's own handlers would race it.
+    stopOnTerminationSignals: false,
   });
   await apollo.start();
 
