@@ -135,6 +135,19 @@ describe('through the gateway', () => {
     expect(cos(res.data!.e4[0].vector, res.data!.e5[0].vector)).toBeLessThan(0.99);
   });
 
+  it('splits a request larger than max_batch_size into batches of at most max_batch_size, one ModelInfer each', async () => {
+    const user = await signUp();
+    const models = await gql(url(), '{ model(id: "sluice-embed") { maxBatchSize } }');
+    const max = models.data!.model.maxBatchSize as number;
+    const texts = Array.from({ length: max + 5 }, (_, i) => `text ${i}`);
+    const before = await executionCount('sluice-embed');
+    const res = await gql(url(), 'query($t: [String!]!) { embed(texts: $t) { index } }', { t: texts }, bearer(user.token));
+    expect(res.data!.embed.map((e: { index: number }) => e.index)).toEqual(texts.map((_, i) => i));
+    const after = await executionCount('sluice-embed');
+    expect(after.executions - before.executions).toBe(2);
+    expect(after.inferences - before.inferences).toBe(max + 5);
+  });
+
   it('answers an unknown embedding model with MODEL_NOT_FOUND', async () => {
     const user = await signUp();
     const res = await gql(url(), '{ embed(texts: ["x"], model: "no-such-model") { index } }', {}, bearer(user.token));
@@ -217,6 +230,26 @@ describe('gateway process', () => {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('turns introspection and Sandbox off when configured', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, ...stack.env, GATEWAY_PORT: String(port), GATEWAY_INTROSPECTION: 'false', GATEWAY_SANDBOX: 'false', SLUICE_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    try {
+      const gateway = `http://127.0.0.1:${port}`;
+      for (let i = 0; i < 200 && !(await fetch(`${gateway}/health`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
+      const res = await gql(`${gateway}/graphql`, '{ __schema { queryType { name } } }');
+      expect(res.errors![0].message).toContain('introspection is not allowed');
+      const page = await fetch(`${gateway}/`, { headers: { accept: 'text/html' } });
+      expect(await page.text()).not.toContain('embeddable-sandbox');
+      expect((await gql(`${gateway}/graphql`, '{ models { id } }')).data!.models).toContainEqual({ id: 'sluice-embed' });
     } finally {
       child.kill('SIGKILL');
     }
