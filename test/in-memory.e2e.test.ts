@@ -2,9 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
-import { freePort } from '../scripts/free-port';
 import { Stack, startStack } from '../scripts/stack';
 import { bearer, gql, uniqueEmail } from './support/graphql';
+import { freeStackPorts } from './support/stack';
 
 /**
  * The fallback `npm start` uses when there is neither REDIS_URL nor a
@@ -14,17 +14,8 @@ import { bearer, gql, uniqueEmail } from './support/graphql';
 let stack: Stack;
 
 beforeAll(async () => {
-  const ports = {
-    gateway: await freePort(),
-    auth: await freePort(),
-    billing: await freePort(),
-    knowledge: await freePort(),
-    inference: await freePort(),
-    gpuHttp: await freePort(),
-    gpuGrpc: await freePort(),
-  };
   stack = await startStack({
-    ports,
+    ports: await freeStackPorts(),
     redisUrl: IN_MEMORY_REDIS_URL,
     dataDir: mkdtempSync(path.join(tmpdir(), 'sluice-mem-')),
     host: '127.0.0.1',

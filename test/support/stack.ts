@@ -13,8 +13,9 @@ export interface TestStack extends Stack {
   logs: string[];
 }
 
-export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
-  const ports: StackPorts = {
+/** A free loopback port for every service of the stack. */
+export async function freeStackPorts(): Promise<StackPorts> {
+  return {
     gateway: await freePort(),
     auth: await freePort(),
     billing: await freePort(),
@@ -23,6 +24,10 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
     gpuHttp: await freePort(),
     gpuGrpc: await freePort(),
   };
+}
+
+export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const ports = await freeStackPorts();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
   const logs: string[] = [];
   const verbose = process.env.SLUICE_TEST_LOGS === '1';
