@@ -49,7 +49,9 @@ it('starts everything, prints the Sandbox URL, and stops the rest with a clear m
     const res = await gql(`http://127.0.0.1:${env.GATEWAY_PORT}/graphql`, '{ models { id ready } }');
     expect(res.data!.models).toContainEqual({ id: 'sluice-embed', ready: true });
 
-    const services = children(launcher.pid!);
+    // The launcher's own helpers (tsx's esbuild service) are not services; they go when it goes.
+    const services = children(launcher.pid!).filter((c) => /main\.ts|redis-server/.test(c.command));
+    expect(services).toHaveLength(7);
     const billing = services.find((c) => c.command.includes('subgraphs/billing/main.ts'));
     expect(billing).toBeDefined();
     process.kill(billing!.pid, 'SIGKILL');
