@@ -22,8 +22,6 @@ import type { TritonClient } from './triton-client';
  */
 export class Embedder {
   private readonly loaders = new Map<string, DataLoader<string, Float32Array>>();
-  /** Number of ModelInfer calls made, per model: what batching saves is visible here and in tests. */
-  readonly calls = new Map<string, number>();
 
   constructor(
     private readonly triton: TritonClient,
@@ -54,7 +52,6 @@ export class Embedder {
   }
 
   private async batch(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
-    this.calls.set(model.id, (this.calls.get(model.id) ?? 0) + 1);
     // A model with max_batch_size 0 takes no batch dimension: [1] per request.
     const shape = model.maxBatchSize > 0 ? [texts.length, 1] : [texts.length];
     const response = await this.triton.modelInfer({

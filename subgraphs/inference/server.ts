@@ -9,11 +9,7 @@ import { ModelCatalog } from './model-catalog';
 import { InferenceContext, resolvers } from './resolvers';
 import { TritonClient } from './triton-client';
 
-export interface InferenceService extends RunningService {
-  embedder: Embedder;
-}
-
-export async function startInference(config: ServiceConfig): Promise<InferenceService> {
+export async function startInference(config: ServiceConfig): Promise<RunningService> {
   const redis = connectRedis(config.redisUrl, config.log);
   const endpoint = envString('INFERENCE_GPU_ENDPOINT', '127.0.0.1:8001');
   const triton = new TritonClient(endpoint, envInt('INFERENCE_GPU_DEADLINE_MS', 30_000, { min: 1 }));
@@ -21,7 +17,7 @@ export async function startInference(config: ServiceConfig): Promise<InferenceSe
   const embedder = new Embedder(triton, envInt('INFERENCE_BATCH_WINDOW_MS', 2));
   const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 });
   config.log.info('GPU tier', { endpoint });
-  const service = await startSubgraph<InferenceContext>({
+  return startSubgraph<InferenceContext>({
     name: 'inference',
     schemaFile: path.join(__dirname, 'schema.graphql'),
     resolvers,
@@ -32,5 +28,4 @@ export async function startInference(config: ServiceConfig): Promise<InferenceSe
     checks: { gpu: async () => (await triton.serverReady()).ready },
     onStop: async () => triton.close(),
   });
-  return { ...service, embedder };
 }
