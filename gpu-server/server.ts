@@ -6,6 +6,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { DEFAULT_PORTS } from '../lib/config';
 import { createLogger, type Logger } from '../lib/log';
 import { selectBackend } from './backends';
 import { InferenceCore } from './core/inference-core';
@@ -39,6 +40,8 @@ export interface GpuServer {
 
 export async function startGpuServer(options: GpuServerOptions): Promise<GpuServer> {
   const host = options.host ?? '0.0.0.0';
+  const wantedGrpcPort = options.grpcPort ?? DEFAULT_PORTS.gpuGrpc;
+  const wantedHttpPort = options.httpPort ?? DEFAULT_PORTS.gpuHttp;
   const logger = options.logger ?? createLogger({ service: 'gpu-server' });
   const repository = await ModelRepository.load({ root: options.repository, selectBackend, logger });
   const core = new InferenceCore(repository);
@@ -54,15 +57,15 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
   let httpServer: http.Server | undefined;
   try {
     const grpcPort = await new Promise<number>((resolve, reject) =>
-      grpcServer.bindAsync(`${host}:${options.grpcPort ?? 8001}`, grpc.ServerCredentials.createInsecure(), (error, port) =>
-        error ? reject(new Error(`gRPC could not bind ${host}:${options.grpcPort ?? 8001}: ${error.message}`)) : resolve(port),
+      grpcServer.bindAsync(`${host}:${wantedGrpcPort}`, grpc.ServerCredentials.createInsecure(), (error, port) =>
+        error ? reject(new Error(`gRPC could not bind ${host}:${wantedGrpcPort}: ${error.message}`)) : resolve(port),
       ),
     );
     const server = http.createServer(createHttpHandler(core));
     httpServer = server;
     const httpPort = await new Promise<number>((resolve, reject) => {
-      server.once('error', (error) => reject(new Error(`HTTP could not bind ${host}:${options.httpPort ?? 8000}: ${error.message}`)));
-      server.listen(options.httpPort ?? 8000, host, () => resolve((server.address() as AddressInfo).port));
+      server.once('error', (error) => reject(new Error(`HTTP could not bind ${host}:${wantedHttpPort}: ${error.message}`)));
+      server.listen(wantedHttpPort, host, () => resolve((server.address() as AddressInfo).port));
     });
     core.markReady();
 

@@ -1,6 +1,7 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log';
+import { exitOnSignals } from './signals';
 
 /**
  * The lifecycle every Sluice HTTP service shares: explicit phases, `/health`
@@ -80,18 +81,7 @@ export class HttpService {
 
   /** Stops on SIGTERM/SIGINT and exits the process once drained. */
   stopOnSignals(): void {
-    const onSignal = (signal: NodeJS.Signals) => {
-      this.options.log.info('draining', { signal, inFlight: this.inFlight });
-      this.stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          this.options.log.error('stop failed', { error });
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    exitOnSignals(this.options.log, () => this.stop(), () => ({ inFlight: this.inFlight }));
   }
 
   private async drain(): Promise<void> {
