@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import { ErrorCode } from '../lib/errors';
 import type { IdentityClaims } from '../lib/identity';
+import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../lib/session-token';
 
 /** Why a caller's credentials were refused; the gateway answers 401 with this message. */
 export class AuthenticationError extends Error {
@@ -18,8 +19,6 @@ export const ANONYMOUS: IdentityClaims = { sub: null, scopes: [] };
 export interface AuthenticatorOptions {
   /** Where the auth service publishes its session-token keys. */
   jwksUrl: string;
-  issuer: string;
-  audience: string;
 }
 
 /**
@@ -35,7 +34,7 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
 
-  constructor(private readonly options: AuthenticatorOptions) {
+  constructor(options: AuthenticatorOptions) {
     this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 });
   }
 
@@ -49,9 +48,9 @@ export class Authenticator {
   private async verifySession(token: string): Promise<IdentityClaims> {
     try {
       const { payload } = await jwtVerify(token, this.jwks, {
-        issuer: this.options.issuer,
-        audience: this.options.audience,
-        algorithms: ['EdDSA'],
+        issuer: SESSION_ISSUER,
+        audience: SESSION_AUDIENCE,
+        algorithms: [SESSION_ALGORITHM],
       });
       if (typeof payload.sub !== 'string') throw new AuthenticationError('the session token has no subject');
       const scopes = Array.isArray(payload.scopes) ? payload.scopes.filter((s): s is string => typeof s === 'string') : [];

@@ -46,8 +46,6 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   const signer: IdentitySigner = identitySignerFromEnv(envInt('GATEWAY_IDENTITY_TTL_SECONDS', 60, { min: 5 }));
   const authenticator = new Authenticator({
     jwksUrl: envString('GATEWAY_AUTH_JWKS_URL', 'http://127.0.0.1:4001/.well-known/jwks.json'),
-    issuer: 'sluice-auth',
-    audience: 'sluice',
   });
 
   const gateway = new ApolloGateway({

@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { exportJWK, JWK, SignJWT } from 'jose';
+import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
 
 /**
  * Session tokens: EdDSA (Ed25519) JWTs signed by the auth service and verified
@@ -12,8 +13,6 @@ import { exportJWK, JWK, SignJWT } from 'jose';
  * `AUTH_SESSION_PRIVATE_KEY` (or `_FILE`, a PKCS#8 PEM) overrides it for
  * operators who keep keys in a secret store.
  */
-export const SESSION_ISSUER = 'sluice-auth';
-export const SESSION_AUDIENCE = 'sluice';
 /** What a signed-in user may do; API keys (issue 5) will carry narrower sets. */
 export const SESSION_SCOPES = ['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read'];
 
@@ -52,7 +51,7 @@ export class SessionTokens {
   async issue(userId: string): Promise<{ token: string; expiresAt: Date }> {
     const expiresAt = new Date(Date.now() + this.ttlSeconds * 1000);
     const token = await new SignJWT({ scopes: SESSION_SCOPES })
-      .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
+      .setProtectedHeader({ alg: SESSION_ALGORITHM, kid: this.key.kid, typ: 'JWT' })
       .setSubject(userId)
       .setIssuer(SESSION_ISSUER)
       .setAudience(SESSION_AUDIENCE)
@@ -65,6 +64,6 @@ export class SessionTokens {
 
   async jwks(): Promise<{ keys: JWK[] }> {
     const jwk = await exportJWK(this.key.publicKey);
-    return { keys: [{ ...jwk, kid: this.key.kid, alg: 'EdDSA', use: 'sig' }] };
+    return { keys: [{ ...jwk, kid: this.key.kid, alg: SESSION_ALGORITHM, use: 'sig' }] };
   }
 }
