@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { DEFAULT_PORTS } from '../lib/config';
 import { runService } from '../lib/run-service';
 import { startGateway } from './server';
 
@@ -15,6 +14,6 @@ function argument(flag: string): string | undefined {
 const supergraphFile = argument('--supergraph') ?? process.env.GATEWAY_SUPERGRAPH_FILE;
 const supergraphConfig = argument('--config') ?? path.resolve(__dirname, '..', 'supergraph.yaml');
 
-runService('gateway', 'GATEWAY_PORT', DEFAULT_PORTS.gateway, (config) =>
+runService('gateway', (config) =>
   startGateway(config, supergraphFile ? { supergraphFile: path.resolve(supergraphFile) } : { supergraphConfig }),
 );

@@ -7,7 +7,7 @@
  * drains in-flight requests and exits.
  */
 import * as path from 'node:path';
-import { DEFAULT_PORTS, envInt, envString } from '../lib/config';
+import { envPort, envString } from '../lib/config';
 import { createLogger } from '../lib/log';
 import { exitOnSignals } from '../lib/signals';
 import { buildModels } from './scripts/build-models';
@@ -20,8 +20,8 @@ async function main(): Promise<void> {
   const options = {
     repository,
     host: envString('GPU_SERVER_HOST', '0.0.0.0'),
-    grpcPort: envInt('GPU_SERVER_GRPC_PORT', DEFAULT_PORTS.gpuGrpc, { max: 65535 }),
-    httpPort: envInt('GPU_SERVER_HTTP_PORT', DEFAULT_PORTS.gpuHttp, { max: 65535 }),
+    grpcPort: envPort('gpuGrpc'),
+    httpPort: envPort('gpuHttp'),
     logger,
   };
   await buildModels(repository);

@@ -34,8 +34,11 @@ export function envBool(name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} expects true or false, but got ${JSON.stringify(raw)}`);
 }
 
-/** The default port of each service; every one can be overridden by its `*_PORT` variable. */
-export const DEFAULT_PORTS = {
+/** Every port the stack listens on, by name. */
+export type PortName = 'gateway' | 'auth' | 'billing' | 'knowledge' | 'inference' | 'gpuHttp' | 'gpuGrpc';
+
+/** The default port of each service. */
+export const DEFAULT_PORTS: Readonly<Record<PortName, number>> = {
   gateway: 4000,
   auth: 4001,
   billing: 4002,
@@ -43,8 +46,23 @@ export const DEFAULT_PORTS = {
   inference: 4004,
   gpuHttp: 8000,
   gpuGrpc: 8001,
-  gpuMetrics: 8002,
-} as const;
+};
+
+/** The variable that overrides each port: the one table the services, the launcher and the docs share. */
+export const PORT_VARIABLES: Readonly<Record<PortName, string>> = {
+  gateway: 'GATEWAY_PORT',
+  auth: 'AUTH_PORT',
+  billing: 'BILLING_PORT',
+  knowledge: 'KNOWLEDGE_PORT',
+  inference: 'INFERENCE_PORT',
+  gpuHttp: 'GPU_SERVER_HTTP_PORT',
+  gpuGrpc: 'GPU_SERVER_GRPC_PORT',
+};
+
+/** A port from its variable, else its default. */
+export function envPort(name: PortName): number {
+  return envInt(PORT_VARIABLES[name], DEFAULT_PORTS[name], { max: 65535 });
+}
 
 /**
  * A secret from `NAME`, or from the file named by `NAME_FILE` (how Docker and

@@ -1,4 +1,4 @@
-import { envInt, envString } from './config';
+import { envPort, envString, PortName } from './config';
 import { createLogger } from './log';
 import type { RunningService, ServiceConfig } from './subgraph-service';
 
@@ -8,18 +8,13 @@ import type { RunningService, ServiceConfig } from './subgraph-service';
  * SIGINT. A failure to start is printed and exits non-zero, so the launcher
  * (or an orchestrator) sees it at once.
  */
-export function runService(
-  name: string,
-  portVariable: string,
-  defaultPort: number,
-  start: (config: ServiceConfig) => Promise<RunningService>,
-): void {
+export function runService(name: PortName, start: (config: ServiceConfig) => Promise<RunningService>): void {
   const log = createLogger();
   let config: ServiceConfig;
   try {
     config = {
       host: envString('HOST', '0.0.0.0'),
-      port: envInt(portVariable, defaultPort, { max: 65535 }),
+      port: envPort(name),
       redisUrl: envString('REDIS_URL', 'redis://127.0.0.1:6379'),
       log,
     };

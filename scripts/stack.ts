@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { PORT_VARIABLES, PortName } from '../lib/config';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
 import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
@@ -17,14 +18,13 @@ import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
  */
 export type ServiceName = 'gpu-server' | 'inference' | 'auth' | 'billing' | 'knowledge' | 'gateway';
 
-export interface StackPorts {
-  gateway: number;
-  auth: number;
-  billing: number;
-  knowledge: number;
-  inference: number;
-  gpuHttp: number;
-  gpuGrpc: number;
+export type StackPorts = Record<PortName, number>;
+
+/** Every port of the stack, each from `portOf` (an environment read, a free-port probe…). */
+export async function stackPorts(portOf: (name: PortName) => number | Promise<number>): Promise<StackPorts> {
+  const ports = {} as StackPorts;
+  for (const name of Object.keys(PORT_VARIABLES) as PortName[]) ports[name] = await portOf(name);
+  return ports;
 }
 
 export interface StackOptions {
@@ -60,8 +60,8 @@ export interface Stack {
 interface ServiceSpec {
   name: ServiceName;
   entry: string;
-  portVariable: string;
-  port: (ports: StackPorts) => number;
+  /** The port its health probe answers on. */
+  port: PortName;
   healthPath: string;
 }
 
@@ -69,14 +69,14 @@ const ROOT = path.resolve(__dirname, '..');
 
 /** In start order; services of one stage start together. */
 const STAGES: ServiceSpec[][] = [
-  [{ name: 'gpu-server', entry: 'gpu-server/main.ts', portVariable: 'GPU_SERVER_HTTP_PORT', port: (p) => p.gpuHttp, healthPath: '/v2/health/ready' }],
+  [{ name: 'gpu-server', entry: 'gpu-server/main.ts', port: 'gpuHttp', healthPath: '/v2/health/ready' }],
   [
-    { name: 'inference', entry: 'subgraphs/inference/main.ts', portVariable: 'INFERENCE_PORT', port: (p) => p.inference, healthPath: '/health' },
-    { name: 'auth', entry: 'subgraphs/auth/main.ts', portVariable: 'AUTH_PORT', port: (p) => p.auth, healthPath: '/health' },
-    { name: 'billing', entry: 'subgraphs/billing/main.ts', portVariable: 'BILLING_PORT', port: (p) => p.billing, healthPath: '/health' },
-    { name: 'knowledge', entry: 'subgraphs/knowledge/main.ts', portVariable: 'KNOWLEDGE_PORT', port: (p) => p.knowledge, healthPath: '/health' },
+    { name: 'inference', entry: 'subgraphs/inference/main.ts', port: 'inference', healthPath: '/health' },
+    { name: 'auth', entry: 'subgraphs/auth/main.ts', port: 'auth', healthPath: '/health' },
+    { name: 'billing', entry: 'subgraphs/billing/main.ts', port: 'billing', healthPath: '/health' },
+    { name: 'knowledge', entry: 'subgraphs/knowledge/main.ts', port: 'knowledge', healthPath: '/health' },
   ],
-  [{ name: 'gateway', entry: 'gateway/main.ts', portVariable: 'GATEWAY_PORT', port: (p) => p.gateway, healthPath: '/health' }],
+  [{ name: 'gateway', entry: 'gateway/main.ts', port: 'gateway', healthPath: '/health' }],
 ];
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -119,8 +119,6 @@ function stackEnv(options: StackOptions, redisUrl: string): Record<string, strin
   const env: Record<string, string> = {
     REDIS_URL: redisUrl,
     HOST: options.host ?? '0.0.0.0',
-    GPU_SERVER_GRPC_PORT: String(ports.gpuGrpc),
-    GPU_SERVER_HTTP_PORT: String(ports.gpuHttp),
     INFERENCE_GPU_ENDPOINT: `127.0.0.1:${ports.gpuGrpc}`,
     GATEWAY_AUTH_JWKS_URL: `http://127.0.0.1:${ports.auth}/.well-known/jwks.json`,
     SLUICE_SUBGRAPH_AUTH_URL: `http://127.0.0.1:${ports.auth}/graphql`,
@@ -130,7 +128,7 @@ function stackEnv(options: StackOptions, redisUrl: string): Record<string, strin
     ...(keys ? { SLUICE_IDENTITY_PRIVATE_KEY: keys.privateKeyPem, SLUICE_IDENTITY_PUBLIC_KEY: keys.publicKeyPem } : {}),
     ...options.env,
   };
-  for (const spec of STAGES.flat()) env[spec.portVariable] = String(spec.port(ports));
+  for (const [name, variable] of Object.entries(PORT_VARIABLES) as [PortName, string][]) env[variable] = String(ports[name]);
   return env;
 }
 
@@ -192,7 +190,7 @@ function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<stri
 }
 
 async function waitForHealth(spec: ServiceSpec, options: StackOptions, child: ChildProcess): Promise<void> {
-  const url = `http://127.0.0.1:${spec.port(options.ports)}${spec.healthPath}`;
+  const url = `http://127.0.0.1:${options.ports[spec.port]}${spec.healthPath}`;
   const timeoutMs = options.startTimeoutMs ?? 120_000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { DEFAULT_PORTS, envInt, envString } from '../lib/config';
-import { ServiceName, Stack, startStack } from './stack';
+import { envPort, envString } from '../lib/config';
+import { ServiceName, Stack, stackPorts, startStack } from './stack';
 
 /**
  * `npm start`: the whole stack on this machine with no other setup. Every
@@ -19,15 +19,7 @@ function print(service: string, line: string): void {
 }
 
 async function main(): Promise<void> {
-  const ports = {
-    gateway: envInt('GATEWAY_PORT', DEFAULT_PORTS.gateway, { max: 65535 }),
-    auth: envInt('AUTH_PORT', DEFAULT_PORTS.auth, { max: 65535 }),
-    billing: envInt('BILLING_PORT', DEFAULT_PORTS.billing, { max: 65535 }),
-    knowledge: envInt('KNOWLEDGE_PORT', DEFAULT_PORTS.knowledge, { max: 65535 }),
-    inference: envInt('INFERENCE_PORT', DEFAULT_PORTS.inference, { max: 65535 }),
-    gpuHttp: envInt('GPU_SERVER_HTTP_PORT', DEFAULT_PORTS.gpuHttp, { max: 65535 }),
-    gpuGrpc: envInt('GPU_SERVER_GRPC_PORT', DEFAULT_PORTS.gpuGrpc, { max: 65535 }),
-  };
+  const ports = await stackPorts(envPort);
   let stack: Stack | undefined;
   let stopping = false;
   const stop = async (code: number) => {

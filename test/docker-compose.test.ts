@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { DEFAULT_PORTS } from '../lib/config';
+import { DEFAULT_PORTS, PORT_VARIABLES, PortName } from '../lib/config';
 import { readSupergraphConfig } from '../gateway/supergraph';
 
 /**
@@ -26,10 +26,10 @@ describe('docker-compose.yml', () => {
       const port = new URL(subgraph.url).port;
       const service = compose.services[subgraph.name];
       expect({ name: subgraph.name, ports: service.ports }).toEqual({ name: subgraph.name, ports: [`${port}:${port}`] });
-      expect(service.environment[`${subgraph.name.toUpperCase()}_PORT`]).toBe(port);
+      expect(service.environment[PORT_VARIABLES[subgraph.name as PortName]]).toBe(port);
       expect(gatewayEnv[`SLUICE_SUBGRAPH_${subgraph.name.toUpperCase()}_URL`]).toBe(`http://${subgraph.name}:${port}/graphql`);
       expect(compose.services.gateway.depends_on[subgraph.name]).toEqual({ condition: 'service_healthy' });
-      expect(Number(port)).toBe(DEFAULT_PORTS[subgraph.name as keyof typeof DEFAULT_PORTS]);
+      expect(Number(port)).toBe(DEFAULT_PORTS[subgraph.name as PortName]);
     }
     expect(compose.services.gateway.ports).toEqual([`${DEFAULT_PORTS.gateway}:${DEFAULT_PORTS.gateway}`]);
   });

@@ -2,6 +2,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PORT_VARIABLES } from '../lib/config';
 import { freePort } from '../scripts/free-port';
 import { gql } from './support/graphql';
 
@@ -28,9 +29,7 @@ function children(pid: number): { pid: number; command: string }[] {
 
 it('starts everything, prints the Sandbox URL, and stops the rest with a clear message when one service dies', async () => {
   const env: Record<string, string> = { SLUICE_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'sluice-start-')), HOST: '127.0.0.1' };
-  for (const name of ['GATEWAY_PORT', 'AUTH_PORT', 'BILLING_PORT', 'KNOWLEDGE_PORT', 'INFERENCE_PORT', 'GPU_SERVER_HTTP_PORT', 'GPU_SERVER_GRPC_PORT']) {
-    env[name] = String(await freePort());
-  }
+  for (const variable of Object.values(PORT_VARIABLES)) env[variable] = String(await freePort());
   const launcher: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     cwd: ROOT,
     env: { ...process.env, ...env, REDIS_URL: process.env.REDIS_URL ?? '' },

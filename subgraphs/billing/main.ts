@@ -1,5 +1,4 @@
-import { DEFAULT_PORTS } from '../../lib/config';
 import { runService } from '../../lib/run-service';
 import { startBilling } from './server';
 
-runService('billing', 'BILLING_PORT', DEFAULT_PORTS.billing, startBilling);
+runService('billing', startBilling);

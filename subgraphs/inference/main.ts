@@ -1,5 +1,4 @@
-import { DEFAULT_PORTS } from '../../lib/config';
 import { runService } from '../../lib/run-service';
 import { startInference } from './server';
 
-runService('inference', 'INFERENCE_PORT', DEFAULT_PORTS.inference, startInference);
+runService('inference', startInference);

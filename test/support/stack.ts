@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../scripts/free-port';
-import { Stack, StackPorts, startStack } from '../../scripts/stack';
+import { Stack, StackPorts, stackPorts, startStack } from '../../scripts/stack';
 
 /**
  * The whole stack on free loopback ports with its own redis-server (or
@@ -14,16 +14,8 @@ export interface TestStack extends Stack {
 }
 
 /** A free loopback port for every service of the stack. */
-export async function freeStackPorts(): Promise<StackPorts> {
-  return {
-    gateway: await freePort(),
-    auth: await freePort(),
-    billing: await freePort(),
-    knowledge: await freePort(),
-    inference: await freePort(),
-    gpuHttp: await freePort(),
-    gpuGrpc: await freePort(),
-  };
+export function freeStackPorts(): Promise<StackPorts> {
+  return stackPorts(() => freePort());
 }
 
 export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
