@@ -18,9 +18,9 @@
  * fill `max_batch_size` the batch is formed without waiting.
  * Without `dynamic_batching` every request is its own execution, as in Triton.
  *
- * Instances: up to `instanceCount` batches run at once (the sum of the
- * instance groups' counts). Today all run on the main thread; issue 3 moves
- * each instance into its own worker.
+ * Instances: one runner per model instance (each its own worker thread and
+ * ONNX Runtime session, see backends/worker-host.ts); a batch goes to an idle
+ * runner, so as many batches run at once as the model has instances.
  */
 import { InferenceError, InferenceErrorCode, unavailable } from './errors';
 import type { ModelRunner } from './runner';
@@ -35,7 +35,8 @@ export interface ScheduledRequest {
 }
 
 export interface SchedulerOptions {
-  runner: ModelRunner;
+  /** One runner per instance; each runs one batch at a time. */
+  runners: ModelRunner[];
   stats: StatisticsRecorder;
   /** 0: the model does not batch; each request runs alone. */
   maxBatchSize: number;
@@ -43,8 +44,6 @@ export interface SchedulerOptions {
   dynamicBatching: boolean;
   /** How long to wait for more requests before forming a batch. @default 0 µs */
   maxQueueDelayMicroseconds?: number;
-  /** Batches allowed to run at once. @default 1 */
-  instanceCount?: number;
 }
 
 interface Pending extends ScheduledRequest {
@@ -56,12 +55,16 @@ interface Pending extends ScheduledRequest {
 
 export class Scheduler {
   private readonly queue: Pending[] = [];
-  private running = 0;
+  /** Runners not executing a batch right now. */
+  private readonly idle: ModelRunner[];
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private closed = false;
   private readonly idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly options: SchedulerOptions) {}
+  constructor(private readonly options: SchedulerOptions) {
+    if (options.runners.length === 0) throw new TypeError('Scheduler expects at least one runner');
+    this.idle = [...options.runners];
+  }
 
   schedule(request: ScheduledRequest): Promise<Map<string, Tensor>> {
     if (this.closed) return Promise.reject(unavailable('the model is being unloaded and accepts no new requests'));
@@ -82,7 +85,7 @@ export class Scheduler {
    */
   async drain(): Promise<void> {
     this.closed = true;
-    if (this.queue.length === 0 && this.running === 0) return;
+    if (this.isIdle()) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -90,8 +93,7 @@ export class Scheduler {
 
   private pump(): void {
     const { dynamicBatching, maxBatchSize } = this.options;
-    const instances = this.options.instanceCount ?? 1;
-    if (this.running >= instances || this.queue.length === 0) return;
+    if (this.idle.length === 0 || this.queue.length === 0) return;
     const pendingSamples = this.queue.reduce((n, p) => n + p.batchSize, 0);
     if (!dynamicBatching || (maxBatchSize > 0 && pendingSamples >= maxBatchSize)) {
       this.cancelTimer();
@@ -115,16 +117,18 @@ export class Scheduler {
   }
 
   private dispatch(): void {
-    const instances = this.options.instanceCount ?? 1;
-    while (this.running < instances && this.queue.length > 0) {
-      const batch = this.takeBatch();
-      this.running += 1;
-      void this.execute(batch).finally(() => {
-        this.running -= 1;
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const runner = this.idle.shift()!;
+      void this.execute(runner, this.takeBatch()).finally(() => {
+        this.idle.push(runner);
         this.pump();
-        if (this.queue.length === 0 && this.running === 0) this.idleWaiters.splice(0).forEach((w) => w());
+        if (this.isIdle()) this.idleWaiters.splice(0).forEach((w) => w());
       });
     }
+  }
+
+  private isIdle(): boolean {
+    return this.queue.length === 0 && this.idle.length === this.options.runners.length;
   }
 
   private takeBatch(): Pending[] {
@@ -146,8 +150,8 @@ export class Scheduler {
     return batch;
   }
 
-  private async execute(batch: Pending[]): Promise<void> {
-    const { runner, stats, maxBatchSize } = this.options;
+  private async execute(runner: ModelRunner, batch: Pending[]): Promise<void> {
+    const { stats, maxBatchSize } = this.options;
     const started = process.hrtime.bigint();
     const sizes = batch.map((p) => p.batchSize);
     const total = sizes.reduce((a, b) => a + b, 0);

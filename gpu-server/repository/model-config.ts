@@ -122,6 +122,15 @@ export function parseModelConfig(text: string, file: string): ModelConfig {
   };
 }
 
+/**
+ * How many execution instances the config asks for, by Triton's rule: each
+ * instance group's `count` (default 1), once per GPU it lists; at least one.
+ */
+export function instanceCount(config: ModelConfig): number {
+  const total = config.instance_group.reduce((n, g) => n + Math.max(1, g.count ?? 1) * Math.max(1, g.gpus?.length ?? 1), 0);
+  return Math.max(1, total);
+}
+
 /** The string value of a config parameter (`parameters { key: "k" value: { string_value: "v" } }`). */
 export function configParameter(config: ModelConfig, key: string): string | undefined {
   return config.parameters?.[key]?.string_value;

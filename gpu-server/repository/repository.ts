@@ -8,12 +8,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../lib/log';
-import type { RunnerFactory } from '../core/runner';
+import type { ModelRunner, RunnerFactory } from '../core/runner';
 import { Scheduler } from '../core/scheduler';
 import { StatisticsRecorder } from '../core/statistics';
-import type { ModelRunner } from '../core/runner';
 import { wireDatatype } from '../protocol/datatypes';
-import { parseModelConfig, type ModelConfig } from './model-config';
+import { instanceCount, parseModelConfig, type ModelConfig } from './model-config';
 
 export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
 
@@ -24,7 +23,8 @@ export interface ModelVersion {
   state: ModelState;
   reason: string;
   config: ModelConfig;
-  runner?: ModelRunner;
+  /** One per instance (see `instanceCount`). */
+  runners: ModelRunner[];
   scheduler?: Scheduler;
   stats: StatisticsRecorder;
 }
@@ -84,7 +84,7 @@ export class ModelRepository {
       versions.map(async (v) => {
         v.state = 'UNAVAILABLE';
         v.reason = 'unloaded';
-        await v.runner?.close().catch(() => undefined);
+        await Promise.all(v.runners.map((runner) => runner.close().catch(() => undefined)));
       }),
     );
   }
@@ -120,21 +120,22 @@ export class ModelRepository {
     const loaded: ModelVersion[] = [];
     for (const version of versions) {
       const stats = new StatisticsRecorder(name, version);
-      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats };
+      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [] };
       try {
-        const runner = await factory({ config, modelDir: dir, versionDir: path.join(dir, version), version });
-        modelVersion.runner = runner;
+        const context = { config, modelDir: dir, versionDir: path.join(dir, version), version };
+        // Started one after another and kept as they come, so a failure part-way still closes those already started.
+        for (let i = 0; i < instanceCount(config); i++) modelVersion.runners.push(await factory(context));
         modelVersion.scheduler = new Scheduler({
-          runner,
+          runners: modelVersion.runners,
           stats,
           maxBatchSize: config.max_batch_size,
           dynamicBatching: config.dynamic_batching !== undefined,
           maxQueueDelayMicroseconds: config.dynamic_batching?.max_queue_delay_microseconds ?? 0,
-          instanceCount: Math.max(1, config.instance_group.reduce((n, g) => n + Math.max(1, g.count ?? 1) * Math.max(1, g.gpus?.length ?? 1), 0)),
         });
         modelVersion.state = 'READY';
         logger.info('model ready', { model: name, version });
       } catch (error) {
+        await Promise.all(modelVersion.runners.splice(0).map((runner) => runner.close().catch(() => undefined)));
         modelVersion.state = 'UNAVAILABLE';
         modelVersion.reason = `version ${version}: ${error instanceof Error ? error.message : String(error)}`;
         logger.warn('model version unavailable', { model: name, version, reason: modelVersion.reason });

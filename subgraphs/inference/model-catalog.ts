@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../../gpu-server/repository/model-config';
+import { instanceCount, type ModelConfig } from '../../gpu-server/repository/model-config';
 import type { TritonClient } from './triton-client';
 
 export type ModelKind = 'EMBEDDING' | 'TEXT_GENERATION' | 'OTHER';
@@ -94,7 +94,7 @@ function describe(id: string, version: string, state: string, reason: string, co
     kind,
     platform: config?.backend || config?.platform || '',
     maxBatchSize: config?.max_batch_size ?? 0,
-    instances: (config?.instance_group ?? []).reduce((sum, group) => sum + (group.count || 1) * Math.max(1, group.gpus?.length ?? 0), 0) || (config ? 1 : 0),
+    instances: config ? instanceCount(config) : 0,
     decoupled: config?.model_transaction_policy?.decoupled ?? false,
     contextLength: Number.isFinite(contextLength) && contextLength > 0 ? contextLength : null,
     inputs,
