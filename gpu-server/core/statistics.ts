@@ -4,34 +4,13 @@
  * `inference_count` counts samples (a batch-8 request adds 8);
  * `execution_count` counts model executions (one per formed batch).
  */
-export interface Duration {
-  count: number;
-  ns: number;
-}
+import type {
+  InferBatchStatistics as BatchStatistics,
+  ModelStatistics as ModelVersionStatistics,
+  StatisticDuration as Duration,
+} from '../protocol/messages';
 
-export interface BatchStatistics {
-  batch_size: number;
-  compute_input: Duration;
-  compute_infer: Duration;
-  compute_output: Duration;
-}
-
-export interface ModelVersionStatistics {
-  name: string;
-  version: string;
-  last_inference: number;
-  inference_count: number;
-  execution_count: number;
-  inference_stats: {
-    success: Duration;
-    fail: Duration;
-    queue: Duration;
-    compute_input: Duration;
-    compute_infer: Duration;
-    compute_output: Duration;
-  };
-  batch_stats: BatchStatistics[];
-}
+export type { ModelVersionStatistics };
 
 const zero = (): Duration => ({ count: 0, ns: 0 });
 const add = (d: Duration, ns: number) => {
