@@ -35,7 +35,7 @@ export function envBool(name: string, fallback: boolean): boolean {
 }
 
 /** Every port the stack listens on, by name. */
-export type PortName = 'gateway' | 'auth' | 'billing' | 'knowledge' | 'inference' | 'gpuHttp' | 'gpuGrpc';
+export type PortName = 'gateway' | 'auth' | 'billing' | 'knowledge' | 'inference' | 'gpuHttp' | 'gpuGrpc' | 'gpuMetrics';
 
 /** The default port of each service. */
 export const DEFAULT_PORTS: Readonly<Record<PortName, number>> = {
@@ -46,6 +46,7 @@ export const DEFAULT_PORTS: Readonly<Record<PortName, number>> = {
   inference: 4004,
   gpuHttp: 8000,
   gpuGrpc: 8001,
+  gpuMetrics: 8002,
 };
 
 /** The variable that overrides each port: the one table the services, the launcher and the docs share. */
@@ -57,6 +58,7 @@ export const PORT_VARIABLES: Readonly<Record<PortName, string>> = {
   inference: 'INFERENCE_PORT',
   gpuHttp: 'GPU_SERVER_HTTP_PORT',
   gpuGrpc: 'GPU_SERVER_GRPC_PORT',
+  gpuMetrics: 'GPU_SERVER_METRICS_PORT',
 };
 
 /** A port from its variable, else its default. */

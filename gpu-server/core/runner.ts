@@ -32,3 +32,37 @@ export interface RunnerContext {
  * says why the model cannot be served (it becomes the UNAVAILABLE reason).
  */
 export type RunnerFactory = (context: RunnerContext) => Promise<ModelRunner>;
+
+/**
+ * Where a streaming runner delivers the responses of one request. `final`
+ * marks the last response; the runner calls `response` with final=true exactly
+ * once unless the request fails (then the returned promise rejects instead).
+ * A final response may carry no outputs (Triton's empty final response).
+ */
+export interface ResponseSink {
+  response(outputs: Map<string, Tensor>, final: boolean): void;
+}
+
+/**
+ * A runner for decoupled models (`model_transaction_policy { decoupled: true }`):
+ * each request yields any number of responses. The runner schedules its own
+ * requests (continuous batching: every decode step is one batched forward pass
+ * over all live sequences of this instance; a new request joins at the next
+ * step). `inputs` are one request's, without a batch dimension when the model
+ * does not batch.
+ */
+export interface StreamingRunner extends ModelRunner {
+  /**
+   * Starts one request; resolves after its final response, rejects when it
+   * fails. Aborting `signal` stops the sequence within one decode step; the
+   * promise then resolves after a final response with whatever was produced
+   * (finish reason "cancelled") or rejects with an AbortError-named Error.
+   */
+  stream(inputs: ReadonlyMap<string, Tensor>, sink: ResponseSink, signal: AbortSignal): Promise<void>;
+  /** Live sequences on this instance right now (for choosing an instance). */
+  readonly activeSequences: number;
+}
+
+export function isStreamingRunner(runner: ModelRunner): runner is StreamingRunner {
+  return typeof (runner as Partial<StreamingRunner>).stream === 'function';
+}
