@@ -25,6 +25,24 @@ export interface RunnerContext {
   /** `<repository>/<model>/<version>` */
   versionDir: string;
   version: string;
+  /** The model instance this runner is, and the device it is bound to. */
+  instance: InstanceBinding;
+}
+
+/**
+ * One model instance's place (Triton's instance_group): `KIND_GPU` instances
+ * run with the CUDA execution provider when ONNX Runtime has it; on a machine
+ * without one each listed GPU becomes a CPU execution slot (said once at
+ * start-up), so the instance count and its parallelism stay the same.
+ */
+export interface InstanceBinding {
+  /** Triton's instance name, e.g. `sluice-embed_0`. */
+  name: string;
+  index: number;
+  kind: 'KIND_CPU' | 'KIND_GPU';
+  /** The GPU id for KIND_GPU, -1 for KIND_CPU. */
+  device: number;
+  executionProvider: 'cpu' | 'cuda';
 }
 
 /**

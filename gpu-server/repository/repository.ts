@@ -122,9 +122,12 @@ export class ModelRepository {
       const stats = new StatisticsRecorder(name, version);
       const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [] };
       try {
-        const context = { config, modelDir: dir, versionDir: path.join(dir, version), version };
+        const base = { config, modelDir: dir, versionDir: path.join(dir, version), version };
         // Started one after another and kept as they come, so a failure part-way still closes those already started.
-        for (let i = 0; i < instanceCount(config); i++) modelVersion.runners.push(await factory(context));
+        for (let i = 0; i < instanceCount(config); i++) {
+          const instance = { name: `${config.name}_${i}`, index: i, kind: 'KIND_CPU' as const, device: -1, executionProvider: 'cpu' as const };
+          modelVersion.runners.push(await factory({ ...base, instance }));
+        }
         modelVersion.scheduler = new Scheduler({
           runners: modelVersion.runners,
           stats,
