@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { ApolloGateway, GraphQLDataSourceProcessOptions, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { ApolloGateway, type ServiceMap } from '@apollo/gateway';
 import { ApolloServer, ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
@@ -8,34 +8,24 @@ import { apolloHttpHandler, ContextError } from '../lib/apollo-http';
 import { envBool, envInt, envString } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 import { HttpService } from '../lib/http-service';
-import { IDENTITY_HEADER, IdentitySigner, identitySignerFromEnv } from '../lib/identity';
+import { IdentitySigner, identitySignerFromEnv } from '../lib/identity';
 import type { RunningService, ServiceConfig } from '../lib/subgraph-service';
 import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
+import { SignedIdentity, type GatewayContext } from './context';
+import { SignedIdentityDataSource } from './identity-data-source';
+import { serveMultipartSubscription, wantsMultipartSubscription } from './subscriptions/multipart-transport';
+import { SubscriptionPlanner } from './subscriptions/planner';
+import { SubscriptionService } from './subscriptions/subscription-service';
+import { ConnectionRefused, serveGatewayWs } from './subscriptions/ws-transport';
 import { composeSupergraph, readSupergraphConfig, subgraphUrlOverride } from './supergraph';
 
-export interface GatewayContext {
-  /** The signed identity forwarded to every subgraph fetch of this operation. */
-  identityHeader: string;
-  requestId: string;
-}
+export type { GatewayContext };
 
 export interface GatewayOptions {
   /** Compose from this rover-format config... */
   supergraphConfig?: string;
   /** ...or serve this ready supergraph SDL file. */
   supergraphFile?: string;
-}
-
-/**
- * Forwards the caller's signed identity (never their token) and the request id
- * on every subgraph fetch.
- */
-class SignedIdentityDataSource extends RemoteGraphQLDataSource<GatewayContext> {
-  override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
-    if (!('identityHeader' in context)) return; // the gateway's own health checks carry no caller
-    request.http?.headers.set(IDENTITY_HEADER, context.identityHeader);
-    request.http?.headers.set('x-request-id', context.requestId);
-  }
 }
 
 export async function startGateway(config: ServiceConfig, options: GatewayOptions): Promise<RunningService> {
@@ -66,14 +56,32 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   });
   await apollo.start();
 
+  // @apollo/gateway plans subscriptions but will not run them: the gateway does (gateway/subscriptions).
+  const planner = new SubscriptionPlanner(supergraphSdl);
+  const urlOf = (name: string) => subgraphUrlOverride(name) ?? planner.subgraphs.find((s) => s.name === name)!.url;
+  const services: ServiceMap = Object.fromEntries(planner.subgraphs.map((s) => [s.name, new SignedIdentityDataSource({ url: urlOf(s.name) })]));
+  const subscriptions = new SubscriptionService(
+    { planner, services, urlOf, log },
+    {
+      perConnection: envInt('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION', 16, { min: 1 }),
+      perUser: envInt('GATEWAY_SUBSCRIPTIONS_PER_USER', 32, { min: 1 }),
+    },
+  );
+
   let sequence = 0;
+  const nextRequestId = () => `${process.pid}-${++sequence}`;
+  /** The caller's context from an Authorization value; the same rules for HTTP and WebSocket. */
+  const contextFor = async (authorization: string | undefined, requestId: string): Promise<GatewayContext> => {
+    const claims = await authenticator.authenticate(authorization);
+    return { identity: new SignedIdentity(claims, signer), requestId };
+  };
+
+  const heartbeatMs = envInt('GATEWAY_MULTIPART_HEARTBEAT_MS', 5_000, { min: 100 });
   const graphql = apolloHttpHandler<GatewayContext>(apollo, {
     bodyLimitBytes: envInt('GATEWAY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024 }),
     context: async (req: IncomingMessage) => {
-      const requestId = (req.headers['x-request-id'] as string | undefined) ?? `${process.pid}-${++sequence}`;
       try {
-        const claims = await authenticator.authenticate(req.headers.authorization);
-        return { identityHeader: signer.sign(claims), requestId };
+        return await contextFor(req.headers.authorization, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
       } catch (error) {
         if (error instanceof AuthenticationError) throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
         if (error instanceof KeysUnavailableError) {
@@ -83,9 +91,11 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
         throw error;
       }
     },
+    intercept: (req, res, body, context) =>
+      wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, heartbeatMs) : Promise.resolve(false),
   });
 
-  const http = new HttpService({
+  const http: HttpService = new HttpService({
     name: 'gateway',
     host: config.host,
     port: config.port,
@@ -95,7 +105,24 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
       if (path === '/graphql' || path === '/') return graphql(req, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
     },
+    onDrain: (timeoutMs) => websocket.drain(timeoutMs),
     onStop: () => apollo.stop(),
+  });
+  const websocket = serveGatewayWs({
+    http,
+    log,
+    apollo,
+    subscriptions,
+    keepAliveMs: envInt('GATEWAY_WS_KEEPALIVE_MS', 12_000, { min: 1_000 }),
+    authenticate: async (authorization) => {
+      try {
+        return await contextFor(authorization, nextRequestId());
+      } catch (error) {
+        if (error instanceof AuthenticationError) throw new ConnectionRefused(4401, `Unauthorized: ${error.message}`);
+        if (error instanceof KeysUnavailableError) throw new ConnectionRefused(4503, 'Service unavailable: credentials cannot be verified right now');
+        throw error;
+      }
+    },
   });
   const port = await http.listen();
   http.markReady();

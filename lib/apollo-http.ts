@@ -17,6 +17,12 @@ export interface ApolloHttpOptions<TContext extends BaseContext> {
    * @default 1 MiB
    */
   bodyLimitBytes?: number;
+  /**
+   * Sees each request once its body is read and its context built, before
+   * Apollo Server does; returns true when it has answered (e.g. a streamed
+   * subscription), false to let Apollo Server handle it.
+   */
+  intercept?: (req: IncomingMessage, res: ServerResponse, body: unknown, context: TContext) => Promise<boolean>;
 }
 
 /** Thrown by a context function to refuse a request with a status and a coded error. */
@@ -58,6 +64,7 @@ export function apolloHttpHandler<TContext extends BaseContext>(
       if (error instanceof ContextError) return sendJson(res, error.status, graphqlError(error.code, error.message));
       throw error;
     }
+    if (options.intercept && (await options.intercept(req, res, body, context))) return;
     const url = new URL(req.url ?? '/', 'http://localhost');
     const response = await server.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body },

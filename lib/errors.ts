@@ -24,6 +24,8 @@ export enum ErrorCode {
   /** The GPU tier (gpu-server or Triton) could not be reached or failed the call. */
   GpuUnavailable = 'GPU_UNAVAILABLE',
   InsufficientBalance = 'INSUFFICIENT_BALANCE',
+  /** Too many requests or live streams; `extensions.limit` (and `retryAfter` when known) say more. HTTP 429. */
+  RateLimited = 'RATE_LIMITED',
   /** A service this one depends on is not reachable. */
   ServiceUnavailable = 'SERVICE_UNAVAILABLE',
   InternalServerError = 'INTERNAL_SERVER_ERROR',

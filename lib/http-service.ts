@@ -36,6 +36,11 @@ export interface HttpServiceOptions {
    * @default 10000 ms
    */
   drainTimeoutMs?: number;
+  /**
+   * Called when draining starts, alongside the wait for in-flight requests:
+   * long-lived streams (WebSocket subscriptions) finish here within `timeoutMs`.
+   */
+  onDrain?: (timeoutMs: number) => Promise<void>;
   /** Called once after the server has closed: release connections, stop timers. */
   onStop?: () => Promise<void>;
 }
@@ -88,13 +93,15 @@ export class HttpService {
     this.currentPhase = 'draining';
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    const timeout = this.options.drainTimeoutMs ?? 10_000;
+    const streams = this.options.onDrain?.(timeout);
     if (this.inFlight > 0) {
-      const timeout = this.options.drainTimeoutMs ?? 10_000;
       await Promise.race([
         new Promise<void>((resolve) => (this.idle = resolve)),
         new Promise<void>((resolve) => setTimeout(resolve, timeout).unref()),
       ]);
     }
+    await streams;
     this.server.closeAllConnections();
     await closed;
     await this.options.onStop?.();

@@ -39,7 +39,7 @@ export class IdentitySigner {
   constructor(
     private readonly privateKey: KeyObject,
     /** How long a signed identity stays valid; it only has to outlive one request. */
-    private readonly ttlSeconds = 60,
+    readonly ttlSeconds = 60,
   ) {}
 
   sign(claims: IdentityClaims, now = Date.now()): string {

@@ -4,10 +4,11 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
-import { parse } from 'graphql';
+import { parse, type GraphQLSchema } from 'graphql';
 import type Redis from 'ioredis';
 import { apolloHttpHandler, ContextError } from './apollo-http';
 import { ErrorCode } from './errors';
+import { serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
 import { Identity, IDENTITY_HEADER, IdentityError, IdentityVerifier } from './identity';
 import type { Logger } from './log';
@@ -67,8 +68,9 @@ export async function startSubgraph<TContext extends SubgraphContext>(
   const { config, name } = options;
   const log = config.log;
   const typeDefs = parse(readFileSync(options.schemaFile, 'utf8'));
+  const schema = buildSubgraphSchema([{ typeDefs, resolvers: options.resolvers }]);
   const apollo = new ApolloServer<TContext>({
-    schema: buildSubgraphSchema([{ typeDefs, resolvers: options.resolvers }]),
+    schema,
     // Inline traces only feed Apollo Studio, which Sluice does not report to.
     plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
     includeStacktraceInErrorResponses: false,
@@ -93,6 +95,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(
       }
     },
   });
+  let websocket: GraphQLWsEndpoint | undefined;
 
   const http: HttpService = new HttpService({
     name,
@@ -106,14 +109,53 @@ export async function startSubgraph<TContext extends SubgraphContext>(
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`${name}: no route for ${path}; GraphQL is served on /graphql\n`);
     },
     checks: { redis: () => redisIsReady(options.redis), ...options.checks },
+    onDrain: (timeoutMs) => websocket?.drain(timeoutMs) ?? Promise.resolve(),
     onStop: async () => {
       await apollo.stop();
       await options.onStop?.();
       options.redis.disconnect();
     },
   });
+  if (schema.getSubscriptionType()) websocket = serveSubscriptions(http, schema, options);
   const port = await http.listen();
   http.markReady();
   log.info('ready', { url: `http://${config.host}:${port}/graphql` });
   return { name, port, http, stop: () => http.stop() };
+}
+
+/**
+ * The subgraph's subscriptions over graphql-ws on /graphql, for the gateway.
+ * The signed identity arrives in `connection_init` (a WebSocket carries no
+ * per-message headers); a connection without a valid one is closed with 4401
+ * before any operation runs, as an HTTP request without one gets 401.
+ */
+function serveSubscriptions<TContext extends SubgraphContext>(
+  http: HttpService,
+  schema: GraphQLSchema,
+  options: SubgraphServiceOptions<TContext>,
+): GraphQLWsEndpoint {
+  const log = options.config.log;
+  const callers = new WeakMap<object, { identity: Identity; identityHeader: string }>();
+  return serveGraphQLWs({
+    http,
+    path: '/graphql',
+    log,
+    server: {
+      schema,
+      onConnect: (ctx) => {
+        const identityHeader = ctx.connectionParams?.[IDENTITY_HEADER];
+        try {
+          const identity = options.verifier.verify(typeof identityHeader === 'string' ? identityHeader : undefined);
+          callers.set(ctx.extra, { identity, identityHeader: identityHeader as string });
+          return true;
+        } catch (error) {
+          if (!(error instanceof IdentityError)) throw error;
+          log.warn('refused subscription connection without a valid identity', { reason: error.message });
+          ctx.extra.socket.close(4401, `Unauthorized: ${error.message}`.slice(0, 120));
+          return false;
+        }
+      },
+      context: (ctx) => options.context({ ...callers.get(ctx.extra)!, log }),
+    },
+  });
 }

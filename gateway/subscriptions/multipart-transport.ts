@@ -1,0 +1,75 @@
+/**
+ * Apollo's multipart HTTP subscription protocol: a POST to /graphql with
+ * `Accept: multipart/mixed;subscriptionSpec="1.0"` gets a
+ * `multipart/mixed; boundary="graphql"` response whose parts are
+ * `{"payload": <result>}` per event and `{}` heartbeats, closed by
+ * `--graphql--` when the subscription ends. The client ends it by closing
+ * the request, which unsubscribes upstream. Queries and mutations with that
+ * Accept header are left to Apollo Server.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { GraphQLError } from 'graphql';
+import { ErrorCode } from '../../lib/errors';
+import { sendJson } from '../../lib/http-service';
+import type { GatewayContext } from '../context';
+import type { SubscriptionRequest, SubscriptionService } from './subscription-service';
+
+const BOUNDARY = 'graphql';
+const PART_HEADER = `\r\n--${BOUNDARY}\r\ncontent-type: application/json; charset=utf-8\r\n\r\n`;
+
+export function wantsMultipartSubscription(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  return req.method === 'POST' && /multipart\/mixed/i.test(accept) && /subscriptionSpec/i.test(accept);
+}
+
+/**
+ * Serves the request if it is a subscription; returns false (untouched) for
+ * any other operation.
+ */
+export async function serveMultipartSubscription(
+  subscriptions: SubscriptionService,
+  res: ServerResponse,
+  body: unknown,
+  context: GatewayContext,
+  heartbeatMs: number,
+): Promise<boolean> {
+  if (typeof body !== 'object' || body === null) return false;
+  const request = body as SubscriptionRequest;
+  const prepared = subscriptions.prepare(request);
+  if (Array.isArray(prepared)) return false; // Apollo Server answers malformed operations with its usual errors
+  if (prepared.operation.operation !== 'subscription') return false;
+
+  const connection = subscriptions.openConnection(context);
+  const events = subscriptions.start(connection, prepared, request, context);
+  if (Array.isArray(events)) {
+    await connection.close();
+    const limited = events.some((e: GraphQLError) => e.extensions.code === ErrorCode.RateLimited);
+    sendJson(res, limited ? 429 : 400, { errors: events.map((e: GraphQLError) => e.toJSON()) });
+    return true;
+  }
+
+  res.writeHead(200, {
+    'content-type': `multipart/mixed; boundary="${BOUNDARY}"; subscriptionSpec="1.0"`,
+    'cache-control': 'no-cache, no-store',
+    'x-accel-buffering': 'no',
+  });
+  const write = (json: string) => res.write(`${PART_HEADER}${json}`);
+  write('{}');
+  const heartbeat = setInterval(() => write('{}'), heartbeatMs);
+  let clientGone = false;
+  res.once('close', () => {
+    clientGone = true;
+    void events.return(undefined);
+  });
+  try {
+    for await (const event of events) {
+      if (clientGone) break;
+      write(JSON.stringify({ payload: event }));
+    }
+  } finally {
+    clearInterval(heartbeat);
+    await connection.close();
+    if (!clientGone) res.end(`\r\n--${BOUNDARY}--\r\n`);
+  }
+  return true;
+}

@@ -1,0 +1,152 @@
+/**
+ * What both client-facing subscription transports (graphql-ws and multipart
+ * HTTP) share: parsing, validation and variable coercion against the API
+ * schema, planning, the live-subscription limits, and execution.
+ *
+ * Limits: a connection may hold `perConnection` live subscriptions and a
+ * signed-in user `perUser` across all their connections to this gateway
+ * process (with N gateway processes a user can hold up to N × perUser; a
+ * shared limit belongs to the Redis rate limiter). Past a limit the new
+ * subscription is refused with RATE_LIMITED; the live ones continue.
+ */
+import type { ServiceMap } from '@apollo/gateway';
+import {
+  getOperationAST,
+  getVariableValues,
+  GraphQLError,
+  parse,
+  validate,
+  type DocumentNode,
+  type OperationDefinitionNode,
+} from 'graphql';
+import { ErrorCode } from '../../lib/errors';
+import type { Logger } from '../../lib/log';
+import type { GatewayContext } from '../context';
+import { executeFederatedSubscription } from './federated-subscription';
+import type { SubscriptionPlanner } from './planner';
+import { UpstreamConnections, type UpstreamEvent } from './upstream';
+
+export interface SubscriptionLimits {
+  perConnection: number;
+  perUser: number;
+}
+
+export interface SubscriptionRequest {
+  query: string;
+  variables?: Record<string, unknown> | null;
+  operationName?: string | null;
+}
+
+/** One client connection (a WebSocket, or one multipart HTTP request). */
+export class SubscriptionConnection {
+  live = 0;
+  constructor(readonly upstream: UpstreamConnections) {}
+  close(): Promise<void> {
+    return this.upstream.close();
+  }
+}
+
+/** A parsed, validated operation, ready to run. */
+export interface PreparedOperation {
+  document: DocumentNode;
+  operation: OperationDefinitionNode;
+  variables: Record<string, unknown>;
+}
+
+export class SubscriptionService {
+  private readonly perUser = new Map<string, number>();
+
+  constructor(
+    private readonly deps: { planner: SubscriptionPlanner; services: ServiceMap; urlOf: (subgraph: string) => string; log: Logger },
+    private readonly limits: SubscriptionLimits,
+  ) {}
+
+  /** The API schema operations are validated against. */
+  get schema() {
+    return this.deps.planner.schema;
+  }
+
+  openConnection(context: GatewayContext): SubscriptionConnection {
+    return new SubscriptionConnection(new UpstreamConnections(this.deps.urlOf, context.identity));
+  }
+
+  /** Parses and validates an operation of any kind, or returns the errors a client should see. */
+  prepare(request: SubscriptionRequest): PreparedOperation | GraphQLError[] {
+    if (typeof request.query !== 'string' || request.query.trim() === '') {
+      return [coded('GRAPHQL_PARSE_FAILED', 'the request expects a GraphQL document in "query", but got none')];
+    }
+    let document: DocumentNode;
+    try {
+      document = parse(request.query);
+    } catch (error) {
+      return [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
+    }
+    const validationErrors = validate(this.deps.planner.schema, document);
+    if (validationErrors.length) return validationErrors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e));
+    const operation = getOperationAST(document, request.operationName ?? undefined);
+    if (!operation) {
+      return [coded('OPERATION_RESOLUTION_FAILURE', request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];
+    }
+    const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
+    if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
+    return { document, operation, variables: request.variables ?? {} };
+  }
+
+  /**
+   * Starts a prepared subscription, or returns why it is refused. The
+   * generator ends when the upstream stream ends; returning from it
+   * unsubscribes upstream and frees the limits.
+   */
+  start(
+    connection: SubscriptionConnection,
+    prepared: PreparedOperation,
+    request: SubscriptionRequest,
+    context: GatewayContext,
+  ): AsyncGenerator<UpstreamEvent> | GraphQLError[] {
+    const user = context.identity.claims.sub;
+    if (connection.live >= this.limits.perConnection) {
+      return [coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, { limit: this.limits.perConnection, scope: 'connection' })];
+    }
+    if (user && (this.perUser.get(user) ?? 0) >= this.limits.perUser) {
+      return [coded(ErrorCode.RateLimited, `too many live subscriptions for this user: the limit is ${this.limits.perUser} per gateway; end one before starting another`, undefined, { limit: this.limits.perUser, scope: 'user' })];
+    }
+    let plan;
+    try {
+      plan = this.deps.planner.plan(prepared.document, request.operationName);
+    } catch (error) {
+      this.deps.log.error('subscription planning failed', { error });
+      return [coded(ErrorCode.InternalServerError, `the subscription could not be planned: ${(error as Error).message}`)];
+    }
+    connection.live++;
+    if (user) this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
+    const release = () => {
+      connection.live--;
+      if (!user) return;
+      const left = (this.perUser.get(user) ?? 1) - 1;
+      if (left > 0) this.perUser.set(user, left);
+      else this.perUser.delete(user);
+    };
+    const deps = { ...this.deps, upstream: connection.upstream };
+    const log = this.deps.log;
+    return (async function* () {
+      try {
+        yield* executeFederatedSubscription(deps, {
+          plan,
+          query: request.query,
+          variables: prepared.variables,
+          operationName: request.operationName ?? undefined,
+          context,
+        });
+      } catch (error) {
+        log.warn('subscription ended by its upstream', { error: (error as Error).message });
+        yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };
+      } finally {
+        release();
+      }
+    })();
+  }
+}
+
+function coded(code: string, message: string, source?: GraphQLError, extensions: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { nodes: source?.nodes, extensions: { ...extensions, code } });
+}

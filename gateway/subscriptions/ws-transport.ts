@@ -1,0 +1,96 @@
+/**
+ * GraphQL over WebSocket for clients (graphql-ws, on /graphql like HTTP):
+ * what Apollo Sandbox and Apollo Client use for subscriptions. The caller is
+ * authenticated once, from the `connection_init` payload (`Authorization`,
+ * `authorization`, or `headers.Authorization`), with the same rules as an
+ * HTTP request; a refused connection is closed with 4401 (or 4503 when the
+ * keys cannot be fetched) and the reason. Queries and mutations sent over the
+ * socket run through Apollo Server like HTTP ones.
+ */
+import type { ApolloServer } from '@apollo/server';
+import type { ExecutionArgs, GraphQLError } from 'graphql';
+import { serveGraphQLWs, type GraphQLWsEndpoint } from '../../lib/graphql-ws-endpoint';
+import type { HttpService } from '../../lib/http-service';
+import type { Logger } from '../../lib/log';
+import type { GatewayContext } from '../context';
+import type { SubscriptionConnection, SubscriptionService } from './subscription-service';
+import type { UpstreamEvent } from './upstream';
+
+/** Refuses a connection: its message becomes the WebSocket close reason. */
+export class ConnectionRefused extends Error {
+  constructor(
+    readonly closeCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface GatewayWsOptions {
+  http: HttpService;
+  log: Logger;
+  apollo: ApolloServer<GatewayContext>;
+  subscriptions: SubscriptionService;
+  /** Builds the caller's context from an Authorization value; throws ConnectionRefused. */
+  authenticate: (authorization: string | undefined) => Promise<GatewayContext>;
+  keepAliveMs: number;
+}
+
+/** What onSubscribe hands to execute/subscribe through graphql-ws's ExecutionArgs. */
+type Prepared = { run: () => Promise<unknown> } | { events: AsyncGenerator<UpstreamEvent> };
+
+export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
+  const connections = new WeakMap<object, { context: GatewayContext; subscriptions: SubscriptionConnection }>();
+  return serveGraphQLWs({
+    http: options.http,
+    path: '/graphql',
+    log: options.log,
+    keepAliveMs: options.keepAliveMs,
+    server: {
+      onConnect: async (ctx) => {
+        try {
+          const context = await options.authenticate(authorizationOf(ctx.connectionParams));
+          connections.set(ctx.extra, { context, subscriptions: options.subscriptions.openConnection(context) });
+          return true;
+        } catch (error) {
+          if (!(error instanceof ConnectionRefused)) throw error;
+          ctx.extra.socket.close(error.closeCode, error.message.slice(0, 120));
+          return false;
+        }
+      },
+      onClose: (ctx) => void connections.get(ctx.extra)?.subscriptions.close(),
+      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+        const connection = connections.get(ctx.extra)!;
+        const prepared = options.subscriptions.prepare(payload);
+        if (Array.isArray(prepared)) return prepared;
+        const { document, operation, variables } = prepared as Exclude<typeof prepared, GraphQLError[]>;
+        let contextValue: Prepared;
+        if (operation.operation === 'subscription') {
+          const events = options.subscriptions.start(connection.subscriptions, prepared, payload, connection.context);
+          if (Array.isArray(events)) return events;
+          contextValue = { events: events as AsyncGenerator<UpstreamEvent> };
+        } else {
+          contextValue = {
+            run: async () => {
+              const response = await options.apollo.executeOperation(
+                { query: payload.query, variables, operationName: payload.operationName ?? undefined },
+                { contextValue: { ...connection.context, requestId: `${connection.context.requestId}-${_id}` } },
+              );
+              return response.body.kind === 'single' ? response.body.singleResult : { errors: [{ message: 'incremental delivery is not supported over WebSocket' }] };
+            },
+          };
+        }
+        return { schema: options.subscriptions.schema, document, variableValues: variables, operationName: payload.operationName, contextValue };
+      },
+      execute: (args) => (args.contextValue as { run: () => Promise<never> }).run(),
+      subscribe: (args) => (args.contextValue as { events: AsyncGenerator<never> }).events,
+    },
+  });
+}
+
+function authorizationOf(params: Readonly<Record<string, unknown>> | undefined): string | undefined {
+  if (!params) return undefined;
+  const headers = (params.headers ?? {}) as Record<string, unknown>;
+  const value = params.Authorization ?? params.authorization ?? headers.Authorization ?? headers.authorization;
+  return typeof value === 'string' ? value : undefined;
+}

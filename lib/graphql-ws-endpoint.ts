@@ -1,0 +1,79 @@
+/**
+ * GraphQL over WebSocket (the graphql-transport-ws protocol of `graphql-ws`,
+ * what Apollo Sandbox and Apollo Client speak) on an HttpService's own port
+ * and GraphQL path, so HTTP and subscriptions share one address.
+ *
+ * Upgrades are refused once the service drains; live sockets get the drain
+ * timeout to finish their subscriptions and are then closed with 1001 (going
+ * away), so a client reconnects to another replica instead of hanging.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+// Types through tsconfig `paths`: the package only exports this subpath to resolvers that read `exports`.
+import { useServer, type Extra } from 'graphql-ws/use/ws';
+import type { ServerOptions } from 'graphql-ws';
+import { WebSocketServer } from 'ws';
+import type { HttpService } from './http-service';
+import type { Logger } from './log';
+
+export interface GraphQLWsEndpointOptions {
+  http: HttpService;
+  /** The path WebSocket upgrades are accepted on (the GraphQL path). */
+  path: string;
+  log: Logger;
+  server: ServerOptions<Record<string, unknown>, Extra>;
+  /** Interval of WebSocket pings; a peer that misses a pong is dropped. @default 12000 ms */
+  keepAliveMs?: number;
+  /** Largest message accepted from a client. @default 1 MiB */
+  maxPayloadBytes?: number;
+}
+
+export interface GraphQLWsEndpoint {
+  /** Live WebSocket connections. */
+  readonly connections: number;
+  /** Waits up to `timeoutMs` for sockets to close, then closes the rest with 1001. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+export function serveGraphQLWs(options: GraphQLWsEndpointOptions): GraphQLWsEndpoint {
+  const { http, path, log } = options;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 1024 * 1024 });
+  // Errors thrown from our hooks carry the message clients need (auth, limits); nothing internal is thrown there.
+  useServer({ ...options.server, isProd: false }, wss, options.keepAliveMs ?? 12_000);
+
+  http.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const requested = (req.url ?? '/').split('?')[0];
+    if (requested !== path) return refuse(socket, 404, `no WebSocket endpoint at ${requested}; GraphQL over WebSocket is on ${path}`);
+    if (http.phase !== 'ready') return refuse(socket, 503, `the service is ${http.phase} and accepts no new connections`);
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  wss.on('error', (error) => log.error('websocket server error', { error }));
+
+  return {
+    get connections() {
+      return wss.clients.size;
+    },
+    async drain(timeoutMs) {
+      if (wss.clients.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          timer.unref();
+          const check = () => {
+            if (wss.clients.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+          for (const client of wss.clients) client.once('close', () => setImmediate(check));
+        });
+      }
+      for (const client of wss.clients) client.close(1001, 'the service is shutting down; reconnect');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+function refuse(socket: Duplex, status: number, message: string): void {
+  const reason = status === 404 ? 'Not Found' : 'Service Unavailable';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message)}\r\nconnection: close\r\n\r\n${message}`);
+}
