@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-// Types through tsconfig `paths`: the package only exports this subpath to resolvers that read `exports`.
+// Types through lib/graphql-ws-use-ws.d.ts.
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import type { ServerOptions } from 'graphql-ws';
 import { WebSocketServer } from 'ws';

@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import { encodeBytesTensor } from '../../gpu-server/protocol/bytes-tensor';
 import type { ModelInfo } from './model-catalog';
-import type { TritonClient } from './triton-client';
+import type { TritonApi } from './triton-client';
 
 /**
  * Embeddings through DataLoader: every text waiting for the same model within
@@ -24,7 +24,7 @@ export class Embedder {
   private readonly loaders = new Map<string, DataLoader<string, Float32Array>>();
 
   constructor(
-    private readonly triton: TritonClient,
+    private readonly triton: TritonApi,
     private readonly windowMs: number,
   ) {}
 

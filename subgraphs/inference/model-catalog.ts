@@ -1,5 +1,5 @@
 import { instanceCount, type ModelConfig } from '../../gpu-server/repository/model-config';
-import type { TritonClient } from './triton-client';
+import type { TritonApi } from './triton-client';
 
 export type ModelKind = 'EMBEDDING' | 'TEXT_GENERATION' | 'OTHER';
 
@@ -23,6 +23,8 @@ export interface ModelInfo {
   instances: number;
   decoupled: boolean;
   contextLength: number | null;
+  /** The `chat_template` parameter (a Jinja chat template), when the model declares one. */
+  chatTemplate: string | null;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -37,7 +39,7 @@ export class ModelCatalog {
   private loading: Promise<Map<string, ModelInfo>> | undefined;
 
   constructor(
-    private readonly triton: TritonClient,
+    private readonly triton: TritonApi,
     private readonly ttlMs: number,
   ) {}
 
@@ -97,6 +99,7 @@ function describe(id: string, version: string, state: string, reason: string, co
     instances: config ? instanceCount(config) : 0,
     decoupled: config?.model_transaction_policy?.decoupled ?? false,
     contextLength: Number.isFinite(contextLength) && contextLength > 0 ? contextLength : null,
+    chatTemplate: config?.parameters?.chat_template?.string_value || null,
     inputs,
     outputs,
   };

@@ -1,5 +1,7 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
 import type { SubgraphContext } from '../../lib/subgraph-service';
+import type { CompletionInput } from './completion-request';
+import type { CompletionChunk, Completions } from './completions';
 import type { Embeddings } from './embeddings';
 import { gpuError } from './gpu-errors';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
@@ -7,6 +9,7 @@ import type { ModelCatalog, ModelInfo } from './model-catalog';
 export interface InferenceContext extends SubgraphContext {
   catalog: ModelCatalog;
   embeddings: Embeddings;
+  completions: Completions;
 }
 
 const catalogCall = <T>(call: Promise<T>): Promise<T> =>
@@ -20,6 +23,15 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
     model: async (_: unknown, { id }: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(id))) ?? null,
     embed: (_: unknown, args: { texts: string[]; model?: string | null }, { identity, embeddings }: InferenceContext) =>
       embeddings.embed(identity, args.texts, args.model),
+  },
+  Mutation: {
+    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, completions }: InferenceContext) => completions.complete(identity, input),
+  },
+  Subscription: {
+    completionStream: {
+      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, completions }: InferenceContext) => completions.stream(identity, input),
+      resolve: (chunk: CompletionChunk) => chunk,
+    },
   },
   Model: {
     __resolveReference: async (ref: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(ref.id))) ?? null,

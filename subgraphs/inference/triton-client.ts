@@ -4,9 +4,19 @@ import type {
   ModelInferRequest,
   ModelInferResponse,
   ModelStatisticsResponse,
+  ModelStreamInferResponse,
   RepositoryIndexResponse,
 } from '../../gpu-server/protocol/messages';
 import { loadTritonProto } from '../../gpu-server/proto/load';
+
+/** The unary calls the inference subgraph makes: one endpoint, or a tier of them. */
+export interface TritonApi {
+  serverReady(): Promise<{ ready: boolean }>;
+  repositoryIndex(): Promise<RepositoryIndexResponse>;
+  modelConfig(name: string, version?: string): Promise<ModelConfigResponse>;
+  modelStatistics(name?: string, version?: string): Promise<ModelStatisticsResponse>;
+  modelInfer(request: ModelInferRequest, deadlineMs?: number): Promise<ModelInferResponse>;
+}
 
 /**
  * A typed, promise-based client for Triton's GRPCInferenceService. It speaks
@@ -14,7 +24,7 @@ import { loadTritonProto } from '../../gpu-server/proto/load';
  * and against our gpu-server. Every call has a deadline: a GPU tier that stops
  * answering yields an error, never a hang.
  */
-export class TritonClient {
+export class TritonClient implements TritonApi {
   private readonly client: grpc.Client & Record<string, grpc.MethodDefinition<unknown, unknown> | unknown>;
 
   constructor(
@@ -51,6 +61,21 @@ export class TritonClient {
 
   modelInfer(request: ModelInferRequest, deadlineMs = this.deadlineMs): Promise<ModelInferResponse> {
     return this.unary('ModelInfer', request, deadlineMs);
+  }
+
+  /**
+   * Opens a ModelStreamInfer call. It has no deadline (it is meant to live
+   * long and carry many requests); each request's own deadline is the
+   * caller's to enforce.
+   */
+  modelStreamInfer(): grpc.ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse> {
+    const open = this.client.ModelStreamInfer as (metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse>;
+    return open.call(this.client, new grpc.Metadata(), {});
+  }
+
+  /** The channel is connected (or idle and able to connect). */
+  get connected(): boolean {
+    return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
   close(): void {

@@ -1,0 +1,120 @@
+/**
+ * One long-lived ModelStreamInfer call per GPU endpoint, shared by every
+ * streamed request of this process: requests are written onto it with a
+ * unique `id`, and responses are routed back by that id (Triton echoes it in
+ * every response, including error responses). Opening a stream per request
+ * would cost an HTTP/2 stream setup each and defeat the server's view of one
+ * client.
+ *
+ * When the call fails or ends (the gpu-server restarted, the network broke)
+ * every request still on it fails at once with the reason — never a hang —
+ * and the next request opens a new call: the stream reconnects by itself.
+ *
+ * Cancelling one request: Triton's protocol can only cancel a whole call,
+ * which would cancel everyone's. So a cancelled request stops being routed at
+ * once and a cancel message is written on the stream: a request with the
+ * same id, the model's name, no inputs and the bool parameter
+ * `sluice_cancel: true`. Our gpu-server stops that sequence within one decode
+ * step; NVIDIA's Triton answers it with an error we ignore, and its
+ * generation runs to its own end (documented in docs/ARCHITECTURE.md).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { ModelInferRequest, ModelInferResponse, ModelStreamInferResponse } from '../../gpu-server/protocol/messages';
+import type { TritonClient } from './triton-client';
+
+export const CANCEL_PARAMETER = 'sluice_cancel';
+
+export interface StreamRoute {
+  /** A response for the request; `final` when it is the last. */
+  response(response: ModelInferResponse, final: boolean): void;
+  /** The request failed: a server error message, or the call broke. */
+  error(error: StreamError): void;
+}
+
+export class StreamError extends Error {
+  override name = 'StreamError';
+  constructor(
+    message: string,
+    /** True when the call itself broke (the endpoint is unhealthy), false for a per-request error from the server. */
+    readonly transport: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export class SharedInferStream {
+  private call: grpc.ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse> | undefined;
+  private readonly routes = new Map<string, StreamRoute>();
+
+  constructor(
+    private readonly client: TritonClient,
+    private readonly onTransportError: (error: StreamError) => void = () => undefined,
+  ) {}
+
+  /** Requests currently routed on this stream. */
+  get active(): number {
+    return this.routes.size;
+  }
+
+  /**
+   * Writes `request` (its `id` must be unique among live requests) and routes
+   * its responses to `route` until a final response or an error. Returns a
+   * function that cancels the request.
+   */
+  start(request: ModelInferRequest, route: StreamRoute): () => void {
+    const id = request.id;
+    if (!id) throw new TypeError('a streamed request needs an id to route its responses');
+    if (this.routes.has(id)) throw new TypeError(`request id ${id} is already live on this stream`);
+    const call = this.open();
+    this.routes.set(id, route);
+    call.write(request);
+    return () => {
+      if (!this.routes.delete(id) || this.call !== call) return;
+      call.write({ model_name: request.model_name, model_version: request.model_version, id, inputs: [], parameters: { [CANCEL_PARAMETER]: { bool_param: true } } });
+    };
+  }
+
+  /** Ends the call; live requests fail. */
+  close(): void {
+    this.fail(this.call, new StreamError('the inference service is shutting down', true));
+  }
+
+  private open(): grpc.ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse> {
+    if (this.call) return this.call;
+    const call = this.client.modelStreamInfer();
+    this.call = call;
+    call.on('data', (message: ModelStreamInferResponse) => this.dispatch(message));
+    call.on('error', (error: grpc.ServiceError) => this.fail(call, new StreamError(`the GPU stream to ${this.client.address} failed: ${error.details || error.message}`, true)));
+    call.on('end', () => this.fail(call, new StreamError(`the GPU server at ${this.client.address} closed the stream`, true)));
+    return call;
+  }
+
+  private dispatch(message: ModelStreamInferResponse): void {
+    const response = message.infer_response;
+    const id = response?.id ?? '';
+    const route = this.routes.get(id);
+    if (!route) return; // cancelled, or an answer to a cancel message
+    if (message.error_message) {
+      this.routes.delete(id);
+      route.error(new StreamError(message.error_message, false));
+      return;
+    }
+    const finalParam = response!.parameters?.triton_final_response as { bool_param?: boolean } | undefined;
+    // Responses of a non-decoupled model carry no flag: each is the only, final one.
+    const final = finalParam?.bool_param ?? true;
+    if (final) this.routes.delete(id);
+    route.response(response!, final);
+  }
+
+  private fail(call: SharedInferStream['call'], error: StreamError): void {
+    if (!call || call !== this.call) return;
+    this.call = undefined;
+    call.removeAllListeners('data');
+    call.on('error', () => undefined); // cancel() below emits one more
+    call.cancel();
+    const routes = [...this.routes.values()];
+    this.routes.clear();
+    if (routes.length > 0 || error.transport) this.onTransportError(error);
+    for (const route of routes) route.error(error);
+  }
+}
