@@ -82,6 +82,8 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
         }
         return { schema: options.subscriptions.schema, document, variableValues: variables, operationName: payload.operationName, contextValue };
       },
+      // Results here are already formatted (from subgraphs, or from Apollo Server): send them as they are.
+      onNext: (_ctx, _id, _payload, _args, result) => result as never,
       execute: (args) => (args.contextValue as { run: () => Promise<never> }).run(),
       subscribe: (args) => (args.contextValue as { events: AsyncGenerator<never> }).events,
     },

@@ -89,11 +89,11 @@ async function resolveModel(catalog: ModelCatalog, id: string | null | undefined
       ? codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(id)} is not served by the GPU tier; query "models" for the ones that are`, { model: id })
       : codedError(ErrorCode.ModelNotReady, 'no text-generation model is ready on the GPU tier', {});
   }
-  if (model.kind !== 'TEXT_GENERATION') {
-    throw codedError(ErrorCode.BadUserInput, `input.model expects a TEXT_GENERATION model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'input.model' });
-  }
   if (!model.ready) {
     throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}; retry later`, { model: model.id });
+  }
+  if (model.kind !== 'TEXT_GENERATION') {
+    throw codedError(ErrorCode.BadUserInput, `input.model expects a TEXT_GENERATION model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'input.model' });
   }
   return model;
 }

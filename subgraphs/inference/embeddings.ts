@@ -51,11 +51,11 @@ export class Embeddings {
         ? codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(modelId)} is not served by the GPU tier; query "models" for the ones that are`, { model: modelId })
         : codedError(ErrorCode.ModelNotReady, 'no embedding model is ready on the GPU tier', {});
     }
-    if (model.kind !== 'EMBEDDING') {
-      throw codedError(ErrorCode.BadUserInput, `embed expects an EMBEDDING model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'model' });
-    }
     if (!model.ready) {
       throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}`, { model: model.id });
+    }
+    if (model.kind !== 'EMBEDDING') {
+      throw codedError(ErrorCode.BadUserInput, `embed expects an EMBEDDING model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'model' });
     }
     return model;
   }

@@ -59,6 +59,15 @@ export class TritonClient implements TritonApi {
     return this.unary('ModelStatistics', { name, version });
   }
 
+  /** Model control (Triton's explicit mode): load or reload a model from the repository. */
+  repositoryModelLoad(name: string): Promise<Record<string, never>> {
+    return this.unary('RepositoryModelLoad', { repository_name: '', model_name: name });
+  }
+
+  repositoryModelUnload(name: string): Promise<Record<string, never>> {
+    return this.unary('RepositoryModelUnload', { repository_name: '', model_name: name });
+  }
+
   modelInfer(request: ModelInferRequest, deadlineMs = this.deadlineMs): Promise<ModelInferResponse> {
     return this.unary('ModelInfer', request, deadlineMs);
   }

@@ -1,0 +1,55 @@
+/** Subscription clients for tests: graphql-ws over a real WebSocket, and multipart HTTP over fetch. */
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export interface Event<T = Record<string, any>> {
+  data?: T | null;
+  errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
+}
+
+export function wsClient(httpUrl: string, token?: string): Client {
+  return createClient({
+    url: httpUrl.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { Authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+  });
+}
+
+/** Every event of a subscription, or the events up to `stopAfter` (then it unsubscribes). */
+export async function collect<T = Record<string, any>>(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown>,
+  stopAfter = Infinity,
+): Promise<Event<T>[]> {
+  const events: Event<T>[] = [];
+  const iterator = client.iterate<T>({ query, variables });
+  try {
+    for await (const event of iterator) {
+      events.push(event as Event<T>);
+      if (events.length >= stopAfter) break;
+    }
+  } catch (error) {
+    // graphql-ws throws an operation's `error` message as an array of GraphQL errors.
+    if (Array.isArray(error)) events.push({ errors: error });
+    else throw error;
+  }
+  return events;
+}
+
+/** Reads a multipart/mixed subscription response: parts in order, heartbeats (`{}`) included. */
+export async function readMultipart(response: Response): Promise<Array<Record<string, any>>> {
+  const text = await response.text();
+  const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get('content-type') ?? '')?.[1];
+  if (!boundary) throw new Error(`no multipart boundary in ${response.headers.get('content-type')}`);
+  const [, ...rest] = text.split(`--${boundary}`);
+  const parts: Array<Record<string, any>> = [];
+  for (const part of rest) {
+    if (part.startsWith('--')) break;
+    const body = part.split('\r\n\r\n').slice(1).join('\r\n\r\n').trim();
+    parts.push(JSON.parse(body));
+  }
+  if (!rest.some((p) => p.startsWith('--'))) throw new Error('the multipart response did not end with its closing boundary');
+  return parts;
+}
