@@ -1,7 +1,9 @@
 /**
  * The gpu-server end to end: a real server on free ports, a plain
  * @grpc/grpc-js client built from the same protos, and a repository holding
- * the real sluice-embed model next to two broken ones.
+ * the real sluice-embed model, variants of it with other configs (another
+ * tokenizer on two "GPU" instances, a one-request queue, one to unload), and
+ * two broken models.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -12,7 +14,7 @@ import { createLogger } from '../lib/log';
 import { loadTritonProto } from './proto/load';
 import { encodeBytesTensor } from './protocol/bytes-tensor';
 import type { ModelInferResponse, ModelStatistics } from './protocol/messages';
-import { buildModels } from './scripts/build-models';
+import { addEmbedVariant, PROJECT_REPOSITORY } from './repository/temp-repository';
 import { startGpuServer, type GpuServer } from './server';
 
 const MODEL = 'sluice-embed';
@@ -42,7 +44,7 @@ async function callError(method: string, request: unknown): Promise<grpc.Service
 
 function embedRequest(texts: string[], extra: Record<string, unknown> = {}) {
   return {
-    model_name: MODEL,
+    model_name: MODEL as string,
     inputs: [{ name: 'text', datatype: 'BYTES', shape: [texts.length, 1] }],
     raw_input_contents: [encodeBytesTensor(texts)],
     ...extra,
@@ -78,7 +80,16 @@ beforeAll(async () => {
   const source = path.join(__dirname, 'model_repository', MODEL, 'config.pbtxt');
   fs.mkdirSync(path.join(repository, MODEL, '1'), { recursive: true });
   fs.copyFileSync(source, path.join(repository, MODEL, 'config.pbtxt'));
-  await buildModels(repository);
+  fs.copyFileSync(path.join(PROJECT_REPOSITORY, MODEL, '1', 'model.onnx'), path.join(repository, MODEL, '1', 'model.onnx'));
+  addEmbedVariant(repository, {
+    name: 'embed-b',
+    maxBatchSize: 8,
+    dynamicBatching: 'max_queue_delay_microseconds: 500',
+    instanceGroup: '{ count: 1 kind: KIND_GPU gpus: [ 0, 1 ] }',
+    parameters: { tokenizer: 'cl100k_base' },
+  });
+  addEmbedVariant(repository, { name: 'queue-1', maxBatchSize: 1, dynamicBatching: 'default_queue_policy { max_queue_size: 1 }' });
+  addEmbedVariant(repository, { name: 'unload-me', maxBatchSize: 1 });
   // A config with a syntax error on line 3, and a model without versions.
   fs.mkdirSync(path.join(repository, 'broken', '1'), { recursive: true });
   fs.writeFileSync(path.join(repository, 'broken', 'config.pbtxt'), 'name: "broken"\nmax_batch_size: 4\ninput [ { name: "x" data_type: TYPE_NOPE dims: [1] } ]\n');
@@ -86,7 +97,7 @@ beforeAll(async () => {
   fs.copyFileSync(source, path.join(repository, 'no-versions', 'config.pbtxt'));
   fs.writeFileSync(path.join(repository, 'no-versions', 'config.pbtxt'), fs.readFileSync(source, 'utf8').replace('name: "sluice-embed"', 'name: "no-versions"'));
 
-  server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, logger: createLogger({ test: 'gpu-server' }) });
+  server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'gpu-server' }) });
   const pkg = loadTritonProto();
   client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
   health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof health;
@@ -159,17 +170,24 @@ describe('health and metadata', () => {
     const { models } = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', {});
     expect(models).toEqual([
       { name: 'broken', version: '', state: 'UNAVAILABLE', reason: expect.stringMatching(/broken\/config\.pbtxt:3:32: field 'data_type' of inference\.ModelInput expects one of .*but got 'TYPE_NOPE'$/) },
+      { name: 'embed-b', version: '1', state: 'READY', reason: '' },
       { name: 'no-versions', version: '', state: 'UNAVAILABLE', reason: expect.stringContaining('has no numbered version directory') },
+      { name: 'queue-1', version: '1', state: 'READY', reason: '' },
       { name: MODEL, version: '1', state: 'READY', reason: '' },
+      { name: 'unload-me', version: '1', state: 'READY', reason: '' },
     ]);
     const ready = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', { ready: true });
-    expect(ready.models.map((m) => m.name)).toEqual([MODEL]);
+    expect(ready.models.map((m) => m.name)).toEqual(['embed-b', 'queue-1', MODEL, 'unload-me']);
   });
 
-  it('answers the RPCs it does not implement with UNIMPLEMENTED', async () => {
-    const error = await callError('RepositoryModelLoad', { model_name: MODEL });
+  it('answers the RPCs it does not implement with UNIMPLEMENTED and the reason', async () => {
+    const error = await callError('TraceSetting', { model_name: MODEL });
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(error.details).toBe('RepositoryModelLoad is not implemented by the Sluice gpu-server');
+    expect(error.details).toBe('TraceSetting is not implemented by the Sluice gpu-server: tracing is not supported');
+    const cuda = await callError('CudaSharedMemoryStatus', {});
+    expect(cuda.code).toBe(grpc.status.UNIMPLEMENTED);
+    const logs = await callError('LogSettings', {});
+    expect(logs.details).toContain('set SLUICE_LOG_LEVEL');
   });
 });
 
@@ -234,10 +252,10 @@ describe('ModelInfer on sluice-embed', () => {
     stream.end();
     await done;
     expect(responses).toHaveLength(2);
-    const ok = responses.find((r) => r.infer_response)!;
+    const ok = responses.find((r) => r.infer_response?.id === 's1')!;
     expect(ok.error_message).toBe('');
-    expect(ok.infer_response).toMatchObject({ id: 's1', outputs: [expect.objectContaining({ shape: [1, DIM] })] });
-    expect(responses.find((r) => !r.infer_response)!.error_message).toBe("Request for unknown model: 'missing' is not found");
+    expect(ok.infer_response).toMatchObject({ id: 's1', outputs: [expect.objectContaining({ shape: [1, DIM] })], parameters: { triton_final_response: expect.objectContaining({ bool_param: true }) } });
+    expect(responses.find((r) => r.error_message)!.error_message).toBe("Request for unknown model: 'missing' is not found");
   });
 });
 
@@ -304,9 +322,88 @@ describe('ModelInfer errors', () => {
   });
 });
 
+describe('queue policy, model control and instances on real models', () => {
+  const longText = (i: number) => `request ${i}: ${'the quick brown fox jumps over the lazy dog and keeps running '.repeat(4)}`;
+
+  it('refuses requests beyond max_queue_size with RESOURCE_EXHAUSTED and serves the others correctly', async () => {
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) => call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest([longText(i)], { id: `q${i}` }), model_name: 'queue-1' })),
+    );
+    const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as grpc.ServiceError);
+    const served = outcomes.filter((o): o is PromiseFulfilledResult<ModelInferResponse> => o.status === 'fulfilled').map((o) => o.value);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(served.length).toBeGreaterThanOrEqual(2); // the one executing and the one queued, at least
+    for (const error of refused) {
+      expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(error.details).toBe("Exceeds maximum queue size: model 'queue-1' queues at most 1 request(s), got one more while 1 wait");
+    }
+    for (const response of served) expect(response.outputs[0].shape).toEqual([1, DIM]);
+  });
+
+  it('refuses a bad priority and sequence parameters with INVALID_ARGUMENT', async () => {
+    const priority = await callError('ModelInfer', embedRequest(['x'], { parameters: { priority: { int64_param: 1 } } }));
+    expect(priority.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(priority.details).toBe("invalid priority for model 'sluice-embed': expected 0 (model 'sluice-embed' has no priority_levels), got 1");
+    const sequence = await callError('ModelInfer', embedRequest(['x'], { parameters: { sequence_id: { string_param: 'conversation-1' } } }));
+    expect(sequence.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(sequence.details).toContain('has no sequence batcher');
+  });
+
+  it('lets requests waiting in the queue of an unloaded model finish, then refuses new ones; load brings it back', async () => {
+    const pending = Array.from({ length: 20 }, (_, i) => call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest([longText(i)], { id: `u${i}` }), model_name: 'unload-me' }));
+    let settled = 0;
+    pending.forEach((p) => void p.then(() => settled++, () => settled++));
+    const queued = () => server.core.pendingRequests().find((r) => r.name === 'unload-me')?.pending ?? 0;
+    while (queued() === 0 && settled < 20) await new Promise((resolve) => setImmediate(resolve));
+    expect(queued()).toBeGreaterThan(0); // the unload below finds requests waiting
+    await call(client, 'RepositoryModelUnload', { model_name: 'unload-me' });
+    expect(settled).toBe(20); // the unload returned after the queue drained
+    const responses = await Promise.all(pending);
+    responses.forEach((r, i) => expect(r).toMatchObject({ id: `u${i}`, model_name: 'unload-me' }));
+    const refused = await callError('ModelInfer', { ...embedRequest(['late']), model_name: 'unload-me' });
+    expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+    expect(refused.details).toBe("Request for unknown model: 'unload-me' is not ready: unloaded");
+    await call(client, 'RepositoryModelLoad', { model_name: 'unload-me' });
+    expect(await call(client, 'ModelReady', { name: 'unload-me' })).toEqual({ ready: true });
+    await expect(call(client, 'ModelInfer', { ...embedRequest(['back']), model_name: 'unload-me' })).resolves.toMatchObject({ model_name: 'unload-me' });
+  });
+
+  it('answers a 200-request concurrent mix of two models, every response matching its request', async () => {
+    const models = [MODEL, 'embed-b'];
+    const requests = Array.from({ length: 200 }, (_, i) => ({
+      model: models[i % 2],
+      id: `mix-${i}`,
+      texts: Array.from({ length: 1 + (i % 3) }, (_, j) => `mixed request ${i} text ${j} about ${['cats', 'ships', 'stars', 'bread'][(i + j) % 4]}`),
+    }));
+    const before = (await call<{ model_stats: ModelStatistics[] }>(client, 'ModelStatistics', { name: 'embed-b' })).model_stats[0];
+    const responses = await Promise.all(requests.map((r) => call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest(r.texts, { id: r.id }), model_name: r.model })));
+    let differ = 0;
+    for (const [i, r] of requests.entries()) {
+      const response = responses[i];
+      expect(response).toMatchObject({ model_name: r.model, id: r.id });
+      const rows = vectors(response);
+      expect(rows).toHaveLength(r.texts.length);
+      // Each row is what this model gives the text on its own; the other model gives another vector.
+      const alone = vectors(await call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest([r.texts[0]]), model_name: r.model }))[0];
+      const other = vectors(await call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest([r.texts[0]]), model_name: models[(i + 1) % 2] }))[0];
+      expect(dot(rows[0], alone)).toBeCloseTo(1, 5);
+      if (dot(rows[0], other) < 0.999) differ++;
+    }
+    expect(differ).toBe(200);
+    const after = (await call<{ model_stats: ModelStatistics[] }>(client, 'ModelStatistics', { name: 'embed-b' })).model_stats[0];
+    const instances = server.core.instanceStatistics().filter((s) => s.name === 'embed-b');
+    expect(instances.map(({ instance, kind, device }) => ({ instance, kind, device }))).toEqual([
+      { instance: 'embed-b_0_0', kind: 'KIND_GPU', device: 0 },
+      { instance: 'embed-b_0_1', kind: 'KIND_GPU', device: 1 },
+    ]);
+    expect(instances.reduce((n, s) => n + s.executions, 0)).toBe(after.execution_count);
+    expect(after.inference_count - before.inference_count).toBeGreaterThanOrEqual(200); // 100 mixed + their checks
+  });
+});
+
 describe('stop', () => {
   it('drains, then refuses connections', async () => {
-    const extra = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, logger: createLogger({ test: 'stop' }) });
+    const extra = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'stop' }) });
     const pkg = loadTritonProto();
     const c = new pkg.inference.GRPCInferenceService(`127.0.0.1:${extra.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
     const inflight = call<ModelInferResponse>(c, 'ModelInfer', embedRequest(['finish me']));

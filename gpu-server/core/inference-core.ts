@@ -4,21 +4,29 @@
  *
  * Phases: `starting` (repository loading) → `ready` → `draining` (no new
  * inference, in-flight requests finish) → `stopped`.
+ *
+ * Two ways in: `infer` (one request, one response: Triton's ModelInfer) and
+ * `inferStream` (ModelStreamInfer: any number of responses for a decoupled
+ * model, exactly one for the others). Decoupled models are served by their
+ * version's StreamDispatcher, the others by its Scheduler (dynamic batcher).
  */
 import { MalformedBytesTensorError, decodeBytesTensor } from '../protocol/bytes-tensor';
 import { ELEMENT_SIZE, isWireDatatype, wireDatatype, type WireDatatype } from '../protocol/datatypes';
 import type { ModelConfig } from '../repository/model-config';
 import type { ModelRepository, ModelVersion } from '../repository/repository';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';
+import { reservedParameters, type CoreParameterValue } from './request-parameters';
 import type { ModelVersionStatistics } from './statistics';
 import { elementCount, type Tensor } from './tensor';
+
+export type { CoreParameterValue };
 
 export type ServerPhase = 'starting' | 'ready' | 'draining' | 'stopped';
 
 export const SERVER_NAME = 'sluice-gpu-server';
 export const SERVER_VERSION = '0.1.0';
 /** Protocol extensions implemented (names as Triton reports them). */
-export const SERVER_EXTENSIONS = ['model_repository', 'statistics', 'binary_tensor_data'];
+export const SERVER_EXTENSIONS = ['model_repository', 'model_configuration', 'schedule_policy', 'statistics', 'binary_tensor_data', 'parameters'];
 
 export interface CoreTensorMetadata {
   name: string;
@@ -57,6 +65,11 @@ export interface CoreInferRequest {
   inputs: CoreInferInput[];
   /** Names of the outputs wanted; empty or absent: all. */
   outputs?: string[];
+  /**
+   * Request parameters: `priority`, `timeout` (µs), `triton_enable_empty_final_response`;
+   * `sequence_*` are refused (see request-parameters.ts); others pass to the model.
+   */
+  parameters?: Record<string, CoreParameterValue>;
 }
 
 export interface CoreInferResponse {
@@ -66,10 +79,36 @@ export interface CoreInferResponse {
   outputs: Tensor[];
 }
 
+/** One response of `inferStream`. */
+export interface CoreStreamResponse extends CoreInferResponse {
+  /** The last response of its request. */
+  final: boolean;
+  /** At least `triton_final_response: final`. */
+  parameters: Record<string, CoreParameterValue>;
+}
+
+/** One model instance's counters (for statistics and metrics per instance and device). */
+export interface CoreInstanceStatistics {
+  name: string;
+  version: string;
+  /** Triton's instance name, e.g. `sluice-embed_0_0`. */
+  instance: string;
+  kind: 'KIND_CPU' | 'KIND_GPU';
+  /** The GPU id for KIND_GPU, -1 for KIND_CPU. */
+  device: number;
+  /** Batches executed (decoupled models: requests served). */
+  executions: number;
+  /** Time spent executing (decoupled models: with at least one live sequence). */
+  busyNs: number;
+  /** Live sequences now (decoupled models; 0 otherwise). */
+  activeSequences: number;
+}
+
 export class InferenceCore {
   private currentPhase: ServerPhase = 'starting';
   private inFlight = 0;
   private readonly idleWaiters: Array<() => void> = [];
+  private readonly phaseListeners = new Set<(phase: ServerPhase) => void>();
 
   constructor(private readonly repository: ModelRepository) {}
 
@@ -77,9 +116,15 @@ export class InferenceCore {
     return this.currentPhase;
   }
 
+  /** Calls `listener` on every phase change (e.g. grpc.health.v1 Watch); returns the unsubscribe function. */
+  onPhaseChange(listener: (phase: ServerPhase) => void): () => void {
+    this.phaseListeners.add(listener);
+    return () => this.phaseListeners.delete(listener);
+  }
+
   /** Called once the repository has loaded. */
   markReady(): void {
-    if (this.currentPhase === 'starting') this.currentPhase = 'ready';
+    if (this.currentPhase === 'starting') this.setPhase('ready');
   }
 
   /** Live from construction until stopped. */
@@ -153,35 +198,129 @@ export class InferenceCore {
     return entry.versions.filter((v) => v.state === 'READY').map((v) => v.stats.snapshot());
   }
 
-  /** Validates a request against the model's config, schedules it, and returns the requested outputs. */
-  async infer(request: CoreInferRequest): Promise<CoreInferResponse> {
-    if (this.currentPhase !== 'ready') throw unavailable(`the server is ${this.currentPhase} and accepts no inference requests`);
-    const v = this.resolve(request.modelName, request.modelVersion ?? '', { requireReady: true });
+  /** Whether the model (its given version, or its first ready one) is decoupled; throws NOT_FOUND/UNAVAILABLE like `infer`. */
+  isDecoupled(name: string, version = ''): boolean {
+    return this.resolve(name, version, { requireReady: false }).config.model_transaction_policy?.decoupled === true;
+  }
+
+  /**
+   * Validates a request against the model's config, schedules it, and returns
+   * the requested outputs. Decoupled models are refused as Triton refuses
+   * them (UNIMPLEMENTED): their responses need `inferStream`. Aborting
+   * `signal` (the client went away) drops the request if it still waits in
+   * the queue; once executing, it completes.
+   */
+  async infer(request: CoreInferRequest, signal?: AbortSignal): Promise<CoreInferResponse> {
+    const v = this.admit(request);
+    if (v.dispatcher) throw new InferenceError(InferenceErrorCode.Unimplemented, `ModelInfer RPC doesn't support models with decoupled transaction policy: model '${v.name}' is decoupled; expected ModelStreamInfer (or /generate_stream over HTTP)`);
     const { inputs, batchSize } = validateInputs(v.config, request);
     const wanted = validateOutputs(v.config, request.outputs ?? []);
-    this.inFlight++;
-    try {
-      const outputs = await v.scheduler!.schedule({ inputs, batchSize });
-      return {
-        modelName: v.name,
-        modelVersion: v.version,
-        id: request.id ?? '',
-        outputs: wanted.map((name) => {
-          const t = outputs.get(name);
-          if (!t) throw new InferenceError(InferenceErrorCode.Internal, `model '${v.name}' produced no output '${name}'`);
-          return t;
-        }),
-      };
-    } finally {
-      this.inFlight--;
-      if (this.inFlight === 0) this.idleWaiters.splice(0).forEach((w) => w());
+    const { priority, timeoutMicroseconds } = reservedParameters(v.name, request.parameters);
+    return this.tracked(async () => {
+      const outputs = await v.scheduler!.schedule({ inputs, batchSize, priority, timeoutMicroseconds, signal });
+      return { modelName: v.name, modelVersion: v.version, id: request.id ?? '', outputs: pick(v.name, outputs, wanted) };
+    });
+  }
+
+  /**
+   * Streams a request's responses to `onResponse`. A decoupled model sends any
+   * number, the last with final=true; a final response without outputs is
+   * passed on only when the request sets `triton_enable_empty_final_response`,
+   * or when it is the request's only response (so every request gets at least
+   * one; otherwise, as in Triton, the client learned the data already). A
+   * non-decoupled model sends exactly one, final. Resolves after the final
+   * response; rejects with an InferenceError on failure. Aborting `signal`
+   * cancels the request (a decoupled model stops within one decode step).
+   */
+  async inferStream(request: CoreInferRequest, onResponse: (response: CoreStreamResponse) => void, signal?: AbortSignal): Promise<void> {
+    const v = this.admit(request);
+    const id = request.id ?? '';
+    const respond = (outputs: Tensor[], final: boolean) =>
+      onResponse({ modelName: v.name, modelVersion: v.version, id, outputs, final, parameters: { triton_final_response: final } });
+    if (!v.dispatcher) {
+      const response = await this.infer(request, signal);
+      respond(response.outputs, true);
+      return;
     }
+    const { inputs } = validateInputs(v.config, request);
+    const wanted = validateOutputs(v.config, request.outputs ?? []);
+    const { enableEmptyFinalResponse } = reservedParameters(v.name, request.parameters);
+    let sent = 0;
+    await this.tracked(() =>
+      v.dispatcher!.stream(
+        inputs,
+        (outputs, final) => {
+          if (outputs.size === 0) {
+            if (final && (enableEmptyFinalResponse || sent === 0)) respond([], true);
+            return;
+          }
+          sent++;
+          // A streaming model may leave an output out of a response (e.g. a count only in the last one).
+          respond(wanted.filter((name) => outputs.has(name)).map((name) => outputs.get(name)!), final);
+        },
+        signal ?? new AbortController().signal,
+      ),
+    );
+  }
+
+  /** Requests queued and not yet executing, per ready model version (nv_inference_pending_request_count). */
+  pendingRequests(): Array<{ name: string; version: string; pending: number }> {
+    return this.readyVersions().map((v) => ({ name: v.name, version: v.version, pending: v.scheduler?.pendingCount ?? 0 }));
+  }
+
+  /** Counters of every instance of every ready model version. */
+  instanceStatistics(): CoreInstanceStatistics[] {
+    return this.readyVersions().flatMap((v) => {
+      const counters = (v.dispatcher ?? v.scheduler)!.instanceCounters();
+      const active = v.dispatcher?.activeSequences();
+      return v.instances.map((instance, i) => ({
+        name: v.name,
+        version: v.version,
+        instance: instance.name,
+        kind: instance.kind,
+        device: instance.device,
+        executions: counters[i].executions,
+        busyNs: counters[i].busyNs,
+        activeSequences: active?.[i] ?? 0,
+      }));
+    });
+  }
+
+  /**
+   * RepositoryModelLoad: (re)loads model `name` from disk (see
+   * repository.ts). Rejects with NOT_FOUND when the repository has no such
+   * directory, INVALID_ARGUMENT for a bad name, and INTERNAL when the model
+   * failed to load (it is then UNAVAILABLE with that reason).
+   */
+  async loadModel(name: string): Promise<void> {
+    this.checkModelName(name);
+    let entry;
+    try {
+      entry = await this.repository.loadModel(name);
+    } catch (error) {
+      throw notFound(`failed to load '${name}': ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const failed = entry.versions.filter((v) => v.state !== 'READY');
+    if (entry.error || entry.versions.length === 0 || failed.length === entry.versions.length) {
+      const reason = entry.error ?? failed.map((v) => v.reason).join('; ');
+      throw new InferenceError(InferenceErrorCode.Internal, `failed to load '${name}': ${reason || 'no version loaded'}`);
+    }
+  }
+
+  /**
+   * RepositoryModelUnload: new requests are refused at once (UNAVAILABLE);
+   * queued and executing ones finish; resolves when the instances are closed.
+   */
+  async unloadModel(name: string): Promise<void> {
+    this.checkModelName(name);
+    if (!this.repository.get(name)) throw notFound(`failed to unload '${name}': Request for unknown model: '${name}' is not found`);
+    await this.repository.unloadModel(name);
   }
 
   /** Refuses new inference, waits for in-flight requests (at most `timeoutMs`), then unloads every model. */
   async drainAndStop(timeoutMs = 10_000): Promise<void> {
     if (this.currentPhase === 'stopped') return;
-    this.currentPhase = 'draining';
+    this.setPhase('draining');
     if (this.inFlight > 0) {
       await Promise.race([
         new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
@@ -189,10 +328,42 @@ export class InferenceCore {
       ]);
     }
     await this.repository.close();
-    this.currentPhase = 'stopped';
+    this.setPhase('stopped');
   }
 
   // -------------------------------------------------------------- private
+
+  private setPhase(phase: ServerPhase): void {
+    this.currentPhase = phase;
+    for (const listener of this.phaseListeners) listener(phase);
+  }
+
+  /** The ready version a request is for, once the server takes inference. */
+  private admit(request: CoreInferRequest): ModelVersion {
+    if (this.currentPhase !== 'ready') throw unavailable(`the server is ${this.currentPhase} and accepts no inference requests`);
+    return this.resolve(request.modelName, request.modelVersion ?? '', { requireReady: true });
+  }
+
+  /** Runs `work` counted as in flight, so drainAndStop waits for it. */
+  private async tracked<T>(work: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await work();
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0) this.idleWaiters.splice(0).forEach((w) => w());
+    }
+  }
+
+  private readyVersions(): ModelVersion[] {
+    return this.repository.entries().flatMap((e) => e.versions.filter((v) => v.state === 'READY'));
+  }
+
+  private checkModelName(name: string): void {
+    if (!name || name.startsWith('.') || /[/\\]/.test(name)) {
+      throw invalidArgument(`model name expects a directory name of the model repository (no '/', '\\' or leading '.'), but got '${name}'`);
+    }
+  }
 
   private resolve(name: string, version: string, { requireReady }: { requireReady: boolean }): ModelVersion {
     const entry = this.repository.get(name);
@@ -264,6 +435,14 @@ function validateInputs(config: ModelConfig, request: CoreInferRequest): { input
   const missing = config.input.filter((i) => !i.optional && !inputs.has(i.name)).map((i) => i.name);
   if (missing.length) throw invalidArgument(`expected ${config.input.length} input(s) but got ${request.inputs.length} for model '${model}': missing ${missing.map((m) => `'${m}'`).join(', ')}`);
   return { inputs, batchSize: batchSize ?? 1 };
+}
+
+function pick(model: string, outputs: Map<string, Tensor>, wanted: string[]): Tensor[] {
+  return wanted.map((name) => {
+    const t = outputs.get(name);
+    if (!t) throw new InferenceError(InferenceErrorCode.Internal, `model '${model}' produced no output '${name}'`);
+    return t;
+  });
 }
 
 function validateOutputs(config: ModelConfig, requested: string[]): string[] {

@@ -1,5 +1,6 @@
+import { ManualClock } from './manual-clock';
 import type { ModelRunner } from './runner';
-import { Scheduler } from './scheduler';
+import { DEFAULT_QUEUE_POLICY, Scheduler, type SchedulerOptions } from './scheduler';
 import { StatisticsRecorder } from './statistics';
 import type { Tensor } from './tensor';
 
@@ -32,7 +33,7 @@ describe('Scheduler', () => {
   it('combines requests that arrive together into one execution and splits the results back', async () => {
     const { runner, batches } = fakeRunner();
     const stats = new StatisticsRecorder('m', '1');
-    const scheduler = new Scheduler({ runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true });
     const results = await Promise.all([[1], [2, 3], [4]].map((v) => scheduler.schedule(request(v))));
     expect(batches).toEqual([[4, 1]]);
     expect(results.map((r) => read(r.get('y')!))).toEqual([[2], [4, 6], [8]]);
@@ -44,14 +45,14 @@ describe('Scheduler', () => {
 
   it('never exceeds max_batch_size', async () => {
     const { runner, batches } = fakeRunner();
-    const scheduler = new Scheduler({ runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 4, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 4, dynamicBatching: true });
     await Promise.all([1, 2, 3, 4, 5, 6].map((v) => scheduler.schedule(request([v]))));
     expect(batches).toEqual([[4, 1], [2, 1]]);
   });
 
   it('does not mix requests whose non-batch shapes differ', async () => {
     const { runner, batches } = fakeRunner();
-    const scheduler = new Scheduler({ runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: true });
     const [a, b, c] = await Promise.all([scheduler.schedule(request([1])), scheduler.schedule(request([2, 3], 2)), scheduler.schedule(request([4]))]);
     expect(batches).toEqual([[2, 1], [1, 2]]);
     expect([read(a.get('y')!), read(b.get('y')!), read(c.get('y')!)]).toEqual([[2], [4, 6], [8]]);
@@ -59,7 +60,7 @@ describe('Scheduler', () => {
 
   it('runs each request alone without dynamic batching', async () => {
     const { runner, batches } = fakeRunner();
-    const scheduler = new Scheduler({ runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: false });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: false });
     await Promise.all([[1], [2], [3]].map((v) => scheduler.schedule(request(v))));
     expect(batches).toEqual([[1, 1], [1, 1], [1, 1]]);
   });
@@ -67,7 +68,7 @@ describe('Scheduler', () => {
   it('rejects every request of a failed batch and counts the failures', async () => {
     const { runner } = fakeRunner({ fail: true });
     const stats = new StatisticsRecorder('m', '1');
-    const scheduler = new Scheduler({ runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true });
     const results = await Promise.allSettled([[1], [2]].map((v) => scheduler.schedule(request(v))));
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'INTERNAL', message: 'model execution failed: boom' });
@@ -86,7 +87,7 @@ describe('Scheduler', () => {
       },
       close: async () => undefined,
     });
-    const scheduler = new Scheduler({ runners: [gated('a'), gated('b')], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 1, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [gated('a'), gated('b')], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 1, dynamicBatching: true });
     const results = [1, 2, 3].map((v) => scheduler.schedule(request([v])));
     await new Promise((resolve) => setImmediate(resolve));
     expect(started).toEqual(['a', 'b']);
@@ -97,11 +98,249 @@ describe('Scheduler', () => {
 
   it('drains queued work, then refuses new requests with UNAVAILABLE', async () => {
     const { runner, batches } = fakeRunner();
-    const scheduler = new Scheduler({ runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: true });
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: true });
     const pending = scheduler.schedule(request([1]));
     await scheduler.drain();
     expect(read((await pending).get('y')!)).toEqual([2]);
     expect(batches).toHaveLength(1);
     await expect(scheduler.schedule(request([1]))).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+});
+
+/** A runner that holds each execution until released, recording the values of each batch. */
+function heldRunner() {
+  const batches: number[][] = [];
+  const releases: Array<() => void> = [];
+  const runner: ModelRunner = {
+    async execute(inputs) {
+      const x = inputs.get('x')!;
+      batches.push(read(x));
+      await new Promise<void>((resolve) => releases.push(resolve));
+      return new Map([['y', { ...x, name: 'y' }]]);
+    },
+    close: async () => undefined,
+  };
+  /** Lets the oldest held execution finish and the scheduler react. */
+  const releaseNext = async () => {
+    releases.shift()?.();
+    await flush();
+  };
+  return { runner, batches, releaseNext };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+const US = 1000;
+
+describe('Scheduler with controlled time', () => {
+  function scheduler(runner: ModelRunner, options: Partial<SchedulerOptions> = {}) {
+    const clock = new ManualClock();
+    const stats = new StatisticsRecorder('m', '1');
+    const s = new Scheduler({ model: 'm', runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true, clock, ...options });
+    return { s, clock, stats };
+  }
+
+  it('waits max_queue_delay_microseconds from the first request, then sends what is queued', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, { maxQueueDelayMicroseconds: 100 });
+    const results = [1, 2, 3].map((v) => s.schedule(request([v])));
+    await flush();
+    clock.advance(99 * US);
+    await flush();
+    expect(batches).toEqual([]);
+    expect(s.pendingCount).toBe(3);
+    clock.advance(1 * US);
+    await flush();
+    expect(batches).toEqual([[1, 2, 3]]);
+    await releaseNext();
+    expect((await Promise.all(results)).map((r) => read(r.get('y')!))).toEqual([[1], [2], [3]]);
+  });
+
+  it('a delay of 0 waits one event-loop turn, so requests that arrive together share a batch', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner);
+    const results = [1, 2].map((v) => s.schedule(request([v])));
+    expect(batches).toEqual([]);
+    clock.advance(0);
+    await flush();
+    expect(batches).toEqual([[1, 2]]);
+    await releaseNext();
+    await Promise.all(results);
+  });
+
+  it('sends a preferred batch size at once, and the rest after the delay', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, { preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 1000 });
+    const first = s.schedule(request([1]));
+    await flush();
+    expect(batches).toEqual([]); // 1 is not a preferred size: wait
+    const second = s.schedule(request([2]));
+    await flush();
+    expect(batches).toEqual([[1, 2]]); // 2 is: go now
+    const rest = [3, 4, 5, 6, 7].map((v) => s.schedule(request([v])));
+    await releaseNext();
+    expect(batches).toEqual([[1, 2], [3, 4, 5, 6]]); // of 5 queued, the largest preferred prefix (4)
+    await releaseNext();
+    expect(batches).toHaveLength(2); // 1 left, not preferred, delay not over
+    clock.advance(1000 * US);
+    await flush();
+    expect(batches).toEqual([[1, 2], [3, 4, 5, 6], [7]]);
+    await releaseNext();
+    await Promise.all([first, second, ...rest]);
+  });
+
+  it('sends without waiting once the queued samples reach max_batch_size', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s } = scheduler(runner, { maxBatchSize: 4, maxQueueDelayMicroseconds: 1_000_000 });
+    const results = [1, 2, 3, 4].map((v) => s.schedule(request([v])));
+    await flush();
+    expect(batches).toEqual([[1, 2, 3, 4]]);
+    await releaseNext();
+    await Promise.all(results);
+  });
+
+  it('serves priority level 1 first; priority 0 is the default level', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, { maxBatchSize: 1, priorityLevels: 2, defaultPriorityLevel: 2 });
+    const busy = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const queued = [
+      s.schedule({ ...request([1]), priority: 0 }),
+      s.schedule({ ...request([2]), priority: 2 }),
+      s.schedule({ ...request([3]), priority: 1 }),
+    ];
+    for (let i = 0; i < 4; i++) await releaseNext();
+    expect(batches).toEqual([[0], [3], [1], [2]]);
+    await Promise.all([busy, ...queued]);
+  });
+
+  it('refuses a priority outside 0..priority_levels with INVALID_ARGUMENT', async () => {
+    const { runner } = heldRunner();
+    await expect(scheduler(runner, { priorityLevels: 2 }).s.schedule({ ...request([1]), priority: 3 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: "invalid priority for model 'm': expected an integer from 0 (default level 1) to 2, got 3",
+    });
+    await expect(scheduler(runner).s.schedule({ ...request([1]), priority: 1 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: "invalid priority for model 'm': expected 0 (model 'm' has no priority_levels), got 1",
+    });
+  });
+
+  it('refuses a request with RESOURCE_EXHAUSTED when its queue is full, and counts it as failed', async () => {
+    const { runner, releaseNext } = heldRunner();
+    const policy = { ...DEFAULT_QUEUE_POLICY, maxQueueSize: 2 };
+    const { s, clock, stats } = scheduler(runner, { maxBatchSize: 1, defaultQueuePolicy: policy });
+    const running = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const queued = [s.schedule(request([1])), s.schedule(request([2]))];
+    await expect(s.schedule(request([3]))).rejects.toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+      message: "Exceeds maximum queue size: model 'm' queues at most 2 request(s), got one more while 2 wait",
+    });
+    expect(stats.snapshot().inference_stats.fail.count).toBe(1);
+    for (let i = 0; i < 3; i++) await releaseNext();
+    await Promise.all([running, ...queued]);
+  });
+
+  it('applies the queue policy of the request priority level', async () => {
+    const { runner, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, {
+      maxBatchSize: 1,
+      priorityLevels: 2,
+      priorityQueuePolicy: new Map([[2, { ...DEFAULT_QUEUE_POLICY, maxQueueSize: 1 }]]),
+    });
+    const running = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const ok = [s.schedule({ ...request([1]), priority: 2 }), s.schedule({ ...request([2]), priority: 1 }), s.schedule({ ...request([3]), priority: 1 })];
+    await expect(s.schedule({ ...request([4]), priority: 2 })).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('at priority level 2') });
+    for (let i = 0; i < 4; i++) await releaseNext();
+    await Promise.all([running, ...ok]);
+  });
+
+  it('timeout_action REJECT: a request still queued at its timeout is refused with UNAVAILABLE', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const policy = { ...DEFAULT_QUEUE_POLICY, defaultTimeoutMicroseconds: 500, allowTimeoutOverride: true };
+    const { s, clock, stats } = scheduler(runner, { maxBatchSize: 1, defaultQueuePolicy: policy });
+    const running = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const byDefault = s.schedule(request([1]));
+    const shorter = s.schedule({ ...request([2]), timeoutMicroseconds: 100 });
+    const longer = s.schedule({ ...request([3]), timeoutMicroseconds: 5000 }); // may only shorten: 500 applies
+    const settled = Promise.allSettled([byDefault, shorter, longer]);
+    clock.advance(100 * US);
+    await flush();
+    await expect(shorter).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/^Request timeout expired: model 'm' waited 100 µs/) });
+    expect(s.pendingCount).toBe(2);
+    clock.advance(400 * US);
+    expect((await settled).map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    await releaseNext();
+    await running;
+    expect(batches).toEqual([[0]]);
+    expect(stats.snapshot().inference_stats).toMatchObject({ success: { count: 1 }, fail: { count: 3 } });
+  });
+
+  it('ignores a request timeout when the policy does not allow overrides', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, { maxBatchSize: 1 });
+    const running = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const queued = s.schedule({ ...request([1]), timeoutMicroseconds: 10 });
+    clock.advance(1000 * US);
+    await releaseNext();
+    await releaseNext();
+    await Promise.all([running, queued]);
+    expect(batches).toEqual([[0], [1]]);
+  });
+
+  it('timeout_action DELAY: a timed-out request goes behind the others of its level and still runs', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const policy = { ...DEFAULT_QUEUE_POLICY, allowTimeoutOverride: true, timeoutAction: 'DELAY' as const };
+    const { s, clock } = scheduler(runner, { maxBatchSize: 1, defaultQueuePolicy: policy });
+    const running = s.schedule(request([0]));
+    clock.advance(0);
+    await flush();
+    const late = s.schedule({ ...request([1]), timeoutMicroseconds: 100 });
+    const others = [s.schedule(request([2])), s.schedule(request([3]))];
+    clock.advance(200 * US);
+    for (let i = 0; i < 4; i++) await releaseNext();
+    await Promise.all([running, late, ...others]);
+    expect(batches).toEqual([[0], [2], [3], [1]]);
+  });
+
+  it('drops a request cancelled while queued, and lets an executing one finish', async () => {
+    const { runner, batches, releaseNext } = heldRunner();
+    const { s, clock, stats } = scheduler(runner, { maxBatchSize: 1 });
+    const executing = new AbortController();
+    const queued = new AbortController();
+    const running = s.schedule({ ...request([0]), signal: executing.signal });
+    clock.advance(0);
+    await flush();
+    const waiting = s.schedule({ ...request([1]), signal: queued.signal });
+    const after = s.schedule(request([2]));
+    queued.abort();
+    executing.abort();
+    await expect(waiting).rejects.toMatchObject({ code: 'UNAVAILABLE', message: "request to model 'm' was cancelled by the client while it waited in the queue" });
+    expect(s.pendingCount).toBe(1);
+    await releaseNext();
+    await releaseNext();
+    await Promise.all([running, after]);
+    expect(batches).toEqual([[0], [2]]);
+    expect(stats.snapshot().inference_stats).toMatchObject({ success: { count: 2 }, fail: { count: 1 } });
+  });
+
+  it('counts executions and busy time per instance', async () => {
+    const { runner, releaseNext } = heldRunner();
+    const { s, clock } = scheduler(runner, { maxBatchSize: 1 });
+    const done = s.schedule(request([1]));
+    clock.advance(0);
+    await flush();
+    clock.advance(250 * US);
+    await releaseNext();
+    await done;
+    expect(s.instanceCounters()).toEqual([{ executions: 1, busyNs: 250_000 }]);
   });
 });

@@ -2,15 +2,23 @@
  * Triton's per-model-version statistics (ModelStatistics): request outcomes,
  * queue and compute durations, and per-batch-size execution counts.
  * `inference_count` counts samples (a batch-8 request adds 8);
- * `execution_count` counts model executions (one per formed batch).
+ * `execution_count` counts model executions (one per formed batch; for a
+ * decoupled model, one per request, as Triton's vLLM backend reports it).
+ * `response_stats` (decoupled models) counts the n-th response of requests,
+ * keyed "0", "1", …: success, empty final responses, failures and
+ * cancellations at that position.
  */
 import type {
   InferBatchStatistics as BatchStatistics,
+  InferResponseStatistics as ResponseStatistics,
   ModelStatistics as ModelVersionStatistics,
   StatisticDuration as Duration,
 } from '../protocol/messages';
 
 export type { ModelVersionStatistics };
+
+/** What became of one response of a decoupled request. */
+export type ResponseOutcome = 'success' | 'fail' | 'empty_response' | 'cancel';
 
 const zero = (): Duration => ({ count: 0, ns: 0 });
 const add = (d: Duration, ns: number) => {
@@ -21,6 +29,7 @@ const add = (d: Duration, ns: number) => {
 export class StatisticsRecorder {
   private readonly stats: ModelVersionStatistics;
   private readonly batches = new Map<number, BatchStatistics>();
+  private readonly responses = new Map<number, ResponseStatistics>();
 
   constructor(name: string, version: string) {
     this.stats = {
@@ -31,6 +40,7 @@ export class StatisticsRecorder {
       execution_count: 0,
       inference_stats: { success: zero(), fail: zero(), queue: zero(), compute_input: zero(), compute_infer: zero(), compute_output: zero() },
       batch_stats: [],
+      response_stats: {},
     };
   }
 
@@ -64,9 +74,24 @@ export class StatisticsRecorder {
     add(b.compute_output, 0);
   }
 
+  /** The response at position `index` of a decoupled request ended as `outcome`, `ns` after the previous one. */
+  response(index: number, outcome: ResponseOutcome, ns: number): void {
+    let r = this.responses.get(index);
+    if (!r) {
+      r = { compute_infer: zero(), compute_output: zero(), success: zero(), fail: zero(), empty_response: zero(), cancel: zero() };
+      this.responses.set(index, r);
+    }
+    add(r[outcome], ns);
+    if (outcome === 'success' || outcome === 'empty_response') {
+      add(r.compute_infer, ns);
+      add(r.compute_output, 0);
+    }
+  }
+
   snapshot(): ModelVersionStatistics {
     const copy = structuredClone(this.stats);
     copy.batch_stats = [...this.batches.values()].sort((a, b) => a.batch_size - b.batch_size).map((b) => structuredClone(b));
+    copy.response_stats = Object.fromEntries([...this.responses].sort(([a], [b]) => a - b).map(([i, r]) => [String(i), structuredClone(r)]));
     return copy;
   }
 }

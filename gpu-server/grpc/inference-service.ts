@@ -4,38 +4,50 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../lib/log';
-import type { CoreInferResponse, InferenceCore } from '../core/inference-core';
+import type { CoreInferRequest, CoreInferResponse, CoreStreamResponse, InferenceCore, ServerPhase } from '../core/inference-core';
 import { TRITON_SERVICE_NAME } from '../proto/load';
+import { CANCEL_REQUEST_PARAMETER } from '../protocol/cancel';
 import type {
   ModelInferRequest,
   ModelInferResponse,
   ModelStatisticsResponse,
+  ModelStreamInferResponse,
   NameVersionRequest,
   RepositoryIndexRequest,
 } from '../protocol/messages';
+import { parametersFromProto, parametersToProto } from './parameters';
+import { invalidArgument } from '../core/errors';
 import { toServiceError } from './status';
 import { inputsFromRequest } from './tensors';
 
 type Handler = grpc.UntypedHandleCall;
 
-/** RPCs declared by the proto that this server answers with UNIMPLEMENTED. */
-export const UNIMPLEMENTED_RPCS = [
-  'RepositoryModelLoad',
-  'RepositoryModelUnload',
-  'SystemSharedMemoryStatus',
-  'SystemSharedMemoryRegister',
-  'SystemSharedMemoryUnregister',
-  'CudaSharedMemoryStatus',
-  'CudaSharedMemoryRegister',
-  'CudaSharedMemoryUnregister',
-  'TraceSetting',
-  'LogSettings',
-] as const;
+/**
+ * RPCs declared by the proto that this server answers with UNIMPLEMENTED, and
+ * why: tensors travel in the request messages only, and tracing and logging
+ * are configured by environment (SLUICE_LOG_LEVEL), not at run time.
+ */
+export const UNIMPLEMENTED_RPCS: Record<string, string> = {
+  SystemSharedMemoryStatus: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
+  SystemSharedMemoryRegister: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
+  SystemSharedMemoryUnregister: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
+  CudaSharedMemoryStatus: 'CUDA shared-memory tensors are not supported; send tensors in raw_input_contents',
+  CudaSharedMemoryRegister: 'CUDA shared-memory tensors are not supported; send tensors in raw_input_contents',
+  CudaSharedMemoryUnregister: 'CUDA shared-memory tensors are not supported; send tensors in raw_input_contents',
+  TraceSetting: 'tracing is not supported',
+  LogSettings: 'log settings cannot be changed at run time; set SLUICE_LOG_LEVEL (debug, info, warn, error) and SLUICE_LOG_FORMAT=json in the environment',
+};
 
-function unary<Req, Res>(logger: Logger, rpc: string, fn: (request: Req) => Res | Promise<Res>): Handler {
+interface RepositoryModelRequest {
+  repository_name?: string;
+  model_name: string;
+  parameters?: Record<string, unknown>;
+}
+
+function unary<Req, Res>(logger: Logger, rpc: string, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Handler {
   return ((call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => fn(call.request, call))
       .then(
         (response) => callback(null, response),
         (error: unknown) => {
@@ -58,14 +70,107 @@ export function toInferResponse(response: CoreInferResponse): ModelInferResponse
   };
 }
 
-function coreRequest(request: ModelInferRequest) {
+/** A streamed response: the data response, with `triton_final_response` among its parameters. */
+export function toStreamResponse(response: CoreStreamResponse): ModelStreamInferResponse {
+  return { error_message: '', infer_response: { ...toInferResponse(response), parameters: parametersToProto(response.parameters) } };
+}
+
+/** A streamed error: the message, and the request it belongs to (clients match responses to requests by id). */
+function toStreamError(request: ModelInferRequest, error: unknown): ModelStreamInferResponse {
+  return {
+    error_message: toServiceError(error).details ?? String(error),
+    infer_response: {
+      model_name: request.model_name,
+      model_version: request.model_version ?? '',
+      id: request.id ?? '',
+      parameters: parametersToProto({ triton_final_response: true }),
+      outputs: [],
+      raw_output_contents: [],
+    },
+  };
+}
+
+function coreRequest(request: ModelInferRequest): CoreInferRequest {
   return {
     modelName: request.model_name,
     modelVersion: request.model_version,
     id: request.id,
     inputs: inputsFromRequest(request),
     outputs: (request.outputs ?? []).map((o) => o.name),
+    parameters: parametersFromProto(request.parameters),
   };
+}
+
+/** The model named by a RepositoryModelLoad/Unload request; refuses what this server cannot do. */
+function repositoryTarget(rpc: string, request: RepositoryModelRequest): string {
+  // unload_dependents concerns ensembles, which this server has none of: accepted and moot.
+  const keys = Object.keys(request.parameters ?? {}).filter((k) => k !== 'unload_dependents');
+  if (keys.length) {
+    throw invalidArgument(`${rpc} parameters are not supported (the model is read from the repository on disk); expected none, got ${keys.join(', ')}`);
+  }
+  if (request.repository_name) throw invalidArgument(`${rpc}: this server has one model repository; expected an empty repository_name, got '${request.repository_name}'`);
+  return request.model_name;
+}
+
+/**
+ * ModelStreamInfer: requests are multiplexed on one call and each may get
+ * several responses (decoupled models), matched by the request `id` echoed in
+ * each. Errors travel as `error_message` on the stream, which stays open.
+ * The client cancelling the call aborts every request of the call still
+ * running (a generating model stops within one decode step); the call ends
+ * once the client has half-closed and every request has finished. One request
+ * can be cancelled alone with a Sluice cancel message (protocol/cancel.ts).
+ */
+function streamInfer(core: InferenceCore, logger: Logger): Handler {
+  return ((call: grpc.ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>) => {
+    const running = new Set<AbortController>();
+    const byId = new Map<string, AbortController>();
+    let ended = false;
+    let cancelled = false;
+    const write = (message: ModelStreamInferResponse) => {
+      if (!cancelled) call.write(message);
+    };
+    const maybeEnd = () => {
+      if (ended && running.size === 0 && !cancelled) call.end();
+    };
+    call.on('data', (request: ModelInferRequest) => {
+      if (isCancelRequest(request)) {
+        byId.get(request.id ?? '')?.abort();
+        return;
+      }
+      const controller = new AbortController();
+      running.add(controller);
+      if (request.id) byId.set(request.id, controller);
+      Promise.resolve()
+        .then(() => core.inferStream(coreRequest(request), (response) => write(toStreamResponse(response)), controller.signal))
+        .catch((error: unknown) => {
+          if (controller.signal.aborted) return;
+          const message = toStreamError(request, error);
+          if (toServiceError(error).code === grpc.status.INTERNAL) logger.error('stream request failed', { model: request.model_name, error: message.error_message });
+          write(message);
+        })
+        .finally(() => {
+          running.delete(controller);
+          if (byId.get(request.id ?? '') === controller) byId.delete(request.id!);
+          maybeEnd();
+        });
+    });
+    call.on('end', () => {
+      ended = true;
+      maybeEnd();
+    });
+    call.on('cancelled', () => {
+      cancelled = true;
+      for (const controller of running) controller.abort();
+    });
+    call.on('error', () => undefined); // a broken connection also raises 'cancelled', handled above
+  }) as Handler;
+}
+
+/** A Sluice cancel message for one request of the call (see protocol/cancel.ts). */
+function isCancelRequest(request: ModelInferRequest): boolean {
+  const parameter = request.parameters?.[CANCEL_REQUEST_PARAMETER] as { bool_param?: boolean } | undefined;
+  return parameter?.bool_param === true;
 }
 
 /** Handlers for every RPC of inference.GRPCInferenceService. */
@@ -78,56 +183,62 @@ export function createInferenceHandlers(core: InferenceCore, logger: Logger): gr
     ModelMetadata: unary(logger, 'ModelMetadata', (r: NameVersionRequest) => core.modelMetadata(r.name, r.version)),
     ModelConfig: unary(logger, 'ModelConfig', (r: NameVersionRequest) => ({ config: core.modelConfig(r.name, r.version) })),
     RepositoryIndex: unary(logger, 'RepositoryIndex', (r: RepositoryIndexRequest) => ({ models: core.repositoryIndex(r.ready) })),
+    RepositoryModelLoad: unary(logger, 'RepositoryModelLoad', async (r: RepositoryModelRequest) => {
+      await core.loadModel(repositoryTarget('RepositoryModelLoad', r));
+      return {};
+    }),
+    RepositoryModelUnload: unary(logger, 'RepositoryModelUnload', async (r: RepositoryModelRequest) => {
+      await core.unloadModel(repositoryTarget('RepositoryModelUnload', r));
+      return {};
+    }),
     ModelStatistics: unary(logger, 'ModelStatistics', (r: NameVersionRequest): ModelStatisticsResponse => ({ model_stats: core.statistics(r.name, r.version) })),
-    ModelInfer: unary(logger, 'ModelInfer', async (r: ModelInferRequest) => toInferResponse(await core.infer(coreRequest(r)))),
-    // Non-decoupled models over the stream: one response (or error message)
-    // per request, in completion order; decoupled models arrive with issue 3.
-    ModelStreamInfer: ((call: grpc.ServerDuplexStream<ModelInferRequest, unknown>) => {
-      let pending = 0;
-      let ended = false;
-      const maybeEnd = () => {
-        if (ended && pending === 0) call.end();
-      };
-      call.on('data', (request: ModelInferRequest) => {
-        pending++;
-        Promise.resolve()
-          .then(() => core.infer(coreRequest(request)))
-          .then(
-            (response) => call.write({ error_message: '', infer_response: toInferResponse(response) }),
-            (error: unknown) => call.write({ error_message: toServiceError(error).details, infer_response: null }),
-          )
-          .finally(() => {
-            pending--;
-            maybeEnd();
-          });
-      });
-      call.on('end', () => {
-        ended = true;
-        maybeEnd();
-      });
-      call.on('error', () => undefined); // cancelled by the client: nothing to clean up yet
-    }) as Handler,
+    ModelInfer: unary(logger, 'ModelInfer', async (r: ModelInferRequest, call) => {
+      // A client that cancels (or times out) while its request is queued frees its place.
+      const controller = new AbortController();
+      call.on('cancelled', () => controller.abort());
+      return toInferResponse(await core.infer(coreRequest(r), controller.signal));
+    }),
+    ModelStreamInfer: streamInfer(core, logger),
   };
-  for (const rpc of UNIMPLEMENTED_RPCS) {
+  for (const [rpc, why] of Object.entries(UNIMPLEMENTED_RPCS)) {
     handlers[rpc] = ((_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback({ code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by the Sluice gpu-server` }, null)) as Handler;
+      callback({ code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by the Sluice gpu-server: ${why}` }, null)) as Handler;
   }
   return handlers;
 }
 
+type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
 /** grpc.health.v1: SERVING while the core is ready, for '' and the Triton service. */
 export function createHealthHandlers(core: InferenceCore): grpc.UntypedServiceImplementation {
+  const known = (service: string) => service === '' || service === TRITON_SERVICE_NAME;
+  const statusOf = (phase: ServerPhase): ServingStatus => (phase === 'ready' ? 'SERVING' : 'NOT_SERVING');
   return {
     Check: ((call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service;
-      if (service !== '' && service !== TRITON_SERVICE_NAME) {
+      if (!known(service)) {
         callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${service}'; expected '' or '${TRITON_SERVICE_NAME}'` }, null);
         return;
       }
-      callback(null, { status: core.isReady() ? 'SERVING' : 'NOT_SERVING' });
+      callback(null, { status: statusOf(core.phase) });
     }) as Handler,
-    Watch: ((call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'Watch is not implemented by the Sluice gpu-server; poll Check instead' });
+    // As the health protocol asks: the current status at once, then each change, until the client cancels;
+    // an unknown service is SERVICE_UNKNOWN (it might appear later), not an error.
+    Watch: ((call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+      const serviceKnown = known(call.request.service);
+      let last: ServingStatus = serviceKnown ? statusOf(core.phase) : 'SERVICE_UNKNOWN';
+      call.write({ status: last });
+      const unsubscribe = core.onPhaseChange((phase) => {
+        const status = serviceKnown ? statusOf(phase) : 'SERVICE_UNKNOWN';
+        if (status !== last) call.write({ status });
+        last = status;
+        // A stopped server ends its watches, or its graceful shutdown would wait for them forever.
+        if (phase === 'stopped') {
+          unsubscribe();
+          call.end();
+        }
+      });
+      call.on('cancelled', unsubscribe);
     }) as Handler,
   };
 }

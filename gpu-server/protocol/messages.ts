@@ -135,6 +135,16 @@ export interface InferBatchStatistics {
   compute_output: StatisticDuration;
 }
 
+/** Statistics of the n-th response of decoupled requests (Triton's response_stats, keyed "0", "1", …). */
+export interface InferResponseStatistics {
+  compute_infer: StatisticDuration;
+  compute_output: StatisticDuration;
+  success: StatisticDuration;
+  fail: StatisticDuration;
+  empty_response: StatisticDuration;
+  cancel: StatisticDuration;
+}
+
 export interface ModelStatistics {
   name: string;
   version: string;
@@ -143,6 +153,8 @@ export interface ModelStatistics {
   execution_count: number;
   inference_stats: InferStatistics;
   batch_stats: InferBatchStatistics[];
+  /** Only decoupled models fill it. */
+  response_stats: Record<string, InferResponseStatistics>;
 }
 
 export interface ModelStatisticsResponse {

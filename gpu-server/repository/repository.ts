@@ -4,15 +4,30 @@
  * loaded — unreadable or invalid config, no version directory, a backend that
  * fails — is kept as UNAVAILABLE with the reason (file and line for config
  * errors), and every other model keeps serving.
+ *
+ * Model control (RepositoryModelLoad/Unload) works per model:
+ * - `loadModel(name)` reads the model from disk again and loads it beside the
+ *   serving one; new requests go to the new one as soon as it is ready, then
+ *   the old versions unload as below. When the new one fails, the model is
+ *   UNAVAILABLE with the reason (the old versions still unload: the load asked
+ *   for what is on disk now).
+ * - `unloadModel(name)`: its versions turn UNLOADING, so new requests are
+ *   refused with UNAVAILABLE at once; requests already queued or executing
+ *   finish normally (Triton too lets in-flight requests of an unloaded model
+ *   complete); then the instances close and the versions are UNAVAILABLE,
+ *   reason "unloaded", still listed in RepositoryIndex.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../lib/log';
-import type { ModelRunner, RunnerFactory } from '../core/runner';
-import { Scheduler } from '../core/scheduler';
+import type { Clock } from '../core/clock';
+import { isStreamingRunner, type InstanceBinding, type ModelRunner, type RunnerFactory } from '../core/runner';
+import { DEFAULT_QUEUE_POLICY, Scheduler, type QueuePolicy, type SchedulerOptions } from '../core/scheduler';
 import { StatisticsRecorder } from '../core/statistics';
+import { StreamDispatcher } from '../core/stream-dispatcher';
 import { wireDatatype } from '../protocol/datatypes';
-import { instanceCount, parseModelConfig, type ModelConfig } from './model-config';
+import { cudaAvailable, instanceBindings } from './devices';
+import { parseModelConfig, type ModelConfig, type ModelQueuePolicy } from './model-config';
 
 export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
 
@@ -23,9 +38,13 @@ export interface ModelVersion {
   state: ModelState;
   reason: string;
   config: ModelConfig;
-  /** One per instance (see `instanceCount`). */
+  /** One per instance, in the order of `instances`. */
   runners: ModelRunner[];
+  instances: InstanceBinding[];
+  /** Set for a READY model that is not decoupled. */
   scheduler?: Scheduler;
+  /** Set for a READY decoupled model (its runners all stream). */
+  dispatcher?: StreamDispatcher;
   stats: StatisticsRecorder;
 }
 
@@ -44,12 +63,21 @@ export interface RepositoryOptions {
   /** Picks the backend for a model; throws when it has none. */
   selectBackend(config: ModelConfig): RunnerFactory;
   logger: Logger;
+  /** Whether KIND_GPU instances get the CUDA execution provider. @default cudaAvailable() */
+  cuda?: boolean;
+  /** Time for the schedulers. @default the real clock */
+  clock?: Clock;
 }
 
 export class ModelRepository {
   private readonly models = new Map<string, ModelEntry>();
+  /** Per model, the end of its last load or unload: model control runs one at a time per model. */
+  private readonly control = new Map<string, Promise<unknown>>();
+  private readonly cuda: boolean;
 
-  private constructor(private readonly options: RepositoryOptions) {}
+  private constructor(private readonly options: RepositoryOptions) {
+    this.cuda = options.cuda ?? cudaAvailable();
+  }
 
   /** Scans `root` and loads every model in it. Never rejects because of one model. */
   static async load(options: RepositoryOptions): Promise<ModelRepository> {
@@ -61,10 +89,41 @@ export class ModelRepository {
       .map((d) => d.name)
       .sort();
     for (const name of names) {
-      const entry = await repository.loadModel(name);
+      const entry = await repository.loadEntry(name);
       repository.models.set(name, entry);
     }
+    repository.reportCpuSlots(repository.entries());
     return repository;
+  }
+
+  /**
+   * (Re)loads model `name` from disk (see the file comment). Resolves with the
+   * new entry, READY or not; rejects only when `<root>/<name>` is no model directory.
+   */
+  loadModel(name: string): Promise<ModelEntry> {
+    return this.serialized(name, async () => {
+      const dir = path.join(this.options.root, name);
+      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+        throw new Error(`the model repository ${this.options.root} has no model directory '${name}'`);
+      }
+      const previous = this.models.get(name);
+      const entry = await this.loadEntry(name);
+      this.models.set(name, entry);
+      this.reportCpuSlots([entry]);
+      if (previous) await unloadVersions(previous.versions);
+      return entry;
+    });
+  }
+
+  /** Unloads model `name` (see the file comment); resolves once its requests have finished and its instances closed. */
+  unloadModel(name: string): Promise<void> {
+    const entry = this.models.get(name);
+    if (!entry) return Promise.reject(new Error(`unknown model '${name}'`));
+    const serving = stopServing(entry.versions); // at once: requests arriving from now on are refused
+    return this.serialized(name, async () => {
+      await unloadVersions(serving);
+      this.options.logger.info('model unloaded', { model: name });
+    });
   }
 
   /** Every model entry, by name order. */
@@ -78,20 +137,30 @@ export class ModelRepository {
 
   /** Drains every scheduler, then closes every runner. */
   async close(): Promise<void> {
-    const versions = this.entries().flatMap((e) => e.versions);
-    await Promise.all(versions.map((v) => v.scheduler?.drain()));
-    await Promise.all(
-      versions.map(async (v) => {
-        v.state = 'UNAVAILABLE';
-        v.reason = 'unloaded';
-        await Promise.all(v.runners.map((runner) => runner.close().catch(() => undefined)));
-      }),
-    );
+    await Promise.all([...this.control.values()].map((p) => p.catch(() => undefined)));
+    await unloadVersions(this.entries().flatMap((e) => e.versions));
   }
 
   // -------------------------------------------------------------- private
 
-  private async loadModel(name: string): Promise<ModelEntry> {
+  private serialized<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.control.get(name) ?? Promise.resolve()).catch(() => undefined).then(task);
+    this.control.set(name, run);
+    return run;
+  }
+
+  /** Says once per load which KIND_GPU instances run on CPU execution slots, because ONNX Runtime has no CUDA here. */
+  private reportCpuSlots(entries: ModelEntry[]): void {
+    const slots = entries.flatMap((e) =>
+      (e.versions[0]?.instances ?? []).filter((i) => i.kind === 'KIND_GPU' && i.executionProvider === 'cpu').map((i) => `${e.name}:${i.name}→GPU ${i.device}`),
+    );
+    if (slots.length === 0) return;
+    this.options.logger.warn('ONNX Runtime has no CUDA execution provider on this machine: each listed GPU is a CPU execution slot (own worker thread and session)', {
+      instances: slots.join(', '),
+    });
+  }
+
+  private async loadEntry(name: string): Promise<ModelEntry> {
     const { logger } = this.options;
     const dir = path.join(this.options.root, name);
     const configFile = path.join(dir, 'config.pbtxt');
@@ -120,23 +189,23 @@ export class ModelRepository {
     const loaded: ModelVersion[] = [];
     for (const version of versions) {
       const stats = new StatisticsRecorder(name, version);
-      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [] };
+      const instances = instanceBindings(config, this.cuda);
+      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [], instances };
       try {
         const base = { config, modelDir: dir, versionDir: path.join(dir, version), version };
         // Started one after another and kept as they come, so a failure part-way still closes those already started.
-        for (let i = 0; i < instanceCount(config); i++) {
-          const instance = { name: `${config.name}_${i}`, index: i, kind: 'KIND_CPU' as const, device: -1, executionProvider: 'cpu' as const };
-          modelVersion.runners.push(await factory({ ...base, instance }));
+        for (const instance of instances) modelVersion.runners.push(await factory({ ...base, instance }));
+        if (config.model_transaction_policy?.decoupled) {
+          const streaming = modelVersion.runners.filter(isStreamingRunner);
+          if (streaming.length !== modelVersion.runners.length) {
+            throw new Error(`model '${name}' is decoupled (model_transaction_policy { decoupled: true }), but its backend does not stream responses; expected a backend with StreamingRunner instances`);
+          }
+          modelVersion.dispatcher = new StreamDispatcher({ model: name, runners: streaming, stats, clock: this.options.clock });
+        } else {
+          modelVersion.scheduler = new Scheduler({ ...schedulerOptions(config), runners: modelVersion.runners, stats, clock: this.options.clock });
         }
-        modelVersion.scheduler = new Scheduler({
-          runners: modelVersion.runners,
-          stats,
-          maxBatchSize: config.max_batch_size,
-          dynamicBatching: config.dynamic_batching !== undefined,
-          maxQueueDelayMicroseconds: config.dynamic_batching?.max_queue_delay_microseconds ?? 0,
-        });
         modelVersion.state = 'READY';
-        logger.info('model ready', { model: name, version });
+        logger.info('model ready', { model: name, version, instances: instances.map((i) => `${i.name}(${i.kind}${i.device >= 0 ? ` ${i.device}` : ''}, ${i.executionProvider})`).join(' ') });
       } catch (error) {
         await Promise.all(modelVersion.runners.splice(0).map((runner) => runner.close().catch(() => undefined)));
         modelVersion.state = 'UNAVAILABLE';
@@ -162,6 +231,26 @@ export function validateModelConfig(config: ModelConfig, dirName: string, file: 
   if (config.input.length === 0) fail('at least one input is required');
   if (config.output.length === 0) fail('at least one output is required');
   if (config.dynamic_batching && config.max_batch_size === 0) fail('dynamic_batching requires max_batch_size > 0');
+  if (config.sequence_batching) fail('sequence_batching is not supported by the Sluice gpu-server (no sequence batcher); expected dynamic_batching or none');
+  if (config.ensemble_scheduling) fail('ensemble_scheduling is not supported by the Sluice gpu-server; expected dynamic_batching or none');
+  const batching = config.dynamic_batching;
+  if (batching) {
+    const preferred = batching.preferred_batch_size ?? [];
+    const bad = preferred.find((n) => n < 1 || n > config.max_batch_size);
+    if (bad !== undefined) fail(`dynamic_batching.preferred_batch_size must be within 1..max_batch_size (${config.max_batch_size}), but got ${bad}`);
+    const levels = batching.priority_levels ?? 0;
+    const def = batching.default_priority_level ?? 0;
+    if (levels > 0 && (def < 1 || def > levels)) fail(`dynamic_batching.default_priority_level must be within 1..priority_levels (${levels}), but got ${def}`);
+    if (levels === 0 && def !== 0) fail(`dynamic_batching.default_priority_level is ${def}, but priority_levels is not set; expected priority_levels >= ${def}`);
+    for (const key of Object.keys(batching.priority_queue_policy ?? {})) {
+      if (!(Number(key) >= 1 && Number(key) <= levels)) fail(`dynamic_batching.priority_queue_policy has level ${key}, but priority levels are 1..${levels}`);
+    }
+  }
+  config.instance_group.forEach((group, i) => {
+    if (group.count !== undefined && group.count < 1) fail(`instance_group ${i} has count ${group.count}; expected at least 1`);
+    if ((group.kind === 'KIND_CPU' || group.kind === 'KIND_MODEL') && group.gpus?.length) fail(`instance_group ${i} is ${group.kind} but lists gpus [${group.gpus.join(', ')}]; gpus are for KIND_GPU`);
+    if (group.gpus?.some((g) => !Number.isInteger(g) || g < 0)) fail(`instance_group ${i} lists gpus [${group.gpus?.join(', ')}]; expected non-negative device ids`);
+  });
   const seen = new Set<string>();
   for (const [kind, tensors] of [['input', config.input], ['output', config.output]] as const) {
     for (const t of tensors) {
@@ -196,4 +285,54 @@ function selectVersions(dir: string, config: ModelConfig): string[] | string {
     chosen = available.filter((v) => wanted.includes(v));
   } else chosen = available.slice(0, Math.max(1, policy?.latest?.num_versions ?? 1));
   return chosen.map(String);
+}
+
+/** The scheduler settings a config asks for (Triton's dynamic_batching, with its defaults). */
+export function schedulerOptions(config: ModelConfig): Omit<SchedulerOptions, 'runners' | 'stats' | 'clock'> {
+  const batching = config.dynamic_batching;
+  const levels = batching?.priority_levels ?? 0;
+  return {
+    model: config.name,
+    maxBatchSize: config.max_batch_size,
+    dynamicBatching: batching !== undefined,
+    maxQueueDelayMicroseconds: batching?.max_queue_delay_microseconds ?? 0,
+    preferredBatchSizes: batching?.preferred_batch_size ?? [],
+    priorityLevels: levels,
+    defaultPriorityLevel: levels > 0 ? batching?.default_priority_level : undefined,
+    defaultQueuePolicy: queuePolicy(batching?.default_queue_policy),
+    priorityQueuePolicy: new Map(Object.entries(batching?.priority_queue_policy ?? {}).map(([level, policy]) => [Number(level), queuePolicy(policy)])),
+  };
+}
+
+function queuePolicy(policy: ModelQueuePolicy | undefined): QueuePolicy {
+  return {
+    maxQueueSize: policy?.max_queue_size ?? DEFAULT_QUEUE_POLICY.maxQueueSize,
+    defaultTimeoutMicroseconds: policy?.default_timeout_microseconds ?? DEFAULT_QUEUE_POLICY.defaultTimeoutMicroseconds,
+    allowTimeoutOverride: policy?.allow_timeout_override ?? DEFAULT_QUEUE_POLICY.allowTimeoutOverride,
+    timeoutAction: policy?.timeout_action ?? DEFAULT_QUEUE_POLICY.timeoutAction,
+  };
+}
+
+/** Marks the READY ones of `versions` UNLOADING (new requests are refused) and returns them. */
+function stopServing(versions: ModelVersion[]): ModelVersion[] {
+  const serving = versions.filter((v) => v.state === 'READY');
+  for (const v of serving) {
+    v.state = 'UNLOADING';
+    v.reason = 'unloading';
+  }
+  return serving;
+}
+
+/** Refuses new requests to `versions`, lets theirs finish, closes their instances. */
+async function unloadVersions(versions: ModelVersion[]): Promise<void> {
+  stopServing(versions);
+  const serving = versions.filter((v) => v.state === 'UNLOADING');
+  await Promise.all(serving.map((v) => (v.dispatcher ?? v.scheduler)?.drain()));
+  await Promise.all(
+    serving.map(async (v) => {
+      await Promise.all(v.runners.map((runner) => runner.close().catch(() => undefined)));
+      v.state = 'UNAVAILABLE';
+      v.reason = 'unloaded';
+    }),
+  );
 }
