@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { decodeBytesTensor } from '../protocol/bytes-tensor';
 import { configParameter } from '../repository/model-config';
+import { instanceSessionOptions } from './session-options';
 import type { ModelRunner, RunnerContext } from '../core/runner';
 import type { Tensor } from '../core/tensor';
 
@@ -65,7 +66,7 @@ export async function createTextEmbeddingRunner(context: RunnerContext): Promise
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error(`parameter 'max_tokens' expects a positive integer, but got '${configParameter(config, 'max_tokens')}'`);
   const file = path.join(versionDir, configParameter(config, 'onnx_model_filename') ?? config.default_model_filename ?? 'model.onnx');
   if (!fs.existsSync(file)) throw new Error(`model file ${file} does not exist (run: npx tsx gpu-server/scripts/build-models.ts)`);
-  const session = await ort.InferenceSession.create(file, { executionProviders: ['cpu'] });
+  const session = await ort.InferenceSession.create(file, instanceSessionOptions(context));
   for (const name of ['input_ids', 'attention_mask']) {
     if (!session.inputNames.includes(name)) throw new Error(`${file} expects graph input '${name}', but the graph has ${session.inputNames.join(', ')}`);
   }

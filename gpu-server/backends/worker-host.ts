@@ -1,6 +1,10 @@
 /**
  * Runs a built-in backend in a worker thread and presents it to the
- * scheduler as an ordinary ModelRunner. Each runner created this way is one
+ * scheduler as an ordinary ModelRunner — and as a StreamingRunner when the
+ * worker's runner streams (it says so in its 'ready' message): responses
+ * cross the thread boundary as they come, a cancel is forwarded as a message,
+ * and a worker that dies fails every live batch and stream, so no caller
+ * hangs. Each runner created this way is one
  * model instance with its own thread and ONNX Runtime session: on the main
  * thread, sessions of different instances would not overlap (DESIGN §7).
  *
@@ -9,15 +13,22 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { ModelRunner, RunnerContext, RunnerFactory } from '../core/runner';
+import { InferenceError } from '../core/errors';
+import type { ModelRunner, ResponseSink, RunnerContext, RunnerFactory, StreamingRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
-import type { FromWorker, ToWorker, WireTensor, WorkerInit } from './worker-protocol';
+import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker-main');
 const BOOTSTRAP = `require('tsx/cjs'); require(${JSON.stringify(WORKER_MAIN)});`;
 
 interface Waiter {
   resolve(outputs: Map<string, Tensor>): void;
+  reject(error: Error): void;
+}
+
+interface LiveStream {
+  sink: ResponseSink;
+  resolve(): void;
   reject(error: Error): void;
 }
 
@@ -30,22 +41,25 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
   const init: WorkerInit = { backend, context };
   const worker = new Worker(BOOTSTRAP, { eval: true, workerData: init });
   const waiters = new Map<number, Waiter>();
+  const streams = new Map<number, LiveStream>();
   let nextId = 1;
   let exited: Error | undefined;
   let closed: (() => void) | undefined;
 
-  /** Settles every waiting batch when the thread dies, so no caller hangs. */
+  /** Settles every waiting batch and live stream when the thread dies, so no caller hangs. */
   const failAll = (error: Error) => {
     exited ??= error;
     for (const w of waiters.values()) w.reject(error);
     waiters.clear();
+    for (const s of streams.values()) s.reject(error);
+    streams.clear();
   };
 
-  await new Promise<void>((resolve, reject) => {
+  const streaming = await new Promise<boolean>((resolve, reject) => {
     const onMessage = (message: FromWorker) => {
       if (message.type === 'ready') {
         worker.off('message', onMessage);
-        resolve();
+        resolve(message.streaming);
       } else if (message.type === 'failed') {
         worker.off('message', onMessage);
         reject(new Error(message.message));
@@ -57,44 +71,98 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
     worker.once('exit', (code) => reject(new Error(`the ${backend} worker exited with code ${code} while loading`)));
   });
 
-  worker.on('message', (message: FromWorker) => {
-    if (message.type === 'result' || message.type === 'error') {
-      const waiter = waiters.get(message.id);
-      waiters.delete(message.id);
-      if (!waiter) return;
-      if (message.type === 'error') waiter.reject(new Error(message.message));
-      else waiter.resolve(new Map(message.outputs.map((t) => [t.name, fromWire(t)])));
-    } else if (message.type === 'closed') {
-      closed?.();
+  const onMessage = (message: FromWorker): void => {
+    switch (message.type) {
+      case 'batch':
+        message.messages.forEach(onMessage);
+        return;
+      case 'result': {
+        const waiter = waiters.get(message.id);
+        waiters.delete(message.id);
+        waiter?.resolve(fromWireMap(message.outputs));
+        return;
+      }
+      case 'response':
+        streams.get(message.id)?.sink.response(fromWireMap(message.outputs), message.final);
+        return;
+      case 'done': {
+        const stream = streams.get(message.id);
+        streams.delete(message.id);
+        stream?.resolve();
+        return;
+      }
+      case 'error': {
+        const pending = waiters.get(message.id) ?? streams.get(message.id);
+        waiters.delete(message.id);
+        streams.delete(message.id);
+        pending?.reject(toError(message));
+        return;
+      }
+      case 'closed':
+        closed?.();
     }
-  });
+  };
+  worker.on('message', onMessage);
   worker.on('error', (error) => failAll(new Error(`the ${backend} worker failed: ${error.message}`)));
   worker.on('exit', (code) => {
     failAll(new Error(`the ${backend} worker exited (code ${code})`));
     closed?.();
   });
 
-  return {
+  const post = (message: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
+  const toWire = (inputs: ReadonlyMap<string, Tensor>) =>
+    [...inputs.values()].map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) }));
+
+  const runner: ModelRunner = {
     execute(inputs) {
       if (exited) return Promise.reject(exited);
       const id = nextId++;
-      const wire = [...inputs.values()].map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) }));
+      const wire = toWire(inputs);
       return new Promise((resolve, reject) => {
         waiters.set(id, { resolve, reject });
-        const message: ToWorker = { type: 'execute', id, inputs: wire };
-        worker.postMessage(message, wire.map((t) => t.data.buffer as ArrayBuffer));
+        post({ type: 'execute', id, inputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
       });
     },
     async close() {
       if (exited) return;
       await new Promise<void>((resolve) => {
         closed = resolve;
-        worker.postMessage({ type: 'close' } satisfies ToWorker);
+        post({ type: 'close' });
         setTimeout(() => void worker.terminate().then(() => resolve()), 5000).unref();
       });
       await worker.terminate();
     },
   };
+  if (!streaming) return runner;
+
+  const streamingRunner: StreamingRunner = {
+    ...runner,
+    get activeSequences() {
+      return streams.size;
+    },
+    stream(inputs, sink, signal) {
+      if (exited) return Promise.reject(exited);
+      const id = nextId++;
+      const wire = toWire(inputs);
+      const cancel = () => {
+        if (streams.has(id) && !exited) post({ type: 'cancel', id });
+      };
+      return new Promise<void>((resolve, reject) => {
+        streams.set(id, { sink, resolve, reject });
+        post({ type: 'stream', id, inputs: wire, cancelled: signal.aborted }, wire.map((t) => t.data.buffer as ArrayBuffer));
+        if (!signal.aborted) signal.addEventListener('abort', cancel, { once: true });
+      }).finally(() => signal.removeEventListener('abort', cancel));
+    },
+  };
+  return streamingRunner;
+}
+
+function toError(error: WireError): Error {
+  return error.code ? new InferenceError(error.code, error.message) : new Error(error.message);
+}
+
+function fromWireMap(tensors: WireTensor[]): Map<string, Tensor> {
+  return new Map(tensors.map((t) => [t.name, fromWire(t)]));
 }
 
 function fromWire(t: WireTensor): Tensor {

@@ -1,14 +1,16 @@
 /**
  * The body of a model instance's worker thread: creates the named built-in
- * backend's runner for its model version, then executes batches posted by the
- * main thread until told to close. Runs outside any test sandbox, in its own
- * V8 isolate, so ONNX Runtime sessions of different instances run in parallel.
+ * backend's runner for its model version, then executes batches (and, for
+ * streaming runners, runs streams) posted by the main thread until told to
+ * close. Runs outside any test sandbox, in its own V8 isolate, so ONNX
+ * Runtime sessions of different instances run in parallel.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ModelRunner } from '../core/runner';
+import { InferenceError } from '../core/errors';
+import { isStreamingRunner, type ModelRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
 import { BUILTIN_BACKENDS } from './registry';
-import type { FromWorker, ToWorker, WireTensor, WorkerInit } from './worker-protocol';
+import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
 
 const port = parentPort!;
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
@@ -16,6 +18,15 @@ const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMes
 /** Copies into a fresh ArrayBuffer that can be transferred (not a view into a pool). */
 function toWire(t: Tensor): WireTensor {
   return { name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) };
+}
+
+function fromWire(tensors: WireTensor[]): Map<string, Tensor> {
+  return new Map(tensors.map((t) => [t.name, { ...t, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) }]));
+}
+
+function wireError(error: unknown): WireError {
+  if (error instanceof InferenceError) return { message: error.message, code: error.code };
+  return { message: error instanceof Error ? error.message : String(error) };
 }
 
 async function run(): Promise<void> {
@@ -29,26 +40,70 @@ async function run(): Promise<void> {
     post({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
     return;
   }
-  port.on('message', (message: ToWorker) => {
-    if (message.type === 'close') {
-      runner.close().finally(() => {
-        post({ type: 'closed' });
-        port.close();
+  /** Live streams by id, to abort on 'cancel'. */
+  const streams = new Map<number, AbortController>();
+  /** Stream messages of the current turn, posted together at its end. */
+  let outbox: FromWorker[] = [];
+  let outboxTransfer: ArrayBuffer[] = [];
+  const queue = (message: FromWorker, transfer: ArrayBuffer[] = []) => {
+    if (outbox.length === 0) {
+      queueMicrotask(() => {
+        const messages = outbox;
+        const transfers = outboxTransfer;
+        outbox = [];
+        outboxTransfer = [];
+        post(messages.length === 1 ? messages[0] : { type: 'batch', messages }, transfers);
       });
-      return;
     }
-    const inputs = new Map<string, Tensor>(
-      message.inputs.map((t) => [t.name, { ...t, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) }]),
-    );
-    runner.execute(inputs).then(
-      (outputs) => {
-        const wire = [...outputs.values()].map(toWire);
-        post({ type: 'result', id: message.id, outputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
-      },
-      (error: unknown) => post({ type: 'error', id: message.id, message: error instanceof Error ? error.message : String(error) }),
-    );
+    outbox.push(message);
+    outboxTransfer.push(...transfer);
+  };
+  port.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'close':
+        // Streams still live fail with the runner's "unloaded" error (the core drains before closing).
+        runner.close().finally(() => {
+          post({ type: 'closed' });
+          port.close();
+        });
+        return;
+      case 'cancel':
+        streams.get(message.id)?.abort();
+        return;
+      case 'stream': {
+        if (!isStreamingRunner(runner)) {
+          queue({ type: 'error', id: message.id, message: `the ${init.backend} backend does not stream` });
+          return;
+        }
+        const controller = new AbortController();
+        if (message.cancelled) controller.abort();
+        streams.set(message.id, controller);
+        const sink = {
+          response(outputs: Map<string, Tensor>, final: boolean) {
+            const wire = [...outputs.values()].map(toWire);
+            queue({ type: 'response', id: message.id, outputs: wire, final }, wire.map((t) => t.data.buffer as ArrayBuffer));
+          },
+        };
+        runner
+          .stream(fromWire(message.inputs), sink, controller.signal)
+          .then(
+            () => queue({ type: 'done', id: message.id }),
+            (error: unknown) => queue({ type: 'error', id: message.id, ...wireError(error) }),
+          )
+          .finally(() => streams.delete(message.id));
+        return;
+      }
+      case 'execute':
+        runner.execute(fromWire(message.inputs)).then(
+          (outputs) => {
+            const wire = [...outputs.values()].map(toWire);
+            post({ type: 'result', id: message.id, outputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
+          },
+          (error: unknown) => post({ type: 'error', id: message.id, ...wireError(error) }),
+        );
+    }
   });
-  post({ type: 'ready' });
+  post({ type: 'ready', streaming: isStreamingRunner(runner) });
 }
 
 void run();

@@ -1,4 +1,5 @@
 /** Messages between a model instance's worker thread and the main thread. */
+import type { InferenceErrorCode } from '../core/errors';
 import type { RunnerContext } from '../core/runner';
 import type { WireDatatype } from '../protocol/datatypes';
 
@@ -14,11 +15,35 @@ export interface WorkerInit {
   context: RunnerContext;
 }
 
-export type ToWorker = { type: 'execute'; id: number; inputs: WireTensor[] } | { type: 'close' };
+/** A failure of one execute or stream; `code` when the runner threw an InferenceError (e.g. INVALID_ARGUMENT). */
+export interface WireError {
+  message: string;
+  code?: InferenceErrorCode;
+}
+
+export type ToWorker =
+  | { type: 'execute'; id: number; inputs: WireTensor[] }
+  /** Starts one request of a streaming runner; `cancelled` when the caller's signal had already fired. */
+  | { type: 'stream'; id: number; inputs: WireTensor[]; cancelled: boolean }
+  /** The client cancelled stream `id`: abort its signal. */
+  | { type: 'cancel'; id: number }
+  | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready' }
+  /** `streaming`: the runner is a StreamingRunner (the host then offers `stream`). */
+  | { type: 'ready'; streaming: boolean }
   | { type: 'failed'; message: string }
   | { type: 'result'; id: number; outputs: WireTensor[] }
-  | { type: 'error'; id: number; message: string }
+  /** One response of stream `id`; the one with final=true is the last. */
+  | { type: 'response'; id: number; outputs: WireTensor[]; final: boolean }
+  /** Stream `id` settled successfully (after its final response). */
+  | { type: 'done'; id: number }
+  /** Execute or stream `id` failed. */
+  | ({ type: 'error'; id: number } & WireError)
+  /**
+   * Stream messages produced in one turn of the worker (e.g. one token for
+   * each of 16 sequences after a decode step), in order: one postMessage
+   * instead of one per response.
+   */
+  | { type: 'batch'; messages: FromWorker[] }
   | { type: 'closed' };

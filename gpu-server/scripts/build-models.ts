@@ -1,7 +1,8 @@
 /**
  * Writes the model files of the repository that are built, not committed:
- * today `sluice-embed/<version>/model.onnx`, the graph of the text-embedding
- * model. Deterministic (seeded PRNG, no download): the same parameters give
+ * `sluice-embed/<version>/model.onnx`, the graph of the text-embedding model
+ * (below), and the causal LM of `sluice-chat` and `sluice-chat-batch`
+ * (model.onnx, tokenizer.json, config.json; see build-causal-lm.ts). Deterministic (seeded PRNG, no download): the same parameters give
  * the same bytes. Idempotent: a file whose recorded build fingerprint matches
  * is left alone. Writes go to a temporary file renamed into place, so
  * concurrent builds (global test setup + a test) never see half a file.
@@ -25,6 +26,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
+import { buildCausalLm, CHAT_MODELS, CHAT_PARAMS } from './build-causal-lm';
+import { DataType, gaussian, int64Tensor, intAttr, node, prng, scalarFloat, scalarInt64, valueInfo, floatTensor, writeAtomically } from './onnx-graph';
 
 /** Parameters of the sluice-embed graph; changing any of them rebuilds it. */
 export const EMBED_PARAMS = {
@@ -52,12 +55,8 @@ const FINGERPRINT_KEY = 'sluice.build';
 export async function buildModels(repository: string): Promise<void> {
   const file = path.join(repository, EMBED_PARAMS.model, EMBED_PARAMS.version, 'model.onnx');
   const fingerprint = JSON.stringify(EMBED_PARAMS);
-  if (currentFingerprint(file) === fingerprint) return;
-  const bytes = buildEmbeddingModel(fingerprint);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
+  if (currentFingerprint(file) !== fingerprint) writeAtomically(file, buildEmbeddingModel(fingerprint));
+  for (const model of CHAT_MODELS) buildCausalLm(path.join(repository, model, CHAT_PARAMS.version));
 }
 
 /** The fingerprint recorded in an existing model file, or undefined if absent/unreadable. */
@@ -71,31 +70,10 @@ function currentFingerprint(file: string): string | undefined {
   }
 }
 
-/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function buildEmbeddingModel(fingerprint: string): Uint8Array {
   const p = EMBED_PARAMS;
   const random = prng(p.seed);
-  const table = new Float32Array(p.buckets * p.dim);
-  const scale = 1 / Math.sqrt(p.dim);
-  for (let i = 0; i < table.length; i += 2) {
-    // Box–Muller: two standard normals from two uniforms.
-    const u = Math.max(random(), 1e-12);
-    const v = random();
-    const r = Math.sqrt(-2 * Math.log(u)) * scale;
-    table[i] = r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < table.length) table[i + 1] = r * Math.sin(2 * Math.PI * v);
-  }
+  const table = gaussian(random, p.buckets * p.dim, 1 / Math.sqrt(p.dim));
   const weights = new Float32Array(p.vocabSize);
   const lo = Math.log(p.rampStart);
   const hi = Math.log(p.rampEnd);
@@ -103,29 +81,6 @@ function buildEmbeddingModel(fingerprint: string): Uint8Array {
     const t = (Math.log(id + 1) - lo) / (hi - lo);
     weights[id] = Math.min(1, Math.max(p.minWeight, t));
   }
-
-  const { DataType } = onnx.TensorProto;
-  const floatTensor = (name: string, dims: number[], data: Float32Array) =>
-    onnx.TensorProto.create({ name, dims, dataType: DataType.FLOAT, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-  const int64Tensor = (name: string, values: number[]) =>
-    onnx.TensorProto.create({ name, dims: [values.length], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
-  const scalarInt64 = (name: string, value: number) =>
-    onnx.TensorProto.create({ name, dims: [], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.of(BigInt(value)).buffer) });
-  const scalarFloat = (name: string, value: number) =>
-    onnx.TensorProto.create({ name, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(Float32Array.of(value).buffer) });
-  const node = (opType: string, inputs: string[], outputs: string[], attributes: onnx.IAttributeProto[] = []) =>
-    onnx.NodeProto.create({ opType, input: inputs, output: outputs, name: outputs[0], attribute: attributes });
-  const intAttr = (name: string, i: number) => onnx.AttributeProto.create({ name, i, type: onnx.AttributeProto.AttributeType.INT });
-  const valueInfo = (name: string, elemType: number, dims: Array<string | number>) =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: {
-        tensorType: {
-          elemType,
-          shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
-        },
-      },
-    });
 
   const graph = onnx.GraphProto.create({
     name: 'sluice_embed',
