@@ -1,7 +1,8 @@
 /**
  * The gpu-server process. Environment:
  * - GPU_SERVER_HOST (default 0.0.0.0)
- * - GPU_SERVER_GRPC_PORT (default 8001), GPU_SERVER_HTTP_PORT (default 8000)
+ * - GPU_SERVER_GRPC_PORT (default 8001), GPU_SERVER_HTTP_PORT (default 8000),
+ *   GPU_SERVER_METRICS_PORT (default 8002)
  * - GPU_SERVER_MODEL_REPOSITORY (default gpu-server/model_repository)
  * Builds missing model files first, then serves until SIGTERM/SIGINT, when it
  * drains in-flight requests and exits.
@@ -22,11 +23,12 @@ async function main(): Promise<void> {
     host: envString('GPU_SERVER_HOST', '0.0.0.0'),
     grpcPort: envPort('gpuGrpc'),
     httpPort: envPort('gpuHttp'),
+    metricsPort: envPort('gpuMetrics'),
     logger,
   };
   await buildModels(repository);
   const server = await startGpuServer(options);
-  logger.info(`ready grpc=${server.grpcPort} http=${server.httpPort}`, { repository });
+  logger.info(`ready grpc=${server.grpcPort} http=${server.httpPort} metrics=${server.metricsPort}`, { repository });
   exitOnSignals(logger, () => server.stop());
 }
 

@@ -1,7 +1,8 @@
 /**
  * The gpu-server's composition root: loads the model repository, builds the
  * transport-free InferenceCore, and exposes it over gRPC (Triton's protocol +
- * grpc.health.v1) and HTTP (health).
+ * grpc.health.v1), HTTP (KServe v2 REST and Triton's generate extension) and
+ * the metrics port (Prometheus text, Triton's metric names).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,8 @@ import { createLogger, type Logger } from '../lib/log';
 import { selectBackend } from './backends';
 import { InferenceCore } from './core/inference-core';
 import { createHealthHandlers, createInferenceHandlers } from './grpc/inference-service';
-import { createHttpHandler } from './http/health';
+import { createHttpHandler } from './http/handler';
+import { createMetricsHandler } from './metrics/handler';
 import { loadTritonProto } from './proto/load';
 import { ModelRepository } from './repository/repository';
 
@@ -22,8 +24,12 @@ export interface GpuServerOptions {
   host?: string;
   /** gRPC port; 0 picks a free one. @default 8001 */
   grpcPort?: number;
-  /** HTTP port; 0 picks a free one. @default 8000 */
+  /** HTTP port (KServe v2 REST); 0 picks a free one. @default 8000 */
   httpPort?: number;
+  /** Metrics port (`GET /metrics`, Prometheus text); 0 picks a free one. @default 8002 */
+  metricsPort?: number;
+  /** Largest HTTP request body accepted (413 beyond). @default 64 MiB */
+  maxHttpBodyBytes?: number;
   /** How long stop() waits for in-flight requests. @default 10000 ms */
   drainTimeoutMs?: number;
   logger?: Logger;
@@ -32,9 +38,10 @@ export interface GpuServerOptions {
 export interface GpuServer {
   grpcPort: number;
   httpPort: number;
+  metricsPort: number;
   /** The transport-free core, for in-process callers and tests. */
   core: InferenceCore;
-  /** Refuses new work, lets in-flight requests finish, unloads models, closes both ports. Idempotent. */
+  /** Refuses new work, lets in-flight requests finish, unloads models, closes every port. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -42,6 +49,7 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
   const host = options.host ?? '0.0.0.0';
   const wantedGrpcPort = options.grpcPort ?? DEFAULT_PORTS.gpuGrpc;
   const wantedHttpPort = options.httpPort ?? DEFAULT_PORTS.gpuHttp;
+  const wantedMetricsPort = options.metricsPort ?? DEFAULT_PORTS.gpuMetrics;
   const logger = options.logger ?? createLogger({ service: 'gpu-server' });
   const repository = await ModelRepository.load({ root: options.repository, selectBackend, logger });
   const core = new InferenceCore(repository);
@@ -54,19 +62,16 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
   grpcServer.addService(pkg.inference.GRPCInferenceService.service, createInferenceHandlers(core, logger));
   grpcServer.addService(pkg.grpc.health.v1.Health.service, createHealthHandlers(core));
 
-  let httpServer: http.Server | undefined;
+  const httpServer = http.createServer(createHttpHandler(core, { logger, maxBodyBytes: options.maxHttpBodyBytes }));
+  const metricsServer = http.createServer(createMetricsHandler(core, logger));
   try {
     const grpcPort = await new Promise<number>((resolve, reject) =>
       grpcServer.bindAsync(`${host}:${wantedGrpcPort}`, grpc.ServerCredentials.createInsecure(), (error, port) =>
         error ? reject(new Error(`gRPC could not bind ${host}:${wantedGrpcPort}: ${error.message}`)) : resolve(port),
       ),
     );
-    const server = http.createServer(createHttpHandler(core));
-    httpServer = server;
-    const httpPort = await new Promise<number>((resolve, reject) => {
-      server.once('error', (error) => reject(new Error(`HTTP could not bind ${host}:${wantedHttpPort}: ${error.message}`)));
-      server.listen(wantedHttpPort, host, () => resolve((server.address() as AddressInfo).port));
-    });
+    const httpPort = await listen(httpServer, host, wantedHttpPort, 'HTTP');
+    const metricsPort = await listen(metricsServer, host, wantedMetricsPort, 'metrics');
     core.markReady();
 
     let stopping: Promise<void> | undefined;
@@ -74,15 +79,30 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
       (stopping ??= (async () => {
         await core.drainAndStop(options.drainTimeoutMs ?? 10_000);
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
+        // Streams still open after the drain (a generate_stream client that
+        // never reads) must not keep stop() waiting: close every connection.
+        await Promise.all([httpServer, metricsServer].map((server) => closeServer(server)));
         logger.info('stopped');
       })());
-    return { grpcPort, httpPort, core, stop };
+    return { grpcPort, httpPort, metricsPort, core, stop };
   } catch (error) {
     grpcServer.forceShutdown();
-    httpServer?.close();
+    await Promise.all([httpServer, metricsServer].map((server) => closeServer(server)));
     await repository.close();
     throw error;
   }
+}
+
+function listen(server: http.Server, host: string, port: number, what: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', (error) => reject(new Error(`${what} could not bind ${host}:${port}: ${error.message}`)));
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  return closed;
 }

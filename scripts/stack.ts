@@ -237,7 +237,13 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   const host = env.HOST;
   const repository = path.join(ROOT, 'gpu-server', 'model_repository');
   await buildModels(repository);
-  const gpu = await startGpuServer({ repository, host, grpcPort: options.ports.gpuGrpc, httpPort: options.ports.gpuHttp });
+  const gpu = await startGpuServer({
+    repository,
+    host,
+    grpcPort: options.ports.gpuGrpc,
+    httpPort: options.ports.gpuHttp,
+    metricsPort: options.ports.gpuMetrics,
+  });
   const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
   const { ports } = options;
   const subgraphs = await Promise.all([
