@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
 import { Stack, startStack } from '../scripts/stack';
+import { collect, wsClient } from './support/subscriptions';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { freeStackPorts } from './support/stack';
 
@@ -37,10 +38,14 @@ it('runs every service in this process and answers the federated query from one 
   expect(res.errors).toBeUndefined();
   expect(res.data).toEqual({
     me: { balance: { total: 5_000_000 }, documents: [{ title: 'Kept in memory' }] },
-    models: [{ id: 'sluice-embed', pricing: { output: 0 } }],
+    models: expect.arrayContaining([{ id: 'sluice-embed', pricing: { output: 0 } }, { id: 'sluice-chat', pricing: { output: expect.any(Number) } }]),
     embed: [
       { index: 0, dimensions: 128 },
       { index: 1, dimensions: 128 },
     ],
   });
+  const client = wsClient(stack.gatewayUrl, token);
+  const streamed = await collect(client, 'subscription { completionStream(input: {messages: [{role: "user", content: "hi"}], maxTokens: 3}) { delta finishReason } }', {});
+  await client.dispose();
+  expect(streamed[streamed.length - 1].data!.completionStream.finishReason).toMatch(/^(STOP|LENGTH)$/);
 });

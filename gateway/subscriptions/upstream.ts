@@ -71,8 +71,9 @@ export class UpstreamConnections {
         webSocketImpl: WebSocket,
         // Signed when the connection opens; the subgraph checks it once, at connection_init.
         connectionParams: () => ({ [IDENTITY_HEADER]: this.identity.header() }),
+        // Connects on the first subscription and closes with the last: an idle socket (and its timer) outliving every subscription would hold a stopping gateway open.
         lazy: true,
-        lazyCloseTimeout: 30_000,
+        lazyCloseTimeout: 0,
         // A subscription that has started generating must not be silently re-run elsewhere.
         retryAttempts: 0,
         keepAlive: 10_000,

@@ -10,19 +10,17 @@
  * every request still on it fails at once with the reason — never a hang —
  * and the next request opens a new call: the stream reconnects by itself.
  *
- * Cancelling one request: Triton's protocol can only cancel a whole call,
- * which would cancel everyone's. So a cancelled request stops being routed at
- * once and a cancel message is written on the stream: a request with the
- * same id, the model's name, no inputs and the bool parameter
- * `sluice_cancel: true`. Our gpu-server stops that sequence within one decode
- * step; NVIDIA's Triton answers it with an error we ignore, and its
- * generation runs to its own end (documented in docs/ARCHITECTURE.md).
+ * Cancelling one request: a cancelled request stops being routed at once and
+ * a Sluice cancel message is written on the call (gpu-server/protocol/cancel.ts):
+ * our gpu-server stops that sequence within one decode step; against NVIDIA's
+ * Triton the generation runs to its own end.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ModelInferRequest, ModelInferResponse, ModelStreamInferResponse } from '../../gpu-server/protocol/messages';
+import { CANCEL_REQUEST_PARAMETER } from '../../gpu-server/protocol/cancel';
 import type { TritonClient } from './triton-client';
 
-export const CANCEL_PARAMETER = 'sluice_cancel';
+export { CANCEL_REQUEST_PARAMETER as CANCEL_PARAMETER } from '../../gpu-server/protocol/cancel';
 
 export interface StreamRoute {
   /** A response for the request; `final` when it is the last. */
@@ -70,7 +68,7 @@ export class SharedInferStream {
     call.write(request);
     return () => {
       if (!this.routes.delete(id) || this.call !== call) return;
-      call.write({ model_name: request.model_name, model_version: request.model_version, id, inputs: [], parameters: { [CANCEL_PARAMETER]: { bool_param: true } } });
+      call.write({ model_name: request.model_name, model_version: request.model_version, id, inputs: [], parameters: { [CANCEL_REQUEST_PARAMETER]: { bool_param: true } } });
     };
   }
 
