@@ -1,0 +1,26 @@
+/**
+ * `npm run bench`: every benchmark, one after another (each needs the
+ * machine to itself), each rewriting its own section of bench/RESULTS.md.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+const SCRIPTS = [
+  'dynamic-batching.ts',
+  'instances.ts',
+  'generation-concurrency.ts',
+  'server-overhead.ts',
+  'completions-batching.ts',
+  'subscription-throughput.ts',
+];
+
+let failed = 0;
+for (const script of SCRIPTS) {
+  process.stdout.write(`\n=== bench/${script}\n`);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, script)], { stdio: 'inherit' });
+  if (run.status !== 0) {
+    failed++;
+    process.stderr.write(`bench/${script} failed (exit ${run.status ?? run.signal})\n`);
+  }
+}
+process.exit(failed ? 1 : 0);
