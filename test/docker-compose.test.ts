@@ -51,6 +51,16 @@ describe('docker-compose.yml', () => {
     expect(compose.services.inference.depends_on['gpu-server']).toEqual({ condition: 'service_healthy' });
   });
 
+  it("publishes the gpu-server's three ports with the variables that set them", () => {
+    const gpu = compose.services['gpu-server'];
+    expect(gpu.ports).toEqual([`${DEFAULT_PORTS.gpuHttp}:${DEFAULT_PORTS.gpuHttp}`, `${DEFAULT_PORTS.gpuGrpc}:${DEFAULT_PORTS.gpuGrpc}`, `${DEFAULT_PORTS.gpuMetrics}:${DEFAULT_PORTS.gpuMetrics}`]);
+    expect(gpu.environment).toMatchObject({
+      [PORT_VARIABLES.gpuHttp]: String(DEFAULT_PORTS.gpuHttp),
+      [PORT_VARIABLES.gpuGrpc]: String(DEFAULT_PORTS.gpuGrpc),
+      [PORT_VARIABLES.gpuMetrics]: String(DEFAULT_PORTS.gpuMetrics),
+    });
+  });
+
   it('runs NVIDIA Triton on the same model repository with a GPU reservation, only in the triton profile', () => {
     const triton = compose.services.triton;
     expect(triton.profiles).toEqual(['triton']);
