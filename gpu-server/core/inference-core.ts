@@ -14,6 +14,7 @@ import { MalformedBytesTensorError, decodeBytesTensor } from '../protocol/bytes-
 import { ELEMENT_SIZE, isWireDatatype, wireDatatype, type WireDatatype } from '../protocol/datatypes';
 import type { ModelConfig } from '../repository/model-config';
 import type { ModelRepository, ModelVersion } from '../repository/repository';
+import { withParameterInputs } from './parameter-inputs';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';
 import { reservedParameters, type CoreParameterValue } from './request-parameters';
 import type { ModelVersionStatistics } from './statistics';
@@ -210,8 +211,9 @@ export class InferenceCore {
    * `signal` (the client went away) drops the request if it still waits in
    * the queue; once executing, it completes.
    */
-  async infer(request: CoreInferRequest, signal?: AbortSignal): Promise<CoreInferResponse> {
-    const v = this.admit(request);
+  async infer(given: CoreInferRequest, signal?: AbortSignal): Promise<CoreInferResponse> {
+    const v = this.admit(given);
+    const request = withParameterInputs(v.config, given);
     if (v.dispatcher) throw new InferenceError(InferenceErrorCode.Unimplemented, `ModelInfer RPC doesn't support models with decoupled transaction policy: model '${v.name}' is decoupled; expected ModelStreamInfer (or /generate_stream over HTTP)`);
     const { inputs, batchSize } = validateInputs(v.config, request);
     const wanted = validateOutputs(v.config, request.outputs ?? []);
@@ -232,8 +234,9 @@ export class InferenceCore {
    * response; rejects with an InferenceError on failure. Aborting `signal`
    * cancels the request (a decoupled model stops within one decode step).
    */
-  async inferStream(request: CoreInferRequest, onResponse: (response: CoreStreamResponse) => void, signal?: AbortSignal): Promise<void> {
-    const v = this.admit(request);
+  async inferStream(given: CoreInferRequest, onResponse: (response: CoreStreamResponse) => void, signal?: AbortSignal): Promise<void> {
+    const v = this.admit(given);
+    const request = withParameterInputs(v.config, given);
     const id = request.id ?? '';
     const respond = (outputs: Tensor[], final: boolean) =>
       onResponse({ modelName: v.name, modelVersion: v.version, id, outputs, final, parameters: { triton_final_response: final } });

@@ -9,7 +9,8 @@
  * - `sequence_id`, `sequence_start`, `sequence_end`: refused, since the
  *   gpu-server has no sequence batcher (a sequence_id of 0 or "" and false
  *   flags mean "no sequence" and pass, as Triton clients send them by default).
- * Other parameters are the model's; no built-in backend reads them.
+ * Other parameters are the model's (see parameter-inputs.ts for how a
+ * vLLM-style model receives them).
  */
 import { invalidArgument } from './errors';
 

@@ -104,6 +104,22 @@ describe('generate and generate_stream on the decoupled sluice-chat (and /infer 
     expect(streamed.events.slice(0, -1).every((e) => e.finish_reason === undefined)).toBe(true);
   });
 
+  it("takes sampling parameters from the request's parameters when there is no sampling_parameters tensor, as the vLLM backend does", async () => {
+    // Triton's own generate example for a vLLM model.
+    const viaParameters = await postJson(base, `/v2/models/${CHAT}/generate`, {
+      text_input: PROMPT,
+      parameters: { stream: false, temperature: 0, max_tokens: 4, ignore_eos: true },
+      return_num_output_tokens: true,
+    });
+    expect(viaParameters.status).toBe(200);
+    expect(viaParameters.json.num_output_tokens).toBe(4);
+    const viaTensor = await postJson(base, `/v2/models/${CHAT}/generate`, { text_input: PROMPT, sampling_parameters: sampling({ temperature: 0, max_tokens: 4, ignore_eos: true }) });
+    expect(viaParameters.json.text_output).toBe(viaTensor.json.text_output);
+    const unknown = await postJson(base, `/v2/models/${CHAT}/generate`, { text_input: PROMPT, parameters: { temprature: 0 } });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error).toMatch(/unsupported key\(s\) 'temprature'; supported: /);
+  });
+
   it('passes request parameters to the core (priority is checked there)', async () => {
     const answer = await postJson(base, `/v2/models/${CHAT}/generate`, { text_input: PROMPT, parameters: { priority: -1 } });
     expect(answer.status).toBe(400);
