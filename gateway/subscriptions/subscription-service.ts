@@ -26,6 +26,8 @@ import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
 
+const MAX_CACHED_DOCUMENTS = 1000;
+
 export interface SubscriptionLimits {
   perConnection: number;
   perUser: number;
@@ -55,6 +57,8 @@ export interface PreparedOperation {
 
 export class SubscriptionService {
   private readonly perUser = new Map<string, number>();
+  /** Parsed and validated documents by query text: clients send the same few operations again and again. */
+  private readonly documents = new Map<string, DocumentNode | GraphQLError[]>();
 
   constructor(
     private readonly deps: { planner: SubscriptionPlanner; services: ServiceMap; urlOf: (subgraph: string) => string; log: Logger },
@@ -75,14 +79,8 @@ export class SubscriptionService {
     if (typeof request.query !== 'string' || request.query.trim() === '') {
       return [coded('GRAPHQL_PARSE_FAILED', 'the request expects a GraphQL document in "query", but got none')];
     }
-    let document: DocumentNode;
-    try {
-      document = parse(request.query);
-    } catch (error) {
-      return [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
-    }
-    const validationErrors = validate(this.deps.planner.schema, document);
-    if (validationErrors.length) return validationErrors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e));
+    const document = this.document(request.query);
+    if (Array.isArray(document)) return document;
     const operation = getOperationAST(document, request.operationName ?? undefined);
     if (!operation) {
       return [coded('OPERATION_RESOLUTION_FAILURE', request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];
@@ -90,6 +88,21 @@ export class SubscriptionService {
     const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
     if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
     return { document, operation, variables: request.variables ?? {} };
+  }
+
+  private document(query: string): DocumentNode | GraphQLError[] {
+    let known = this.documents.get(query);
+    if (known) return known;
+    try {
+      const document = parse(query);
+      const errors = validate(this.deps.planner.schema, document);
+      known = errors.length ? errors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e)) : document;
+    } catch (error) {
+      known = [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
+    }
+    if (this.documents.size >= MAX_CACHED_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
+    this.documents.set(query, known);
+    return known;
   }
 
   /**

@@ -4,6 +4,10 @@
  * (ModelInfer, coalesced), decoupled models through the endpoint's shared
  * ModelStreamInfer call — and comes back as a Completion or as chunks.
  *
+ * Responses that arrive while the consumer is busy are merged into one chunk
+ * (deltas concatenated in order), so a slow client or a loaded hop gets fewer,
+ * larger chunks rather than a growing backlog.
+ *
  * A stream always ends with one final chunk: finishReason STOP/LENGTH when
  * the model finished, CANCELLED when the server says so, ERROR (with a coded
  * `error`) when the GPU tier failed mid-way. Ending the iterator early (the
@@ -146,21 +150,27 @@ export class Completions {
     let index = 0;
     try {
       for (;;) {
-        const event = await events.next();
-        if (event.error) {
-          finished = true;
-          const code = event.error instanceof StreamError && !event.error.transport ? ErrorCode.BadUserInput : ErrorCode.GpuUnavailable;
-          yield chunk(index, '', { finishReason: 'ERROR', usage: outputs.length ? usage(outputs) : null, error: { code, message: event.error.message } });
-          return;
+        // Responses that queued up while the consumer was busy leave as one chunk: under load this
+        // cuts the events every hop (subgraph, gateway, client) handles, and no text is lost or reordered.
+        const ready = [await events.next(), ...events.takeAll()];
+        let delta = '';
+        for (const event of ready) {
+          if (event.error) {
+            finished = true;
+            const code = event.error instanceof StreamError && !event.error.transport ? ErrorCode.BadUserInput : ErrorCode.GpuUnavailable;
+            yield chunk(index, delta, { finishReason: 'ERROR', usage: outputs.length ? usage(outputs) : null, error: { code, message: event.error.message } });
+            return;
+          }
+          const output = event.output!;
+          outputs.push(output);
+          delta += output.text;
+          if (event.final) {
+            finished = true;
+            yield chunk(index, delta, { finishReason: finishReason(output.finishReason), usage: usage(outputs) });
+            return;
+          }
         }
-        const output = event.output!;
-        outputs.push(output);
-        if (event.final) {
-          finished = true;
-          yield chunk(index, output.text, { finishReason: finishReason(output.finishReason), usage: usage(outputs) });
-          return;
-        }
-        if (output.text) yield chunk(index++, output.text);
+        if (delta) yield chunk(index++, delta);
       }
     } finally {
       clearTimeout(timer);
@@ -208,5 +218,10 @@ class EventQueue<T> {
   next(): Promise<T> {
     if (this.items.length) return Promise.resolve(this.items.shift()!);
     return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  /** Everything queued right now, without waiting. */
+  takeAll(): T[] {
+    return this.items.splice(0);
   }
 }
