@@ -7,6 +7,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import { parse, type GraphQLSchema } from 'graphql';
 import type Redis from 'ioredis';
 import { apolloHttpHandler, ContextError } from './apollo-http';
+import { compiledSubscribe } from './compiled-subscriptions';
 import { ErrorCode } from './errors';
 import { serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
@@ -142,6 +143,7 @@ function serveSubscriptions<TContext extends SubgraphContext>(
     log,
     server: {
       schema,
+      subscribe: compiledSubscribe(schema),
       onConnect: (ctx) => {
         const identityHeader = ctx.connectionParams?.[IDENTITY_HEADER];
         try {

@@ -71,9 +71,12 @@ export class UpstreamConnections {
         webSocketImpl: WebSocket,
         // Signed when the connection opens; the subgraph checks it once, at connection_init.
         connectionParams: () => ({ [IDENTITY_HEADER]: this.identity.header() }),
-        // Connects on the first subscription and closes with the last: an idle socket (and its timer) outliving every subscription would hold a stopping gateway open.
-        lazy: true,
-        lazyCloseTimeout: 0,
+        // Opened with the client connection's first subscription and kept until the client connection
+        // closes (close() disposes it): later subscriptions skip the handshake. Not lazy, because a lazy
+        // client's close timer would outlive dispose() and hold a stopping gateway open.
+        lazy: false,
+        // Failures reach the subscriptions that use the connection; nothing else should log them.
+        onNonLazyError: () => undefined,
         // A subscription that has started generating must not be silently re-run elsewhere.
         retryAttempts: 0,
         keepAlive: 10_000,
