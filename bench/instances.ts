@@ -69,7 +69,7 @@ async function main(): Promise<void> {
       `| gRPC, clients in a child process | ${textsPerSecond(grpcOne)} (${perRound(grpcOne)}) | ${textsPerSecond(grpcTwo)} (${perRound(grpcTwo)}) | **${verdict(ratio(grpcOne, grpcTwo))}** |`,
       `| in process, \`core.infer\` | ${textsPerSecond(coreOne)} (${perRound(coreOne)}) | ${textsPerSecond(coreTwo)} (${perRound(coreTwo)}) | **${verdict(ratio(coreOne, coreTwo))}** |`,
       '',
-      `Per instance: ${busy}. Two instances can only double throughput when two cores are free for them: each instance's ONNX Runtime session uses its default intra-op thread pool (one thread per core), and the server's main thread (and, over gRPC, the client process) need CPU too.`,
+      `Per instance: ${busy}. Each instance is its own worker thread with one ONNX Runtime thread, so two can only double throughput when two cores are free for them; on this 2-core machine the server's main thread (decoding and validating requests, forming batches, the hops to the workers) and, over gRPC, the client process take much of the second core: the busy times show two instances each idle part of the run, waiting for work.`,
       '',
       load,
     ].join('\n');
