@@ -141,7 +141,7 @@ export class SubscriptionService {
     };
     const deps = { ...this.deps, upstream: connection.upstream };
     const log = this.deps.log;
-    return (async function* () {
+    const events = (async function* () {
       try {
         yield* executeFederatedSubscription(deps, {
           plan,
@@ -153,11 +153,57 @@ export class SubscriptionService {
       } catch (error) {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
         yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };
-      } finally {
-        release();
       }
     })();
+    return releasing(events, release);
   }
+}
+
+/**
+ * `release` runs exactly once when the subscription ends: its last event, a
+ * failure, or return() — even a return() before the first next(), which
+ * would skip a generator's own `finally`.
+ */
+function releasing<T>(inner: AsyncGenerator<T>, release: () => void): AsyncGenerator<T> {
+  let released = false;
+  const once = () => {
+    if (released) return;
+    released = true;
+    release();
+  };
+  const wrapper: AsyncGenerator<T> = {
+    async next() {
+      try {
+        const step = await inner.next();
+        if (step.done) once();
+        return step;
+      } catch (error) {
+        once();
+        throw error;
+      }
+    },
+    async return(value) {
+      try {
+        return await inner.return(value);
+      } finally {
+        once();
+      }
+    },
+    async throw(error) {
+      try {
+        return await inner.throw(error);
+      } finally {
+        once();
+      }
+    },
+    [Symbol.asyncIterator]() {
+      return wrapper;
+    },
+    async [Symbol.asyncDispose]() {
+      await wrapper.return(undefined);
+    },
+  };
+  return wrapper;
 }
 
 function coded(code: string, message: string, source?: GraphQLError, extensions: Record<string, unknown> = {}): GraphQLError {
