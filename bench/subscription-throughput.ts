@@ -124,7 +124,6 @@ async function main(): Promise<void> {
 |---|---:|---:|---:|
 | gpu-server direct | ${directRate.toFixed(0)} | ${p50(d).toFixed(1)} ms | ${percentile(d.flatMap((x) => x.ttftMs), 99).toFixed(1)} ms |
 | through the gateway | ${gatewayRate.toFixed(0)} | ${p50(g).toFixed(1)} ms | ${percentile(g.flatMap((x) => x.ttftMs), 99).toFixed(1)} ms |
-
 | one stream at a time, direct | | ${percentile(lone.d, 50).toFixed(1)} ms | ${percentile(lone.d, 99).toFixed(1)} ms |
 | one stream at a time, through the gateway | | ${percentile(lone.g, 50).toFixed(1)} ms | ${percentile(lone.g, 99).toFixed(1)} ms |
 
