@@ -20,12 +20,16 @@ export interface Identity {
   scopes: string[];
   /** The API key the caller used, when it used one. */
   keyId?: string;
+  /** The session (the session token's `jti`) the caller used, when it used one. */
+  sessionId?: string;
+  /** The caller's address as the gateway saw it, for per-IP limits (login throttling). */
+  ip?: string;
   /** Issued-at and expiry, seconds since the epoch. */
   iat: number;
   exp: number;
 }
 
-export type IdentityClaims = Pick<Identity, 'sub' | 'scopes' | 'keyId'>;
+export type IdentityClaims = Pick<Identity, 'sub' | 'scopes' | 'keyId' | 'sessionId' | 'ip'>;
 
 export class IdentityError extends Error {
   override name = 'IdentityError';
@@ -46,6 +50,8 @@ export class IdentitySigner {
     const iat = Math.floor(now / 1000);
     const body: Identity = { sub: claims.sub, scopes: claims.scopes, iat, exp: iat + this.ttlSeconds };
     if (claims.keyId) body.keyId = claims.keyId;
+    if (claims.sessionId) body.sessionId = claims.sessionId;
+    if (claims.ip) body.ip = claims.ip;
     const payload = `${VERSION}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
     const signature = sign(null, Buffer.from(payload), this.privateKey).toString('base64url');
     return `${payload}.${signature}`;
