@@ -1,0 +1,88 @@
+/**
+ * Isolation (issue 5): every type that holds user data is invisible to other
+ * users, through the gateway and — defense in depth — at each subgraph
+ * directly, with a validly signed identity of another user asking for the
+ * first user's objects by id. A guessed or enumerated id gets the same
+ * NOT_FOUND (or null) as an id that does not exist: no hint that it does.
+ */
+import { createPrivateKey, randomUUID } from 'node:crypto';
+import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
+import { bearer, gql, uniqueEmail } from './support/graphql';
+import { startTestStack, type TestStack } from './support/stack';
+
+let stack: TestStack;
+let signer: IdentitySigner;
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  signer = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY));
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+}, 60_000);
+
+async function signUp(name: string) {
+  const res = await gql(stack.gatewayUrl, 'mutation($e: String!, $n: String!) { signUp(email: $e, password: "correct horse battery", name: $n) { token user { id } } }', { e: uniqueEmail(name), n: name });
+  expect(res.errors).toBeUndefined();
+  return { token: res.data!.signUp.token as string, id: res.data!.signUp.user.id as string };
+}
+
+/** A subgraph asked directly, as the gateway would, with `as`'s signed identity. */
+function asUser(port: number, as: string, query: string, variables: Record<string, unknown> = {}) {
+  const identity = signer.sign({ sub: as, scopes: ['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read'] });
+  return gql(`http://127.0.0.1:${port}/graphql`, query, variables, { [IDENTITY_HEADER]: identity });
+}
+
+const ENTITIES = 'query($r: [_Any!]!) { _entities(representations: $r) { __typename ';
+
+describe("one user's data, asked for by another", () => {
+  let ada: { token: string; id: string };
+  let bob: { token: string; id: string };
+  let adaDocument: string;
+
+  beforeAll(async () => {
+    [ada, bob] = await Promise.all([signUp('ada'), signUp('bob')]);
+    const added = await gql(stack.gatewayUrl, 'mutation { addDocument(title: "Ada only", content: "private notes") { id } }', {}, bearer(ada.token));
+    adaDocument = added.data!.addDocument.id;
+  });
+
+  it('through the gateway, each sees only their own documents and balance', async () => {
+    const res = await gql(stack.gatewayUrl, '{ me { id documents { id title } balance { total } } documents { id } }', {}, bearer(bob.token));
+    expect(res.errors).toBeUndefined();
+    expect(res.data!.me.id).toBe(bob.id);
+    expect(res.data!.me.documents).toEqual([]);
+    expect(res.data!.documents).toEqual([]);
+  });
+
+  it('auth: User (email, name) resolves only for its owner; for anyone else it is null like an unknown id', async () => {
+    const fields = ENTITIES + '... on User { id email name } } }';
+    const own = await asUser(stack.ports.auth, ada.id, fields, { r: [{ __typename: 'User', id: ada.id }] });
+    expect(own.data!._entities[0]).toMatchObject({ id: ada.id, email: expect.any(String) });
+    const other = await asUser(stack.ports.auth, bob.id, fields, { r: [{ __typename: 'User', id: ada.id }, { __typename: 'User', id: randomUUID() }] });
+    expect(other.data!._entities).toEqual([null, null]);
+  });
+
+  it('billing: User.balance of another user is NOT_FOUND, worded as for an unknown user', async () => {
+    const query = ENTITIES + '... on User { balance { total } } } }';
+    const other = await asUser(stack.ports.billing, bob.id, query, { r: [{ __typename: 'User', id: ada.id }] });
+    const unknown = await asUser(stack.ports.billing, bob.id, query, { r: [{ __typename: 'User', id: 'u-does-not-exist' }] });
+    for (const res of [other, unknown]) expect(res.errors?.[0].extensions?.code).toBe('NOT_FOUND');
+    expect(other.errors![0].message.replace(ada.id, 'X')).toBe(unknown.errors![0].message.replace('u-does-not-exist', 'X'));
+  });
+
+  it('knowledge: User.documents and Document of another user are NOT_FOUND, worded as for an unknown id', async () => {
+    const documents = await asUser(stack.ports.knowledge, bob.id, ENTITIES + '... on User { documents { id } } } }', { r: [{ __typename: 'User', id: ada.id }] });
+    expect(documents.errors?.[0].extensions?.code).toBe('NOT_FOUND');
+    const query = ENTITIES + '... on Document { id title content } } }';
+    const theirs = await asUser(stack.ports.knowledge, bob.id, query, { r: [{ __typename: 'Document', id: adaDocument }] });
+    const guessed = await asUser(stack.ports.knowledge, bob.id, query, { r: [{ __typename: 'Document', id: randomUUID() }] });
+    for (const res of [theirs, guessed]) {
+      expect(res.errors?.[0].extensions?.code).toBe('NOT_FOUND');
+      expect(JSON.stringify(res.data)).not.toContain('private notes');
+    }
+    expect(theirs.errors![0].message.replace(adaDocument, 'X')).toBe(guessed.errors![0].message.replace(/"[^"]+"/, '"X"'));
+    const own = await asUser(stack.ports.knowledge, ada.id, query, { r: [{ __typename: 'Document', id: adaDocument }] });
+    expect(own.data!._entities[0]).toMatchObject({ id: adaDocument, content: 'private notes' });
+  });
+});
