@@ -1,5 +1,9 @@
 import { ErrorCode, codedError } from '../../lib/errors';
+import type { Identity } from '../../lib/identity';
+import type { LoginThrottle } from './login-throttle';
 import { decoyHash, hashPassword, verifyPassword } from './passwords';
+import { ADMIN_SCOPE, SESSION_SCOPES } from './scopes';
+import type { SessionStore } from './session-store';
 import type { SessionTokens } from './session-tokens';
 import type { User, UserStore } from './user-store';
 
@@ -15,12 +19,24 @@ const MIN_PASSWORD = 8;
 const MAX_PASSWORD = 1024;
 const MAX_NAME = 100;
 
-/** Sign-up and login: input checks, hashing and session issuing, over the user store. */
+/**
+ * Sign-up, login and logout: input checks, hashing, throttling and session
+ * issuing, over the user store. An account holds the `admin` role when its
+ * e-mail is listed in `adminEmails` (AUTH_ADMIN_EMAILS); only then do its
+ * sessions carry the `admin` scope.
+ */
 export class Accounts {
+  private readonly adminEmails: ReadonlySet<string>;
+
   constructor(
     private readonly users: UserStore,
-    private readonly sessions: SessionTokens,
-  ) {}
+    private readonly tokens: SessionTokens,
+    private readonly sessions: SessionStore,
+    private readonly throttle: LoginThrottle,
+    adminEmails: readonly string[] = [],
+  ) {
+    this.adminEmails = new Set(adminEmails.map(normalizeEmail));
+  }
 
   async signUp(email: string, password: string, name: string): Promise<AuthPayload> {
     const cleanEmail = email.trim();
@@ -40,17 +56,52 @@ export class Accounts {
     }
     const user = await this.users.create({ email: cleanEmail, name: cleanName, passwordHash: await hashPassword(password) });
     if (!user) throw codedError(ErrorCode.Conflict, `an account with the e-mail ${JSON.stringify(cleanEmail)} already exists; use login instead`, { field: 'email' });
-    return { ...(await this.sessions.issue(user.id)), user };
+    return this.signIn(user);
   }
 
-  async login(email: string, password: string): Promise<AuthPayload> {
+  /** `ip` is the caller's address from the signed identity, for the per-address limit. */
+  async login(email: string, password: string, ip: string | undefined): Promise<AuthPayload> {
+    const verdict = await this.throttle.attempt(email, ip);
+    if (!verdict.allowed) {
+      const limits = this.throttle.limits;
+      const limit = verdict.by === 'account' ? limits.maxFailuresPerAccount : limits.maxFailuresPerIp;
+      throw codedError(
+        ErrorCode.RateLimited,
+        `login refused: too many failed logins for this ${verdict.by === 'account' ? 'account' : 'address'} (at most ${limit} per ${limits.windowSeconds} s); try again in ${verdict.retryAfterSeconds} s`,
+        { retryAfter: verdict.retryAfterSeconds, limit: { failures: limit, windowSeconds: limits.windowSeconds, per: verdict.by } },
+      );
+    }
     const stored = await this.users.credentialsByEmail(email);
     // Verify against a decoy when the account is missing, so timing does not tell which part was wrong.
     const ok = await verifyPassword(password, stored?.passwordHash ?? (await decoyHash()));
     if (!stored || !ok) throw codedError(ErrorCode.Unauthenticated, 'login failed: the e-mail or the password is incorrect');
-    return { ...(await this.sessions.issue(stored.user.id)), user: stored.user };
+    await this.throttle.succeeded(email, ip);
+    return this.signIn(stored.user);
+  }
+
+  /** Revokes the session the caller signed in with; API keys are revoked with revokeApiKey instead. */
+  async logout(identity: Identity): Promise<boolean> {
+    if (identity.keyId) {
+      throw codedError(
+        ErrorCode.BadUserInput,
+        `logout ends a session, but this request used an API key (${identity.keyId}); revoke API keys with revokeApiKey(id)`,
+      );
+    }
+    if (!identity.sessionId) {
+      throw codedError(ErrorCode.BadUserInput, 'logout expects a request made with a session token, but the caller\'s identity names no session');
+    }
+    await this.sessions.revoke(identity.sessionId);
+    return true;
+  }
+
+  private async signIn(user: User): Promise<AuthPayload> {
+    const scopes = this.adminEmails.has(normalizeEmail(user.email)) ? [...SESSION_SCOPES, ADMIN_SCOPE] : SESSION_SCOPES;
+    const { token, expiresAt } = await this.tokens.issue(user.id, scopes);
+    return { token, expiresAt, user };
   }
 }
+
+const normalizeEmail = (email: string) => email.trim().toLowerCase();
 
 function badInput(field: string, expected: string, got: string) {
   return codedError(ErrorCode.BadUserInput, `signUp expects "${field}" to be ${expected}, but got ${JSON.stringify(got.slice(0, 300))}`, { field });

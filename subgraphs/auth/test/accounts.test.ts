@@ -1,0 +1,74 @@
+import type Redis from 'ioredis';
+import { GraphQLError } from 'graphql';
+import { decodeJwt } from 'jose';
+import type { Identity } from '../../../lib/identity';
+import { createLogger } from '../../../lib/log';
+import { connectRedis } from '../../../lib/redis';
+import { Accounts } from '../accounts';
+import { LoginThrottle } from '../login-throttle';
+import { SessionKeyRing } from '../session-key-ring';
+import { SessionStore } from '../session-store';
+import { SessionTokens } from '../session-tokens';
+import { UserStore } from '../user-store';
+
+const PASSWORD = 'correct horse battery';
+let redis: Redis;
+let sessions: SessionStore;
+let accounts: Accounts;
+
+beforeEach(async () => {
+  redis = connectRedis('memory://', createLogger());
+  await redis.flushall();
+  sessions = new SessionStore(redis, 3_600_000);
+  const ring = await SessionKeyRing.open(redis, { retainMs: 3_600_000 });
+  const throttle = new LoginThrottle(redis, { maxFailuresPerAccount: 2, maxFailuresPerIp: 50, windowSeconds: 60 });
+  accounts = new Accounts(new UserStore(redis), new SessionTokens(ring, sessions, 3600), sessions, throttle, ['Root@Example.test']);
+});
+
+afterEach(() => redis.disconnect());
+
+const identity = (claims: Partial<Identity>): Identity => ({ sub: 'u1', scopes: [], iat: 0, exp: 0, ...claims });
+
+async function rejection(promise: Promise<unknown>): Promise<GraphQLError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(GraphQLError);
+  return error as GraphQLError;
+}
+
+describe('Accounts', () => {
+  it('gives sessions the admin scope only for accounts listed as admins', async () => {
+    const admin = await accounts.signUp('root@example.test', PASSWORD, 'Root');
+    const user = await accounts.signUp('user@example.test', PASSWORD, 'User');
+    expect(decodeJwt(admin.token).scopes).toContain('admin');
+    expect(decodeJwt(user.token).scopes).toEqual(['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read']);
+  });
+
+  it('throttles before checking the password: past the limit even the right password is RATE_LIMITED with retryAfter', async () => {
+    await accounts.signUp('a@example.test', PASSWORD, 'A');
+    for (let i = 0; i < 2; i++) expect((await rejection(accounts.login('a@example.test', 'wrong password', '10.0.0.1'))).extensions!.code).toBe('UNAUTHENTICATED');
+    const throttled = await rejection(accounts.login('a@example.test', PASSWORD, '10.0.0.1'));
+    expect(throttled.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: expect.any(Number), limit: { failures: 2, windowSeconds: 60, per: 'account' } });
+    expect(throttled.message).toMatch(/^login refused: too many failed logins for this account \(at most 2 per 60 s\); try again in \d+ s$/);
+  });
+
+  it('resets the account\'s failures after a successful login', async () => {
+    await accounts.signUp('b@example.test', PASSWORD, 'B');
+    await rejection(accounts.login('b@example.test', 'wrong password', undefined));
+    await accounts.login('b@example.test', PASSWORD, undefined);
+    await rejection(accounts.login('b@example.test', 'wrong password', undefined));
+    expect((await accounts.login('b@example.test', PASSWORD, undefined)).user.email).toBe('b@example.test');
+  });
+
+  it('logs out the session the caller used, and refuses API-key callers, pointing to revokeApiKey', async () => {
+    const { token } = await accounts.signUp('c@example.test', PASSWORD, 'C');
+    const sessionId = decodeJwt(token).jti as string;
+    expect(await sessions.isRevoked(sessionId)).toBe(false);
+    expect(await accounts.logout(identity({ sessionId }))).toBe(true);
+    expect(await sessions.isRevoked(sessionId)).toBe(true);
+
+    const withKey = await rejection(accounts.logout(identity({ keyId: 'k1' })));
+    expect(withKey.extensions!.code).toBe('BAD_USER_INPUT');
+    expect(withKey.message).toContain('revokeApiKey');
+    expect((await rejection(accounts.logout(identity({})))).extensions!.code).toBe('BAD_USER_INPUT');
+  });
+});
