@@ -11,7 +11,11 @@ import { HttpService } from '../lib/http-service';
 import { IdentitySigner, identitySignerFromEnv } from '../lib/identity';
 import type { RunningService, ServiceConfig } from '../lib/subgraph-service';
 import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
+import { authorizationPlugin } from './authorization/apollo-plugin';
+import { AuthorizationPolicy } from './authorization/policy';
+import { supergraphForGateway } from './authorization/gateway-supergraph';
 import { SignedIdentity, type GatewayContext } from './context';
+import { clientIp } from './credentials/client-ip';
 import { SignedIdentityDataSource } from './identity-data-source';
 import { serveMultipartSubscription, wantsMultipartSubscription } from './subscriptions/multipart-transport';
 import { SubscriptionPlanner } from './subscriptions/planner';
@@ -34,16 +38,25 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     ? readFileSync(options.supergraphFile, 'utf8')
     : composeSupergraph(readSupergraphConfig(options.supergraphConfig as string));
   const signer: IdentitySigner = identitySignerFromEnv(envInt('GATEWAY_IDENTITY_TTL_SECONDS', 60, { min: 5 }));
+  const credentialsCacheMs = envInt('GATEWAY_CREDENTIALS_CACHE_MS', 10_000);
   const authenticator = new Authenticator({
     jwksUrl: envString('GATEWAY_AUTH_JWKS_URL', 'http://127.0.0.1:4001/.well-known/jwks.json'),
+    authUrl: envString('GATEWAY_AUTH_URL', 'http://127.0.0.1:4001'),
+    signer,
+    cacheMs: credentialsCacheMs,
   });
+  // Only behind a proxy that is the gateway's sole entrance: see clientIp.
+  const trustProxy = envBool('GATEWAY_TRUST_PROXY', false);
 
   const gateway = new ApolloGateway({
-    supergraphSdl,
+    supergraphSdl: supergraphForGateway(supergraphSdl),
     buildService: ({ name, url }) => new SignedIdentityDataSource({ url: subgraphUrlOverride(name) ?? url }),
   });
   const sandbox = envBool('GATEWAY_SANDBOX', true);
+  // @authenticated/@requiresScopes, enforced on every operation before it is planned (gateway/authorization).
+  const authorization = AuthorizationPolicy.fromSupergraph(supergraphSdl);
   const plugins: ApolloServerPlugin<GatewayContext>[] = [
+    authorizationPlugin(authorization),
     sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled(),
   ];
   const apollo = new ApolloServer<GatewayContext>({
@@ -57,11 +70,11 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   await apollo.start();
 
   // @apollo/gateway plans subscriptions but will not run them: the gateway does (gateway/subscriptions).
-  const planner = new SubscriptionPlanner(supergraphSdl);
+  const planner = new SubscriptionPlanner(supergraphForGateway(supergraphSdl));
   const urlOf = (name: string) => subgraphUrlOverride(name) ?? planner.subgraphs.find((s) => s.name === name)!.url;
   const services: ServiceMap = Object.fromEntries(planner.subgraphs.map((s) => [s.name, new SignedIdentityDataSource({ url: urlOf(s.name) })]));
   const subscriptions = new SubscriptionService(
-    { planner, services, urlOf, log },
+    { planner, services, urlOf, log, authorization },
     {
       perConnection: envInt('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION', 16, { min: 1 }),
       perUser: envInt('GATEWAY_SUBSCRIPTIONS_PER_USER', 32, { min: 1 }),
@@ -70,9 +83,9 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
 
   let sequence = 0;
   const nextRequestId = () => `${process.pid}-${++sequence}`;
-  /** The caller's context from an Authorization value; the same rules for HTTP and WebSocket. */
-  const contextFor = async (authorization: string | undefined, requestId: string): Promise<GatewayContext> => {
-    const claims = await authenticator.authenticate(authorization);
+  /** The caller's context from an Authorization value and the request that carried it; the same rules for HTTP and WebSocket. */
+  const contextFor = async (authorization: string | undefined, req: IncomingMessage, requestId: string): Promise<GatewayContext> => {
+    const claims = await authenticator.authenticate(authorization, clientIp(req, trustProxy));
     return { identity: new SignedIdentity(claims, signer), requestId };
   };
 
@@ -81,7 +94,7 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     bodyLimitBytes: envInt('GATEWAY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024 }),
     context: async (req: IncomingMessage) => {
       try {
-        return await contextFor(req.headers.authorization, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
+        return await contextFor(req.headers.authorization, req, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
       } catch (error) {
         if (error instanceof AuthenticationError) throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
         if (error instanceof KeysUnavailableError) {
@@ -114,9 +127,10 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     apollo,
     subscriptions,
     keepAliveMs: envInt('GATEWAY_WS_KEEPALIVE_MS', 12_000, { min: 1_000 }),
-    authenticate: async (authorization) => {
+    recheckMs: Math.max(1_000, credentialsCacheMs),
+    authenticate: async (authorization, upgrade) => {
       try {
-        return await contextFor(authorization, nextRequestId());
+        return await contextFor(authorization, upgrade, nextRequestId());
       } catch (error) {
         if (error instanceof AuthenticationError) throw new ConnectionRefused(4401, `Unauthorized: ${error.message}`);
         if (error instanceof KeysUnavailableError) throw new ConnectionRefused(4503, 'Service unavailable: credentials cannot be verified right now');

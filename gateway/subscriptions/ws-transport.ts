@@ -7,6 +7,7 @@
  * keys cannot be fetched) and the reason. Queries and mutations sent over the
  * socket run through Apollo Server like HTTP ones.
  */
+import type { IncomingMessage } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import type { ExecutionArgs, GraphQLError } from 'graphql';
 import { serveGraphQLWs, type GraphQLWsEndpoint } from '../../lib/graphql-ws-endpoint';
@@ -31,16 +32,22 @@ export interface GatewayWsOptions {
   log: Logger;
   apollo: ApolloServer<GatewayContext>;
   subscriptions: SubscriptionService;
-  /** Builds the caller's context from an Authorization value; throws ConnectionRefused. */
-  authenticate: (authorization: string | undefined) => Promise<GatewayContext>;
+  /** Builds the caller's context from an Authorization value and the upgrade request (the caller's address); throws ConnectionRefused. */
+  authenticate: (authorization: string | undefined, upgrade: IncomingMessage) => Promise<GatewayContext>;
   keepAliveMs: number;
+  /**
+   * How often an open connection's credentials are checked again (answers are
+   * cached, so a check is cheap); a revoked key or a logged-out session closes
+   * the connection with 4401, ending its subscriptions.
+   */
+  recheckMs: number;
 }
 
 /** What onSubscribe hands to execute/subscribe through graphql-ws's ExecutionArgs. */
 type Prepared = { run: () => Promise<unknown> } | { events: AsyncGenerator<UpstreamEvent> };
 
 export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
-  const connections = new WeakMap<object, { context: GatewayContext; subscriptions: SubscriptionConnection }>();
+  const connections = new WeakMap<object, { context: GatewayContext; subscriptions: SubscriptionConnection; recheck: NodeJS.Timeout }>();
   return serveGraphQLWs({
     http: options.http,
     path: '/graphql',
@@ -48,9 +55,17 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
     keepAliveMs: options.keepAliveMs,
     server: {
       onConnect: async (ctx) => {
+        const authorization = authorizationOf(ctx.connectionParams);
         try {
-          const context = await options.authenticate(authorizationOf(ctx.connectionParams));
-          connections.set(ctx.extra, { context, subscriptions: options.subscriptions.openConnection(context) });
+          const context = await options.authenticate(authorization, ctx.extra.request);
+          // Authenticated once at connection_init; checked again while open, so revocation reaches long-lived sockets too.
+          const recheck = setInterval(() => {
+            options.authenticate(authorization, ctx.extra.request).catch((error: unknown) => {
+              if (error instanceof ConnectionRefused && error.closeCode === 4401) ctx.extra.socket.close(error.closeCode, error.message.slice(0, 120));
+            });
+          }, options.recheckMs);
+          recheck.unref();
+          connections.set(ctx.extra, { context, subscriptions: options.subscriptions.openConnection(context), recheck });
           return true;
         } catch (error) {
           if (!(error instanceof ConnectionRefused)) throw error;
@@ -58,7 +73,12 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
           return false;
         }
       },
-      onClose: (ctx) => void connections.get(ctx.extra)?.subscriptions.close(),
+      onClose: (ctx) => {
+        const connection = connections.get(ctx.extra);
+        if (!connection) return;
+        clearInterval(connection.recheck);
+        void connection.subscriptions.close();
+      },
       onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
         const connection = connections.get(ctx.extra)!;
         const prepared = options.subscriptions.prepare(payload);
