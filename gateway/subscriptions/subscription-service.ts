@@ -21,6 +21,8 @@ import {
 } from 'graphql';
 import { ErrorCode } from '../../lib/errors';
 import type { Logger } from '../../lib/log';
+import { authorizeSubscription } from '../authorization/subscriptions';
+import type { AuthorizationPolicy } from '../authorization/policy';
 import type { GatewayContext } from '../context';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
@@ -61,7 +63,14 @@ export class SubscriptionService {
   private readonly documents = new Map<string, DocumentNode | GraphQLError[]>();
 
   constructor(
-    private readonly deps: { planner: SubscriptionPlanner; services: ServiceMap; urlOf: (subgraph: string) => string; log: Logger },
+    private readonly deps: {
+      planner: SubscriptionPlanner;
+      services: ServiceMap;
+      urlOf: (subgraph: string) => string;
+      log: Logger;
+      /** The supergraph's @authenticated/@requiresScopes; without it nothing is filtered (tests of other concerns). */
+      authorization?: AuthorizationPolicy;
+    },
     private readonly limits: SubscriptionLimits,
   ) {}
 
@@ -117,6 +126,8 @@ export class SubscriptionService {
     context: GatewayContext,
   ): AsyncGenerator<UpstreamEvent> | GraphQLError[] {
     const user = context.identity.claims.sub;
+    const authorized = this.deps.authorization && authorizeSubscription(this.deps.authorization, this.schema, prepared.document, request.operationName, context.identity.claims);
+    if (authorized?.refused) return authorized.refused;
     if (connection.live >= this.limits.perConnection) {
       return [coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, { limit: this.limits.perConnection, scope: 'connection' })];
     }
@@ -125,7 +136,7 @@ export class SubscriptionService {
     }
     let plan;
     try {
-      plan = this.deps.planner.plan(prepared.document, request.operationName);
+      plan = this.deps.planner.plan(authorized?.document ?? prepared.document, request.operationName);
     } catch (error) {
       this.deps.log.error('subscription planning failed', { error });
       return [coded(ErrorCode.InternalServerError, `the subscription could not be planned: ${(error as Error).message}`)];
@@ -141,7 +152,8 @@ export class SubscriptionService {
     };
     const deps = { ...this.deps, upstream: connection.upstream };
     const log = this.deps.log;
-    const events = (async function* () {
+    const authorizedEvents = authorized?.events ?? (<T>(events: AsyncGenerator<T>) => events);
+    const events = authorizedEvents((async function* () {
       try {
         yield* executeFederatedSubscription(deps, {
           plan,
@@ -154,7 +166,7 @@ export class SubscriptionService {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
         yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };
       }
-    })();
+    })());
     return releasing(events, release);
   }
 }

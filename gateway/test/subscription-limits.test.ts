@@ -3,6 +3,7 @@
  * real supergraph. Subscriptions here are never iterated, so nothing is
  * sent upstream: what is tested is the admission and the release.
  */
+import { supergraphForGateway } from '../authorization/gateway-supergraph';
 import { generateIdentityKeyPair, IdentitySigner } from '../../lib/identity';
 import { createLogger } from '../../lib/log';
 import { createPrivateKey } from 'node:crypto';
@@ -11,7 +12,7 @@ import { SubscriptionPlanner } from '../subscriptions/planner';
 import { SubscriptionService, type PreparedOperation } from '../subscriptions/subscription-service';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
 
-const planner = new SubscriptionPlanner(composeSupergraph(readSupergraphConfig('supergraph.yaml')));
+const planner = new SubscriptionPlanner(supergraphForGateway(composeSupergraph(readSupergraphConfig('supergraph.yaml'))));
 const signer = new IdentitySigner(createPrivateKey(generateIdentityKeyPair().privateKeyPem));
 const context = (sub: string | null): GatewayContext => ({ identity: new SignedIdentity({ sub, scopes: [] }, signer), requestId: 'test' });
 const request = { query: 'subscription($i: CompletionInput!) { completionStream(input: $i) { delta } }', variables: { i: { messages: [{ role: 'user', content: 'hi' }] } } };
