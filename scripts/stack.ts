@@ -178,10 +178,22 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
   };
 }
 
+/**
+ * A service's environment. Only the gateway gets the identity signing key: a
+ * subgraph that could sign would be able to raise a caller's rights (or
+ * invent a caller) when it calls a sibling, so the others get the public key
+ * alone — as in docker-compose.yml, where only the gateway mounts the secret.
+ */
+export function serviceEnv(service: ServiceName, env: Record<string, string | undefined>): Record<string, string | undefined> {
+  if (service === 'gateway') return env;
+  const { SLUICE_IDENTITY_PRIVATE_KEY: _key, SLUICE_IDENTITY_PRIVATE_KEY_FILE: _file, ...rest } = env;
+  return rest;
+}
+
 function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, spec.entry)], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    env: serviceEnv(spec.name, { ...process.env, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const stream of [child.stdout, child.stderr]) {
