@@ -24,6 +24,8 @@ export interface FederatedSubscriptionRequest {
   variables: Record<string, unknown>;
   operationName?: string;
   context: GatewayContext;
+  /** Aborted when the client unsubscribes: ends the upstream subscription at once. */
+  signal?: AbortSignal;
 }
 
 export interface FederatedSubscriptionDeps {
@@ -48,7 +50,7 @@ export async function* executeFederatedSubscription(
     query: primary.operation,
     variables: pick(request.variables, primary.variableUsages ?? []),
     operationName: primary.operationName ?? undefined,
-  });
+  }, request.signal);
   try {
     for await (const event of events) {
       if (!plan.rest || !event.data) {

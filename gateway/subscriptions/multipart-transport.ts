@@ -43,8 +43,7 @@ export async function serveMultipartSubscription(
   const events = subscriptions.start(connection, prepared, request, context);
   if (Array.isArray(events)) {
     await connection.close();
-    const limited = events.some((e: GraphQLError) => e.extensions.code === ErrorCode.RateLimited);
-    sendJson(res, limited ? 429 : 400, { errors: events.map((e: GraphQLError) => e.toJSON()) });
+    sendJson(res, refusalStatus(events), { errors: events.map((e: GraphQLError) => e.toJSON()) });
     return true;
   }
 
@@ -72,4 +71,13 @@ export async function serveMultipartSubscription(
     if (!clientGone) res.end(`\r\n--${BOUNDARY}--\r\n`);
   }
   return true;
+}
+
+/** The HTTP status of a refused subscription, as for the same refusal elsewhere at the gateway. */
+function refusalStatus(errors: readonly GraphQLError[]): number {
+  const codes = new Set(errors.map((e) => e.extensions.code));
+  if (codes.has(ErrorCode.RateLimited)) return 429;
+  if (codes.has(ErrorCode.Unauthenticated)) return 401;
+  if (codes.has(ErrorCode.Forbidden)) return 403;
+  return 400;
 }

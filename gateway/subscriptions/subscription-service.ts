@@ -24,11 +24,14 @@ import type { Logger } from '../../lib/log';
 import { authorizeSubscription } from '../authorization/subscriptions';
 import type { AuthorizationPolicy } from '../authorization/policy';
 import type { GatewayContext } from '../context';
+import { interruptible } from '../../lib/interruptible';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
 
 const MAX_CACHED_DOCUMENTS = 1000;
+/** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
+const MAX_CACHED_QUERY_CHARS = 8 * 1024;
 
 export interface SubscriptionLimits {
   perConnection: number;
@@ -60,7 +63,7 @@ export interface PreparedOperation {
 export class SubscriptionService {
   private readonly perUser = new Map<string, number>();
   /** Parsed and validated documents by query text: clients send the same few operations again and again. */
-  private readonly documents = new Map<string, DocumentNode | GraphQLError[]>();
+  private readonly documents = new Map<string, DocumentNode>();
 
   constructor(
     private readonly deps: {
@@ -100,18 +103,22 @@ export class SubscriptionService {
   }
 
   private document(query: string): DocumentNode | GraphQLError[] {
-    let known = this.documents.get(query);
+    const known = this.documents.get(query);
     if (known) return known;
+    let document: DocumentNode;
     try {
-      const document = parse(query);
-      const errors = validate(this.deps.planner.schema, document);
-      known = errors.length ? errors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e)) : document;
+      document = parse(query);
     } catch (error) {
-      known = [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
+      return [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
     }
-    if (this.documents.size >= MAX_CACHED_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
-    this.documents.set(query, known);
-    return known;
+    const errors = validate(this.deps.planner.schema, document);
+    if (errors.length) return errors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e));
+    // Only valid, short documents are kept: errors and long texts are what a flood of junk would fill it with.
+    if (query.length <= MAX_CACHED_QUERY_CHARS) {
+      if (this.documents.size >= MAX_CACHED_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
+      this.documents.set(query, document);
+    }
+    return document;
   }
 
   /**
@@ -153,6 +160,7 @@ export class SubscriptionService {
     const deps = { ...this.deps, upstream: connection.upstream };
     const log = this.deps.log;
     const authorizedEvents = authorized?.events ?? (<T>(events: AsyncGenerator<T>) => events);
+    const unsubscribe = new AbortController();
     const events = authorizedEvents((async function* () {
       try {
         yield* executeFederatedSubscription(deps, {
@@ -161,61 +169,16 @@ export class SubscriptionService {
           variables: prepared.variables,
           operationName: request.operationName ?? undefined,
           context,
+          signal: unsubscribe.signal,
         });
       } catch (error) {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
         yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };
       }
     })());
-    return releasing(events, release);
+    // return() must reach the upstream subscription at once, not after its next event.
+    return interruptible(events, { interrupt: () => unsubscribe.abort(), end: release });
   }
-}
-
-/**
- * `release` runs exactly once when the subscription ends: its last event, a
- * failure, or return() — even a return() before the first next(), which
- * would skip a generator's own `finally`.
- */
-function releasing<T>(inner: AsyncGenerator<T>, release: () => void): AsyncGenerator<T> {
-  let released = false;
-  const once = () => {
-    if (released) return;
-    released = true;
-    release();
-  };
-  const wrapper: AsyncGenerator<T> = {
-    async next() {
-      try {
-        const step = await inner.next();
-        if (step.done) once();
-        return step;
-      } catch (error) {
-        once();
-        throw error;
-      }
-    },
-    async return(value) {
-      try {
-        return await inner.return(value);
-      } finally {
-        once();
-      }
-    },
-    async throw(error) {
-      try {
-        return await inner.throw(error);
-      } finally {
-        once();
-      }
-    },
-    [Symbol.asyncIterator]() {
-      return wrapper;
-    },
-    async [Symbol.asyncDispose]() {
-      await wrapper.return(undefined);
-    },
-  };
-  return wrapper;
 }
 
 function coded(code: string, message: string, source?: GraphQLError, extensions: Record<string, unknown> = {}): GraphQLError {

@@ -38,10 +38,16 @@ export class UpstreamConnections {
     private readonly identity: SignedIdentity,
   ) {}
 
-  /** Subscribes on `subgraph`; ending the returned iterator (return()) unsubscribes upstream. */
-  subscribe(subgraph: string, request: UpstreamRequest): AsyncGenerator<UpstreamEvent> {
+  /**
+   * Subscribes on `subgraph`; ending the returned iterator, or aborting
+   * `signal`, unsubscribes upstream. graphql-ws's own iterator ends at once on
+   * return() (it settles a pending next()), so the abort path is immediate
+   * even while this generator waits for an event.
+   */
+  subscribe(subgraph: string, request: UpstreamRequest, signal?: AbortSignal): AsyncGenerator<UpstreamEvent> {
     const client = this.client(subgraph);
     const events = client.iterate<Record<string, unknown>>(request);
+    signal?.addEventListener('abort', () => void events.return?.(undefined), { once: true });
     return (async function* () {
       try {
         yield* events;

@@ -58,6 +58,8 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
         const authorization = authorizationOf(ctx.connectionParams);
         try {
           const context = await options.authenticate(authorization, ctx.extra.request);
+          // The socket may have closed while the credentials were checked: onClose has run and found nothing to clean up.
+          if (ctx.extra.socket.readyState !== ctx.extra.socket.OPEN) return false;
           // Authenticated once at connection_init; checked again while open, so revocation reaches long-lived sockets too.
           const recheck = setInterval(() => {
             options.authenticate(authorization, ctx.extra.request).catch((error: unknown) => {

@@ -15,12 +15,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../lib/errors';
+import { interruptible } from '../../lib/interruptible';
 import type { Identity } from '../../lib/identity';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
 import { generationOutputs, generationRequest, type GenerationOutput } from './generation-tensors';
 import { gpuError } from './gpu-errors';
-import { NoEndpointError, type GpuTier } from './gpu-tier';
+import { NoEndpointError, type GpuEndpoint, type GpuTier } from './gpu-tier';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
 import { StreamError } from './shared-stream';
 
@@ -74,7 +75,7 @@ export class Completions {
     const prepared = await this.prepare(identity, input);
     const id = `cmpl-${randomUUID()}`;
     const { model } = prepared;
-    if (model.maxBatchSize > 0 || !model.decoupled) {
+    if (!model.decoupled) {
       const output = await this.batches.generate(model, prepared.prompt, prepared.sampling).catch((error: unknown) => {
         throw gpuError(error, model.id);
       });
@@ -95,10 +96,12 @@ export class Completions {
   /** Checks the input (throwing coded errors), then streams. */
   async stream(identity: Identity, input: CompletionInput): Promise<AsyncGenerator<CompletionChunk>> {
     const prepared = await this.prepare(identity, input);
-    return this.streamPrepared(prepared, `cmpl-${randomUUID()}`);
+    const unsubscribed = new AbortController();
+    // return() (the client unsubscribed) must cancel on the GPU at once, not after the next token.
+    return interruptible(this.streamPrepared(prepared, `cmpl-${randomUUID()}`, unsubscribed.signal), { interrupt: () => unsubscribed.abort() });
   }
 
-  private async *streamPrepared(prepared: PreparedCompletion, id: string): AsyncGenerator<CompletionChunk> {
+  private async *streamPrepared(prepared: PreparedCompletion, id: string, signal?: AbortSignal): AsyncGenerator<CompletionChunk> {
     const { model } = prepared;
     const chunk = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
       id,
@@ -122,22 +125,31 @@ export class Completions {
       return;
     }
 
-    const events = new EventQueue<{ output?: GenerationOutput; final?: boolean; error?: StreamError | Error }>();
+    const events = new EventQueue<{ output?: GenerationOutput; final?: boolean; error?: StreamError | Error; unsubscribed?: true }>();
     let cancel: (() => void) | undefined;
-    let finished = false;
-    const timer = setTimeout(() => events.push({ error: new Error(`the generation did not finish within ${this.options.streamDeadlineMs} ms`) }), this.options.streamDeadlineMs);
+    let endpoint: GpuEndpoint | undefined;
+    const timer = setTimeout(() => {
+      endpoint?.breaker.failed(); // a stream that never finishes says the endpoint is unwell
+      events.push({ error: new Error(`the generation did not finish within ${this.options.streamDeadlineMs} ms`) });
+    }, this.options.streamDeadlineMs);
+    signal?.addEventListener('abort', () => events.push({ unsubscribed: true }), { once: true });
     try {
-      const endpoint = this.tier.pick();
-      cancel = endpoint.stream.start(generationRequest(model, id, [prepared.prompt], [prepared.sampling], true), {
+      endpoint = this.tier.pick();
+      const picked = endpoint;
+      cancel = picked.stream.start(generationRequest(model, id, [prepared.prompt], [prepared.sampling], true), {
         response: (response, final) => {
-          endpoint.breaker.succeeded();
+          picked.breaker.succeeded();
           try {
             events.push({ output: generationOutputs(model, response, 1)[0], final });
           } catch (error) {
             events.push({ error: error as Error });
           }
         },
-        error: (error) => events.push({ error }),
+        error: (error) => {
+          // The server answered (a per-request error): the endpoint is healthy. A broken call was counted by the shared stream.
+          if (!error.transport) picked.breaker.succeeded();
+          events.push({ error });
+        },
       });
     } catch (error) {
       clearTimeout(timer);
@@ -155,17 +167,16 @@ export class Completions {
         const ready = [await events.next(), ...events.takeAll()];
         let delta = '';
         for (const event of ready) {
+          if (event.unsubscribed) return;
           if (event.error) {
-            finished = true;
-            const code = event.error instanceof StreamError && !event.error.transport ? ErrorCode.BadUserInput : ErrorCode.GpuUnavailable;
-            yield chunk(index, delta, { finishReason: 'ERROR', usage: outputs.length ? usage(outputs) : null, error: { code, message: event.error.message } });
+            // Input errors were caught before sending; what the GPU tier refuses now is its failure, not the caller's.
+            yield chunk(index, delta, { finishReason: 'ERROR', usage: outputs.length ? usage(outputs) : null, error: { code: ErrorCode.GpuUnavailable, message: event.error.message } });
             return;
           }
           const output = event.output!;
           outputs.push(output);
           delta += output.text;
           if (event.final) {
-            finished = true;
             yield chunk(index, delta, { finishReason: finishReason(output.finishReason), usage: usage(outputs) });
             return;
           }
@@ -174,7 +185,8 @@ export class Completions {
       }
     } finally {
       clearTimeout(timer);
-      if (!finished) cancel?.();
+      // A no-op once the request's final response or error has been routed; otherwise it stops the generation.
+      cancel?.();
     }
   }
 }
