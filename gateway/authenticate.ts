@@ -97,6 +97,10 @@ export class Authenticator {
       if (error instanceof AuthenticationError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw new AuthenticationError('the session token has expired: log in again');
       if (error instanceof joseErrors.JWKSTimeout) throw new KeysUnavailableError(error.message);
+      // A JWKS that cannot be fetched or read (auth answering 503, a broken body) says nothing about the token.
+      if (error instanceof joseErrors.JWKSInvalid || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) {
+        throw new KeysUnavailableError(`the session-token keys cannot be read: ${error.message}`);
+      }
       if (error instanceof joseErrors.JOSEError) {
         throw new AuthenticationError(`the session token is not valid (${error.code}): expected a token from signUp or login, or an API key starting with "${API_KEY_PREFIX}"`);
       }

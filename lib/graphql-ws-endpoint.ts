@@ -38,8 +38,8 @@ export interface GraphQLWsEndpoint {
 export function serveGraphQLWs(options: GraphQLWsEndpointOptions): GraphQLWsEndpoint {
   const { http, path, log } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 1024 * 1024 });
-  // Errors thrown from our hooks carry the message clients need (auth, limits); nothing internal is thrown there.
-  useServer({ ...options.server, isProd: false }, wss, options.keepAliveMs ?? 12_000);
+  // Refusals close sockets themselves with their reason; anything else thrown in a hook is internal and stays out of close reasons.
+  useServer({ ...options.server, isProd: true }, wss, options.keepAliveMs ?? 12_000);
 
   http.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const requested = (req.url ?? '/').split('?')[0];
@@ -68,7 +68,10 @@ export function serveGraphQLWs(options: GraphQLWsEndpointOptions): GraphQLWsEndp
         });
       }
       for (const client of wss.clients) client.close(1001, 'the service is shutting down; reconnect');
+      // A peer that never answers the close frame must not hold the drain past its timeout.
+      const cut = setTimeout(() => wss.clients.forEach((client) => client.terminate()), 1_000);
       await new Promise<void>((resolve) => wss.close(() => resolve()));
+      clearTimeout(cut);
     },
   };
 }
