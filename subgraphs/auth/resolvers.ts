@@ -27,6 +27,18 @@ function signedIn(identity: Identity, field: string): string {
   return identity.sub;
 }
 
+/**
+ * Key management needs a session: a leaked API key must not be able to mint
+ * keys that outlive its own revocation, or revoke its owner's other keys.
+ */
+function fromSession(identity: Identity, field: string): string {
+  const sub = signedIn(identity, field);
+  if (identity.keyId) {
+    throw codedError(ErrorCode.Forbidden, `${field} needs a signed-in session, but the request used an API key: API keys cannot create or revoke API keys; log in and use the session token`, { field });
+  }
+  return sub;
+}
+
 function requireScope(identity: Identity, scope: string, field: string): void {
   signedIn(identity, field);
   if (!identity.scopes.includes(scope)) {
@@ -54,8 +66,8 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
       return accounts.logout(identity);
     },
     createApiKey: (_: unknown, args: { name: string; scopes: string[] }, { apiKeys, identity }: AuthContext) =>
-      apiKeys.create(signedIn(identity, 'createApiKey'), identity.scopes, args.name, args.scopes),
-    revokeApiKey: (_: unknown, args: { id: string }, { apiKeys, identity }: AuthContext) => apiKeys.revoke(signedIn(identity, 'revokeApiKey'), args.id),
+      apiKeys.create(fromSession(identity, 'createApiKey'), identity.scopes, args.name, args.scopes),
+    revokeApiKey: (_: unknown, args: { id: string }, { apiKeys, identity }: AuthContext) => apiKeys.revoke(fromSession(identity, 'revokeApiKey'), args.id),
     rotateSessionKey: (_: unknown, __: unknown, { sessionKeys, identity }: AuthContext) => {
       requireScope(identity, ADMIN_SCOPE, 'rotateSessionKey');
       return sessionKeys.rotate();
