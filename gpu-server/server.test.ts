@@ -310,7 +310,7 @@ describe('ModelInfer errors', () => {
     const unknown = await callError('ModelInfer', { ...embedRequest(['x']), inputs: [{ name: 'txt', datatype: 'BYTES', shape: [1, 1] }] });
     expect(unknown.details).toBe("unexpected inference input 'txt' for model 'sluice-embed'; expected: text");
     const missing = await callError('ModelInfer', { model_name: MODEL, inputs: [] });
-    expect(missing.details).toBe("expected 1 input(s) but got 0 for model 'sluice-embed': missing 'text'");
+    expect(missing.details).toBe("model 'sluice-embed' requires input(s) 'text', but the request is missing 'text'");
     const output = await callError('ModelInfer', embedRequest(['x'], { outputs: [{ name: 'vector' }] }));
     expect(output.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(output.details).toBe("unexpected inference output 'vector' for model 'sluice-embed'; expected: embedding");
@@ -340,10 +340,10 @@ describe('queue policy, model control and instances on real models', () => {
     for (const response of served) expect(response.outputs[0].shape).toEqual([1, DIM]);
   });
 
-  it('refuses a bad priority and sequence parameters with INVALID_ARGUMENT', async () => {
-    const priority = await callError('ModelInfer', embedRequest(['x'], { parameters: { priority: { int64_param: 1 } } }));
+  it('refuses a malformed priority and sequence parameters with INVALID_ARGUMENT', async () => {
+    const priority = await callError('ModelInfer', embedRequest(['x'], { parameters: { priority: { string_param: 'urgent' } } }));
     expect(priority.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(priority.details).toBe("invalid priority for model 'sluice-embed': expected 0 (model 'sluice-embed' has no priority_levels), got 1");
+    expect(priority.details).toContain("parameter 'priority' for model 'sluice-embed' expects a non-negative integer");
     const sequence = await callError('ModelInfer', embedRequest(['x'], { parameters: { sequence_id: { string_param: 'conversation-1' } } }));
     expect(sequence.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(sequence.details).toContain('has no sequence batcher');

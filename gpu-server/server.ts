@@ -78,7 +78,14 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
     const stop = () =>
       (stopping ??= (async () => {
         await core.drainAndStop(options.drainTimeoutMs ?? 10_000);
-        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        // Calls still open after the drain (a client that never half-closes) are cut.
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => grpcServer.forceShutdown(), 1_000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
         // Streams still open after the drain (a generate_stream client that
         // never reads) must not keep stop() waiting: close every connection.
         await Promise.all([httpServer, metricsServer].map((server) => closeServer(server)));

@@ -25,6 +25,7 @@ export class InferenceError extends Error {
 export const invalidArgument = (message: string) => new InferenceError(InferenceErrorCode.InvalidArgument, message);
 export const notFound = (message: string) => new InferenceError(InferenceErrorCode.NotFound, message);
 export const unavailable = (message: string) => new InferenceError(InferenceErrorCode.Unavailable, message);
+export const unimplemented = (message: string) => new InferenceError(InferenceErrorCode.Unimplemented, message);
 
 /** Any thrown value as an InferenceError (unknown errors become INTERNAL). */
 export function asInferenceError(error: unknown): InferenceError {

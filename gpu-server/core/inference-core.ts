@@ -11,7 +11,7 @@
  * version's StreamDispatcher, the others by its Scheduler (dynamic batcher).
  */
 import { MalformedBytesTensorError, decodeBytesTensor } from '../protocol/bytes-tensor';
-import { ELEMENT_SIZE, isWireDatatype, wireDatatype, type WireDatatype } from '../protocol/datatypes';
+import { ELEMENT_SIZE, wireDatatype, type WireDatatype } from '../protocol/datatypes';
 import type { ModelConfig } from '../repository/model-config';
 import type { ModelRepository, ModelVersion } from '../repository/repository';
 import { withParameterInputs } from './parameter-inputs';
@@ -107,6 +107,8 @@ export interface CoreInstanceStatistics {
 
 export class InferenceCore {
   private currentPhase: ServerPhase = 'starting';
+  /** Aborted when a stop's drain timeout has passed: cancels what is still queued or generating. */
+  private readonly stopping = new AbortController();
   private inFlight = 0;
   private readonly idleWaiters: Array<() => void> = [];
   private readonly phaseListeners = new Set<(phase: ServerPhase) => void>();
@@ -219,7 +221,7 @@ export class InferenceCore {
     const wanted = validateOutputs(v.config, request.outputs ?? []);
     const { priority, timeoutMicroseconds } = reservedParameters(v.name, request.parameters);
     return this.tracked(async () => {
-      const outputs = await v.scheduler!.schedule({ inputs, batchSize, priority, timeoutMicroseconds, signal });
+      const outputs = await v.scheduler!.schedule({ inputs, batchSize, priority, timeoutMicroseconds, signal: this.untilStopped(signal) });
       return { modelName: v.name, modelVersion: v.version, id: request.id ?? '', outputs: pick(v.name, outputs, wanted) };
     });
   }
@@ -261,7 +263,7 @@ export class InferenceCore {
           // A streaming model may leave an output out of a response (e.g. a count only in the last one).
           respond(wanted.filter((name) => outputs.has(name)).map((name) => outputs.get(name)!), final);
         },
-        signal ?? new AbortController().signal,
+        this.untilStopped(signal),
       ),
     );
   }
@@ -320,7 +322,12 @@ export class InferenceCore {
     await this.repository.unloadModel(name);
   }
 
-  /** Refuses new inference, waits for in-flight requests (at most `timeoutMs`), then unloads every model. */
+  /**
+   * Refuses new inference, waits for in-flight requests (at most `timeoutMs`),
+   * then cancels whatever is still queued or generating — so a long stream or
+   * a stuck client cannot hold the server past the timeout — and unloads
+   * every model.
+   */
   async drainAndStop(timeoutMs = 10_000): Promise<void> {
     if (this.currentPhase === 'stopped') return;
     this.setPhase('draining');
@@ -330,11 +337,17 @@ export class InferenceCore {
         new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
       ]);
     }
+    this.stopping.abort(unavailable('the server is stopping: the request was cancelled after the drain timeout'));
     await this.repository.close();
     this.setPhase('stopped');
   }
 
   // -------------------------------------------------------------- private
+
+  /** The caller's signal, also aborted when the server stops after its drain timeout. */
+  private untilStopped(signal?: AbortSignal): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.stopping.signal]) : this.stopping.signal;
+  }
 
   private setPhase(phase: ServerPhase): void {
     this.currentPhase = phase;
@@ -419,8 +432,7 @@ function validateInputs(config: ModelConfig, request: CoreInferRequest): { input
       batchSize = n;
     }
     const count = elementCount(input.shape);
-    if (!isWireDatatype(input.datatype)) throw invalidArgument(`unknown datatype '${input.datatype}' for input '${input.name}'`);
-    const size = ELEMENT_SIZE[input.datatype];
+    const size = ELEMENT_SIZE[expectedType];
     if (size !== undefined) {
       if (input.data.length !== count * size) {
         throw invalidArgument(`input '${input.name}' for model '${model}' expects ${count * size} byte(s) of ${input.datatype} data for shape [${input.shape.join(',')}], but got ${input.data.length}`);
@@ -436,7 +448,10 @@ function validateInputs(config: ModelConfig, request: CoreInferRequest): { input
     inputs.set(input.name, { name: input.name, datatype: input.datatype, shape: input.shape, data: input.data });
   }
   const missing = config.input.filter((i) => !i.optional && !inputs.has(i.name)).map((i) => i.name);
-  if (missing.length) throw invalidArgument(`expected ${config.input.length} input(s) but got ${request.inputs.length} for model '${model}': missing ${missing.map((m) => `'${m}'`).join(', ')}`);
+  if (missing.length) {
+    const required = config.input.filter((i) => !i.optional).map((i) => `'${i.name}'`);
+    throw invalidArgument(`model '${model}' requires input(s) ${required.join(', ')}, but the request is missing ${missing.map((m) => `'${m}'`).join(', ')}`);
+  }
   return { inputs, batchSize: batchSize ?? 1 };
 }
 

@@ -232,13 +232,17 @@ export class Scheduler {
 
   // -------------------------------------------------------------- private
 
+  /**
+   * Triton's rule: priority 0, or one beyond the model's levels (including any
+   * priority for a model without priority_levels), means the default level;
+   * only a value that is not a non-negative integer is refused.
+   */
   private levelOf(priority: number): number {
     const levels = this.options.priorityLevels ?? 0;
-    if (!Number.isInteger(priority) || priority < 0 || priority > levels) {
-      const expected = levels === 0 ? `0 (model '${this.options.model}' has no priority_levels)` : `an integer from 0 (default level ${this.defaultLevel}) to ${levels}`;
-      throw invalidArgument(`invalid priority for model '${this.options.model}': expected ${expected}, got ${priority}`);
+    if (!Number.isInteger(priority) || priority < 0) {
+      throw invalidArgument(`invalid priority for model '${this.options.model}': expected a non-negative integer (0 or beyond ${levels}: the default level ${this.defaultLevel}), got ${priority}`);
     }
-    return priority === 0 ? this.defaultLevel : priority;
+    return priority === 0 || priority > levels ? this.defaultLevel : priority;
   }
 
   /** A request aborted by its caller: dropped if it still waits; one already executing runs to the end. */

@@ -87,6 +87,13 @@ export class StreamDispatcher {
         stats.requestSucceeded(1, total, 0, total);
       }
     } catch (error) {
+      // The request already got its final response (the worker died, or a cancel came, just after it): it succeeded.
+      if (finalSeen) {
+        const total = Number(this.clock.now() - started);
+        stats.executed(1, total);
+        stats.requestSucceeded(1, total, 0, total);
+        return;
+      }
       stats.response(position, signal.aborted ? 'cancel' : 'fail', elapsed());
       stats.requestFailed(Number(this.clock.now() - started));
       if (signal.aborted) throw new InferenceError(InferenceErrorCode.Unavailable, `request to model '${this.options.model}' was cancelled`);

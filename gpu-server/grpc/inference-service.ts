@@ -155,6 +155,14 @@ function streamInfer(core: InferenceCore, logger: Logger): Handler {
           maybeEnd();
         });
     });
+    // A draining server ends the call once its requests have finished, as if
+    // the client had half-closed: a long-lived shared stream must not hold
+    // the server's shutdown open.
+    const stopListening = core.onPhaseChange((phase) => {
+      if (phase === 'ready') return;
+      ended = true;
+      maybeEnd();
+    });
     call.on('end', () => {
       ended = true;
       maybeEnd();
@@ -163,6 +171,7 @@ function streamInfer(core: InferenceCore, logger: Logger): Handler {
       cancelled = true;
       for (const controller of running) controller.abort();
     });
+    call.on('close', stopListening);
     call.on('error', () => undefined); // a broken connection also raises 'cancelled', handled above
   }) as Handler;
 }

@@ -222,12 +222,13 @@ describe('ModelStreamInfer on a decoupled model', () => {
 });
 
 describe('request parameters over gRPC', () => {
-  it('honours priority and timeout, refuses a bad priority with INVALID_ARGUMENT', async () => {
+  it('honours priority and timeout, maps a priority beyond the levels to the default as Triton does, refuses a malformed one', async () => {
     const ok = await call<ModelInferResponse>(client, 'ModelInfer', echo([1, 2], { priority: { uint64_param: 1 }, timeout: { int64_param: 1_000_000 } }));
     expect(ok.outputs[0].shape).toEqual([2, 1]);
-    const tooHigh = await callError('ModelInfer', echo([1], { priority: { int64_param: 3 } }));
-    expect(tooHigh.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(tooHigh.details).toBe("invalid priority for model 'echo': expected an integer from 0 (default level 2) to 2, got 3");
+    const beyond = await call<ModelInferResponse>(client, 'ModelInfer', echo([1], { priority: { int64_param: 3 } }));
+    expect(beyond.outputs[0].shape).toEqual([1, 1]);
+    const negative = await callError('ModelInfer', echo([1], { priority: { int64_param: -1 } }));
+    expect(negative.code).toBe(grpc.status.INVALID_ARGUMENT);
     const text = await callError('ModelInfer', echo([1], { priority: { string_param: 'high' } }));
     expect(text.details).toBe(`parameter 'priority' for model 'echo' expects a non-negative integer (the priority level, 0 for the default), but got "high"`);
   });

@@ -18,7 +18,7 @@
  */
 import type * as http from 'node:http';
 import type { Logger } from '../../lib/log';
-import { InferenceError, InferenceErrorCode, invalidArgument } from '../core/errors';
+import { invalidArgument, unimplemented } from '../core/errors';
 import type { InferenceCore } from '../core/inference-core';
 import { BodyTooLargeError, expectObject, jsonKind, parseJson, readBody } from './body';
 import { handleGenerate } from './generate';
@@ -51,7 +51,6 @@ interface RequestContext {
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(ready|config|stats|infer|generate|generate_stream))?$/;
 const REPOSITORY_PATH = /^\/v2\/repository(?:\/([^/]+))?\/(?:index|models\/([^/]+)\/(load|unload))$/;
 
-const unimplemented = (message: string) => new InferenceError(InferenceErrorCode.Unimplemented, message);
 
 export function createHttpHandler(core: InferenceCore, options: HttpHandlerOptions): http.RequestListener {
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
@@ -139,7 +138,12 @@ function routes(core: InferenceCore, logger: Logger): (path: string) => Route | 
           }
           const header = req.headers[INFERENCE_HEADER_CONTENT_LENGTH];
           const parsed = parseInferRequest(await body(), Array.isArray(header) ? header[0] : header, name, version);
-          const { body: out, headerLength } = encodeInferResponse(await core.infer(parsed.request), parsed.binaryOutput);
+          // A client that goes away frees its place in the queue.
+          const gone = new AbortController();
+          res.once('close', () => {
+            if (!res.writableEnded) gone.abort();
+          });
+          const { body: out, headerLength } = encodeInferResponse(await core.infer(parsed.request, gone.signal), parsed.binaryOutput);
           if (headerLength === undefined) sendBody(res, 200, out, { 'content-type': 'application/json' });
           else sendBody(res, 200, out, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_CONTENT_LENGTH]: headerLength });
         });

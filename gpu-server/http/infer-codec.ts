@@ -7,7 +7,7 @@
  * request parameter `binary_data_output: true`) come back the same way.
  * Binary data is the raw layout, so BYTES elements are length-prefixed.
  */
-import { InferenceError, InferenceErrorCode, invalidArgument } from '../core/errors';
+import { invalidArgument, unimplemented } from '../core/errors';
 import type { CoreInferInput, CoreInferRequest, CoreInferResponse, CoreParameterValue } from '../core/inference-core';
 import { expectObject, jsonKind, parseJson } from './body';
 import { packJsonData, shapeOf, stringifyJson, unpackJsonData, wireDatatypeOf } from './json-tensors';
@@ -20,7 +20,6 @@ export interface ParsedInferRequest {
   binaryOutput(name: string): boolean;
 }
 
-const unimplemented = (message: string) => new InferenceError(InferenceErrorCode.Unimplemented, message);
 
 /**
  * Parses an inference request body addressed to `model`/`version`.

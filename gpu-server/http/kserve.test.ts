@@ -366,7 +366,7 @@ describe('generate on a non-decoupled model', () => {
   it.each([
     ['generate', 'an unknown model', 'nope', { text: 'x' }, 404, "Request for unknown model: 'nope' is not found"],
     ['generate_stream', 'an unknown model', 'nope', { text: 'x' }, 404, "Request for unknown model: 'nope' is not found"],
-    ['generate', 'a missing input', MODEL, { prompt: 'x' }, 400, "expected 1 input(s) but got 0 for model 'sluice-embed': missing 'text'"],
+    ['generate', 'a missing input', MODEL, { prompt: 'x' }, 400, "model 'sluice-embed' requires input(s) 'text', but the request is missing 'text'"],
     ['generate', 'a value of the wrong type', MODEL, { text: 3 }, 400, "generate input 'text' of datatype BYTES expects strings in 'data', but element 0 is number 3"],
     ['generate', 'a nested array', MODEL, { text: [['a']] }, 400, "generate input 'text' expects a scalar or a 1-D array, got a nested array"],
     ['generate', 'parameters that are not an object', MODEL, { text: 'a', parameters: 1 }, 400, "the generate request's 'parameters' expects a JSON object, got number 1"],

@@ -121,7 +121,10 @@ export class ModelRepository {
     if (!entry) return Promise.reject(new Error(`unknown model '${name}'`));
     const serving = stopServing(entry.versions); // at once: requests arriving from now on are refused
     return this.serialized(name, async () => {
-      await unloadVersions(serving);
+      // A load queued before this unload may have installed a newer copy meanwhile: unload that one too.
+      const current = this.models.get(name);
+      const installed = current && current !== entry ? stopServing(current.versions) : [];
+      await unloadVersions([...serving, ...installed]);
       this.options.logger.info('model unloaded', { model: name });
     });
   }

@@ -22,6 +22,7 @@
  * does not change what it computes beyond float rounding in the batched
  * matrix products.
  */
+import { invalidArgument } from '../../core/errors';
 import * as ort from 'onnxruntime-node';
 import type { CausalLmGeometry } from './model-files';
 import type { Sampler } from './sampling';
@@ -112,9 +113,10 @@ export class GenerationEngine {
   generate(request: GenerationRequest): Promise<GenerationResult> {
     if (this.closed) return Promise.reject(this.closed);
     const prompt = request.promptIds.length;
-    if (prompt === 0) return Promise.reject(new Error('the prompt expects at least one token, but tokenized to none'));
+    // The caller's input, not the server, is wrong here: INVALID_ARGUMENT (HTTP 400), as vLLM answers.
+    if (prompt === 0) return Promise.reject(invalidArgument('the prompt expects at least one token, but tokenized to none'));
     if (prompt >= this.contextLength) {
-      return Promise.reject(new Error(`the prompt has ${prompt} tokens, but the context length is ${this.contextLength}: it must be shorter to leave room for one generated token`));
+      return Promise.reject(invalidArgument(`the prompt has ${prompt} tokens, but the context length is ${this.contextLength}: it must be shorter to leave room for one generated token`));
     }
     return new Promise((resolve, reject) => {
       this.pending.push({ request, resolve, reject, length: 0, lastToken: -1, generated: 0 });
