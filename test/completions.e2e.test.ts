@@ -185,14 +185,17 @@ describe('completionStream over graphql-ws through the gateway', () => {
     await forged.dispose();
   });
 
-  it('refuses a subscription past the per-connection limit with RATE_LIMITED, keeping the live ones', async () => {
+  it('refuses a subscription past the per-connection limit with RATE_LIMITED, keeping the live ones, and admits again once one ends', async () => {
     const client = wsClient(stack.gatewayUrl, token);
     try {
-      const live = Array.from({ length: 60 }, () => collect(client, STREAM, { i: input({ maxTokens: 300 }) }, 2));
+      // Long enough to be live together (60 × 200 tokens share the GPU), read to the end.
+      const live = Array.from({ length: 60 }, () => collect(client, STREAM, { i: input({ maxTokens: 200 }) }));
       await new Promise((r) => setTimeout(r, 200));
       const refused = await collect(client, STREAM, { i: input() });
       expect(refused[0].errors?.[0].extensions).toMatchObject({ code: 'RATE_LIMITED', limit: 60, scope: 'connection' });
-      for (const events of await Promise.all(live)) expect(events[0].data!.completionStream.delta).toEqual(expect.any(String));
+      for (const events of await Promise.all(live)) expect(events[events.length - 1].data!.completionStream.finishReason).toMatch(/^(STOP|LENGTH)$/);
+      const admitted = await collect(client, STREAM, { i: input({ maxTokens: 2 }) });
+      expect(admitted[admitted.length - 1].data!.completionStream.finishReason).toMatch(/^(STOP|LENGTH)$/);
     } finally {
       await client.dispose();
     }

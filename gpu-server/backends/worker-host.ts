@@ -14,7 +14,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { InferenceError } from '../core/errors';
-import type { ModelRunner, ResponseSink, RunnerContext, RunnerFactory, StreamingRunner } from '../core/runner';
+import { RowFailures, type ModelRunner, type ResponseSink, type RunnerContext, type RunnerFactory, type StreamingRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
 import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
 
@@ -79,7 +79,11 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
       case 'result': {
         const waiter = waiters.get(message.id);
         waiters.delete(message.id);
-        waiter?.resolve(fromWireMap(message.outputs));
+        if (message.rowErrors?.length) {
+          waiter?.reject(new RowFailures(fromWireMap(message.outputs), new Map(message.rowErrors.map(([row, error]) => [row, toError(error)]))));
+        } else {
+          waiter?.resolve(fromWireMap(message.outputs));
+        }
         return;
       }
       case 'response':

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceError } from '../core/errors';
-import { isStreamingRunner, type ModelRunner } from '../core/runner';
+import { isStreamingRunner, RowFailures, type ModelRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
 import { BUILTIN_BACKENDS } from './registry';
 import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
@@ -99,7 +99,12 @@ async function run(): Promise<void> {
             const wire = [...outputs.values()].map(toWire);
             post({ type: 'result', id: message.id, outputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
           },
-          (error: unknown) => post({ type: 'error', id: message.id, ...wireError(error) }),
+          (error: unknown) => {
+            if (!(error instanceof RowFailures)) return post({ type: 'error', id: message.id, ...wireError(error) });
+            const wire = [...error.outputs.values()].map(toWire);
+            const rowErrors = [...error.failures].map(([row, failure]): [number, WireError] => [row, wireError(failure)]);
+            post({ type: 'result', id: message.id, outputs: wire, rowErrors }, wire.map((t) => t.data.buffer as ArrayBuffer));
+          },
         );
     }
   });

@@ -33,7 +33,8 @@ export type FromWorker =
   /** `streaming`: the runner is a StreamingRunner (the host then offers `stream`). */
   | { type: 'ready'; streaming: boolean }
   | { type: 'failed'; message: string }
-  | { type: 'result'; id: number; outputs: WireTensor[] }
+  /** `rowErrors`: rows of the batch that failed (RowFailures), by row index; the others are good. */
+  | { type: 'result'; id: number; outputs: WireTensor[]; rowErrors?: Array<[number, WireError]> }
   /** One response of stream `id`; the one with final=true is the last. */
   | { type: 'response'; id: number; outputs: WireTensor[]; final: boolean }
   /** Stream `id` settled successfully (after its final response). */

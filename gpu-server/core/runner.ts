@@ -6,6 +6,23 @@
 import type { ModelConfig } from '../repository/model-config';
 import type { Tensor } from './tensor';
 
+/**
+ * Thrown by `ModelRunner.execute` when some rows of a batch failed and the
+ * others did not: `outputs` holds every row (failed ones with placeholder
+ * values), `failures` the error of each failed row by its index in the
+ * batch. The scheduler fails only the requests those rows belong to, so one
+ * caller's bad input never fails the callers it was batched with.
+ */
+export class RowFailures extends Error {
+  override readonly name = 'RowFailures';
+  constructor(
+    readonly outputs: Map<string, Tensor>,
+    readonly failures: ReadonlyMap<number, Error>,
+  ) {
+    super(`${failures.size} row(s) of the batch failed: ${[...failures.values()][0]?.message ?? ''}`);
+  }
+}
+
 export interface ModelRunner {
   /**
    * Runs one batch. `inputs` holds every config input, batched along the

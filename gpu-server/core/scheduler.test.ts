@@ -1,5 +1,6 @@
 import { ManualClock } from './manual-clock';
-import type { ModelRunner } from './runner';
+import { invalidArgument } from './errors';
+import { RowFailures, type ModelRunner } from './runner';
 import { DEFAULT_QUEUE_POLICY, Scheduler, type SchedulerOptions } from './scheduler';
 import { StatisticsRecorder } from './statistics';
 import type { Tensor } from './tensor';
@@ -30,6 +31,28 @@ const read = (t: Tensor) => [...new Float32Array(t.data.buffer.slice(t.data.byte
 const request = (values: number[], width = 1) => ({ inputs: new Map([['x', tensor(values, width)]]), batchSize: values.length / width });
 
 describe('Scheduler', () => {
+  it("fails only the requests whose rows the runner reports failed (RowFailures), not their batch-mates", async () => {
+    const runner: ModelRunner = {
+      async execute(inputs) {
+        const x = inputs.get('x')!;
+        // Row 2 (the second row of the second request) is bad; the others are doubled.
+        const values = new Float32Array(x.data.buffer.slice(x.data.byteOffset, x.data.byteOffset + x.data.byteLength)).map((v) => v * 2);
+        const outputs = new Map([['y', { name: 'y', datatype: 'FP32', shape: x.shape, data: Buffer.from(values.buffer) } as Tensor]]);
+        throw new RowFailures(outputs, new Map([[2, invalidArgument('row 2 is bad')]]));
+      },
+      close: async () => undefined,
+    };
+    const stats = new StatisticsRecorder('m', '1');
+    const scheduler = new Scheduler({ model: 'm', runners: [runner], stats, maxBatchSize: 8, dynamicBatching: true });
+    const results = await Promise.allSettled([[1], [2, 3], [4]].map((v) => scheduler.schedule(request(v))));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(read((results[0] as PromiseFulfilledResult<Map<string, Tensor>>).value.get('y')!)).toEqual([2]);
+    expect(read((results[2] as PromiseFulfilledResult<Map<string, Tensor>>).value.get('y')!)).toEqual([8]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'row 2 is bad' });
+    const snapshot = stats.snapshot();
+    expect([snapshot.inference_stats.success.count, snapshot.inference_stats.fail.count, snapshot.execution_count]).toEqual([2, 1, 1]);
+  });
+
   it('combines requests that arrive together into one execution and splits the results back', async () => {
     const { runner, batches } = fakeRunner();
     const stats = new StatisticsRecorder('m', '1');

@@ -39,7 +39,7 @@
  */
 import { realClock, type Clock } from './clock';
 import { InferenceError, InferenceErrorCode, invalidArgument, unavailable } from './errors';
-import type { ModelRunner } from './runner';
+import { RowFailures, type ModelRunner } from './runner';
 import type { StatisticsRecorder } from './statistics';
 import { concatBatch, splitBatch, type Tensor } from './tensor';
 
@@ -399,12 +399,25 @@ export class Scheduler {
     const total = sizes.reduce((a, b) => a + b, 0);
     let pieces: Array<Map<string, Tensor>>;
     let computeNs = 0;
+    /** Requests (by position in the batch) whose rows the runner reported failed. */
+    const failedRequests = new Map<number, InferenceError>();
     try {
       const inputs = new Map<string, Tensor>();
       for (const name of batch[0].inputs.keys()) inputs.set(name, concatBatch(batch.map((p) => p.inputs.get(name)!)));
       let outputs: Map<string, Tensor>;
       try {
         outputs = await runner.execute(inputs);
+      } catch (error) {
+        if (!(error instanceof RowFailures)) throw error;
+        outputs = error.outputs;
+        let offset = 0;
+        batch.forEach((p, i) => {
+          for (let row = offset; row < offset + p.batchSize; row++) {
+            const rowError = error.failures.get(row);
+            if (rowError && !failedRequests.has(i)) failedRequests.set(i, asExecutionError(rowError));
+          }
+          offset += p.batchSize;
+        });
       } finally {
         computeNs = Number(this.clock.now() - started);
         this.counters[index].executions += 1;
@@ -417,8 +430,7 @@ export class Scheduler {
         split.forEach((t, i) => pieces[i].set(name, t));
       }
     } catch (error) {
-      const failure =
-        error instanceof InferenceError ? error : new InferenceError(InferenceErrorCode.Internal, `model execution failed: ${error instanceof Error ? error.message : String(error)}`);
+      const failure = asExecutionError(error);
       const now = this.clock.now();
       for (const p of batch) {
         stats.requestFailed(Number(now - p.arrivedAt));
@@ -428,10 +440,20 @@ export class Scheduler {
     }
     const now = this.clock.now();
     batch.forEach((p, i) => {
+      const failure = failedRequests.get(i);
+      if (failure) {
+        stats.requestFailed(Number(now - p.arrivedAt));
+        p.reject(failure);
+        return;
+      }
       stats.requestSucceeded(p.batchSize, Number(now - p.arrivedAt), Number(started - p.arrivedAt), computeNs);
       p.resolve(pieces[i]);
     });
   }
+}
+
+function asExecutionError(error: unknown): InferenceError {
+  return error instanceof InferenceError ? error : new InferenceError(InferenceErrorCode.Internal, `model execution failed: ${error instanceof Error ? error.message : String(error)}`);
 }
 
 const cancelled = (model: string) => unavailable(`request to model '${model}' was cancelled by the client while it waited in the queue`);

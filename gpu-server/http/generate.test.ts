@@ -153,6 +153,24 @@ describe('generate and generate_stream on the decoupled sluice-chat (and /infer 
     expect(outputs[0].data[0]).toBe(alone.json.text_output);
   });
 
+  it("fails only the bad request of a dynamic batch on sluice-chat-batch: a batch-mate's answer is unaffected", async () => {
+    const good = sampling({ max_tokens: 4, temperature: 0, ignore_eos: true });
+    const infer = (text: string, params: string) =>
+      postJson(base, `/v2/models/${CHAT_BATCH}/infer`, {
+        inputs: [
+          { name: 'text_input', datatype: 'BYTES', shape: [1, 1], data: [text] },
+          { name: 'sampling_parameters', datatype: 'BYTES', shape: [1, 1], data: [params] },
+        ],
+        outputs: [{ name: 'num_output_tokens' }],
+      });
+    // Sent together, so the dynamic batcher puts them in one execution.
+    const [ok, bad] = await Promise.all([infer(PROMPT, good), infer(PROMPT, sampling({ top_p: 2 }))]);
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toMatch(/top_p/);
+    expect(ok.status).toBe(200);
+    expect((ok.json.outputs as Array<{ data: unknown[] }>)[0].data).toEqual([4]);
+  });
+
   it('refuses /infer for a decoupled model with 501, pointing at generate_stream', async () => {
     const answer = await postJson(base, `/v2/models/${CHAT}/infer`, { inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1], data: [PROMPT] }] });
     expect(answer.status).toBe(501);

@@ -4,6 +4,7 @@
  * these tests also cover streams, cancels and errors across that boundary.
  * The engine's batching itself is tested in engine.test.ts.
  */
+import { RowFailures } from '../../core/runner';
 import { InferenceError } from '../../core/errors';
 import { isStreamingRunner, type ModelRunner, type StreamingRunner } from '../../core/runner';
 import { decodeBytesTensor } from '../../protocol/bytes-tensor';
@@ -172,9 +173,10 @@ describe('causal-lm runner: batched execute', () => {
     }
   });
 
-  it('refuses stream=true on a model that is not decoupled', async () => {
-    await expect(batchRunner.execute(new Map([...chatInputs({ prompt: 'x', stream: true })].map(([k, t]) => [k, { ...t, shape: [1, 1] }])))).rejects.toThrow(
-      /asks for stream=true, which needs a decoupled model/,
-    );
+  it('refuses stream=true on a model that is not decoupled, failing that row only (RowFailures)', async () => {
+    const failure = await batchRunner.execute(new Map([...chatInputs({ prompt: 'x', stream: true })].map(([k, t]) => [k, { ...t, shape: [1, 1] }]))).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(RowFailures);
+    const row = (failure as RowFailures).failures.get(0);
+    expect(row).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/stream=true needs a decoupled model/) });
   });
 });

@@ -37,7 +37,7 @@
  */
 import { instanceSessionOptions } from '../session-options';
 import { invalidArgument } from '../../core/errors';
-import type { ResponseSink, RunnerContext, StreamingRunner } from '../../core/runner';
+import { RowFailures, type ResponseSink, type RunnerContext, type StreamingRunner } from '../../core/runner';
 import type { Tensor } from '../../core/tensor';
 import { decodeBytesTensor, encodeBytesTensor, MalformedBytesTensorError } from '../../protocol/bytes-tensor';
 import { configParameter } from '../../repository/model-config';
@@ -100,7 +100,7 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
    * result's `rest`/`restTokens`, for the final response.
    */
   const generate = async (input: GenerationInput, promptIds: number[], signal: AbortSignal, onPiece?: (text: string, tokens: number) => void): Promise<Generated> => {
-    const detokenizer = new IncrementalDetokenizer(decode);
+    const detokenizer = new IncrementalDetokenizer(decode, promptIds);
     const output = new OutputText(input.params.stop);
     let seen = 0;
     let reported = 0;
@@ -164,28 +164,40 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
       const text = inputs.get('text_input');
       if (!text) throw invalidArgument(`input 'text_input' is required, but the batch does not have it`);
       const rows = batched ? text.shape[0] : 1;
-      const requests = Array.from({ length: rows }, (_, row) => readInput(inputs, row, rows));
-      const streamed = requests.findIndex((r) => r.stream);
-      if (streamed >= 0) throw invalidArgument(`request ${streamed} of the batch asks for stream=true, which needs a decoupled model (model_transaction_policy { decoupled: true }), but '${config.name}' is not decoupled`);
-      const results = await Promise.all(requests.map((r) => generate(r, encode(r.prompt), never)));
+      // Each row is one caller's request: its bad input or too-long prompt fails that row only (RowFailures), not its batch-mates.
+      const failures = new Map<number, Error>();
+      const results = await Promise.all(
+        Array.from({ length: rows }, async (_, row) => {
+          try {
+            const request = readInput(inputs, row, rows);
+            if (request.stream) throw invalidArgument(`stream=true needs a decoupled model (model_transaction_policy { decoupled: true }), but '${config.name}' is not decoupled`);
+            return { request, result: await generate(request, encode(request.prompt), never) };
+          } catch (error) {
+            failures.set(row, error as Error);
+            return undefined;
+          }
+        }),
+      );
       const out = new Map<string, Tensor>();
       for (const output of config.output) {
-        const values = results.map((r, row) => {
+        const values = results.map((done) => {
           switch (output.name) {
             case 'text_output':
-              return (requests[row].excludeInput ? '' : requests[row].prompt) + r.text;
+              return done ? (done.request.excludeInput ? '' : done.request.prompt) + done.result.text : '';
             case 'num_input_tokens':
-              return r.inputTokens;
+              return done?.result.inputTokens ?? 0;
             case 'num_output_tokens':
-              return r.outputTokens;
+              return done?.result.outputTokens ?? 0;
             case 'finish_reason':
-              return r.finishReason;
+              return done?.result.finishReason ?? '';
             default:
               throw new Error(`the ${CAUSAL_LM_RUNNER} backend has no output '${output.name}' (it produces text_output, num_input_tokens, num_output_tokens, finish_reason)`);
           }
         });
-        out.set(output.name, typeof values[0] === 'number' ? uint32Tensor(output.name, values as number[], batched) : bytesTensor(output.name, values as string[], batched));
+        const numeric = output.name === 'num_input_tokens' || output.name === 'num_output_tokens';
+        out.set(output.name, numeric ? uint32Tensor(output.name, values as number[], batched) : bytesTensor(output.name, values as string[], batched));
       }
+      if (failures.size > 0) throw new RowFailures(out, failures);
       return out;
     },
 

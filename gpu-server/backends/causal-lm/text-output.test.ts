@@ -28,6 +28,22 @@ describe('IncrementalDetokenizer', () => {
   });
 });
 
+describe('IncrementalDetokenizer with a Llama-style (Metaspace) decoder', () => {
+  // Such decoders turn "▁" into a space and strip the text's leading space: "▁Paris" alone decodes as "Paris".
+  const vocab = ['▁The', '▁capital', '▁is', '▁Paris', '.'];
+  const metaspace = (ids: number[]) => ids.map((id) => vocab[id]).join('').replace(/▁/g, ' ').replace(/^ /, '');
+
+  it('keeps the space before the first generated word, using the prompt as left context (as vLLM does)', () => {
+    const detokenizer = new IncrementalDetokenizer(metaspace, [0, 1, 2]);
+    expect([3, 4].map((id) => detokenizer.push(id)).join('') + detokenizer.flush()).toBe(' Paris.');
+  });
+
+  it('would lose it without the prompt: the case the context exists for', () => {
+    const detokenizer = new IncrementalDetokenizer(metaspace);
+    expect([3, 4].map((id) => detokenizer.push(id)).join('') + detokenizer.flush()).toBe('Paris.');
+  });
+});
+
 describe('OutputText', () => {
   it('cuts at the first stop string and holds back a possible start of one', () => {
     const out = new OutputText(['END', '\n\n']);

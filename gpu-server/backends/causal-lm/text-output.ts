@@ -13,12 +13,27 @@
 
 export type Decode = (ids: number[]) => string;
 
-export class IncrementalDetokenizer {
-  private readonly ids: number[] = [];
-  private prefixOffset = 0;
-  private readOffset = 0;
+/** Prompt tokens kept as left context, as vLLM does. */
+const PROMPT_CONTEXT_TOKENS = 5;
 
-  constructor(private readonly decode: Decode) {}
+export class IncrementalDetokenizer {
+  private readonly ids: number[];
+  private prefixOffset = 0;
+  private readOffset: number;
+
+  /**
+   * `promptIds`: the last few become the window's left context, so the first
+   * generated token decodes as it does after the prompt — tokenizers whose
+   * decoder strips a leading space (Llama-style Metaspace) would otherwise
+   * drop the space before the first word.
+   */
+  constructor(
+    private readonly decode: Decode,
+    promptIds: readonly number[] = [],
+  ) {
+    this.ids = promptIds.slice(-PROMPT_CONTEXT_TOKENS);
+    this.readOffset = this.ids.length;
+  }
 
   /** Adds one token; returns the text it completes (often '' while a character is incomplete). */
   push(id: number): string {
