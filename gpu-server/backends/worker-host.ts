@@ -13,10 +13,9 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { InferenceError } from '../core/errors';
 import { RowFailures, type ModelRunner, type ResponseSink, type RunnerContext, type RunnerFactory, type StreamingRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
-import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
+import { fromWireError, fromWireTensors, toWireTensors, transferList, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker-main');
 const BOOTSTRAP = `require('tsx/cjs'); require(${JSON.stringify(WORKER_MAIN)});`;
@@ -80,14 +79,14 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
         const waiter = waiters.get(message.id);
         waiters.delete(message.id);
         if (message.rowErrors?.length) {
-          waiter?.reject(new RowFailures(fromWireMap(message.outputs), new Map(message.rowErrors.map(([row, error]) => [row, toError(error)]))));
+          waiter?.reject(new RowFailures(fromWireTensors(message.outputs), new Map(message.rowErrors.map(([row, error]) => [row, fromWireError(error)]))));
         } else {
-          waiter?.resolve(fromWireMap(message.outputs));
+          waiter?.resolve(fromWireTensors(message.outputs));
         }
         return;
       }
       case 'response':
-        streams.get(message.id)?.sink.response(fromWireMap(message.outputs), message.final);
+        streams.get(message.id)?.sink.response(fromWireTensors(message.outputs), message.final);
         return;
       case 'done': {
         const stream = streams.get(message.id);
@@ -99,7 +98,7 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
         const pending = waiters.get(message.id) ?? streams.get(message.id);
         waiters.delete(message.id);
         streams.delete(message.id);
-        pending?.reject(toError(message));
+        pending?.reject(fromWireError(message));
         return;
       }
       case 'closed':
@@ -114,17 +113,15 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
   });
 
   const post = (message: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
-  const toWire = (inputs: ReadonlyMap<string, Tensor>) =>
-    [...inputs.values()].map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) }));
 
   const runner: ModelRunner = {
     execute(inputs) {
       if (exited) return Promise.reject(exited);
       const id = nextId++;
-      const wire = toWire(inputs);
+      const wire = toWireTensors(inputs.values());
       return new Promise((resolve, reject) => {
         waiters.set(id, { resolve, reject });
-        post({ type: 'execute', id, inputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
+        post({ type: 'execute', id, inputs: wire }, transferList(wire));
       });
     },
     async close() {
@@ -147,28 +144,16 @@ async function startWorkerRunner(backend: string, context: RunnerContext): Promi
     stream(inputs, sink, signal) {
       if (exited) return Promise.reject(exited);
       const id = nextId++;
-      const wire = toWire(inputs);
+      const wire = toWireTensors(inputs.values());
       const cancel = () => {
         if (streams.has(id) && !exited) post({ type: 'cancel', id });
       };
       return new Promise<void>((resolve, reject) => {
         streams.set(id, { sink, resolve, reject });
-        post({ type: 'stream', id, inputs: wire, cancelled: signal.aborted }, wire.map((t) => t.data.buffer as ArrayBuffer));
+        post({ type: 'stream', id, inputs: wire, cancelled: signal.aborted }, transferList(wire));
         if (!signal.aborted) signal.addEventListener('abort', cancel, { once: true });
       }).finally(() => signal.removeEventListener('abort', cancel));
     },
   };
   return streamingRunner;
-}
-
-function toError(error: WireError): Error {
-  return error.code ? new InferenceError(error.code, error.message) : new Error(error.message);
-}
-
-function fromWireMap(tensors: WireTensor[]): Map<string, Tensor> {
-  return new Map(tensors.map((t) => [t.name, fromWire(t)]));
-}
-
-function fromWire(t: WireTensor): Tensor {
-  return { name: t.name, datatype: t.datatype, shape: t.shape, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
 }

@@ -6,28 +6,13 @@
  * Runtime sessions of different instances run in parallel.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { InferenceError } from '../core/errors';
 import { isStreamingRunner, RowFailures, type ModelRunner } from '../core/runner';
 import type { Tensor } from '../core/tensor';
 import { BUILTIN_BACKENDS } from './registry';
-import type { FromWorker, ToWorker, WireError, WireTensor, WorkerInit } from './worker-protocol';
+import { fromWireTensors, toWireError, toWireTensors, transferList, type FromWorker, type ToWorker, type WireError, type WorkerInit } from './worker-protocol';
 
 const port = parentPort!;
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
-
-/** Copies into a fresh ArrayBuffer that can be transferred (not a view into a pool). */
-function toWire(t: Tensor): WireTensor {
-  return { name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) };
-}
-
-function fromWire(tensors: WireTensor[]): Map<string, Tensor> {
-  return new Map(tensors.map((t) => [t.name, { ...t, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) }]));
-}
-
-function wireError(error: unknown): WireError {
-  if (error instanceof InferenceError) return { message: error.message, code: error.code };
-  return { message: error instanceof Error ? error.message : String(error) };
-}
 
 async function run(): Promise<void> {
   const init = workerData as WorkerInit;
@@ -80,30 +65,30 @@ async function run(): Promise<void> {
         streams.set(message.id, controller);
         const sink = {
           response(outputs: Map<string, Tensor>, final: boolean) {
-            const wire = [...outputs.values()].map(toWire);
-            queue({ type: 'response', id: message.id, outputs: wire, final }, wire.map((t) => t.data.buffer as ArrayBuffer));
+            const wire = toWireTensors(outputs.values());
+            queue({ type: 'response', id: message.id, outputs: wire, final }, transferList(wire));
           },
         };
         runner
-          .stream(fromWire(message.inputs), sink, controller.signal)
+          .stream(fromWireTensors(message.inputs), sink, controller.signal)
           .then(
             () => queue({ type: 'done', id: message.id }),
-            (error: unknown) => queue({ type: 'error', id: message.id, ...wireError(error) }),
+            (error: unknown) => queue({ type: 'error', id: message.id, ...toWireError(error) }),
           )
           .finally(() => streams.delete(message.id));
         return;
       }
       case 'execute':
-        runner.execute(fromWire(message.inputs)).then(
+        runner.execute(fromWireTensors(message.inputs)).then(
           (outputs) => {
-            const wire = [...outputs.values()].map(toWire);
-            post({ type: 'result', id: message.id, outputs: wire }, wire.map((t) => t.data.buffer as ArrayBuffer));
+            const wire = toWireTensors(outputs.values());
+            post({ type: 'result', id: message.id, outputs: wire }, transferList(wire));
           },
           (error: unknown) => {
-            if (!(error instanceof RowFailures)) return post({ type: 'error', id: message.id, ...wireError(error) });
-            const wire = [...error.outputs.values()].map(toWire);
-            const rowErrors = [...error.failures].map(([row, failure]): [number, WireError] => [row, wireError(failure)]);
-            post({ type: 'result', id: message.id, outputs: wire, rowErrors }, wire.map((t) => t.data.buffer as ArrayBuffer));
+            if (!(error instanceof RowFailures)) return post({ type: 'error', id: message.id, ...toWireError(error) });
+            const wire = toWireTensors(error.outputs.values());
+            const rowErrors = [...error.failures].map(([row, failure]): [number, WireError] => [row, toWireError(failure)]);
+            post({ type: 'result', id: message.id, outputs: wire, rowErrors }, transferList(wire));
           },
         );
     }

@@ -1,6 +1,7 @@
 /** Messages between a model instance's worker thread and the main thread. */
-import type { InferenceErrorCode } from '../core/errors';
+import { InferenceError, type InferenceErrorCode } from '../core/errors';
 import type { RunnerContext } from '../core/runner';
+import type { Tensor } from '../core/tensor';
 import type { WireDatatype } from '../protocol/datatypes';
 
 export interface WireTensor {
@@ -48,3 +49,27 @@ export type FromWorker =
    */
   | { type: 'batch'; messages: FromWorker[] }
   | { type: 'closed' };
+
+/** Tensors as they cross the thread boundary: each in a fresh ArrayBuffer that can be transferred (not a view into a pool). */
+export function toWireTensors(tensors: Iterable<Tensor>): WireTensor[] {
+  return [...tensors].map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: new Uint8Array(t.data) }));
+}
+
+/** The buffers to transfer with `toWireTensors`' result. */
+export function transferList(tensors: WireTensor[]): ArrayBuffer[] {
+  return tensors.map((t) => t.data.buffer as ArrayBuffer);
+}
+
+export function fromWireTensors(tensors: WireTensor[]): Map<string, Tensor> {
+  return new Map(tensors.map((t) => [t.name, { name: t.name, datatype: t.datatype, shape: t.shape, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) }]));
+}
+
+/** An error as it crosses the thread boundary, keeping an InferenceError's code. */
+export function toWireError(error: unknown): WireError {
+  if (error instanceof InferenceError) return { message: error.message, code: error.code };
+  return { message: error instanceof Error ? error.message : String(error) };
+}
+
+export function fromWireError(error: WireError): Error {
+  return error.code ? new InferenceError(error.code, error.message) : new Error(error.message);
+}

@@ -9,17 +9,7 @@ import { onnx } from 'onnx-proto';
 
 export const { DataType } = onnx.TensorProto;
 
-/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../core/prng';
 
 /** `count` normal samples with standard deviation `std`, drawn from `random`. */
 export function gaussian(random: () => number, count: number, std: number): Float32Array {

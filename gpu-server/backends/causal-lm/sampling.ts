@@ -4,6 +4,7 @@
  * as numbers or as numeric strings ("0.7"); unknown keys are refused rather
  * than silently ignored.
  */
+import { prng } from '../../core/prng';
 
 export interface SamplingParams {
   /** Tokens to generate at most (vLLM's default: 16). */
@@ -65,18 +66,6 @@ export function parseSamplingParameters(json: string | undefined): SamplingParam
   else if (rawIgnore !== undefined && rawIgnore !== null) throw new Error(`sampling_parameters.ignore_eos expects a boolean, but got ${JSON.stringify(rawIgnore)}`);
 
   return { maxTokens, temperature, topP, seed, stop, ignoreEos };
-}
-
-/** mulberry32 (uniform in [0, 1)); each request has its own, so batching does not change its draws. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Picks the next token id from one row of logits. */

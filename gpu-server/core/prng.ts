@@ -1,0 +1,16 @@
+/**
+ * mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). One generator
+ * builds the models' weights deterministically and draws each generation
+ * request's samples (a request has its own, so batching does not change its
+ * draws).
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
