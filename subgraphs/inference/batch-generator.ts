@@ -1,16 +1,13 @@
 /**
- * Non-streamed generation on batching models (max_batch_size > 0): every
- * prompt waiting for the same model within one batching window becomes one
- * row of a single ModelInfer call, cut at the model's max_batch_size — the
- * same DataLoader contract as the embedder: one call per batch, one result
+ * Non-streamed generation on batching models (max_batch_size > 0): the
+ * prompts of one batch (ModelLoaders) become the rows of a single ModelInfer
+ * call — the same contract as the embedder: one call per batch, one result
  * per prompt in order, and a failed call fails every prompt of its batch.
- * `windowMs` 0 disables coalescing across operations (one call per prompt),
- * which is what the batching benchmark compares against.
  */
 import { randomUUID } from 'node:crypto';
-import DataLoader from 'dataloader';
 import { generationOutputs, generationRequest, type GenerationOutput, type SamplingParameters } from './generation-tensors';
 import type { ModelInfo } from './model-catalog';
+import { ModelLoaders } from './model-loaders';
 import type { TritonApi } from './triton-client';
 
 interface Job {
@@ -19,30 +16,18 @@ interface Job {
 }
 
 export class BatchGenerator {
-  private readonly loaders = new Map<string, DataLoader<Job, GenerationOutput>>();
+  private readonly loaders: ModelLoaders<Job, GenerationOutput>;
 
   constructor(
     private readonly triton: TritonApi,
-    private readonly windowMs: number,
+    windowMs: number,
     private readonly deadlineMs: number,
-  ) {}
-
-  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters): Promise<GenerationOutput> {
-    return this.loader(model).load({ prompt, sampling });
+  ) {
+    this.loaders = new ModelLoaders(windowMs, (model, jobs) => this.batch(model, jobs));
   }
 
-  private loader(model: ModelInfo): DataLoader<Job, GenerationOutput> {
-    const key = `${model.id}@${model.version}:${model.maxBatchSize}`;
-    let loader = this.loaders.get(key);
-    if (!loader) {
-      loader = new DataLoader((jobs) => this.batch(model, jobs), {
-        cache: false,
-        maxBatchSize: this.windowMs > 0 ? Math.max(1, model.maxBatchSize) : 1,
-        batchScheduleFn: (dispatch) => (this.windowMs > 0 ? setTimeout(dispatch, this.windowMs) : setImmediate(dispatch)),
-      });
-      this.loaders.set(key, loader);
-    }
-    return loader;
+  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters): Promise<GenerationOutput> {
+    return this.loaders.of(model).load({ prompt, sampling });
   }
 
   private async batch(model: ModelInfo, jobs: readonly Job[]): Promise<GenerationOutput[]> {

@@ -8,8 +8,8 @@ import { codedError, ErrorCode } from '../../lib/errors';
 import type { Identity } from '../../lib/identity';
 import { renderChat, type ChatMessage } from './chat-template';
 import type { SamplingParameters } from './generation-tensors';
-import { gpuError } from './gpu-errors';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
+import { servableModel } from './servable-model';
 
 export interface CompletionInput {
   model?: string | null;
@@ -53,7 +53,7 @@ export async function prepareCompletion(catalog: ModelCatalog, identity: Identit
   });
   if (chars > limits.maxPromptChars) throw bad('messages', `expects at most ${limits.maxPromptChars} characters of content in all, but got ${chars}`);
 
-  const model = await resolveModel(catalog, input.model);
+  const model = await servableModel(catalog, input.model, 'TEXT_GENERATION', { label: 'input.model', path: 'input.model' });
   const context = model.contextLength;
   const maxTokens = input.maxTokens ?? Math.min(limits.defaultMaxTokens, context ?? limits.defaultMaxTokens);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw bad('maxTokens', `expects an integer of at least 1, but got ${maxTokens}`);
@@ -78,22 +78,4 @@ export async function prepareCompletion(catalog: ModelCatalog, identity: Identit
   if (input.seed !== null && input.seed !== undefined) sampling.seed = input.seed;
   if (stop.length) sampling.stop = stop;
   return { model, prompt, sampling };
-}
-
-async function resolveModel(catalog: ModelCatalog, id: string | null | undefined): Promise<ModelInfo> {
-  const model = await (id ? catalog.get(id) : catalog.defaultOf('TEXT_GENERATION')).catch((error: unknown) => {
-    throw gpuError(error, id ?? undefined);
-  });
-  if (!model) {
-    throw id
-      ? codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(id)} is not served by the GPU tier; query "models" for the ones that are`, { model: id })
-      : codedError(ErrorCode.ModelNotReady, 'no text-generation model is ready on the GPU tier', {});
-  }
-  if (!model.ready) {
-    throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}; retry later`, { model: model.id });
-  }
-  if (model.kind !== 'TEXT_GENERATION') {
-    throw codedError(ErrorCode.BadUserInput, `input.model expects a TEXT_GENERATION model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'input.model' });
-  }
-  return model;
 }

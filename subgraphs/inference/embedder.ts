@@ -1,6 +1,6 @@
-import DataLoader from 'dataloader';
 import { encodeBytesTensor } from '../../gpu-server/protocol/bytes-tensor';
 import type { ModelInfo } from './model-catalog';
+import { ModelLoaders } from './model-loaders';
 import type { TritonApi } from './triton-client';
 
 /**
@@ -14,41 +14,26 @@ import type { TritonApi } from './triton-client';
  * every text of the batch rejects with the same error — no caller is left
  * waiting and none gets another's vector.
  *
- * Why a window instead of DataLoader's default (one tick): concurrent GraphQL
- * operations arrive on separate HTTP requests, so their resolvers do not share
- * a tick. Waiting `windowMs` (a couple of milliseconds) lets them coalesce
- * across operations, which is where the GPU's batching pays; a full batch is
- * dispatched at once without waiting for the window to close.
+ * Batches are formed per model by ModelLoaders (a short window, so concurrent
+ * operations coalesce).
  */
 export class Embedder {
-  private readonly loaders = new Map<string, DataLoader<string, Float32Array>>();
+  private readonly loaders: ModelLoaders<string, Float32Array>;
 
   constructor(
     private readonly triton: TritonApi,
-    private readonly windowMs: number,
-  ) {}
+    windowMs: number,
+  ) {
+    this.loaders = new ModelLoaders(windowMs, (model, texts) => this.batch(model, texts));
+  }
 
   embed(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
-    return this.loader(model).loadMany(texts).then((results) =>
+    return this.loaders.of(model).loadMany(texts).then((results) =>
       results.map((result) => {
         if (result instanceof Error) throw result;
         return result;
       }),
     );
-  }
-
-  private loader(model: ModelInfo): DataLoader<string, Float32Array> {
-    const key = `${model.id}@${model.version}:${model.maxBatchSize}`;
-    let loader = this.loaders.get(key);
-    if (!loader) {
-      loader = new DataLoader((texts) => this.batch(model, texts), {
-        cache: false,
-        maxBatchSize: Math.max(1, model.maxBatchSize),
-        batchScheduleFn: (dispatch) => setTimeout(dispatch, this.windowMs),
-      });
-      this.loaders.set(key, loader);
-    }
-    return loader;
   }
 
   private async batch(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {

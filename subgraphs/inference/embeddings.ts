@@ -3,6 +3,7 @@ import type { Identity } from '../../lib/identity';
 import type { Embedder } from './embedder';
 import { gpuError } from './gpu-errors';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
+import { servableModel } from './servable-model';
 
 export interface EmbeddingLimits {
   maxTexts: number;
@@ -35,28 +36,10 @@ export class Embeddings {
         field: `texts[${long}]`,
       });
     }
-    const model = await this.resolveModel(modelId);
+    const model = await servableModel(this.catalog, modelId, 'EMBEDDING', { label: 'embed', path: 'model' });
     const vectors = await this.embedder.embed(model, texts).catch((error: unknown) => {
       throw gpuError(error, model.id);
     });
     return vectors.map((vector, index) => ({ index, dimensions: vector.length, vector: Array.from(vector), model }));
-  }
-
-  private async resolveModel(modelId?: string | null): Promise<ModelInfo> {
-    const model = await (modelId ? this.catalog.get(modelId) : this.catalog.defaultOf('EMBEDDING')).catch((error: unknown) => {
-      throw gpuError(error, modelId ?? undefined);
-    });
-    if (!model) {
-      throw modelId
-        ? codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(modelId)} is not served by the GPU tier; query "models" for the ones that are`, { model: modelId })
-        : codedError(ErrorCode.ModelNotReady, 'no embedding model is ready on the GPU tier', {});
-    }
-    if (!model.ready) {
-      throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}`, { model: model.id });
-    }
-    if (model.kind !== 'EMBEDDING') {
-      throw codedError(ErrorCode.BadUserInput, `embed expects an EMBEDDING model, but ${JSON.stringify(model.id)} is ${model.kind}`, { field: 'model' });
-    }
-    return model;
   }
 }
