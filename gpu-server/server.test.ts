@@ -16,31 +16,17 @@ import { encodeBytesTensor } from './protocol/bytes-tensor';
 import type { ModelInferResponse, ModelStatistics } from './protocol/messages';
 import { addEmbedVariant, PROJECT_REPOSITORY } from './repository/temp-repository';
 import { startGpuServer, type GpuServer } from './server';
+import { call, callError, tritonTestClient, type TritonTestClient } from './grpc/test-client';
 
 const MODEL = 'sluice-embed';
 const DIM = 128;
 
 let repository: string;
 let server: GpuServer;
-let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+let client: TritonTestClient;
 let health: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-function call<T = Record<string, unknown>>(target: typeof client, method: string, request: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    (target[method] as (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(target, request, (error, value) =>
-      error ? reject(error) : resolve(value),
-    );
-  });
-}
 
-async function callError(method: string, request: unknown): Promise<grpc.ServiceError> {
-  try {
-    await call(client, method, request);
-  } catch (error) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error(`${method} was expected to fail but succeeded`);
-}
 
 function embedRequest(texts: string[], extra: Record<string, unknown> = {}) {
   return {
@@ -99,7 +85,7 @@ beforeAll(async () => {
 
   server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'gpu-server' }) });
   const pkg = loadTritonProto();
-  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
+  client = tritonTestClient(`127.0.0.1:${server.grpcPort}`);
   health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof health;
 }, 60_000);
 
@@ -137,7 +123,7 @@ describe('health and metadata', () => {
     expect(await call(client, 'ModelReady', { name: MODEL })).toEqual({ ready: true });
     expect(await call(client, 'ModelReady', { name: MODEL, version: '1' })).toEqual({ ready: true });
     expect(await call(client, 'ModelReady', { name: 'broken' })).toEqual({ ready: false });
-    const error = await callError('ModelReady', { name: 'missing' });
+    const error = await callError(client, 'ModelReady', { name: 'missing' });
     expect(error.code).toBe(grpc.status.NOT_FOUND);
     expect(error.details).toBe("Request for unknown model: 'missing' is not found");
   });
@@ -181,12 +167,12 @@ describe('health and metadata', () => {
   });
 
   it('answers the RPCs it does not implement with UNIMPLEMENTED and the reason', async () => {
-    const error = await callError('TraceSetting', { model_name: MODEL });
+    const error = await callError(client, 'TraceSetting', { model_name: MODEL });
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(error.details).toBe('TraceSetting is not implemented by the Sluice gpu-server: tracing is not supported');
-    const cuda = await callError('CudaSharedMemoryStatus', {});
+    const cuda = await callError(client, 'CudaSharedMemoryStatus', {});
     expect(cuda.code).toBe(grpc.status.UNIMPLEMENTED);
-    const logs = await callError('LogSettings', {});
+    const logs = await callError(client, 'LogSettings', {});
     expect(logs.details).toContain('set SLUICE_LOG_LEVEL');
   });
 });
@@ -261,25 +247,25 @@ describe('ModelInfer on sluice-embed', () => {
 
 describe('ModelInfer errors', () => {
   it('refuses an unknown model with NOT_FOUND', async () => {
-    const error = await callError('ModelInfer', { ...embedRequest(['x']), model_name: 'nope' });
+    const error = await callError(client, 'ModelInfer', { ...embedRequest(['x']), model_name: 'nope' });
     expect(error.code).toBe(grpc.status.NOT_FOUND);
     expect(error.details).toBe("Request for unknown model: 'nope' is not found");
   });
 
   it('refuses an unknown version with NOT_FOUND', async () => {
-    const error = await callError('ModelInfer', embedRequest(['x'], { model_version: '7' }));
+    const error = await callError(client, 'ModelInfer', embedRequest(['x'], { model_version: '7' }));
     expect(error.code).toBe(grpc.status.NOT_FOUND);
     expect(error.details).toContain("'sluice-embed' version 7 is not found (served: 1)");
   });
 
   it('refuses a model that failed to load with UNAVAILABLE and the reason', async () => {
-    const error = await callError('ModelInfer', { ...embedRequest(['x']), model_name: 'no-versions' });
+    const error = await callError(client, 'ModelInfer', { ...embedRequest(['x']), model_name: 'no-versions' });
     expect(error.code).toBe(grpc.status.UNAVAILABLE);
     expect(error.details).toContain('has no numbered version directory');
   });
 
   it('refuses a wrong datatype with INVALID_ARGUMENT saying expected and got', async () => {
-    const error = await callError('ModelInfer', {
+    const error = await callError(client, 'ModelInfer', {
       model_name: MODEL,
       inputs: [{ name: 'text', datatype: 'FP32', shape: [1, 1] }],
       raw_input_contents: [Buffer.alloc(4)],
@@ -289,29 +275,29 @@ describe('ModelInfer errors', () => {
   });
 
   it('refuses a wrong shape with INVALID_ARGUMENT', async () => {
-    const error = await callError('ModelInfer', { ...embedRequest(['a', 'b']), inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2] }] });
+    const error = await callError(client, 'ModelInfer', { ...embedRequest(['a', 'b']), inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2] }] });
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error.details).toBe("unexpected shape for input 'text' for model 'sluice-embed': expected [-1,1], got [1,2]");
   });
 
   it('refuses a batch over max_batch_size with INVALID_ARGUMENT', async () => {
-    const error = await callError('ModelInfer', embedRequest(Array.from({ length: 65 }, (_, i) => `t${i}`)));
+    const error = await callError(client, 'ModelInfer', embedRequest(Array.from({ length: 65 }, (_, i) => `t${i}`)));
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error.details).toBe("inference request batch-size must be between 1 and 64 for model 'sluice-embed', but input 'text' has batch size 65");
   });
 
   it('refuses malformed raw BYTES with INVALID_ARGUMENT', async () => {
-    const error = await callError('ModelInfer', { ...embedRequest(['x']), raw_input_contents: [Buffer.from([9, 0, 0, 0, 0x61])] });
+    const error = await callError(client, 'ModelInfer', { ...embedRequest(['x']), raw_input_contents: [Buffer.from([9, 0, 0, 0, 0x61])] });
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error.details).toBe("malformed BYTES data for input 'text' of model 'sluice-embed': BYTES element 0 declares 9 byte(s) at byte 0, but only 1 byte(s) remain");
   });
 
   it('refuses unknown inputs, missing inputs and unknown outputs', async () => {
-    const unknown = await callError('ModelInfer', { ...embedRequest(['x']), inputs: [{ name: 'txt', datatype: 'BYTES', shape: [1, 1] }] });
+    const unknown = await callError(client, 'ModelInfer', { ...embedRequest(['x']), inputs: [{ name: 'txt', datatype: 'BYTES', shape: [1, 1] }] });
     expect(unknown.details).toBe("unexpected inference input 'txt' for model 'sluice-embed'; expected: text");
-    const missing = await callError('ModelInfer', { model_name: MODEL, inputs: [] });
+    const missing = await callError(client, 'ModelInfer', { model_name: MODEL, inputs: [] });
     expect(missing.details).toBe("model 'sluice-embed' requires input(s) 'text', but the request is missing 'text'");
-    const output = await callError('ModelInfer', embedRequest(['x'], { outputs: [{ name: 'vector' }] }));
+    const output = await callError(client, 'ModelInfer', embedRequest(['x'], { outputs: [{ name: 'vector' }] }));
     expect(output.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(output.details).toBe("unexpected inference output 'vector' for model 'sluice-embed'; expected: embedding");
   });
@@ -341,10 +327,10 @@ describe('queue policy, model control and instances on real models', () => {
   });
 
   it('refuses a malformed priority and sequence parameters with INVALID_ARGUMENT', async () => {
-    const priority = await callError('ModelInfer', embedRequest(['x'], { parameters: { priority: { string_param: 'urgent' } } }));
+    const priority = await callError(client, 'ModelInfer', embedRequest(['x'], { parameters: { priority: { string_param: 'urgent' } } }));
     expect(priority.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(priority.details).toContain("parameter 'priority' for model 'sluice-embed' expects a non-negative integer");
-    const sequence = await callError('ModelInfer', embedRequest(['x'], { parameters: { sequence_id: { string_param: 'conversation-1' } } }));
+    const sequence = await callError(client, 'ModelInfer', embedRequest(['x'], { parameters: { sequence_id: { string_param: 'conversation-1' } } }));
     expect(sequence.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(sequence.details).toContain('has no sequence batcher');
   });
@@ -360,7 +346,7 @@ describe('queue policy, model control and instances on real models', () => {
     expect(settled).toBe(20); // the unload returned after the queue drained
     const responses = await Promise.all(pending);
     responses.forEach((r, i) => expect(r).toMatchObject({ id: `u${i}`, model_name: 'unload-me' }));
-    const refused = await callError('ModelInfer', { ...embedRequest(['late']), model_name: 'unload-me' });
+    const refused = await callError(client, 'ModelInfer', { ...embedRequest(['late']), model_name: 'unload-me' });
     expect(refused.code).toBe(grpc.status.UNAVAILABLE);
     expect(refused.details).toBe("Request for unknown model: 'unload-me' is not ready: unloaded");
     await call(client, 'RepositoryModelLoad', { model_name: 'unload-me' });
@@ -404,8 +390,7 @@ describe('queue policy, model control and instances on real models', () => {
 describe('stop', () => {
   it('drains, then refuses connections', async () => {
     const extra = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'stop' }) });
-    const pkg = loadTritonProto();
-    const c = new pkg.inference.GRPCInferenceService(`127.0.0.1:${extra.grpcPort}`, grpc.credentials.createInsecure()) as typeof client;
+    const c = tritonTestClient(`127.0.0.1:${extra.grpcPort}`);
     const inflight = call<ModelInferResponse>(c, 'ModelInfer', embedRequest(['finish me']));
     await new Promise((r) => setTimeout(r, 20));
     await extra.stop();

@@ -10,28 +10,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../../lib/log';
-import { loadTritonProto } from '../proto/load';
 import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
 import { CANCEL_REQUEST_PARAMETER } from '../protocol/cancel';
 import type { ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
 import { PROJECT_REPOSITORY } from '../repository/temp-repository';
 import { startGpuServer, type GpuServer } from '../server';
+import { type TritonTestClient, openStream, tritonTestClient } from './test-client';
 
 const MODEL = 'sluice-chat';
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+type Client = TritonTestClient;
 
 let repository: string;
 let server: GpuServer;
 let client: Client;
 
-function openStream(): grpc.ClientDuplexStream<unknown, ModelStreamInferResponse> {
-  const definition = loadTritonProto().inference.GRPCInferenceService.service.ModelStreamInfer;
-  return client.makeBidiStreamRequest(
-    '/inference.GRPCInferenceService/ModelStreamInfer',
-    definition.requestSerialize as (v: unknown) => Buffer,
-    definition.responseDeserialize as (b: Buffer) => ModelStreamInferResponse,
-  );
-}
 
 const bool = (name: string, value: boolean) => ({ input: { name, datatype: 'BOOL', shape: [1] }, raw: Buffer.from([value ? 1 : 0]) });
 const text = (name: string, value: string) => ({ input: { name, datatype: 'BYTES', shape: [1] }, raw: encodeBytesTensor([value]) });
@@ -66,8 +58,7 @@ beforeAll(async () => {
   repository = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chat-grpc-'));
   fs.cpSync(path.join(PROJECT_REPOSITORY, MODEL), path.join(repository, MODEL), { recursive: true });
   server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'sluice-chat-grpc' }) });
-  const pkg = loadTritonProto();
-  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as Client;
+  client = tritonTestClient(`127.0.0.1:${server.grpcPort}`);
 }, 120_000);
 
 afterAll(async () => {
@@ -77,7 +68,7 @@ afterAll(async () => {
 });
 
 it('streams deltas, the last one final with finish_reason, the token counts adding up to max_tokens', async () => {
-  const stream = openStream();
+  const stream = openStream(client);
   const responses: ModelStreamInferResponse[] = [];
   const done = new Promise<void>((resolve, reject) => {
     stream.on('data', (r: ModelStreamInferResponse) => responses.push(r));
@@ -100,7 +91,7 @@ it('streams deltas, the last one final with finish_reason, the token counts addi
 
 it('stops generating when the client cancels the call, and the statistics show the cancellation', async () => {
   const before = await chatStats();
-  const stream = openStream();
+  const stream = openStream(client);
   let received = 0;
   const closed = new Promise<void>((resolve) => {
     stream.on('data', () => {
@@ -127,7 +118,7 @@ it('stops generating when the client cancels the call, and the statistics show t
 
 it('cancels one request of a shared call with a cancel message, and the others on the call go on', async () => {
   const before = await chatStats();
-  const stream = openStream();
+  const stream = openStream(client);
   const byId = new Map<string, ModelStreamInferResponse[]>();
   const keptDone = new Promise<void>((resolve) => {
     stream.on('data', (r: ModelStreamInferResponse) => {

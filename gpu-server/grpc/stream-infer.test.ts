@@ -17,8 +17,9 @@ import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
 import type { InferParameter, ModelInferResponse, ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
 import { ModelRepository } from '../repository/repository';
 import { createHealthHandlers, createInferenceHandlers } from './inference-service';
+import { type TritonTestClient, call, callError, openStream, tritonTestClient } from './test-client';
 
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+type Client = TritonTestClient;
 
 const STEP_MS = 5;
 const log: FakeGeneratorLog = { tokens: 0, instances: [] };
@@ -28,33 +29,12 @@ let server: grpc.Server;
 let client: Client;
 let health: Client;
 
-function call<T = Record<string, unknown>>(target: Client, method: string, request: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    (target[method] as (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(target, request, (error, value) => (error ? reject(error) : resolve(value)));
-  });
-}
 
-async function callError(method: string, request: unknown): Promise<grpc.ServiceError> {
-  try {
-    await call(client, method, request);
-  } catch (error) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error(`${method} was expected to fail but succeeded`);
-}
 
-function openStream(): grpc.ClientDuplexStream<unknown, ModelStreamInferResponse> {
-  const definition = loadTritonProto().inference.GRPCInferenceService.service.ModelStreamInfer;
-  return client.makeBidiStreamRequest(
-    '/inference.GRPCInferenceService/ModelStreamInfer',
-    definition.requestSerialize as (v: unknown) => Buffer,
-    definition.responseDeserialize as (b: Buffer) => ModelStreamInferResponse,
-  );
-}
 
 /** Writes `requests` on one stream, half-closes it, and collects every response until the server ends it. */
 async function streamAll(requests: unknown[]): Promise<ModelStreamInferResponse[]> {
-  const stream = openStream();
+  const stream = openStream(client);
   const responses: ModelStreamInferResponse[] = [];
   const done = new Promise<void>((resolve, reject) => {
     stream.on('data', (r: ModelStreamInferResponse) => responses.push(r));
@@ -118,7 +98,7 @@ beforeAll(async () => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
   );
   core.markReady();
-  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Client;
+  client = tritonTestClient(`127.0.0.1:${port}`);
   health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Client;
 });
 
@@ -173,7 +153,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
 
   it('cancelling the call stops generation within a step and the statistics count the cancellation', async () => {
     const before = await genStats();
-    const stream = openStream();
+    const stream = openStream(client);
     let received = 0;
     const closed = new Promise<void>((resolve) => {
       stream.on('data', () => {
@@ -208,7 +188,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
   });
 
   it('refuses ModelInfer for a decoupled model as Triton does', async () => {
-    const error = await callError('ModelInfer', generate('count:1', 'x'));
+    const error = await callError(client, 'ModelInfer', generate('count:1', 'x'));
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(error.details).toMatch(/^ModelInfer RPC doesn't support models with decoupled transaction policy: model 'gen' is decoupled/);
   });
@@ -227,14 +207,14 @@ describe('request parameters over gRPC', () => {
     expect(ok.outputs[0].shape).toEqual([2, 1]);
     const beyond = await call<ModelInferResponse>(client, 'ModelInfer', echo([1], { priority: { int64_param: 3 } }));
     expect(beyond.outputs[0].shape).toEqual([1, 1]);
-    const negative = await callError('ModelInfer', echo([1], { priority: { int64_param: -1 } }));
+    const negative = await callError(client, 'ModelInfer', echo([1], { priority: { int64_param: -1 } }));
     expect(negative.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const text = await callError('ModelInfer', echo([1], { priority: { string_param: 'high' } }));
+    const text = await callError(client, 'ModelInfer', echo([1], { priority: { string_param: 'high' } }));
     expect(text.details).toBe(`parameter 'priority' for model 'echo' expects a non-negative integer (the priority level, 0 for the default), but got "high"`);
   });
 
   it('refuses sequence_* parameters, and accepts their "no sequence" values', async () => {
-    const error = await callError('ModelInfer', echo([1], { sequence_start: { bool_param: true } }));
+    const error = await callError(client, 'ModelInfer', echo([1], { sequence_start: { bool_param: true } }));
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error.details).toContain("got sequence_start=true");
     await expect(call(client, 'ModelInfer', echo([1], { sequence_id: { int64_param: 0 }, sequence_end: { bool_param: false } }))).resolves.toBeDefined();
@@ -245,7 +225,7 @@ describe('model control over gRPC', () => {
   it('unloads (then refuses with UNAVAILABLE) and loads again from disk', async () => {
     await call(client, 'RepositoryModelUnload', { model_name: 'echo' });
     expect(await call(client, 'ModelReady', { name: 'echo' })).toEqual({ ready: false });
-    const refused = await callError('ModelInfer', echo([1]));
+    const refused = await callError(client, 'ModelInfer', echo([1]));
     expect(refused.code).toBe(grpc.status.UNAVAILABLE);
     expect(refused.details).toBe("Request for unknown model: 'echo' is not ready: unloaded");
     const { models } = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', {});
@@ -256,17 +236,17 @@ describe('model control over gRPC', () => {
   });
 
   it('refuses unknown models, load parameters and a bad config with the reason', async () => {
-    const unknown = await callError('RepositoryModelLoad', { model_name: 'nope' });
+    const unknown = await callError(client, 'RepositoryModelLoad', { model_name: 'nope' });
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
     expect(unknown.details).toBe(`failed to load 'nope': the model repository ${root} has no model directory 'nope'`);
-    expect((await callError('RepositoryModelUnload', { model_name: 'nope' })).code).toBe(grpc.status.NOT_FOUND);
-    const withConfig = await callError('RepositoryModelLoad', { model_name: 'echo', parameters: { config: { string_param: '{}' } } });
+    expect((await callError(client, 'RepositoryModelUnload', { model_name: 'nope' })).code).toBe(grpc.status.NOT_FOUND);
+    const withConfig = await callError(client, 'RepositoryModelLoad', { model_name: 'echo', parameters: { config: { string_param: '{}' } } });
     expect(withConfig.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await callError('RepositoryModelLoad', { model_name: '../etc' })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await callError(client, 'RepositoryModelLoad', { model_name: '../etc' })).code).toBe(grpc.status.INVALID_ARGUMENT);
 
     fs.mkdirSync(path.join(root, 'late', '1'), { recursive: true });
     fs.writeFileSync(path.join(root, 'late', 'config.pbtxt'), 'name: "late"\nmax_batch_size: 2\ninstance_group [ { count: 0 } ]\n');
-    const bad = await callError('RepositoryModelLoad', { model_name: 'late' });
+    const bad = await callError(client, 'RepositoryModelLoad', { model_name: 'late' });
     expect(bad.code).toBe(grpc.status.INTERNAL);
     expect(bad.details).toContain(`failed to load 'late': ${path.join(root, 'late', 'config.pbtxt')}: at least one input is required`);
     const { models } = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', {});
@@ -274,7 +254,7 @@ describe('model control over gRPC', () => {
   });
 
   it('answers the RPCs it does not implement with UNIMPLEMENTED and the reason', async () => {
-    const error = await callError('SystemSharedMemoryRegister', { name: 'r' });
+    const error = await callError(client, 'SystemSharedMemoryRegister', { name: 'r' });
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(error.details).toBe('SystemSharedMemoryRegister is not implemented by the Sluice gpu-server: shared-memory tensors are not supported; send tensors in raw_input_contents');
   });
