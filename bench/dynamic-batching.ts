@@ -25,7 +25,7 @@ import { runEmbedLoadInChild } from '../gpu-server/grpc/load-process';
 import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
 import { makeEmbedRepository } from '../gpu-server/repository/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
-import { recordResult } from './results';
+import { loadNote, recordResult } from './results';
 
 const CONCURRENCY = 64;
 const ROUNDS = Number(process.argv[2] ?? 6);
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     const grpcRatio = ratio(grpcWithout, grpcWith);
     const coreRatio = ratio(coreWithout, coreWith);
     const verdict = (r: number) => `${r.toFixed(2)}× (${r >= TARGET ? 'meets' : 'misses'} the ≥ ${TARGET}× target)`;
-    const load = `Load average (1 min) of the machine: ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (2 cores: above about 1, other processes were competing with the benchmark)`;
+    const load = loadNote(loadBefore);
     const body = [
       `sluice-embed, one 17-word text per request, ${CONCURRENCY} concurrent closed-loop clients, one instance; ${ROUNDS} alternating rounds of ${PER_ROUND} requests per variant and path (\`npx tsx bench/dynamic-batching.ts\`).`,
       '',

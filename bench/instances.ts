@@ -20,7 +20,7 @@ import { runEmbedLoadInChild } from '../gpu-server/grpc/load-process';
 import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
 import { makeEmbedRepository } from '../gpu-server/repository/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
-import { recordResult } from './results';
+import { loadNote, recordResult } from './results';
 
 const CONCURRENCY = 8;
 const TEXTS_PER_REQUEST = 32;
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       .instanceStatistics()
       .map((s) => `${s.instance}: ${s.executions} executions, ${(s.busyNs / 1e9).toFixed(1)} s busy`)
       .join('; ');
-    const load = `Load average (1 min) of the machine: ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (2 cores: above about 1, other processes were competing with the benchmark)`;
+    const load = loadNote(loadBefore);
     const body = [
       `sluice-embed, ${TEXTS_PER_REQUEST} texts (17 words) per request, no dynamic batching, ${CONCURRENCY} concurrent closed-loop clients; ${ROUNDS} alternating rounds of ${PER_ROUND} requests per variant and path (\`npx tsx bench/instances.ts\`).`,
       '',

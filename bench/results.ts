@@ -34,3 +34,8 @@ export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
+
+/** The machine's 1-minute load average at a benchmark's start and now, for judging how much else was running. */
+export function loadNote(atStart: number): string {
+  return `Load average (1 min) of the machine: ${atStart.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (2 cores: above about 1, other processes were competing with the benchmark)`;
+}

@@ -22,7 +22,7 @@ import { alternate, embedRequest, median, sampleTexts, tritonClient } from '../g
 import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
 import { makeEmbedRepository } from '../gpu-server/repository/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
-import { recordResult } from './results';
+import { loadNote, recordResult } from './results';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const PER_ROUND = Number(process.argv[3] ?? 1000);
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
         `| ${label} | ${median(b).toFixed(0)} | ${median(c).toFixed(0)} | ${median(g).toFixed(0)} | ${(median(g) - median(b)).toFixed(0)} µs | **${overhead.toFixed(0)} %** |`,
       );
     }
-    const load = `Load average (1 min) of the machine: ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (2 cores: above about 1, other processes were competing with the benchmark)`;
+    const load = loadNote(loadBefore);
     const body = [
       `sluice-embed at batch 1, one call at a time, mean latency in µs (median over ${ROUNDS} alternating rounds of ${PER_ROUND} calls); server and client in one process (\`npx tsx bench/server-overhead.ts\`).`,
       '',
