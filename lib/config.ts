@@ -26,6 +26,16 @@ export function envInt(name: string, fallback: number, { min = 0, max = Number.M
   return value;
 }
 
+export function envNumber(name: string, fallback: number, { min = -Number.MAX_VALUE, max = Number.MAX_VALUE } = {}): number {
+  const raw = envString(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(`${name} expects a number between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
 export function envBool(name: string, fallback: boolean): boolean {
   const raw = envString(name);
   if (raw === undefined) return fallback;

@@ -4,11 +4,12 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
-import { parse, type GraphQLSchema } from 'graphql';
+import { GraphQLError, parse, type GraphQLSchema } from 'graphql';
 import type Redis from 'ioredis';
 import { apolloHttpHandler, ContextError } from './apollo-http';
 import { compiledSubscribe } from './compiled-subscriptions';
 import { ErrorCode } from './errors';
+import { enforceFieldAuthorization } from './field-authorization';
 import { serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
 import { Identity, IDENTITY_HEADER, IdentityError, IdentityVerifier } from './identity';
@@ -70,6 +71,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(
   const log = config.log;
   const typeDefs = parse(readFileSync(options.schemaFile, 'utf8'));
   const schema = buildSubgraphSchema([{ typeDefs, resolvers: options.resolvers }]);
+  enforceFieldAuthorization(schema);
   const apollo = new ApolloServer<TContext>({
     schema,
     // Inline traces only feed Apollo Studio, which Sluice does not report to.
@@ -137,6 +139,11 @@ function serveSubscriptions<TContext extends SubgraphContext>(
 ): GraphQLWsEndpoint {
   const log = options.config.log;
   const callers = new WeakMap<object, { identity: Identity; identityHeader: string }>();
+  // A connection can outlive its identity's signature; the gateway signs each
+  // subscription afresh (payload.extensions), which is what a service calling a
+  // sibling from this subscription must forward. Kept only from onSubscribe to
+  // context, which graphql-ws runs back to back for one operation id.
+  const subscriptionCallers = new WeakMap<object, Map<string, { identity: Identity; identityHeader: string }>>();
   return serveGraphQLWs({
     http,
     path: '/graphql',
@@ -157,7 +164,26 @@ function serveSubscriptions<TContext extends SubgraphContext>(
           return false;
         }
       },
-      context: (ctx) => options.context({ ...callers.get(ctx.extra)!, log }),
+      onSubscribe: (ctx, id, payload) => {
+        const caller = callers.get(ctx.extra)!;
+        const fresh = payload.extensions?.[IDENTITY_HEADER];
+        if (fresh === undefined) return;
+        try {
+          const identity = options.verifier.verify(typeof fresh === 'string' ? fresh : undefined);
+          if (identity.sub !== caller.identity.sub) throw new IdentityError(`the subscription's ${IDENTITY_HEADER} names another caller than the connection's`);
+          const perConnection = subscriptionCallers.get(ctx.extra) ?? new Map();
+          subscriptionCallers.set(ctx.extra, perConnection.set(id, { identity, identityHeader: fresh as string }));
+        } catch (error) {
+          if (!(error instanceof IdentityError)) throw error;
+          return [new GraphQLError(error.message, { extensions: { code: ErrorCode.Unauthenticated } })];
+        }
+      },
+      context: (ctx, id) => {
+        const perConnection = subscriptionCallers.get(ctx.extra);
+        const fresh = perConnection?.get(id);
+        perConnection?.delete(id);
+        return options.context({ ...(fresh ?? callers.get(ctx.extra)!), log });
+      },
     },
   });
 }

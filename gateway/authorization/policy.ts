@@ -6,42 +6,13 @@
  * `https://specs.apollo.dev/requiresScopes/v0.1`, whose `as:` may rename them,
  * so the directive names are taken from those links, not assumed.
  */
-import {
-  isAbstractType,
-  Kind,
-  parse,
-  type ConstDirectiveNode,
-  type ConstValueNode,
-  type DocumentNode,
-  type GraphQLCompositeType,
-  type GraphQLNamedType,
-  type GraphQLSchema,
-} from 'graphql';
+import { isAbstractType, Kind, parse, type ConstDirectiveNode, type DocumentNode, type GraphQLCompositeType, type GraphQLNamedType, type GraphQLSchema } from 'graphql';
+import { and, NONE, requirementOf, type DirectiveNames, type Requirement } from '../../lib/scope-rules';
 
-/**
- * What a field or type demands. `scopes` is a conjunction of conditions, one
- * per `@requiresScopes` met on the way; each condition is a disjunction of
- * scope sets, as in `@requiresScopes(scopes: [["a", "b"], ["c"]])`: (a AND b) OR c.
- */
-export interface Requirement {
-  authenticated: boolean;
-  scopes: string[][][];
-}
-
-/** Why a caller may not see something, or undefined when they may. */
-export type Denial =
-  | { code: 'UNAUTHENTICATED' }
-  | { code: 'FORBIDDEN'; required: string[][][]; missing: string[] };
-
-export interface Caller {
-  sub: string | null;
-  scopes: readonly string[];
-}
+export { evaluate, type Caller, type Denial, type Requirement } from '../../lib/scope-rules';
 
 /** The specs this gateway enforces, by `@link` URL; the first group is the spec's default directive name. */
 export const ENFORCED_SPECS = /^https:\/\/specs\.apollo\.dev\/(authenticated|requiresScopes)\/v0\.1$/;
-
-const NONE: Requirement = { authenticated: false, scopes: [] };
 
 export class AuthorizationPolicy {
   private constructor(
@@ -114,37 +85,6 @@ export class AuthorizationPolicy {
   }
 }
 
-/** Whether `caller` meets `requirement`. An anonymous caller meets no requirement at all: it has no scopes either. */
-export function evaluate(requirement: Requirement, caller: Caller): Denial | undefined {
-  if (!requirement.authenticated && requirement.scopes.length === 0) return undefined;
-  if (!caller.sub) return { code: 'UNAUTHENTICATED' };
-  const granted = new Set(caller.scopes);
-  const unmet = requirement.scopes.filter((alternatives) => !alternatives.some((set) => set.every((scope) => granted.has(scope))));
-  if (unmet.length === 0) return undefined;
-  // For each unmet condition, the alternative closest to being met says what is missing.
-  const missing = new Set<string>();
-  for (const alternatives of unmet) {
-    const gaps = alternatives.map((set) => set.filter((scope) => !granted.has(scope)));
-    const closest = gaps.reduce((best, gap) => (gap.length < best.length ? gap : best), gaps[0] ?? []);
-    for (const scope of closest) missing.add(scope);
-  }
-  return { code: 'FORBIDDEN', required: unmet, missing: [...missing] };
-}
-
-function and(a: Requirement, b: Requirement): Requirement {
-  if (b === NONE) return a;
-  if (a === NONE) return b;
-  const scopes = [...a.scopes];
-  const seen = new Set(scopes.map((c) => JSON.stringify(c)));
-  for (const condition of b.scopes) if (!seen.has(JSON.stringify(condition))) scopes.push(condition);
-  return { authenticated: a.authenticated || b.authenticated, scopes };
-}
-
-interface DirectiveNames {
-  authenticated?: string;
-  requiresScopes?: string;
-}
-
 /** The names the supergraph's `@link`s give the two specs, or none when a spec is not linked (and so not used). */
 function directiveNames(document: DocumentNode): DirectiveNames {
   const names: DirectiveNames = {};
@@ -161,30 +101,7 @@ function directiveNames(document: DocumentNode): DirectiveNames {
   return names;
 }
 
-function requirementOf(directives: readonly ConstDirectiveNode[], names: DirectiveNames): Requirement | undefined {
-  let found: Requirement | undefined;
-  for (const directive of directives) {
-    if (directive.name.value === names.authenticated) found = and(found ?? NONE, { authenticated: true, scopes: [] });
-    if (directive.name.value === names.requiresScopes) {
-      const argument = directive.arguments?.find((a) => a.name.value === 'scopes');
-      const alternatives = argument ? listOf(argument.value).map((set) => listOf(set).map(stringValue)) : [];
-      found = and(found ?? NONE, { authenticated: false, scopes: [alternatives] });
-    }
-  }
-  return found;
-}
-
 function stringArgument(directive: ConstDirectiveNode, name: string): string | undefined {
   const value = directive.arguments?.find((a) => a.name.value === name)?.value;
   return value?.kind === Kind.STRING ? value.value : undefined;
-}
-
-/** A list value, or a single value standing for a list of one (GraphQL input coercion). */
-function listOf(value: ConstValueNode): readonly ConstValueNode[] {
-  return value.kind === Kind.LIST ? value.values : [value];
-}
-
-function stringValue(value: ConstValueNode): string {
-  if (value.kind !== Kind.STRING) throw new Error(`@requiresScopes expects scope strings, got a ${value.kind}`);
-  return value.value;
 }

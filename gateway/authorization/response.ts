@@ -5,7 +5,7 @@
  * FORBIDDEN error for each field the caller may not see.
  */
 import { isListType, isNonNullType, type GraphQLFormattedError, type GraphQLOutputType } from 'graphql';
-import { ErrorCode } from '../../lib/errors';
+import { denialError } from '../../lib/scope-rules';
 import { TYPENAME_KEY, type FilteredOperation, type Refusal, type Segment } from './filter';
 import type { Caller } from './policy';
 
@@ -69,22 +69,7 @@ function stripTypenames(value: unknown): void {
   }
 }
 
-/** The error a caller sees for a field they may not see: what was wrong, what was expected, what was got. */
+/** The error a caller sees for a field they may not see. */
 export function refusalError(refusal: Refusal, caller: Caller): GraphQLFormattedError {
-  const field = `"${refusal.path.join('.')}" (${refusal.coordinate})`;
-  const { denial } = refusal;
-  if (denial.code === 'UNAUTHENTICATED') {
-    return {
-      message: `the field ${field} requires a signed-in caller: expected a session token or an API key in "Authorization: Bearer …", got an anonymous request`,
-      path: refusal.path,
-      extensions: { code: ErrorCode.Unauthenticated, field: refusal.coordinate },
-    };
-  }
-  const expected = denial.required.map((alternatives) => alternatives.map((set) => set.join(' and ')).join(' or ')).join(', and ');
-  const got = caller.scopes.length ? caller.scopes.join(', ') : 'no scopes';
-  return {
-    message: `the field ${field} needs the scope ${denial.missing.join(', ')}: expected ${expected}, got ${got}`,
-    path: refusal.path,
-    extensions: { code: ErrorCode.Forbidden, field: refusal.coordinate, missingScopes: denial.missing, requiredScopes: denial.required, grantedScopes: [...caller.scopes] },
-  };
+  return { ...denialError(`"${refusal.path.join('.')}" (${refusal.coordinate})`, refusal.coordinate, refusal.denial, caller), path: refusal.path };
 }

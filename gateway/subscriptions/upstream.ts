@@ -46,7 +46,9 @@ export class UpstreamConnections {
    */
   subscribe(subgraph: string, request: UpstreamRequest, signal?: AbortSignal): AsyncGenerator<UpstreamEvent> {
     const client = this.client(subgraph);
-    const events = client.iterate<Record<string, unknown>>(request);
+    // Signed afresh per subscription: the connection's own identity may be older than its lifetime,
+    // and a subgraph forwards this one when it calls a sibling on the caller's behalf.
+    const events = client.iterate<Record<string, unknown>>({ ...request, extensions: { [IDENTITY_HEADER]: this.identity.header() } });
     signal?.addEventListener('abort', () => void events.return?.(undefined), { once: true });
     return (async function* () {
       try {

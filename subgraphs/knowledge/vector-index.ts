@@ -1,0 +1,594 @@
+import { GraphQLError } from 'graphql';
+import type Redis from 'ioredis';
+import { Index, MetricKind, ScalarKind } from 'usearch';
+import { codedError, ErrorCode } from '../../lib/errors';
+import type { Logger } from '../../lib/log';
+import type { FeedPosition, IndexedRecord, VectorStore } from './vector-store';
+
+/** A chunk found by a search; `score` is the cosine similarity of its vector to the query. */
+export interface SearchHit {
+  docId: string;
+  chunk: number;
+  score: number;
+}
+
+/** A change this process has just made through VectorStore (publish → add, remove → delete). */
+export interface LocalChange {
+  op: 'add' | 'delete';
+  userId: string;
+  docId: string;
+}
+
+export interface UserVectorsOptions {
+  /** Exact search while the user has at most this many vectors; an HNSW graph above it. */
+  exactThreshold: number;
+  /** Threads usearch may use to insert into the graph (0: as many as it likes). */
+  addThreads?: number;
+  /** Told when building the graph fails (search stays exact). */
+  onError?: (error: unknown) => void;
+}
+
+/** Graph parameters: usearch's defaults, which gave recall@5 ≥ 0.99 on 100k clustered vectors (bench/vector-search.ts). */
+const CONNECTIVITY = 16;
+const EXPANSION_ADD = 128;
+const EXPANSION_SEARCH = 64;
+/** Vectors inserted into a graph under construction between two yields to the event loop. */
+const BUILD_BATCH = 1024;
+/** Vectors per storage block (2 MiB at D = 128); the first block starts at 64 and doubles up to this. */
+const BLOCK_SHIFT = 12;
+const BLOCK_VECTORS = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_VECTORS - 1;
+
+interface DocEntry {
+  docId: string;
+  tags: ReadonlySet<string>;
+  seq: number;
+  slots: Int32Array;
+}
+
+/**
+ * One user's vectors, as unit vectors in Float32Array blocks of BLOCK_VECTORS (slot s is vector
+ * s mod BLOCK_VECTORS of block s / BLOCK_VECTORS): growing adds a block rather than copying them all,
+ * and wastes at most one block. A removed document's slots are reused by later ones. Searched by brute force while small; above
+ * `exactThreshold` an HNSW graph (usearch, cosine) is built in batches between event-loop turns and
+ * takes over once complete. Its keys are slot numbers: a removal deletes them from the graph
+ * (usearch `remove`), a reused slot is inserted again. When the user falls to half the threshold the
+ * graph is dropped and search is exact again, so users hovering at the threshold do not rebuild it.
+ */
+export class UserVectors {
+  readonly dimensions: number;
+  private readonly blocks: Float32Array[];
+  private slotChunk: Int32Array;
+  private readonly slotDoc: (DocEntry | undefined)[] = [];
+  private capacity: number;
+  /** Slots ever used; those below it that are not live are in `free`. */
+  private used = 0;
+  private readonly free: number[] = [];
+  private live = 0;
+  private readonly docs = new Map<string, DocEntry>();
+  private graph: Index | null = null;
+  /** True once the graph holds every live slot; until then search is exact. */
+  private graphReady = false;
+  /** While the graph is built: slots below this were handed to it, later changes there go to it directly. */
+  private graphUpTo = 0;
+  private building: Promise<void> | null = null;
+
+  constructor(
+    dimensions: number,
+    private readonly options: UserVectorsOptions,
+  ) {
+    if (!Number.isInteger(dimensions) || dimensions < 1) throw new TypeError(`UserVectors expects dimensions to be a positive integer, but got ${dimensions}`);
+    this.dimensions = dimensions;
+    this.capacity = 64;
+    this.blocks = [new Float32Array(this.capacity * dimensions)];
+    this.slotChunk = new Int32Array(this.capacity);
+  }
+
+  /** Live vectors. */
+  get size(): number {
+    return this.live;
+  }
+
+  get documentCount(): number {
+    return this.docs.size;
+  }
+
+  /** 'hnsw' once a complete graph answers searches. */
+  get mode(): 'exact' | 'hnsw' {
+    return this.graphReady ? 'hnsw' : 'exact';
+  }
+
+  /** The change that last published the document, if it is here. */
+  seqOf(docId: string): number | undefined {
+    return this.docs.get(docId)?.seq;
+  }
+
+  /** Resolves when no graph is being built. */
+  async indexed(): Promise<void> {
+    while (this.building) await this.building;
+  }
+
+  /** Adds (or replaces) a document's chunk vectors; throws, changing nothing, if their length is not `dimensions`. */
+  add(docId: string, tags: readonly string[], seq: number, vectors: readonly Float32Array[]): void {
+    vectors.forEach((vector, chunk) => {
+      if (vector.length !== this.dimensions) {
+        throw codedError(
+          ErrorCode.InternalServerError,
+          `cannot index document ${docId}: this user's vectors have ${this.dimensions} dimensions, but chunk ${chunk} has ${vector.length} (was the embedding model changed?)`,
+          { docId, expected: this.dimensions, got: vector.length },
+        );
+      }
+    });
+    this.remove(docId);
+    const entry: DocEntry = { docId, tags: new Set(tags), seq, slots: new Int32Array(vectors.length) };
+    vectors.forEach((vector, chunk) => {
+      const slot = this.allocate();
+      writeUnit(vector, this.blocks[slot >>> BLOCK_SHIFT], (slot & BLOCK_MASK) * this.dimensions);
+      this.slotDoc[slot] = entry;
+      this.slotChunk[slot] = chunk;
+      entry.slots[chunk] = slot;
+    });
+    this.docs.set(docId, entry);
+    this.live += vectors.length;
+    if (this.graph) {
+      const inGraph = entry.slots.filter((slot) => this.graphHolds(slot));
+      if (inGraph.length > 0) this.graph.add(slotKeys(inGraph), this.gather(inGraph), this.options.addThreads ?? 0);
+    } else if (this.live > this.options.exactThreshold) {
+      this.startGraph();
+    }
+  }
+
+  /** Removes a document's vectors; false when it was not here. */
+  remove(docId: string): boolean {
+    const entry = this.docs.get(docId);
+    if (!entry) return false;
+    if (this.graph) {
+      const inGraph = entry.slots.filter((slot) => this.graphHolds(slot));
+      if (inGraph.length > 0) this.graph.remove(slotKeys(inGraph));
+    }
+    for (const slot of entry.slots) {
+      this.slotDoc[slot] = undefined;
+      this.free.push(slot);
+    }
+    this.docs.delete(docId);
+    this.live -= entry.slots.length;
+    if (this.graph && this.live <= Math.floor(this.options.exactThreshold / 2)) {
+      this.graph = null;
+      this.graphReady = false;
+    }
+    return true;
+  }
+
+  /** Top-k chunks by cosine similarity, best first; with `tags`, only documents carrying every one of them. */
+  search(query: Float32Array, k: number, tags?: readonly string[]): SearchHit[] {
+    if (query.length !== this.dimensions) {
+      throw codedError(ErrorCode.InternalServerError, `search expects a query vector of ${this.dimensions} dimensions (those indexed), but got ${query.length}`, {
+        expected: this.dimensions,
+        got: query.length,
+      });
+    }
+    const unit = new Float32Array(this.dimensions);
+    writeUnit(query, unit, 0);
+    const filter = tags && tags.length > 0 ? (doc: DocEntry) => tags.every((tag) => doc.tags.has(tag)) : null;
+    const graph = this.graphReady ? this.graph : null;
+    if (!filter) return graph ? this.fromGraph(graph, unit, k, k, null) : this.exact(unit, k, this.docs.values());
+    const matching = [...this.docs.values()].filter(filter);
+    const matchingVectors = matching.reduce((sum, doc) => sum + doc.slots.length, 0);
+    // A subset small enough to scan exactly costs less than over-fetching from the graph, and is exact.
+    if (!graph || matchingVectors <= this.options.exactThreshold) return this.exact(unit, k, matching);
+    return this.overFetch(graph, unit, k, filter, matchingVectors) ?? this.exact(unit, k, matching);
+  }
+
+  private exact(unit: Float32Array, k: number, docs: Iterable<DocEntry>): SearchHit[] {
+    const top = new TopK(k);
+    const { blocks, dimensions } = this;
+    for (const doc of docs) {
+      for (const slot of doc.slots) {
+        const block = blocks[slot >>> BLOCK_SHIFT];
+        const base = (slot & BLOCK_MASK) * dimensions;
+        let dot = 0;
+        for (let j = 0; j < dimensions; j++) dot += block[base + j] * unit[j];
+        top.offer(dot, slot);
+      }
+    }
+    return top.hits(this.slotDoc, this.slotChunk);
+  }
+
+  /**
+   * Asks the graph for more neighbours than k, in proportion to how rare matching vectors are, and
+   * widens until k of them match. Returns null once the fetch would pass a quarter of the user's
+   * vectors: scanning the subset is then cheaper, and exact.
+   */
+  private overFetch(graph: Index, unit: Float32Array, k: number, filter: (doc: DocEntry) => boolean, matchingVectors: number): SearchHit[] | null {
+    let fetch = Math.min(this.live, Math.ceil((k * this.live) / matchingVectors) * 2);
+    for (;;) {
+      const hits = this.fromGraph(graph, unit, k, fetch, filter);
+      if (hits.length >= k || fetch >= this.live) return hits;
+      fetch = Math.min(this.live, fetch * 4);
+      if (fetch > this.live / 4) return null;
+    }
+  }
+
+  /** The graph's `fetch` nearest vectors as hits, best first, keeping at most k that `filter` accepts. */
+  private fromGraph(graph: Index, unit: Float32Array, k: number, fetch: number, filter: ((doc: DocEntry) => boolean) | null): SearchHit[] {
+    const found = graph.search(unit, fetch, 1);
+    const hits: SearchHit[] = [];
+    for (let i = 0; i < found.keys.length && hits.length < k; i++) {
+      const slot = Number(found.keys[i]);
+      const doc = this.slotDoc[slot];
+      if (!doc || (filter && !filter(doc))) continue;
+      hits.push({ docId: doc.docId, chunk: this.slotChunk[slot], score: 1 - found.distances[i] });
+    }
+    return hits;
+  }
+
+  private graphHolds(slot: number): boolean {
+    return this.graphReady || slot < this.graphUpTo;
+  }
+
+  private startGraph(): void {
+    const graph = new Index({
+      dimensions: this.dimensions,
+      metric: MetricKind.Cos,
+      quantization: ScalarKind.F32,
+      connectivity: CONNECTIVITY,
+      expansion_add: EXPANSION_ADD,
+      expansion_search: EXPANSION_SEARCH,
+      multi: false,
+    });
+    this.graph = graph;
+    this.graphReady = false;
+    this.graphUpTo = 0;
+    const building = this.buildGraph(graph)
+      .catch((error: unknown) => {
+        if (this.graph === graph) this.graph = null;
+        this.options.onError?.(error);
+      })
+      .finally(() => {
+        if (this.building === building) this.building = null;
+      });
+    this.building = building;
+  }
+
+  /** Inserts the live slots batch by batch; slots changed meanwhile below `graphUpTo` are kept in step by add/remove. */
+  private async buildGraph(graph: Index): Promise<void> {
+    while (this.graph === graph && this.graphUpTo < this.used) {
+      const from = this.graphUpTo;
+      const to = Math.min(this.used, from + BUILD_BATCH);
+      const slots: number[] = [];
+      for (let slot = from; slot < to; slot++) if (this.slotDoc[slot]) slots.push(slot);
+      if (slots.length > 0) graph.add(slotKeys(slots), this.gather(slots), this.options.addThreads ?? 0);
+      this.graphUpTo = to;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (this.graph === graph) this.graphReady = true;
+  }
+
+  private gather(slots: ArrayLike<number>): Float32Array {
+    const flat = new Float32Array(slots.length * this.dimensions);
+    for (let i = 0; i < slots.length; i++) {
+      const base = (slots[i] & BLOCK_MASK) * this.dimensions;
+      flat.set(this.blocks[slots[i] >>> BLOCK_SHIFT].subarray(base, base + this.dimensions), i * this.dimensions);
+    }
+    return flat;
+  }
+
+  private allocate(): number {
+    const reused = this.free.pop();
+    if (reused !== undefined) return reused;
+    if (this.used === this.capacity) {
+      if (this.capacity < BLOCK_VECTORS) {
+        const first = new Float32Array(this.capacity * 2 * this.dimensions);
+        first.set(this.blocks[0]);
+        this.blocks[0] = first;
+        this.capacity *= 2;
+      } else {
+        this.blocks.push(new Float32Array(BLOCK_VECTORS * this.dimensions));
+        this.capacity += BLOCK_VECTORS;
+      }
+      const slotChunk = new Int32Array(this.capacity);
+      slotChunk.set(this.slotChunk);
+      this.slotChunk = slotChunk;
+    }
+    return this.used++;
+  }
+}
+
+/** The k best (score, slot) pairs seen, kept sorted best first (k is small: insertion beats a heap). */
+class TopK {
+  private readonly scores: Float64Array;
+  private readonly slots: Int32Array;
+  private count = 0;
+
+  constructor(private readonly k: number) {
+    this.scores = new Float64Array(k);
+    this.slots = new Int32Array(k);
+  }
+
+  offer(score: number, slot: number): void {
+    if (this.count === this.k && score <= this.scores[this.k - 1]) return;
+    let i = this.count < this.k ? this.count++ : this.k - 1;
+    while (i > 0 && this.scores[i - 1] < score) {
+      this.scores[i] = this.scores[i - 1];
+      this.slots[i] = this.slots[i - 1];
+      i--;
+    }
+    this.scores[i] = score;
+    this.slots[i] = slot;
+  }
+
+  hits(slotDoc: readonly (DocEntry | undefined)[], slotChunk: Int32Array): SearchHit[] {
+    const hits: SearchHit[] = [];
+    for (let i = 0; i < this.count; i++) hits.push({ docId: slotDoc[this.slots[i]]!.docId, chunk: slotChunk[this.slots[i]], score: this.scores[i] });
+    return hits;
+  }
+}
+
+/** Writes `vector` scaled to unit length (so a dot product is the cosine); a zero vector stays zero. */
+function writeUnit(vector: Float32Array, into: Float32Array, offset: number): void {
+  let norm = 0;
+  for (let j = 0; j < vector.length; j++) norm += vector[j] * vector[j];
+  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+  for (let j = 0; j < vector.length; j++) into[offset + j] = vector[j] * scale;
+}
+
+function slotKeys(slots: ArrayLike<number>): BigUint64Array {
+  const keys = new BigUint64Array(slots.length);
+  for (let i = 0; i < slots.length; i++) keys[i] = BigInt(slots[i]);
+  return keys;
+}
+
+/** Users' vectors and which user each document belongs to: what a rebuild assembles and swaps in whole. */
+class IndexState {
+  readonly users = new Map<string, UserVectors>();
+  readonly owners = new Map<string, string>();
+
+  constructor(private readonly userOptions: UserVectorsOptions) {}
+
+  /** Puts a published document in; a document without vectors just leaves (there is nothing to find). */
+  insert(record: IndexedRecord, vectors: readonly Float32Array[]): void {
+    this.delete(record.docId);
+    if (vectors.length === 0) return;
+    let user = this.users.get(record.userId);
+    if (!user) {
+      user = new UserVectors(vectors[0].length, this.userOptions);
+      this.users.set(record.userId, user);
+    }
+    try {
+      user.add(record.docId, record.tags, record.seq, vectors);
+    } finally {
+      if (user.documentCount === 0) this.users.delete(record.userId);
+    }
+    this.owners.set(record.docId, record.userId);
+  }
+
+  seqOf(docId: string): number | undefined {
+    const owner = this.owners.get(docId);
+    return owner === undefined ? undefined : this.users.get(owner)?.seqOf(docId);
+  }
+
+  delete(docId: string): void {
+    const owner = this.owners.get(docId);
+    if (owner === undefined) return;
+    this.owners.delete(docId);
+    const user = this.users.get(owner);
+    user?.remove(docId);
+    if (user && user.documentCount === 0) this.users.delete(owner);
+  }
+}
+
+export interface VectorIndexOptions {
+  /** Opens the connection the change follower blocks on (XREAD BLOCK needs one of its own). */
+  connect: () => Redis;
+  log: Logger;
+  /** Exact search up to this many vectors per user, HNSW above. Default 2048. */
+  exactThreshold?: number;
+  /** How long one XREAD waits for changes. Default 5000 ms. */
+  blockMs?: number;
+  /** Pause before retrying after Redis failed the follower. Default 1000 ms. */
+  retryMs?: number;
+}
+
+/**
+ * Every user's chunk vectors, in this process, for search. `start` rebuilds it from Redis and then
+ * follows the change stream on a connection of its own, so every replica sees every replica's
+ * publishes and removals. It rebuilds again, rather than go on with a hole, when the next change's
+ * number is not the last one plus one (the stream was trimmed past it) or when its connection was lost.
+ * The process that makes a change also applies it at once (`applyLocal`); when the same change then
+ * comes from the stream it is a no-op, since each document carries the number of the change that
+ * published it.
+ *
+ * With the in-memory Redis (ioredis-mock, one process) there is no stream to follow: local changes are
+ * all there is, and they are applied directly.
+ */
+export class VectorIndex {
+  private state: IndexState;
+  private readonly userOptions: UserVectorsOptions;
+  private readonly blockMs: number;
+  private readonly retryMs: number;
+  /** Documents deleted here, with the `epoch` of their deletion: an add that began reading before it must not resurrect them. */
+  private readonly tombstones = new Map<string, number>();
+  private epoch = 0;
+  /** Adds and rebuilds reading Redis; tombstones are dropped when there are none. */
+  private inflight = 0;
+  private cursor: FeedPosition = { seq: 0, streamId: '0-0' };
+  private reader: Redis | null = null;
+  private following: Promise<void> | null = null;
+  private connectionLost = false;
+  private stopped = false;
+  private rebuildCount = 0;
+
+  constructor(
+    private readonly store: VectorStore,
+    private readonly options: VectorIndexOptions,
+  ) {
+    const exactThreshold = options.exactThreshold ?? 2048;
+    if (!Number.isInteger(exactThreshold) || exactThreshold < 0) throw new TypeError(`VectorIndex expects exactThreshold to be an integer ≥ 0, but got ${exactThreshold}`);
+    this.userOptions = { exactThreshold, onError: (error) => options.log.error('building a vector graph failed; search stays exact', { error: String(error) }) };
+    this.state = new IndexState(this.userOptions);
+    this.blockMs = options.blockMs ?? 5000;
+    this.retryMs = options.retryMs ?? 1000;
+  }
+
+  /** Rebuilds every user's index from Redis, then follows the change stream. Resolves when the rebuild is done. */
+  async start(): Promise<void> {
+    if (this.store.changeFeed) {
+      const reader = this.options.connect();
+      reader.on('close', () => {
+        if (!this.stopped) this.connectionLost = true;
+      });
+      this.reader = reader;
+    } else {
+      this.options.log.info('vector index: no change stream on the in-memory Redis, so not following one; this process applies its own changes');
+    }
+    try {
+      await this.rebuild();
+    } catch (error) {
+      this.stopped = true;
+      this.reader?.disconnect();
+      throw error;
+    }
+    if (this.reader) this.following = this.follow(this.reader);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.reader?.disconnect();
+    await this.following;
+  }
+
+  /**
+   * Applies a change this process has just made, so its own next search sees it. An add resolves once
+   * the document is searchable here; a delete takes effect before this returns. Never rejects: a
+   * failure is logged, and the change stream brings the change anyway.
+   */
+  applyLocal(change: LocalChange): Promise<void> {
+    if (change.op === 'delete') {
+      this.deleteDocument(change.docId, Number.POSITIVE_INFINITY);
+      return Promise.resolve();
+    }
+    return this.addDocument(change.docId).catch((error: unknown) => this.options.log.warn('could not index a document here; the change stream will bring it', { document: change.docId, error: String(error) }));
+  }
+
+  /** Top-k chunks of the user's documents by cosine similarity, best first; `tags`: only documents carrying every one. */
+  search(userId: string, query: Float32Array, k: number, tags?: readonly string[]): SearchHit[] {
+    if (!Number.isInteger(k) || k < 1) throw codedError(ErrorCode.BadUserInput, `search expects "k" to be a positive integer, but got ${k}`, { field: 'k' });
+    return this.state.users.get(userId)?.search(query, k, tags) ?? [];
+  }
+
+  /** Vectors held for one user, or for all users. */
+  vectorCount(userId?: string): number {
+    if (userId !== undefined) return this.state.users.get(userId)?.size ?? 0;
+    let total = 0;
+    for (const user of this.state.users.values()) total += user.size;
+    return total;
+  }
+
+  stats(): { users: number; documents: number; vectors: number; rebuilds: number } {
+    return { users: this.state.users.size, documents: this.state.owners.size, vectors: this.vectorCount(), rebuilds: this.rebuildCount };
+  }
+
+  private async follow(reader: Redis): Promise<void> {
+    let rebuild = false;
+    while (!this.stopped) {
+      try {
+        if (rebuild || this.connectionLost) {
+          await this.rebuild();
+          rebuild = false;
+        }
+        const entries = await this.store.readChanges(reader, this.cursor.streamId, this.blockMs);
+        if (this.stopped || this.connectionLost) continue;
+        for (const { streamId, change } of entries) {
+          if (change.seq !== this.cursor.seq + 1) {
+            this.options.log.warn('vector index missed changes (the stream was trimmed past it, or Redis lost data); rebuilding', {
+              expected: this.cursor.seq + 1,
+              got: change.seq,
+            });
+            rebuild = true;
+            break;
+          }
+          if (change.op === 'delete') this.deleteDocument(change.docId, change.seq);
+          else await this.addDocument(change.docId, change.seq);
+          this.cursor = { seq: change.seq, streamId };
+        }
+      } catch (error) {
+        if (this.stopped) return;
+        this.options.log.warn('vector index follower failed; rebuilding once Redis answers', { error: String(error) });
+        rebuild = true;
+        await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+      }
+    }
+  }
+
+  /** Reads everything into a new state and swaps it in; searches use the old one until then. */
+  private async rebuild(): Promise<void> {
+    this.connectionLost = false;
+    const startEpoch = this.epoch;
+    const started = Date.now();
+    this.inflight++;
+    try {
+      // The position first: a change after it is replayed by the follower, and replaying is harmless.
+      const position = await this.store.position();
+      const state = new IndexState(this.userOptions);
+      for await (const page of this.store.publishedDocuments()) {
+        const vectors = await this.store.loadMany(page.map((record) => record.docId));
+        page.forEach((record, i) => {
+          // HSCAN may return a document twice; its vectors are read after the record, so they are at least as new.
+          if ((state.seqOf(record.docId) ?? 0) >= record.seq) return;
+          this.insertLogged(state, record, vectors[i]);
+        });
+      }
+      for (const user of state.users.values()) await user.indexed();
+      for (const [docId, epoch] of this.tombstones) if (epoch > startEpoch) state.delete(docId);
+      this.state = state;
+      this.cursor = position;
+      this.rebuildCount++;
+      this.options.log.info('vector index rebuilt', { users: state.users.size, documents: state.owners.size, vectors: this.vectorCount(), ms: Date.now() - started });
+    } finally {
+      this.settled();
+    }
+  }
+
+  /** Loads the published document and puts it in, unless this state already has that version (or newer), or it was deleted meanwhile. */
+  private async addDocument(docId: string, changeSeq?: number): Promise<void> {
+    if (changeSeq !== undefined && (this.state.seqOf(docId) ?? 0) >= changeSeq) return;
+    const startEpoch = this.epoch;
+    this.inflight++;
+    try {
+      const published = await this.store.loadPublished(docId);
+      if (!published || (this.tombstones.get(docId) ?? -1) > startEpoch) return;
+      if ((this.state.seqOf(docId) ?? 0) >= published.record.seq) return;
+      this.insertLogged(this.state, published.record, published.vectors);
+    } finally {
+      this.settled();
+    }
+  }
+
+  /** `seq`: the change deleting it; a document published again by a later change stays. */
+  private deleteDocument(docId: string, seq: number): void {
+    if ((this.state.seqOf(docId) ?? 0) > seq) return;
+    this.tombstones.set(docId, ++this.epoch);
+    this.state.delete(docId);
+    this.dropTombstonesIfIdle();
+  }
+
+  private settled(): void {
+    this.inflight--;
+    this.dropTombstonesIfIdle();
+  }
+
+  /** With no add or rebuild reading Redis, no read from before a deletion is left to resurrect its document. */
+  private dropTombstonesIfIdle(): void {
+    if (this.inflight === 0) this.tombstones.clear();
+  }
+
+  /** A document whose vectors do not fit its user's index is left out, loudly, rather than stop the others. */
+  private insertLogged(state: IndexState, record: IndexedRecord, vectors: readonly Float32Array[]): void {
+    try {
+      state.insert(record, vectors);
+    } catch (error) {
+      if (!(error instanceof GraphQLError)) throw error;
+      this.options.log.error('document left out of the vector index', { document: record.docId, user: record.userId, error: error.message });
+    }
+  }
+}
