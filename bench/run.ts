@@ -12,6 +12,10 @@ const SCRIPTS = [
   'server-overhead.ts',
   'completions-batching.ts',
   'subscription-throughput.ts',
+  'knowledge-ingestion.ts',
+  'vector-search.ts',
+  'billing-settlement.ts',
+  'billing-reservation.ts',
 ];
 
 let failed = 0;

@@ -24,6 +24,14 @@ export enum ErrorCode {
   /** The GPU tier (gpu-server or Triton) could not be reached or failed the call. */
   GpuUnavailable = 'GPU_UNAVAILABLE',
   InsufficientBalance = 'INSUFFICIENT_BALANCE',
+  /**
+   * The API key's spend cap would be passed. `extensions`: `period` ('DAY' or 'MONTH'),
+   * and in micro-units `cap`, `spent` (settled in the period), `reserved` (held by the
+   * key's live requests) and `needed` (this request's maximum cost). HTTP 402.
+   */
+  SpendLimitExceeded = 'SPEND_LIMIT_EXCEEDED',
+  /** The model has no price configured, so it cannot be billed and is not served. */
+  ModelNotPriced = 'MODEL_NOT_PRICED',
   /** Too many requests or live streams; `extensions.limit` (and `retryAfter` when known) say more. HTTP 429. */
   RateLimited = 'RATE_LIMITED',
   /** A service this one depends on is not reachable. */

@@ -122,6 +122,7 @@ function stackEnv(options: StackOptions, redisUrl: string): Record<string, strin
     INFERENCE_GPU_ENDPOINT: `127.0.0.1:${ports.gpuGrpc}`,
     GATEWAY_AUTH_JWKS_URL: `http://127.0.0.1:${ports.auth}/.well-known/jwks.json`,
     GATEWAY_AUTH_URL: `http://127.0.0.1:${ports.auth}`,
+    INFERENCE_BILLING_URL: `http://127.0.0.1:${ports.billing}`,
     SLUICE_SUBGRAPH_AUTH_URL: `http://127.0.0.1:${ports.auth}/graphql`,
     SLUICE_SUBGRAPH_BILLING_URL: `http://127.0.0.1:${ports.billing}/graphql`,
     SLUICE_SUBGRAPH_KNOWLEDGE_URL: `http://127.0.0.1:${ports.knowledge}/graphql`,

@@ -1,21 +1,28 @@
 import type Redis from 'ioredis';
+import { billingKeys } from './keys';
 
 export interface Balance {
   currency: string;
   granted: number;
   toppedUp: number;
+  /** granted + toppedUp: what the user owns. */
   total: number;
+  /** Held by live reservations (requests running now). */
+  reserved: number;
+  /** total − reserved: what a new request can reserve. */
+  available: number;
 }
 
 /**
  * Opens the account with the free credit the first time it is read, and
- * returns both parts in one step, so two first reads cannot grant twice.
+ * returns its parts in one step, so two first reads cannot grant twice. The
+ * ledger's scripts open accounts the same way (ledger-scripts.ts).
  */
 const OPEN_AND_READ = `
 if redis.call('HSETNX', KEYS[1], 'granted', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'toppedUp', 0, 'openedAt', ARGV[2])
+  redis.call('HSET', KEYS[1], 'toppedUp', 0, 'held', 0, 'openedAt', ARGV[2])
 end
-return redis.call('HMGET', KEYS[1], 'granted', 'toppedUp')
+return redis.call('HMGET', KEYS[1], 'granted', 'toppedUp', 'held')
 `;
 
 /**
@@ -30,11 +37,10 @@ export class BalanceStore {
   ) {}
 
   async forUser(userId: string): Promise<Balance> {
-    const [granted, toppedUp] = (await this.redis.eval(OPEN_AND_READ, 1, balanceKey(userId), this.freeCreditMicros, Date.now())) as [string, string];
+    const [granted, toppedUp, held] = (await this.redis.eval(OPEN_AND_READ, 1, billingKeys.balance(userId), this.freeCreditMicros, Date.now())) as (string | null)[];
     const g = Number(granted);
     const t = Number(toppedUp);
-    return { currency: this.currency, granted: g, toppedUp: t, total: g + t };
+    const r = Number(held ?? 0);
+    return { currency: this.currency, granted: g, toppedUp: t, total: g + t, reserved: r, available: g + t - r };
   }
 }
-
-const balanceKey = (userId: string) => `billing:balance:${userId}`;

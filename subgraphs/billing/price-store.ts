@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type Redis from 'ioredis';
 import YAML from 'yaml';
+import { billingKeys } from './keys';
 
 export interface Pricing {
   currency: string;
@@ -10,6 +11,14 @@ export interface Pricing {
 }
 
 const FIELDS = ['inputCacheHit', 'inputCacheMiss', 'output'] as const;
+
+/**
+ * The highest price accepted, in micros per 1M tokens (200 units). It keeps
+ * settlement exact: tokens × price is computed in Lua doubles, and with at most
+ * MAX_TOKENS_PER_EVENT (10^7) tokens per part the sum of three parts stays
+ * below 2^53.
+ */
+export const MAX_PRICE_MICROS_PER_MILLION = 200_000_000;
 
 /** Per-model prices in Redis (`billing:price:<model>`), seeded from the prices file. */
 export class PriceStore {
@@ -42,8 +51,10 @@ export function parsePrices(text: string, file: string): { currency: string; pri
     const pricing: Pricing = { currency: doc.currency, inputCacheHit: 0, inputCacheMiss: 0, output: 0 };
     for (const field of FIELDS) {
       const value = entry?.[field];
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-        throw new Error(`${file}: models.${model}.${field} expects a non-negative integer number of micro-units, but got ${JSON.stringify(value)}`);
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > MAX_PRICE_MICROS_PER_MILLION) {
+        throw new Error(
+          `${file}: models.${model}.${field} expects an integer number of micro-units from 0 to ${MAX_PRICE_MICROS_PER_MILLION}, but got ${JSON.stringify(value)}`,
+        );
       }
       pricing[field] = value;
     }
@@ -52,4 +63,4 @@ export function parsePrices(text: string, file: string): { currency: string; pri
   return { currency: doc.currency, prices: out };
 }
 
-const priceKey = (model: string) => `billing:price:${model}`;
+const priceKey = billingKeys.price;
