@@ -197,6 +197,12 @@ describe('ModelInfer on sluice-embed', () => {
     }
   });
 
+  it('reads only as much of a long text as its kept tokens can come from, so an unbroken 1 MiB run is embedded like its start', async () => {
+    const run = 'a'.repeat(1 << 20);
+    const [long, start] = vectors(await call<ModelInferResponse>(client, 'ModelInfer', embedRequest([run, run.slice(0, 256 * 32)])));
+    expect(dot(long, start)).toBeCloseTo(1, 5);
+  });
+
   it('accepts typed bytes_contents as well as raw contents', async () => {
     const typed = await call<ModelInferResponse>(client, 'ModelInfer', {
       model_name: MODEL,

@@ -46,6 +46,12 @@ export function loadTokenizer(name: string): Encode {
   return (text) => encoding.encode(text, { disallowedSpecial: plain });
 }
 
+/**
+ * Characters read per kept token (model.py reads the same): 32 is longer than
+ * nearly every r50k token, so the cut almost never changes the kept tokens.
+ */
+export const CHARS_PER_TOKEN_READ = 32;
+
 /** The text normalisation shared with model.py: NFKC, then lower case. */
 export function normalizeText(text: string): string {
   return text.normalize('NFKC').toLowerCase();
@@ -78,7 +84,9 @@ export async function createTextEmbeddingRunner(context: RunnerContext): Promise
       const text = inputs.get(textInput.name);
       if (!text) throw new Error(`input '${textInput.name}' is missing from the batch`);
       const n = batched ? text.shape[0] : 1;
-      const texts = decodeBytesTensor(text.data, n).map((b) => normalizeText(b.toString('utf8')));
+      // Only the first max_tokens tokens count, so text far past them is never tokenized: BPE costs
+      // grow steeply on long unbroken runs (32 KiB of one letter takes ~0.4 s, far more crashes the encoder).
+      const texts = decodeBytesTensor(text.data, n).map((b) => normalizeText(b.toString('utf8')).slice(0, maxTokens * CHARS_PER_TOKEN_READ));
       const ids = texts.map((t) => encode(t).slice(0, maxTokens));
       const width = Math.max(1, ...ids.map((row) => row.length));
       const idData = new BigInt64Array(n * width);

@@ -3,7 +3,7 @@
 Does what the Sluice gpu-server's "text-embedding" backend does
 (gpu-server/backends/text-embedding.ts): NFKC + lower-case each text, tokenize
 with the r50k_base BPE (tiktoken's is the same vocabulary as gpt-tokenizer's),
-keep at most `max_tokens` tokens, and run model.onnx (token ids + mask ->
+keep at most `max_tokens` tokens (reading at most 32 characters per kept token), and run model.onnx (token ids + mask ->
 unit-length embedding) with ONNX Runtime.
 
 Needs `onnxruntime` and `tiktoken` in the Python backend's environment.
@@ -37,7 +37,9 @@ class TritonPythonModel:
             sizes.append(len(array))
             for value in array:
                 raw = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-                texts.append(unicodedata.normalize("NFKC", raw).lower())
+                # Only the first max_tokens tokens count: text past 32 characters per kept token is not
+                # tokenized (text-embedding.ts cuts at the same place), which bounds the cost of long runs.
+                texts.append(unicodedata.normalize("NFKC", raw).lower()[: self.max_tokens * 32])
         ids = [self.encoding.encode(t, disallowed_special=())[: self.max_tokens] for t in texts]
         width = max([1] + [len(row) for row in ids])
         input_ids = np.zeros((len(ids), width), dtype=np.int64)
