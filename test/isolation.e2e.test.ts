@@ -45,6 +45,12 @@ describe("one user's data, asked for by another", () => {
     [ada, bob] = await Promise.all([signUp('ada'), signUp('bob')]);
     const added = await gql(stack.gatewayUrl, 'mutation { addDocument(title: "Ada only", content: "private notes") { id } }', {}, bearer(ada.token));
     adaDocument = added.data!.addDocument.id;
+    // Searchable once ingested: wait for READY (bounded by the test timeout).
+    for (;;) {
+      const res = await gql(stack.gatewayUrl, 'query($d: ID!) { document(id: $d) { status } }', { d: adaDocument }, bearer(ada.token));
+      if (res.data!.document.status !== 'INGESTING') break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   });
 
   it('through the gateway, each sees only their own documents and balance', async () => {
@@ -55,8 +61,8 @@ describe("one user's data, asked for by another", () => {
     expect(res.data!.documents).toEqual([]);
   });
 
-  it('auth: User (email, name) resolves only for its owner; for anyone else it is null like an unknown id', async () => {
-    const fields = ENTITIES + '... on User { id email name } } }';
+  it('auth: User (email, name, API keys) resolves only for its owner; for anyone else it is null like an unknown id', async () => {
+    const fields = ENTITIES + '... on User { id email name apiKeys { id } } } }';
     const own = await asUser(stack.ports.auth, ada.id, fields, { r: [{ __typename: 'User', id: ada.id }] });
     expect(own.data!._entities[0]).toMatchObject({ id: ada.id, email: expect.any(String) });
     const other = await asUser(stack.ports.auth, bob.id, fields, { r: [{ __typename: 'User', id: ada.id }, { __typename: 'User', id: randomUUID() }] });
@@ -69,6 +75,24 @@ describe("one user's data, asked for by another", () => {
     const unknown = await asUser(stack.ports.billing, bob.id, query, { r: [{ __typename: 'User', id: 'u-does-not-exist' }] });
     for (const res of [other, unknown]) expect(res.errors?.[0].extensions?.code).toBe('NOT_FOUND');
     expect(other.errors![0].message.replace(ada.id, 'X')).toBe(unknown.errors![0].message.replace('u-does-not-exist', 'X'));
+  });
+
+  it('billing: usage, invoices and spend limits of another user are NOT_FOUND', async () => {
+    for (const field of ['usage(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { key amount }', 'invoices { month total }', 'spendLimits { apiKeyId }']) {
+      const res = await asUser(stack.ports.billing, bob.id, `${ENTITIES}... on User { ${field} } } }`, { r: [{ __typename: 'User', id: ada.id }] });
+      expect(res.errors?.[0].extensions?.code).toBe('NOT_FOUND');
+      expect(res.data?._entities?.[0] ?? null).toBeNull();
+    }
+  });
+
+  it("knowledge: another user's search finds none of the first user's chunks, and document(id) is null", async () => {
+    const search = await asUser(stack.ports.knowledge, bob.id, '{ search(query: "private notes", k: 5) { document { id } } }');
+    expect(search.errors).toBeUndefined();
+    expect(search.data!.search).toEqual([]);
+    const own = await asUser(stack.ports.knowledge, ada.id, '{ search(query: "private notes", k: 5) { document { id } } }');
+    expect(own.data!.search.map((h: { document: { id: string } }) => h.document.id)).toContain(adaDocument);
+    const doc = await asUser(stack.ports.knowledge, bob.id, 'query($d: ID!) { document(id: $d) { id } }', { d: adaDocument });
+    expect(doc.data!.document).toBeNull();
   });
 
   it('knowledge: User.documents and Document of another user are NOT_FOUND, worded as for an unknown id', async () => {
