@@ -16,6 +16,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type SearchHit, UserVectors } from '../subgraphs/knowledge/vector-index';
 import { loadNote, percentile, recordResult } from './results';
+import { prng as random } from '../gpu-server/core/prng';
 
 const VECTORS = Number(process.argv[2] ?? 100_000);
 const QUERIES = Number(process.argv[3] ?? 500);
@@ -27,18 +28,6 @@ const WARM_UP = 50;
 const TARGET_P99_MS = 20;
 /** Length of the noise added to a (unit) centroid before normalizing: neighbours within a cluster sit at cosine ≈ 0.75. */
 const NOISE = 0.6;
-
-/** mulberry32: small, seedable, good enough for test data. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function gaussian(next: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());

@@ -5,18 +5,7 @@ import { connectRedis } from '../../../lib/redis';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
 import { type SearchHit, UserVectors, VectorIndex } from '../vector-index';
 import { VectorStore } from '../vector-store';
-
-/** Seeded so that a failure can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { prng as random } from '../../../gpu-server/core/prng';
 
 const next = random(7);
 const randomVector = (dimensions: number) => Float32Array.from({ length: dimensions }, () => next() * 2 - 1);
