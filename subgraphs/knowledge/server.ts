@@ -53,7 +53,7 @@ export async function startKnowledge(config: ServiceConfig): Promise<RunningServ
   );
   const retrieval = new Retrieval(store, index, models, { maxK: 50, maxQueryChars: 4_000, maxTags: 16 });
   const answers = new Answers(retrieval, inference, models, {
-    minScore: envNumber('KNOWLEDGE_MIN_SCORE', 0.2, { min: -1, max: 1 }),
+    minScore: envNumber('KNOWLEDGE_MIN_SCORE', 0.15, { min: -1, max: 1 }),
     defaultMaxTokens: envInt('KNOWLEDGE_ANSWER_MAX_TOKENS', 200, { min: 1 }),
     promptTokenMarginPercent: envInt('KNOWLEDGE_PROMPT_TOKEN_MARGIN_PERCENT', 150, { min: 100, max: 1_000 }),
     fallbackContextLength: 4_096,
