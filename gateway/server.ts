@@ -17,6 +17,7 @@ import { supergraphForGateway } from './authorization/gateway-supergraph';
 import { SignedIdentity, type GatewayContext } from './context';
 import { clientIp } from './credentials/client-ip';
 import { SignedIdentityDataSource } from './identity-data-source';
+import { operationLimitsFromEnv, operationLimitsPlugin, refuseOversizedSource } from './operation-limits';
 import { serveMultipartSubscription, wantsMultipartSubscription } from './subscriptions/multipart-transport';
 import { SubscriptionPlanner } from './subscriptions/planner';
 import { SubscriptionService } from './subscriptions/subscription-service';
@@ -55,7 +56,9 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   const sandbox = envBool('GATEWAY_SANDBOX', true);
   // @authenticated/@requiresScopes, enforced on every operation before it is planned (gateway/authorization).
   const authorization = AuthorizationPolicy.fromSupergraph(supergraphSdl);
+  const limits = operationLimitsFromEnv();
   const plugins: ApolloServerPlugin<GatewayContext>[] = [
+    operationLimitsPlugin(limits),
     authorizationPlugin(authorization),
     sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled(),
   ];
@@ -74,7 +77,7 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   const urlOf = (name: string) => subgraphUrlOverride(name) ?? planner.subgraphs.find((s) => s.name === name)!.url;
   const services: ServiceMap = Object.fromEntries(planner.subgraphs.map((s) => [s.name, new SignedIdentityDataSource({ url: urlOf(s.name) })]));
   const subscriptions = new SubscriptionService(
-    { planner, services, urlOf, log, authorization },
+    { planner, services, urlOf, log, authorization, limits },
     {
       perConnection: envInt('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION', 16, { min: 1 }),
       perUser: envInt('GATEWAY_SUBSCRIPTIONS_PER_USER', 32, { min: 1 }),
@@ -104,8 +107,10 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
         throw error;
       }
     },
-    intercept: (req, res, body, context) =>
-      wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, heartbeatMs) : Promise.resolve(false),
+    intercept: async (req, res, body, context) => {
+      if (refuseOversizedSource(req, res, body, limits)) return true;
+      return wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, heartbeatMs) : false;
+    },
   });
 
   const http: HttpService = new HttpService({

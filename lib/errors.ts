@@ -32,6 +32,8 @@ export enum ErrorCode {
   SpendLimitExceeded = 'SPEND_LIMIT_EXCEEDED',
   /** The model has no price configured, so it cannot be billed and is not served. */
   ModelNotPriced = 'MODEL_NOT_PRICED',
+  /** The operation is beyond a limit on its size, tokens, depth, aliases or root fields; `extensions` name the limit, its maximum and what was got. HTTP 400. */
+  OperationLimit = 'OPERATION_LIMIT',
   /** Too many requests or live streams; `extensions.limit` (and `retryAfter` when known) say more. HTTP 429. */
   RateLimited = 'RATE_LIMITED',
   /** A service this one depends on is not reachable. */

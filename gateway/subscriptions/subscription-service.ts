@@ -28,6 +28,7 @@ import { interruptible } from '../../lib/interruptible';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
+import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
 
 const MAX_CACHED_DOCUMENTS = 1000;
 /** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
@@ -73,6 +74,8 @@ export class SubscriptionService {
       log: Logger;
       /** The supergraph's @authenticated/@requiresScopes; without it nothing is filtered (tests of other concerns). */
       authorization?: AuthorizationPolicy;
+      /** Size, depth, alias and root-field limits, as on HTTP; none when absent (tests of other concerns). */
+      limits?: OperationLimits;
     },
     private readonly limits: SubscriptionLimits,
   ) {}
@@ -91,8 +94,12 @@ export class SubscriptionService {
     if (typeof request.query !== 'string' || request.query.trim() === '') {
       return [coded('GRAPHQL_PARSE_FAILED', 'the request expects a GraphQL document in "query", but got none')];
     }
+    const tooLarge = this.deps.limits && checkSource(request.query, this.deps.limits);
+    if (tooLarge) return [tooLarge];
     const document = this.document(request.query);
     if (Array.isArray(document)) return document;
+    const beyond = this.deps.limits ? checkShape(measureOperation(document, request.operationName), this.deps.limits) : [];
+    if (beyond.length) return beyond;
     const operation = getOperationAST(document, request.operationName ?? undefined);
     if (!operation) {
       return [coded('OPERATION_RESOLUTION_FAILURE', request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];

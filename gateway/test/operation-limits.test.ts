@@ -1,0 +1,48 @@
+import { parse } from 'graphql';
+import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
+
+const limits: OperationLimits = { maxDocumentBytes: 200, maxTokens: 30, maxDepth: 3, maxAliases: 1, maxRootFields: 2 };
+
+describe('measureOperation', () => {
+  it('counts depth, aliases and root fields, with fragments expanded where they are spread', () => {
+    const document = parse(`
+      query Q { a: me { ...U } models { id } }
+      fragment U on User { b: documents { chunks { text } } }
+      query Other { me { id } }`);
+    expect(measureOperation(document, 'Q')).toEqual({ depth: 4, aliases: 2, rootFields: 2 });
+    expect(measureOperation(document, 'Other')).toEqual({ depth: 2, aliases: 0, rootFields: 1 });
+  });
+
+  it('counts root fields inside inline fragments and spreads on the root type', () => {
+    const document = parse('query { ... on Query { me { id } models { id } } ...R } fragment R on Query { documents { id } }');
+    expect(measureOperation(document).rootFields).toBe(3);
+  });
+});
+
+describe('checkShape', () => {
+  it('names every limit passed, its maximum and what the operation had', () => {
+    const errors = checkShape({ depth: 4, aliases: 2, rootFields: 3 }, limits);
+    expect(errors.map((e) => [e.extensions.code, e.extensions.limit, e.extensions.max, e.extensions.got])).toEqual([
+      ['OPERATION_LIMIT', 'depth', 3, 4],
+      ['OPERATION_LIMIT', 'aliases', 1, 2],
+      ['OPERATION_LIMIT', 'rootFields', 2, 3],
+    ]);
+    expect(errors[0].message).toBe('the operation is nested too deeply: expected at most 3, got 4');
+    expect(checkShape({ depth: 3, aliases: 1, rootFields: 2 }, limits)).toEqual([]);
+  });
+});
+
+describe('checkSource', () => {
+  it('refuses a document over the byte limit before reading it', () => {
+    expect(checkSource(`{ me { id } } # ${'x'.repeat(200)}`, limits)?.extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'documentBytes', max: 200 });
+  });
+
+  it('refuses a document with more lexical tokens than allowed, counting no further than one past the limit', () => {
+    const error = checkSource(`{ ${'a '.repeat(40)}}`, limits);
+    expect(error?.extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'tokens', max: 30, got: 31 });
+  });
+
+  it('leaves lexical errors to the parser', () => {
+    expect(checkSource('{ me { id } "unterminated', limits)).toBeUndefined();
+  });
+});

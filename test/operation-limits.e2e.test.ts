@@ -1,0 +1,60 @@
+/**
+ * Operation limits at the gateway (issue 7): refused before planning, over
+ * HTTP and over WebSocket, with OPERATION_LIMIT naming the limit.
+ */
+import { bearer, gql, uniqueEmail } from './support/graphql';
+import { startTestStack, type TestStack } from './support/stack';
+import { collect, wsClient } from './support/subscriptions';
+
+let stack: TestStack;
+let token: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ GATEWAY_MAX_DEPTH: '3', GATEWAY_MAX_ALIASES: '2', GATEWAY_MAX_ROOT_FIELDS: '3', GATEWAY_MAX_TOKENS: '200', GATEWAY_MAX_DOCUMENT_BYTES: '2048' });
+  const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "L") { token } }', { e: uniqueEmail('limits') });
+  token = res.data!.signUp.token;
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+}, 60_000);
+
+describe('over HTTP', () => {
+  it('refuses an operation nested too deeply with 400, naming the limit, and runs nothing', async () => {
+    const res = await gql(stack.gatewayUrl, '{ me { documents { chunks { text } } } }', {}, bearer(token));
+    expect(res.status).toBe(400);
+    expect(res.data).toBeUndefined();
+    expect(res.errors).toEqual([
+      expect.objectContaining({ message: 'the operation is nested too deeply: expected at most 3, got 4', extensions: expect.objectContaining({ code: 'OPERATION_LIMIT', limit: 'depth', max: 3, got: 4 }) }),
+    ]);
+  });
+
+  it('refuses too many aliases and too many root fields', async () => {
+    const aliases = await gql(stack.gatewayUrl, '{ a: models { id } b: models { id } c: models { id } }');
+    expect(aliases.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'aliases', max: 2, got: 3 });
+    const roots = await gql(stack.gatewayUrl, '{ models { id } me { id } documents { id } model(id: "x") { id } }', {}, bearer(token));
+    expect(roots.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'rootFields', max: 3, got: 4 });
+  });
+
+  it('refuses a document with too many tokens, or too many bytes, before parsing it', async () => {
+    const tokens = await gql(stack.gatewayUrl, `{ models { ${'id '.repeat(250)}} }`);
+    expect(tokens.status).toBe(400);
+    expect(tokens.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'tokens', max: 200 });
+    const bytes = await gql(stack.gatewayUrl, `{ models { id } } # ${'x'.repeat(3000)}`);
+    expect(bytes.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'documentBytes', max: 2048 });
+  });
+
+  it('lets an operation within every limit through', async () => {
+    const res = await gql(stack.gatewayUrl, '{ a: models { id } me { documents { id } } }', {}, bearer(token));
+    expect(res.errors).toBeUndefined();
+  });
+});
+
+describe('over WebSocket', () => {
+  it('refuses a subscription beyond a limit before starting it', async () => {
+    const client = wsClient(stack.gatewayUrl, token);
+    const events = await collect(client, 'subscription { completionStream(input: { messages: [{ role: "user", content: "hi" }], maxTokens: 2 }) { a: delta b: delta c: delta } }', {});
+    await client.dispose();
+    expect(events).toEqual([{ errors: [expect.objectContaining({ extensions: expect.objectContaining({ code: 'OPERATION_LIMIT', limit: 'aliases', got: 3 }) })] }]);
+  });
+});
