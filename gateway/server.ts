@@ -9,6 +9,7 @@ import { envBool, envInt, envString } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 import { HttpService } from '../lib/http-service';
 import { IdentitySigner, identitySignerFromEnv } from '../lib/identity';
+import { connectRedis, redisIsReady } from '../lib/redis';
 import type { RunningService, ServiceConfig } from '../lib/subgraph-service';
 import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
 import { authorizationPlugin } from './authorization/apollo-plugin';
@@ -38,6 +39,8 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   const supergraphSdl = options.supergraphFile
     ? readFileSync(options.supergraphFile, 'utf8')
     : composeSupergraph(readSupergraphConfig(options.supergraphConfig as string));
+  // Shared state of every gateway process and replica (rate limits, persisted queries, caches) lives here, under `gw:`.
+  const redis = connectRedis(config.redisUrl, log);
   const signer: IdentitySigner = identitySignerFromEnv(envInt('GATEWAY_IDENTITY_TTL_SECONDS', 60, { min: 5 }));
   const credentialsCacheMs = envInt('GATEWAY_CREDENTIALS_CACHE_MS', 10_000);
   const authenticator = new Authenticator({
@@ -123,8 +126,12 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
       if (path === '/graphql' || path === '/') return graphql(req, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
     },
+    checks: { redis: () => redisIsReady(redis) },
     onDrain: (timeoutMs) => websocket.drain(timeoutMs),
-    onStop: () => apollo.stop(),
+    onStop: async () => {
+      await apollo.stop();
+      redis.disconnect();
+    },
   });
   const websocket = serveGatewayWs({
     http,
