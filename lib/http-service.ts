@@ -128,7 +128,8 @@ export class HttpService {
 
   private health(res: ServerResponse): void {
     const ok = this.currentPhase === 'ready' || this.currentPhase === 'draining';
-    sendJson(res, ok ? 200 : 503, { service: this.options.name, phase: this.currentPhase });
+    // The pid tells replicas and workers apart, e.g. which gateway worker answered.
+    sendJson(res, ok ? 200 : 503, { service: this.options.name, phase: this.currentPhase, pid: process.pid });
   }
 
   private async ready(res: ServerResponse): Promise<void> {
