@@ -118,6 +118,19 @@ describe('complete', () => {
   });
 });
 
+describe('the response cache', () => {
+  it('answers a repeatable request the caller opts into from the cache: identical text, no gpu-server call, shown as HIT', async () => {
+    const request = { i: input({ model: 'sluice-chat-batch', temperature: 0, seed: null, cache: true, messages: [{ role: 'user', content: `Name a lake ${Date.now()}` }] }) };
+    const query = 'mutation($i: CompletionInput!) { complete(input: $i) { text cacheStatus usage { promptCacheHitTokens completionTokens } } }';
+    const first = await gql(stack.gatewayUrl, query, request, bearer(token));
+    expect(first.data!.complete.cacheStatus).toBe('MISS');
+    const before = await streamStatistics('sluice-chat-batch');
+    const second = await gql(stack.gatewayUrl, query, request, bearer(token));
+    expect(second.data!.complete).toMatchObject({ text: first.data!.complete.text, cacheStatus: 'HIT', usage: { completionTokens: 0 } });
+    expect(await streamStatistics('sluice-chat-batch')).toEqual(before);
+  });
+});
+
 describe('completionStream over graphql-ws through the gateway', () => {
   it('streams every delta in order, ends with finishReason and usage, and the deltas equal complete’s text for the same seed', async () => {
     const client = wsClient(stack.gatewayUrl, token);

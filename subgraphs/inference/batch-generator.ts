@@ -3,6 +3,8 @@
  * prompts of one batch (ModelLoaders) become the rows of a single ModelInfer
  * call — the same contract as the embedder: one call per batch, one result
  * per prompt in order, and a failed call fails every prompt of its batch.
+ * Prompts of different priorities (priority.ts) go in different batches,
+ * since a call has one priority.
  */
 import { randomUUID } from 'node:crypto';
 import { generationOutputs, generationRequest, type GenerationOutput, type SamplingParameters } from './generation-tensors';
@@ -13,6 +15,7 @@ import type { TritonApi } from './triton-client';
 interface Job {
   prompt: string;
   sampling: SamplingParameters;
+  priority: number | undefined;
 }
 
 export class BatchGenerator {
@@ -26,8 +29,8 @@ export class BatchGenerator {
     this.loaders = new ModelLoaders(windowMs, (model, jobs) => this.batch(model, jobs));
   }
 
-  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters): Promise<GenerationOutput> {
-    return this.loaders.of(model).load({ prompt, sampling });
+  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters, priority?: number): Promise<GenerationOutput> {
+    return this.loaders.of(model, String(priority ?? '')).load({ prompt, sampling, priority });
   }
 
   private async batch(model: ModelInfo, jobs: readonly Job[]): Promise<GenerationOutput[]> {
@@ -37,6 +40,7 @@ export class BatchGenerator {
       jobs.map((j) => j.prompt),
       jobs.map((j) => j.sampling),
       false,
+      jobs[0].priority,
     );
     const response = await this.triton.modelInfer(request, this.deadlineMs);
     return generationOutputs(model, response, jobs.length);

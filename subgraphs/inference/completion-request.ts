@@ -19,10 +19,14 @@ export interface CompletionInput {
   topP?: number | null;
   seed?: number | null;
   stop?: string[] | null;
+  /** Use the response cache for this request (true), bypass it (false), or follow the model's setting (null). */
+  cache?: boolean | null;
 }
 
 export interface PreparedCompletion {
   model: ModelInfo;
+  /** As the input gave them; the prompt is their rendering. */
+  messages: ChatMessage[];
   prompt: string;
   sampling: SamplingParameters;
 }
@@ -77,5 +81,5 @@ export async function prepareCompletion(catalog: ModelCatalog, identity: Identit
   const sampling: SamplingParameters = { max_tokens: maxTokens, temperature, top_p: topP };
   if (input.seed !== null && input.seed !== undefined) sampling.seed = input.seed;
   if (stop.length) sampling.stop = stop;
-  return { model, prompt, sampling };
+  return { model, messages: input.messages, prompt, sampling };
 }

@@ -14,21 +14,21 @@ import type { TritonApi } from './triton-client';
  * every text of the batch rejects with the same error — no caller is left
  * waiting and none gets another's vector.
  *
- * Batches are formed per model by ModelLoaders (a short window, so concurrent
- * operations coalesce).
+ * Batches are formed per model (and per priority, priority.ts: one call has
+ * one) by ModelLoaders (a short window, so concurrent operations coalesce).
  */
 export class Embedder {
-  private readonly loaders: ModelLoaders<string, Float32Array>;
+  private readonly loaders: ModelLoaders<{ text: string; priority: number | undefined }, Float32Array>;
 
   constructor(
     private readonly triton: TritonApi,
     windowMs: number,
   ) {
-    this.loaders = new ModelLoaders(windowMs, (model, texts) => this.batch(model, texts));
+    this.loaders = new ModelLoaders(windowMs, (model, keys) => this.batch(model, keys));
   }
 
-  embed(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
-    return this.loaders.of(model).loadMany(texts).then((results) =>
+  embed(model: ModelInfo, texts: readonly string[], priority?: number): Promise<Float32Array[]> {
+    return this.loaders.of(model, String(priority ?? '')).loadMany(texts.map((text) => ({ text, priority }))).then((results) =>
       results.map((result) => {
         if (result instanceof Error) throw result;
         return result;
@@ -36,15 +36,18 @@ export class Embedder {
     );
   }
 
-  private async batch(model: ModelInfo, texts: readonly string[]): Promise<Float32Array[]> {
+  private async batch(model: ModelInfo, keys: ReadonlyArray<{ text: string; priority: number | undefined }>): Promise<Float32Array[]> {
+    const texts = keys.map((k) => k.text);
     // A model with max_batch_size 0 takes no batch dimension: [1] per request.
     const shape = model.maxBatchSize > 0 ? [texts.length, 1] : [texts.length];
+    const priority = keys[0].priority;
     const response = await this.triton.modelInfer({
       model_name: model.id,
       model_version: model.version,
       inputs: [{ name: 'text', datatype: 'BYTES', shape }],
       outputs: [{ name: 'embedding' }],
       raw_input_contents: [encodeBytesTensor(texts)],
+      ...(priority === undefined ? {} : { parameters: { priority: { int64_param: priority } } }),
     });
     const index = response.outputs.findIndex((output) => output.name === 'embedding');
     const output = response.outputs[index];

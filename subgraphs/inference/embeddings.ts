@@ -3,6 +3,7 @@ import type { Identity } from '../../lib/identity';
 import type { Embedder } from './embedder';
 import { gpuError } from './gpu-errors';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
+import { priorityFor, type PriorityByScope } from './priority';
 import { servableModel } from './servable-model';
 
 export interface EmbeddingLimits {
@@ -23,6 +24,7 @@ export class Embeddings {
     private readonly catalog: ModelCatalog,
     private readonly embedder: Embedder,
     private readonly limits: EmbeddingLimits,
+    private readonly priorities: PriorityByScope,
   ) {}
 
   async embed(identity: Identity, texts: string[], modelId?: string | null): Promise<EmbeddingResult[]> {
@@ -37,7 +39,7 @@ export class Embeddings {
       });
     }
     const model = await servableModel(this.catalog, modelId, 'EMBEDDING', { label: 'embed', path: 'model' });
-    const vectors = await this.embedder.embed(model, texts).catch((error: unknown) => {
+    const vectors = await this.embedder.embed(model, texts, priorityFor(identity, this.priorities)).catch((error: unknown) => {
       throw gpuError(error, model.id);
     });
     return vectors.map((vector, index) => ({ index, dimensions: vector.length, vector: Array.from(vector), model }));

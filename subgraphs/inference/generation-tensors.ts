@@ -28,8 +28,19 @@ export interface GenerationOutput {
 
 const FLAGS = ['exclude_input_in_output', 'return_num_input_tokens', 'return_num_output_tokens', 'return_finish_reason'] as const;
 
-/** A ModelInferRequest for `prompts` (one per batch row); `stream` only matters to decoupled models. */
-export function generationRequest(model: ModelInfo, id: string, prompts: readonly string[], sampling: readonly SamplingParameters[], stream: boolean): ModelInferRequest {
+/**
+ * A ModelInferRequest for `prompts` (one per batch row); `stream` only
+ * matters to decoupled models. `priority` (priority.ts) becomes Triton's
+ * `priority` request parameter; undefined sends none (the model's default).
+ */
+export function generationRequest(
+  model: ModelInfo,
+  id: string,
+  prompts: readonly string[],
+  sampling: readonly SamplingParameters[],
+  stream: boolean,
+  priority?: number,
+): ModelInferRequest {
   const declared = new Set(model.inputs.map((t) => t.name));
   const batched = model.maxBatchSize > 0;
   const n = prompts.length;
@@ -45,7 +56,9 @@ export function generationRequest(model: ModelInfo, id: string, prompts: readonl
   if (declared.has('stream')) add('stream', 'BOOL', bools(stream));
   if (declared.has('sampling_parameters')) add('sampling_parameters', 'BYTES', encodeBytesTensor(sampling.map((s) => JSON.stringify(s))));
   for (const flag of FLAGS) if (declared.has(flag)) add(flag, 'BOOL', bools(true));
-  return { model_name: model.id, model_version: model.version, id, inputs, raw_input_contents: raw };
+  const request: ModelInferRequest = { model_name: model.id, model_version: model.version, id, inputs, raw_input_contents: raw };
+  if (priority !== undefined) request.parameters = { priority: { int64_param: priority } };
+  return request;
 }
 
 /** One GenerationOutput per batch row of a response. */

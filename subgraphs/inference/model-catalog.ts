@@ -25,6 +25,8 @@ export interface ModelInfo {
   contextLength: number | null;
   /** The `chat_template` parameter (a Jinja chat template), when the model declares one. */
   chatTemplate: string | null;
+  /** The `response_cache` parameter: repeatable completions of this model are cached unless the caller opts out. */
+  responseCache: boolean;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -33,6 +35,11 @@ export interface ModelInfo {
  * What the GPU tier serves, learned from RepositoryIndex and ModelConfig (never
  * from a list of ours), and cached for `ttlMs` so a burst of `models` queries
  * costs one round of RPCs. Concurrent refreshes share one in-flight load.
+ *
+ * Over a GpuTier of several endpoints the index is the tier's merged one: a
+ * model is READY when it is ready on some endpoint that answers, and its
+ * config comes from such an endpoint (the same model version is assumed to
+ * have the same config everywhere).
  */
 export class ModelCatalog {
   private cached: { at: number; models: Map<string, ModelInfo> } | undefined;
@@ -42,6 +49,11 @@ export class ModelCatalog {
     private readonly triton: TritonApi,
     private readonly ttlMs: number,
   ) {}
+
+  /** Seconds after which a model found not ready may be asked for again: by then the catalog has looked again. */
+  get retryAfter(): number {
+    return Math.max(1, Math.ceil(this.ttlMs / 1_000));
+  }
 
   async list(): Promise<ModelInfo[]> {
     return [...(await this.models()).values()].sort((a, b) => a.id.localeCompare(b.id));
@@ -100,6 +112,7 @@ function describe(id: string, version: string, state: string, reason: string, co
     decoupled: config?.model_transaction_policy?.decoupled ?? false,
     contextLength: Number.isFinite(contextLength) && contextLength > 0 ? contextLength : null,
     chatTemplate: config?.parameters?.chat_template?.string_value || null,
+    responseCache: config?.parameters?.response_cache?.string_value === 'true',
     inputs,
     outputs,
   };

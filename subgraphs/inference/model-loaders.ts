@@ -12,6 +12,10 @@ import type { ModelInfo } from './model-catalog';
  * a tick; a couple of milliseconds lets them coalesce across operations. A full
  * batch leaves without waiting for the window. `windowMs` 0 turns coalescing
  * off: one call per key (what the batching benchmarks compare against).
+ *
+ * `partition` splits a model's keys further into batches that must not mix:
+ * one GPU call carries one request priority, so callers of different
+ * priorities batch apart.
  */
 export class ModelLoaders<K, V> {
   private readonly loaders = new Map<string, DataLoader<K, V>>();
@@ -21,8 +25,8 @@ export class ModelLoaders<K, V> {
     private readonly batch: (model: ModelInfo, keys: readonly K[]) => Promise<V[]>,
   ) {}
 
-  of(model: ModelInfo): DataLoader<K, V> {
-    const key = `${model.id}@${model.version}:${model.maxBatchSize}`;
+  of(model: ModelInfo, partition = ''): DataLoader<K, V> {
+    const key = `${model.id}@${model.version}:${model.maxBatchSize}:${partition}`;
     let loader = this.loaders.get(key);
     if (!loader) {
       const coalesce = this.windowMs > 0;

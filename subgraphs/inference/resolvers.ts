@@ -4,12 +4,14 @@ import type { CompletionInput } from './completion-request';
 import type { CompletionChunk, Completions } from './completions';
 import type { Embeddings } from './embeddings';
 import { gpuError } from './gpu-errors';
+import type { GpuTier } from './gpu-tier';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
 
 export interface InferenceContext extends SubgraphContext {
   catalog: ModelCatalog;
   embeddings: Embeddings;
   completions: Completions;
+  tier: GpuTier;
 }
 
 const catalogCall = <T>(call: Promise<T>): Promise<T> =>
@@ -25,16 +27,19 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
       embeddings.embed(identity, args.texts, args.model),
   },
   Mutation: {
-    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, completions }: InferenceContext) => completions.complete(identity, input),
+    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>
+      completions.complete({ identity, identityHeader }, input),
   },
   Subscription: {
     completionStream: {
-      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, completions }: InferenceContext) => completions.stream(identity, input),
+      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>
+        completions.stream({ identity, identityHeader }, input),
       resolve: (chunk: CompletionChunk) => chunk,
     },
   },
   Model: {
     __resolveReference: async (ref: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(ref.id))) ?? null,
     reason: (model: ModelInfo) => model.reason || null,
+    endpoints: (model: ModelInfo, _: unknown, { tier }: InferenceContext) => tier.endpointsOf(model.id),
   },
 };

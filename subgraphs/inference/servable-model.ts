@@ -14,7 +14,8 @@ const KIND_NAMES: Record<ModelKind, string> = { EMBEDDING: 'embedding', TEXT_GEN
 
 /**
  * The model a request may use: the one it names, or the first ready one of
- * `kind`. Unknown → MODEL_NOT_FOUND; not ready → MODEL_NOT_READY (checked
+ * `kind`. Unknown → MODEL_NOT_FOUND; not ready → MODEL_NOT_READY with
+ * `retryAfter` (seconds until the catalog looks again) (checked
  * before the kind: an unloaded model has no config to tell its kind from);
  * another kind → BAD_USER_INPUT naming the field.
  */
@@ -28,7 +29,10 @@ export async function servableModel(catalog: ModelCatalog, id: string | null | u
       : codedError(ErrorCode.ModelNotReady, `no ${KIND_NAMES[kind]} model is ready on the GPU tier`, {});
   }
   if (!model.ready) {
-    throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}; retry later`, { model: model.id });
+    throw codedError(ErrorCode.ModelNotReady, `model ${JSON.stringify(model.id)} is ${model.state}${model.reason ? `: ${model.reason}` : ''}; retry in ${catalog.retryAfter} s`, {
+      model: model.id,
+      retryAfter: catalog.retryAfter,
+    });
   }
   if (model.kind !== kind) {
     const article = /^[AEIOU]/.test(kind) ? 'an' : 'a';

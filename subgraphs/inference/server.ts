@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { envInt, envString } from '../../lib/config';
+import { BillingClient } from '../../lib/billing-client';
+import { ConfigError, envBool, envInt, envString } from '../../lib/config';
 import { identityVerifierFromEnv } from '../../lib/identity';
 import { connectRedis } from '../../lib/redis';
 import { RunningService, ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
@@ -7,18 +8,41 @@ import { BatchGenerator } from './batch-generator';
 import { Completions } from './completions';
 import { Embedder } from './embedder';
 import { Embeddings } from './embeddings';
+import { parseEndpointList } from './endpoint-list';
+import { metricsRoute } from './endpoint-metrics';
 import { GpuTier } from './gpu-tier';
 import { ModelCatalog } from './model-catalog';
+import { Metering, type ResponseCacheBilling } from './metering';
+import { parsePriorityByScope } from './priority';
+import { PromptCache } from './prompt-cache';
+import { ResponseCache } from './response-cache';
 import { InferenceContext, resolvers } from './resolvers';
+import { UsagePublisher } from './usage-publisher';
 
 /** `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port), else `INFERENCE_GPU_ENDPOINT`. */
 export function gpuEndpoints(): string[] {
-  const list = envString('INFERENCE_GPU_ENDPOINTS', envString('INFERENCE_GPU_ENDPOINT', '127.0.0.1:8001'));
-  return list
-    .split(',')
-    .map((e) => e.trim())
-    .filter(Boolean);
+  return parseEndpointList(envString('INFERENCE_GPU_ENDPOINTS', envString('INFERENCE_GPU_ENDPOINT', '127.0.0.1:8001')));
 }
+
+/**
+ * Billing's base URL: `INFERENCE_BILLING_URL`, else the origin of
+ * `SLUICE_SUBGRAPH_BILLING_URL` (which the gateway uses too, so a stack that
+ * places billing needs no second variable), else http://127.0.0.1:4002.
+ */
+export function billingBaseUrl(): string {
+  const explicit = envString('INFERENCE_BILLING_URL');
+  if (explicit) return explicit;
+  const subgraph = envString('SLUICE_SUBGRAPH_BILLING_URL');
+  return subgraph ? new URL(subgraph).origin : 'http://127.0.0.1:4002';
+}
+
+function responseCacheBilling(value: string): ResponseCacheBilling {
+  if (value === 'free' || value === 'cache-hit') return value;
+  throw new ConfigError(`INFERENCE_RESPONSE_CACHE_BILLING expects free or cache-hit, but got ${JSON.stringify(value)}`);
+}
+
+/** How long shutdown waits for usage events still being published. */
+const USAGE_DRAIN_MS = 10_000;
 
 export async function startInference(config: ServiceConfig): Promise<RunningService> {
   const redis = connectRedis(config.redisUrl, config.log);
@@ -30,14 +54,34 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     probeIntervalMs: envInt('INFERENCE_GPU_PROBE_MS', 2_000, { min: 100 }),
     failureThreshold: envInt('INFERENCE_GPU_BREAKER_FAILURES', 5, { min: 1 }),
     cooldownMs: envInt('INFERENCE_GPU_BREAKER_COOLDOWN_MS', 5_000, { min: 100 }),
+    endpointsFile: envString('INFERENCE_GPU_ENDPOINTS_FILE'),
+    endpointsFilePollMs: envInt('INFERENCE_GPU_ENDPOINTS_FILE_POLL_MS', 2_000, { min: 100 }),
   });
+  // SIGHUP re-reads the endpoint list file at once, as servers conventionally reload on it.
+  const onHangUp = () => tier.reloadEndpoints();
+  process.on('SIGHUP', onHangUp);
+  const priorities = parsePriorityByScope(envString('INFERENCE_PRIORITY_BY_SCOPE', ''));
   const catalog = new ModelCatalog(tier, envInt('INFERENCE_MODEL_CACHE_MS', 5_000));
   const windowMs = envInt('INFERENCE_BATCH_WINDOW_MS', 2);
   const embedder = new Embedder(tier, windowMs);
-  const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 });
-  const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 })), {
+  const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 }, priorities);
+  const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }) });
+  const metering = new Metering(
+    billing,
+    new PromptCache(redis, envInt('INFERENCE_PROMPT_CACHE_TTL_SECONDS', 3_600, { min: 1 })),
+    new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }),
+    config.log,
+  );
+  const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 })), metering, {
     limits: { maxMessages: 256, maxPromptChars: 200_000, defaultMaxTokens: 256 },
     streamDeadlineMs: envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 }),
+    priorities,
+    responseCache: new ResponseCache(redis, {
+      ttlSeconds: envInt('INFERENCE_RESPONSE_CACHE_TTL_SECONDS', 86_400, { min: 1 }),
+      shared: envBool('INFERENCE_RESPONSE_CACHE_SHARED', false),
+      maxTextChars: 200_000,
+    }),
+    responseCacheBilling: responseCacheBilling(envString('INFERENCE_RESPONSE_CACHE_BILLING', 'cache-hit')),
   });
   config.log.info('GPU tier', { endpoints: tier.endpoints.map((e) => e.address) });
   return startSubgraph<InferenceContext>({
@@ -47,8 +91,15 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     config,
     redis,
     verifier: identityVerifierFromEnv(),
-    context: (base) => ({ ...base, catalog, embeddings, completions }),
+    context: (base) => ({ ...base, catalog, embeddings, completions, tier }),
     checks: { gpu: () => tier.isReady() },
-    onStop: async () => tier.close(),
+    routes: metricsRoute(tier),
+    onStop: async () => {
+      process.off('SIGHUP', onHangUp);
+      // Usage events of ended requests may still be retrying: give them their chance before Redis is let go.
+      tier.close();
+      if (!(await metering.drain(USAGE_DRAIN_MS))) config.log.error('usage events were still unpublished at shutdown; their reservations will expire unbilled');
+      billing.close();
+    },
   });
 }

@@ -18,7 +18,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { ModelInferRequest, ModelInferResponse, ModelStreamInferResponse } from '../../gpu-server/protocol/messages';
 import { CANCEL_REQUEST_PARAMETER } from '../../gpu-server/protocol/cancel';
-import type { TritonClient } from './triton-client';
+import { neverStarted, type TritonClient } from './triton-client';
 
 export { CANCEL_REQUEST_PARAMETER as CANCEL_PARAMETER } from '../../gpu-server/protocol/cancel';
 
@@ -35,6 +35,8 @@ export class StreamError extends Error {
     message: string,
     /** True when the call itself broke (the endpoint is unhealthy), false for a per-request error from the server. */
     readonly transport: boolean,
+    /** True when the call never reached the server (see neverStarted): no request on it began, so each may run elsewhere. */
+    readonly neverStarted = false,
   ) {
     super(message);
   }
@@ -43,6 +45,9 @@ export class StreamError extends Error {
 export class SharedInferStream {
   private call: grpc.ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse> | undefined;
   private readonly routes = new Map<string, StreamRoute>();
+  /** Requests written, and requests failed because the call broke: for the endpoint's metrics. */
+  started = 0;
+  failed = 0;
 
   constructor(
     private readonly client: TritonClient,
@@ -65,6 +70,7 @@ export class SharedInferStream {
     if (this.routes.has(id)) throw new TypeError(`request id ${id} is already live on this stream`);
     const call = this.open();
     this.routes.set(id, route);
+    this.started++;
     call.write(request);
     return () => {
       if (!this.routes.delete(id) || this.call !== call) return;
@@ -82,7 +88,9 @@ export class SharedInferStream {
     const call = this.client.modelStreamInfer();
     this.call = call;
     call.on('data', (message: ModelStreamInferResponse) => this.dispatch(message));
-    call.on('error', (error: grpc.ServiceError) => this.fail(call, new StreamError(`the GPU stream to ${this.client.address} failed: ${error.details || error.message}`, true)));
+    call.on('error', (error: grpc.ServiceError) =>
+      this.fail(call, new StreamError(`the GPU stream to ${this.client.address} failed: ${error.details || error.message}`, true, neverStarted(error))),
+    );
     call.on('end', () => this.fail(call, new StreamError(`the GPU server at ${this.client.address} closed the stream`, true)));
     return call;
   }
@@ -112,6 +120,7 @@ export class SharedInferStream {
     call.cancel();
     const routes = [...this.routes.values()];
     this.routes.clear();
+    this.failed += routes.length;
     if (routes.length > 0 || error.transport) this.onTransportError(error);
     for (const route of routes) route.error(error);
   }

@@ -14,7 +14,6 @@ export interface TritonApi {
   serverReady(): Promise<{ ready: boolean }>;
   repositoryIndex(): Promise<RepositoryIndexResponse>;
   modelConfig(name: string, version?: string): Promise<ModelConfigResponse>;
-  modelStatistics(name?: string, version?: string): Promise<ModelStatisticsResponse>;
   modelInfer(request: ModelInferRequest, deadlineMs?: number): Promise<ModelInferResponse>;
 }
 
@@ -36,6 +35,10 @@ export class TritonClient implements TritonApi {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.max_send_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 30_000,
+      // After a connection fails, grpc-js waits before trying again, doubling up to 120 s by default: an
+      // endpoint that restarted would stay out of the router that long. Its probes retry every few seconds anyway.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
     }) as TritonClient['client'];
   }
 
@@ -111,3 +114,32 @@ export function isGrpcError(error: unknown): error is grpc.ServiceError {
 }
 
 export { status as GrpcStatus } from '@grpc/grpc-js';
+
+/** A failure of the endpoint or the network, as opposed to the server's answer. */
+export function isTransportFailure(error: unknown): boolean {
+  return (
+    isGrpcError(error) &&
+    (error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED || error.code === grpc.status.INTERNAL || error.code === grpc.status.UNKNOWN)
+  );
+}
+
+/**
+ * The call provably never reached a model: grpc-js never placed it on a
+ * connection ("No connection established", a refused HTTP/2 stream, a closed
+ * channel), or the server refused it before queueing (a gpu-server that is
+ * draining or stopped, a model not ready there). Only these may run
+ * elsewhere. "Connection dropped" is not among them: the server may have
+ * started the request before its connection broke, and the status (an empty
+ * UNAVAILABLE) cannot tell, so it is never retried.
+ */
+export function neverStarted(error: unknown): boolean {
+  return isGrpcError(error) && error.code === grpc.status.UNAVAILABLE && NEVER_STARTED.test(error.details ?? '');
+}
+
+/** The server answered that the model (or the whole server) takes no requests now. */
+export function refusedAsNotReady(error: unknown): boolean {
+  return isGrpcError(error) && error.code === grpc.status.UNAVAILABLE && SERVER_REFUSED.test(error.details ?? '');
+}
+
+const SERVER_REFUSED = /accepts no inference requests|is not ready|not available/i;
+const NEVER_STARTED = new RegExp(`No connection established|Stream refused by server|Channel closed before call started|${SERVER_REFUSED.source}`, 'i');

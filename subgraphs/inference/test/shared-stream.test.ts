@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ModelInferRequest, ModelInferResponse, ModelStreamInferResponse } from '../../../gpu-server/protocol/messages';
 import { loadTritonProto } from '../../../gpu-server/proto/load';
 import { CANCEL_PARAMETER, SharedInferStream, StreamError } from '../shared-stream';
+import { freePort } from '../../../scripts/free-port';
 import { TritonClient } from '../triton-client';
 
 type Call = grpc.ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>;
@@ -118,8 +119,10 @@ it('fails every live request at once when the call breaks, and the next request 
   await until(() => received.length === 2);
   calls[0].end(); // the server closes the call with requests still open (a crash is covered end to end)
   await Promise.all([a.finished, b.finished]);
-  for (const r of [a, b]) expect(r.events[0].error?.transport).toBe(true);
+  // The server had the requests: they may have started, so they must not be run elsewhere.
+  for (const r of [a, b]) expect(r.events[0].error).toMatchObject({ transport: true, neverStarted: false });
   expect(transportErrors.length).toBeGreaterThan(0);
+  expect([stream.started, stream.failed]).toEqual([2, 2]);
 
   const c = recorder();
   stream.start(request('c'), c.route);
@@ -146,4 +149,15 @@ it('cancels one request with a cancel message on the same call, and drops its la
   expect(a.events).toEqual([]);
   expect(calls).toHaveLength(1);
   stream.close();
+});
+
+it('marks the failure as never started when the call could not reach a server', async () => {
+  const nowhere = new TritonClient(`127.0.0.1:${await freePort()}`, 1_000);
+  const stream = new SharedInferStream(nowhere);
+  const a = recorder();
+  stream.start(request('a'), a.route);
+  await a.finished;
+  expect(a.events[0].error).toMatchObject({ transport: true, neverStarted: true });
+  expect([stream.started, stream.failed]).toEqual([1, 1]);
+  nowhere.close();
 });
