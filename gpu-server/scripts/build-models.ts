@@ -51,12 +51,17 @@ export const EMBED_PARAMS = {
 
 const FINGERPRINT_KEY = 'sluice.build';
 
-/** Builds every generated model file under `repository` that is missing or stale. */
+/**
+ * Builds every generated model file under `repository` that is missing or
+ * stale — only for the models the repository declares (a directory with a
+ * config.pbtxt), so a repository serving a subset gets no stray directories.
+ */
 export async function buildModels(repository: string): Promise<void> {
+  const declared = (model: string) => fs.existsSync(path.join(repository, model, 'config.pbtxt'));
   const file = path.join(repository, EMBED_PARAMS.model, EMBED_PARAMS.version, 'model.onnx');
   const fingerprint = JSON.stringify(EMBED_PARAMS);
-  if (currentFingerprint(file) !== fingerprint) writeAtomically(file, buildEmbeddingModel(fingerprint));
-  for (const model of CHAT_MODELS) buildCausalLm(path.join(repository, model, CHAT_PARAMS.version));
+  if (declared(EMBED_PARAMS.model) && currentFingerprint(file) !== fingerprint) writeAtomically(file, buildEmbeddingModel(fingerprint));
+  for (const model of CHAT_MODELS.filter(declared)) buildCausalLm(path.join(repository, model, CHAT_PARAMS.version));
 }
 
 /** The fingerprint recorded in an existing model file, or undefined if absent/unreadable. */
