@@ -16,6 +16,10 @@ const SCRIPTS = [
   'vector-search.ts',
   'billing-settlement.ts',
   'billing-reservation.ts',
+  'gpu-router.ts',
+  'completion-cache.ts',
+  'response-cache.ts',
+  'rate-limit-load.ts',
 ];
 
 let failed = 0;

@@ -4,6 +4,14 @@ import type { IdentityClaims, IdentitySigner } from '../lib/identity';
 export interface GatewayContext {
   identity: SignedIdentity;
   requestId: string;
+  /**
+   * W3C `traceparent` to send to subgraphs: the caller's trace continued, or a
+   * new one (lib/trace-context.ts). The gateway always sets it; only tests of
+   * other concerns leave it out.
+   */
+  traceparent?: string;
+  /** The caller's W3C `tracestate`, to send on beside `traceparent`, when it sent one. */
+  tracestate?: string;
 }
 
 /**

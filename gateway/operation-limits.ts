@@ -45,7 +45,7 @@ export function operationLimitsFromEnv(): OperationLimits {
     maxTokens: envInt('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
     maxDepth: envInt('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
     maxAliases: envInt('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
-    maxRootFields: envInt('GATEWAY_MAX_ROOT_FIELDS', 30, { min: 1 }),
+    maxRootFields: envInt('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
   };
 }
 

@@ -10,6 +10,7 @@ import { ErrorCode } from '../lib/errors';
 import { HttpService } from '../lib/http-service';
 import { IdentitySigner, identitySignerFromEnv } from '../lib/identity';
 import { connectRedis, redisIsReady } from '../lib/redis';
+import { traceContextFor } from '../lib/trace-context';
 import type { RunningService, ServiceConfig } from '../lib/subgraph-service';
 import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
 import { authorizationPlugin } from './authorization/apollo-plugin';
@@ -17,8 +18,30 @@ import { AuthorizationPolicy } from './authorization/policy';
 import { supergraphForGateway } from './authorization/gateway-supergraph';
 import { SignedIdentity, type GatewayContext } from './context';
 import { clientIp } from './credentials/client-ip';
+import { joinClusterMetrics } from './metrics/cluster-metrics';
+import { gatewayMetrics } from './metrics/gateway-metrics';
+import { metricsEndpoint, observeHttp } from './metrics/metrics-endpoint';
+import { operationMetricsPlugin } from './metrics/operation-metrics-plugin';
+import { observeSubgraphFetches } from './metrics/subgraph-fetches';
 import { SignedIdentityDataSource } from './identity-data-source';
+import { FetchDedup } from './dedup/fetch-dedup';
+import { deduplicatingGateway, OperationDedup } from './dedup/operation-dedup';
+import { PublicOperations } from './dedup/public-operations';
+import { dedupSettingsFromEnv } from './dedup/settings';
+import { subgraphCallSettingsFromEnv } from './subgraph-calls/settings';
+import { SubgraphClients } from './subgraph-calls/subgraph-client';
+import { costDirectivesFromSupergraph, demandControlFromEnv, demandControlPlugin } from './demand-control';
 import { operationLimitsFromEnv, operationLimitsPlugin, refuseOversizedSource } from './operation-limits';
+import { persistedQueriesFromEnv } from './persisted-queries/apq';
+import { rateLimitPlugin } from './rate-limits/apollo-plugin';
+import { rateLimitsFromEnv } from './rate-limits/config';
+import { RateLimiter } from './rate-limits/limiter';
+import { SubscriptionGate } from './rate-limits/subscription-gate';
+import { UsageMeter } from './rate-limits/usage-metering';
+import { refuseUnlisted } from './persisted-queries/http';
+import { safelistFromEnv } from './persisted-queries/safelist';
+import { responseCacheFromEnv, responseCachePlugin } from './response-cache/plugin';
+import { ResponseCacheStore } from './response-cache/store';
 import { serveMultipartSubscription, wantsMultipartSubscription } from './subscriptions/multipart-transport';
 import { SubscriptionPlanner } from './subscriptions/planner';
 import { SubscriptionService } from './subscriptions/subscription-service';
@@ -51,24 +74,46 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   });
   // Only behind a proxy that is the gateway's sole entrance: see clientIp.
   const trustProxy = envBool('GATEWAY_TRUST_PROXY', false);
+  // Requests, completion tokens and live streams per caller, shared by every gateway process through Redis (gateway/rate-limits).
+  const rateLimiter = new RateLimiter(redis, rateLimitsFromEnv(), log, { onRefusal: (scope, kind) => gatewayMetrics.recordRateLimitRefusal(scope, kind) });
+  const usageMeter = new UsageMeter();
 
+  // Keep-alive pools, timeouts, retries and circuit breakers, one set per subgraph (gateway/subgraph-calls).
+  const dedup = dedupSettingsFromEnv();
+  const subgraphClients = new SubgraphClients(subgraphCallSettingsFromEnv(), { dedup: dedup.enabled ? new FetchDedup() : undefined });
+  const dataSourceFor = (name: string, url: string | undefined) => {
+    if (!url) throw new Error(`subgraph "${name}" has no routing URL in the supergraph: expected one there or in SLUICE_SUBGRAPH_<NAME>_URL`);
+    return new SignedIdentityDataSource(name, url, subgraphClients.for(name, url));
+  };
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphForGateway(supergraphSdl),
-    buildService: ({ name, url }) => new SignedIdentityDataSource({ url: subgraphUrlOverride(name) ?? url }),
+    // Metered: a completion's real token usage corrects its rate-limit charge.
+    buildService: ({ name, url }) => usageMeter.meter(observeSubgraphFetches(name, dataSourceFor(name, subgraphUrlOverride(name) ?? url), gatewayMetrics)),
   });
   const sandbox = envBool('GATEWAY_SANDBOX', true);
   // @authenticated/@requiresScopes, enforced on every operation before it is planned (gateway/authorization).
   const authorization = AuthorizationPolicy.fromSupergraph(supergraphSdl);
   const limits = operationLimitsFromEnv();
+  const demand = { directives: costDirectivesFromSupergraph(supergraphSdl), options: demandControlFromEnv() };
+  const safelist = safelistFromEnv();
+  const responseCache = responseCacheFromEnv();
   const plugins: ApolloServerPlugin<GatewayContext>[] = [
+    // First, so that its clock starts before the other plugins' work.
+    operationMetricsPlugin(gatewayMetrics, log),
     operationLimitsPlugin(limits),
+    demandControlPlugin(demand.directives, demand.options),
     authorizationPlugin(authorization),
+    rateLimitPlugin(rateLimiter, usageMeter),
+    // After authorization: entries are keyed by the document the caller may run.
+    ...(responseCache ? [responseCachePlugin(new ResponseCacheStore(redis, (operation, error) => log.warn('response cache unavailable', { operation, error: error.message })), responseCache)] : []),
     sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled(),
   ];
   const apollo = new ApolloServer<GatewayContext>({
-    gateway,
+    // Identical queries in flight run once (gateway/dedup), after every per-request plugin has run for each caller.
+    gateway: dedup.enabled ? deduplicatingGateway(gateway, new OperationDedup(new PublicOperations(authorization, dedup.publicFields))) : gateway,
     plugins,
     introspection: envBool('GATEWAY_INTROSPECTION', true),
+    persistedQueries: persistedQueriesFromEnv(redis, log),
     includeStacktraceInErrorResponses: false,
     // The service's HttpService owns signals and draining; Apollo's own handlers would race it.
     stopOnTerminationSignals: false,
@@ -78,13 +123,10 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   // @apollo/gateway plans subscriptions but will not run them: the gateway does (gateway/subscriptions).
   const planner = new SubscriptionPlanner(supergraphForGateway(supergraphSdl));
   const urlOf = (name: string) => subgraphUrlOverride(name) ?? planner.subgraphs.find((s) => s.name === name)!.url;
-  const services: ServiceMap = Object.fromEntries(planner.subgraphs.map((s) => [s.name, new SignedIdentityDataSource({ url: urlOf(s.name) })]));
+  const services: ServiceMap = Object.fromEntries(planner.subgraphs.map((s) => [s.name, observeSubgraphFetches(s.name, dataSourceFor(s.name, urlOf(s.name)), gatewayMetrics)]));
   const subscriptions = new SubscriptionService(
-    { planner, services, urlOf, log, authorization, limits },
-    {
-      perConnection: envInt('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION', 16, { min: 1 }),
-      perUser: envInt('GATEWAY_SUBSCRIPTIONS_PER_USER', 32, { min: 1 }),
-    },
+    { planner, services, urlOf, log, authorization, limits, demand, safelist, gate: new SubscriptionGate(rateLimiter) },
+    { perConnection: envInt('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION', 16, { min: 1 }) },
   );
 
   let sequence = 0;
@@ -92,10 +134,16 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   /** The caller's context from an Authorization value and the request that carried it; the same rules for HTTP and WebSocket. */
   const contextFor = async (authorization: string | undefined, req: IncomingMessage, requestId: string): Promise<GatewayContext> => {
     const claims = await authenticator.authenticate(authorization, clientIp(req, trustProxy));
-    return { identity: new SignedIdentity(claims, signer), requestId };
+    const trace = traceContextFor(req);
+    return { identity: new SignedIdentity(claims, signer), requestId, traceparent: trace.traceparent, ...(trace.tracestate ? { tracestate: trace.tracestate } : {}) };
   };
 
   const heartbeatMs = envInt('GATEWAY_MULTIPART_HEARTBEAT_MS', 5_000, { min: 100 });
+  const serveMetrics = envBool('GATEWAY_METRICS', true) ? metricsEndpoint({ metrics: gatewayMetrics, token: envString('GATEWAY_METRICS_TOKEN') }) : undefined;
+  if (serveMetrics) {
+    gatewayMetrics.enableProcessMetrics();
+    joinClusterMetrics(gatewayMetrics);
+  }
   const graphql = apolloHttpHandler<GatewayContext>(apollo, {
     bodyLimitBytes: envInt('GATEWAY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024 }),
     context: async (req: IncomingMessage) => {
@@ -112,6 +160,7 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     },
     intercept: async (req, res, body, context) => {
       if (refuseOversizedSource(req, res, body, limits)) return true;
+      if (safelist && refuseUnlisted(req, res, body, safelist)) return true;
       return wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, heartbeatMs) : false;
     },
   });
@@ -123,13 +172,16 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     log,
     handle: async (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
-      if (path === '/graphql' || path === '/') return graphql(req, res);
+      if (path === '/graphql' || path === '/') return observeHttp(req, res, graphql, gatewayMetrics);
+      if (path === '/metrics' && serveMetrics) return serveMetrics(req, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
     },
     checks: { redis: () => redisIsReady(redis) },
     onDrain: (timeoutMs) => websocket.drain(timeoutMs),
     onStop: async () => {
       await apollo.stop();
+      rateLimiter.close();
+      await subgraphClients.close();
       redis.disconnect();
     },
   });

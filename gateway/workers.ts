@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../lib/log';
+import { aggregateWorkerMetrics } from './metrics/cluster-metrics';
 
 /** More restarts than this within a minute mean something a restart will not fix: the gateway stops instead. */
 const MAX_RESTARTS_PER_MINUTE = 5;
@@ -18,6 +19,8 @@ export function runWorkers(count: number, log: Logger, runWorker: () => void): v
     runWorker();
     return;
   }
+  // One /metrics scrape, whichever worker answers it, reports the sum of all workers.
+  aggregateWorkerMetrics();
   let stopping = false;
   let exitCode = 0;
   const live = new Set<Worker>();

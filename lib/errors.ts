@@ -34,10 +34,27 @@ export enum ErrorCode {
   ModelNotPriced = 'MODEL_NOT_PRICED',
   /** The operation is beyond a limit on its size, tokens, depth, aliases or root fields; `extensions` name the limit, its maximum and what was got. HTTP 400. */
   OperationLimit = 'OPERATION_LIMIT',
-  /** Too many requests or live streams; `extensions.limit` (and `retryAfter` when known) say more. HTTP 429. */
+  /** The operation's estimated cost (`@cost`/`@listSize`) is over the budget; `extensions` carry `estimatedCost` and `maxCost`. HTTP 400. */
+  CostLimit = 'COST_LIMIT',
+  /**
+   * Too many requests, completion tokens or live streams. `extensions`: `limit` (the number),
+   * `scope` (whose counter: `key`, `user`, `ip`, or `connection`), `kind` (`rpm`, `tpm`,
+   * `ip-rpm`, `streams`), `plan`, `remaining`, and `retryAfter` in seconds (null when the
+   * request can never fit: its maxTokens exceed the limit). HTTP 429 with `Retry-After` and
+   * the `RateLimit-*` headers.
+   */
   RateLimited = 'RATE_LIMITED',
+  /** Safelist mode: the operation (its document or its id, `extensions.id`) is not in the gateway's persisted query manifest. HTTP 400. */
+  PersistedQueryNotInSafelist = 'PERSISTED_QUERY_NOT_IN_SAFELIST',
   /** A service this one depends on is not reachable. */
   ServiceUnavailable = 'SERVICE_UNAVAILABLE',
+  /**
+   * The gateway could not use one subgraph (connection failed, timed out, answered 502/503/504, or its
+   * circuit breaker is open). The response still has the other subgraphs' data; the failing subgraph's
+   * fields are null. `extensions`: `service` (the subgraph), `reason` (CONNECTION_FAILED, TIMEOUT,
+   * BAD_GATEWAY or CIRCUIT_OPEN), `attempts`, and `retryAfter` (seconds) while the breaker is open.
+   */
+  SubgraphUnavailable = 'SUBGRAPH_UNAVAILABLE',
   InternalServerError = 'INTERNAL_SERVER_ERROR',
 }
 

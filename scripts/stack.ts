@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { PORT_VARIABLES, PortName } from '../lib/config';
+import { ConfigError, PORT_VARIABLES, PortName } from '../lib/config';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
 import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
@@ -16,7 +16,7 @@ import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
  * service runs inside this process around one in-memory store (services in
  * separate processes could not share it), with a warning that nothing is kept.
  */
-export type ServiceName = 'gpu-server' | 'inference' | 'auth' | 'billing' | 'knowledge' | 'gateway';
+export type ServiceName = 'gpu-server' | `gpu-server-${number}` | 'inference' | 'auth' | 'billing' | 'knowledge' | 'gateway';
 
 export type StackPorts = Record<PortName, number>;
 
@@ -54,6 +54,8 @@ export interface Stack {
   env: Record<string, string>;
   /** Sends a signal to one service's process (processes mode only). */
   kill(service: ServiceName, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a killed service again, on its port, and waits until it is healthy (processes mode only). */
+  restart(service: ServiceName): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -61,15 +63,44 @@ interface ServiceSpec {
   name: ServiceName;
   entry: string;
   /** The port its health probe answers on. */
-  port: PortName;
+  port: PortName | number;
   healthPath: string;
+  /** Environment of this process only (an extra gpu-server's ports). */
+  env?: Record<string, string>;
 }
 
 const ROOT = path.resolve(__dirname, '..');
 
+/**
+ * How many gpu-server processes the stack runs (SLUICE_GPU_SERVERS, default
+ * 1), behind the inference router. The first uses the gpu-server ports; the
+ * n-th (n ≥ 2) the same ports plus 10 × (n − 1): 8011, 8010, 8012 for the
+ * second with the defaults.
+ */
+export function gpuServers(ports: StackPorts, env: Record<string, string | undefined>): { name: ServiceName; grpc: number; http: number; metrics: number }[] {
+  const count = Number(env.SLUICE_GPU_SERVERS ?? '1');
+  if (!Number.isInteger(count) || count < 1 || count > 16) throw new ConfigError(`SLUICE_GPU_SERVERS expects an integer from 1 to 16, but got ${JSON.stringify(env.SLUICE_GPU_SERVERS)}`);
+  return Array.from({ length: count }, (_, i) => ({
+    name: i === 0 ? 'gpu-server' : (`gpu-server-${i + 1}` as ServiceName),
+    grpc: ports.gpuGrpc + 10 * i,
+    http: ports.gpuHttp + 10 * i,
+    metrics: ports.gpuMetrics + 10 * i,
+  }));
+}
+
 /** In start order; services of one stage start together. */
-const STAGES: ServiceSpec[][] = [
-  [{ name: 'gpu-server', entry: 'gpu-server/main.ts', port: 'gpuHttp', healthPath: '/v2/health/ready' }],
+function stages(ports: StackPorts, env: Record<string, string>): ServiceSpec[][] {
+  const gpus = gpuServers(ports, env).map((gpu, i): ServiceSpec => ({
+    name: gpu.name,
+    entry: 'gpu-server/main.ts',
+    port: i === 0 ? 'gpuHttp' : gpu.http,
+    healthPath: '/v2/health/ready',
+    env: i === 0 ? undefined : { GPU_SERVER_GRPC_PORT: String(gpu.grpc), GPU_SERVER_HTTP_PORT: String(gpu.http), GPU_SERVER_METRICS_PORT: String(gpu.metrics) },
+  }));
+  return [gpus, ...SERVICE_STAGES];
+}
+
+const SERVICE_STAGES: ServiceSpec[][] = [
   [
     { name: 'inference', entry: 'subgraphs/inference/main.ts', port: 'inference', healthPath: '/health' },
     { name: 'auth', entry: 'subgraphs/auth/main.ts', port: 'auth', healthPath: '/health' },
@@ -92,9 +123,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     }
   }
   const env = stackEnv(options, redisUrl);
+  const serviceStages = stages(options.ports, env);
   let running: Running;
   try {
-    running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env);
+    running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env, serviceStages);
   } catch (error) {
     await redis?.stop();
     throw error;
@@ -106,6 +138,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ports: options.ports,
     env,
     kill: running.kill,
+    restart: running.restart,
     stop: async () => {
       await running.stop();
       await redis?.stop();
@@ -119,7 +152,9 @@ function stackEnv(options: StackOptions, redisUrl: string): Record<string, strin
   const env: Record<string, string> = {
     REDIS_URL: redisUrl,
     HOST: options.host ?? '0.0.0.0',
-    INFERENCE_GPU_ENDPOINT: `127.0.0.1:${ports.gpuGrpc}`,
+    INFERENCE_GPU_ENDPOINTS: gpuServers(ports, { ...process.env, ...options.env })
+      .map((gpu) => `127.0.0.1:${gpu.grpc}`)
+      .join(','),
     GATEWAY_AUTH_JWKS_URL: `http://127.0.0.1:${ports.auth}/.well-known/jwks.json`,
     GATEWAY_AUTH_URL: `http://127.0.0.1:${ports.auth}`,
     INFERENCE_BILLING_URL: `http://127.0.0.1:${ports.billing}`,
@@ -136,10 +171,11 @@ function stackEnv(options: StackOptions, redisUrl: string): Record<string, strin
 
 interface Running {
   kill(service: ServiceName, signal?: NodeJS.Signals): Promise<void>;
+  restart(service: ServiceName): Promise<void>;
   stop(): Promise<void>;
 }
 
-async function startProcesses(options: StackOptions, env: Record<string, string>): Promise<Running> {
+async function startProcesses(options: StackOptions, env: Record<string, string>, STAGES: ServiceSpec[][]): Promise<Running> {
   const children = new Map<ServiceName, ChildProcess>();
   let stopping = false;
   const stopAll = async () => {
@@ -149,19 +185,16 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
       await Promise.all(stage.map((spec) => children.get(spec.name)).filter((c): c is ChildProcess => !!c).map((child) => terminate(child)));
     }
   };
+  const start = async (spec: ServiceSpec) => {
+    const child = spawnService(spec, options, { ...env, ...spec.env });
+    children.set(spec.name, child);
+    child.once('exit', (code, signal) => {
+      if (!stopping) options.onUnexpectedExit?.(spec.name, code, signal);
+    });
+    await waitForHealth(spec, options, child);
+  };
   try {
-    for (const stage of STAGES) {
-      await Promise.all(
-        stage.map(async (spec) => {
-          const child = spawnService(spec, options, env);
-          children.set(spec.name, child);
-          child.once('exit', (code, signal) => {
-            if (!stopping) options.onUnexpectedExit?.(spec.name, code, signal);
-          });
-          await waitForHealth(spec, options, child);
-        }),
-      );
-    }
+    for (const stage of STAGES) await Promise.all(stage.map(start));
   } catch (error) {
     await stopAll();
     throw error;
@@ -175,6 +208,11 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
         child.kill(signal);
         await exited;
       }
+    },
+    restart: async (name) => {
+      const child = children.get(name);
+      if (child && child.exitCode === null && child.signalCode === null) throw new Error(`cannot restart ${name}: it is still running (kill it first)`);
+      await start(STAGES.flat().find((spec) => spec.name === name)!);
     },
   };
 }
@@ -204,7 +242,7 @@ function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<stri
 }
 
 async function waitForHealth(spec: ServiceSpec, options: StackOptions, child: ChildProcess): Promise<void> {
-  const url = `http://127.0.0.1:${options.ports[spec.port]}${spec.healthPath}`;
+  const url = `http://127.0.0.1:${typeof spec.port === 'number' ? spec.port : options.ports[spec.port]}${spec.healthPath}`;
   const timeoutMs = options.startTimeoutMs ?? 120_000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -251,13 +289,9 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   const host = env.HOST;
   const repository = path.join(ROOT, 'gpu-server', 'model_repository');
   await buildModels(repository);
-  const gpu = await startGpuServer({
-    repository,
-    host,
-    grpcPort: options.ports.gpuGrpc,
-    httpPort: options.ports.gpuHttp,
-    metricsPort: options.ports.gpuMetrics,
-  });
+  const gpus = await Promise.all(
+    gpuServers(options.ports, env).map((gpu) => startGpuServer({ repository, host, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics })),
+  );
   const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
   const { ports } = options;
   const subgraphs = await Promise.all([
@@ -271,10 +305,13 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
     kill: async (name) => {
       throw new Error(`cannot kill ${name}: the stack runs in one process (in-memory mode)`);
     },
+    restart: async (name) => {
+      throw new Error(`cannot restart ${name}: the stack runs in one process (in-memory mode)`);
+    },
     stop: async () => {
       await gateway.stop();
       await Promise.all(subgraphs.map((s) => s.stop()));
-      await gpu.stop();
+      await Promise.all(gpus.map((gpu) => gpu.stop()));
     },
   };
 }

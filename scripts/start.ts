@@ -18,6 +18,9 @@ function print(service: string, line: string): void {
   process.stdout.write(`${useColor ? `\x1b[${color}m${label}\x1b[0m` : label} ${line}\n`);
 }
 
+/** The rate-limit plans of `npm start` unless GATEWAY_RATE_LIMITS says otherwise (see the README). */
+const NPM_START_RATE_LIMITS = 'default:rpm=1200,tpm=300000; admin:rpm=unlimited,tpm=unlimited; anonymous:rpm=300,ip-rpm=1200';
+
 async function main(): Promise<void> {
   const ports = await stackPorts(envPort);
   let stack: Stack | undefined;
@@ -34,6 +37,8 @@ async function main(): Promise<void> {
 
   stack = await startStack({
     ports,
+    // Limits on by default for a stack people run: generous for one person, firm against a runaway client.
+    env: process.env.GATEWAY_RATE_LIMITS === undefined ? { GATEWAY_RATE_LIMITS: NPM_START_RATE_LIMITS } : {},
     redisUrl: envString('REDIS_URL'),
     dataDir: path.resolve(envString('SLUICE_DATA_DIR', path.join(__dirname, '..', '.data'))),
     onLine: print,

@@ -12,6 +12,7 @@ import type { GraphQLError } from 'graphql';
 import { ErrorCode } from '../../lib/errors';
 import { sendJson } from '../../lib/http-service';
 import type { GatewayContext } from '../context';
+import { refusalHeaders } from '../rate-limits/headers';
 import type { SubscriptionRequest, SubscriptionService } from './subscription-service';
 
 const BOUNDARY = 'graphql';
@@ -40,9 +41,10 @@ export async function serveMultipartSubscription(
   if (prepared.operation.operation !== 'subscription') return false;
 
   const connection = subscriptions.openConnection(context);
-  const events = subscriptions.start(connection, prepared, request, context);
+  const events = await subscriptions.start(connection, prepared, request, context);
   if (Array.isArray(events)) {
     await connection.close();
+    for (const [name, value] of Object.entries(refusalHeaders(events))) res.setHeader(name, value);
     sendJson(res, refusalStatus(events), { errors: events.map((e: GraphQLError) => e.toJSON()) });
     return true;
   }
@@ -77,6 +79,7 @@ export async function serveMultipartSubscription(
 function refusalStatus(errors: readonly GraphQLError[]): number {
   const codes = new Set(errors.map((e) => e.extensions.code));
   if (codes.has(ErrorCode.RateLimited)) return 429;
+  if (codes.has(ErrorCode.ServiceUnavailable)) return 503;
   if (codes.has(ErrorCode.Unauthenticated)) return 401;
   if (codes.has(ErrorCode.Forbidden)) return 403;
   return 400;

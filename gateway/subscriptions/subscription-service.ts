@@ -3,11 +3,11 @@
  * HTTP) share: parsing, validation and variable coercion against the API
  * schema, planning, the live-subscription limits, and execution.
  *
- * Limits: a connection may hold `perConnection` live subscriptions and a
- * signed-in user `perUser` across all their connections to this gateway
- * process (with N gateway processes a user can hold up to N × perUser; a
- * shared limit belongs to the Redis rate limiter). Past a limit the new
- * subscription is refused with RATE_LIMITED; the live ones continue.
+ * Limits: a connection may hold `perConnection` live subscriptions; a caller's
+ * live streams across every connection and every gateway process, and the
+ * request and token rates, are the rate limiter's (`gate`, in Redis:
+ * gateway/rate-limits). Past a limit the new subscription is refused with
+ * RATE_LIMITED; the live ones continue.
  */
 import type { ServiceMap } from '@apollo/gateway';
 import {
@@ -24,11 +24,16 @@ import type { Logger } from '../../lib/log';
 import { authorizeSubscription } from '../authorization/subscriptions';
 import type { AuthorizationPolicy } from '../authorization/policy';
 import type { GatewayContext } from '../context';
+import { gatewayMetrics } from '../metrics/gateway-metrics';
+import { requestLog } from '../metrics/request-log';
 import { interruptible } from '../../lib/interruptible';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
+import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control';
 import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
+import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
+import type { Safelist } from '../persisted-queries/safelist';
 
 const MAX_CACHED_DOCUMENTS = 1000;
 /** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
@@ -36,7 +41,6 @@ const MAX_CACHED_QUERY_CHARS = 8 * 1024;
 
 export interface SubscriptionLimits {
   perConnection: number;
-  perUser: number;
 }
 
 export interface SubscriptionRequest {
@@ -62,7 +66,6 @@ export interface PreparedOperation {
 }
 
 export class SubscriptionService {
-  private readonly perUser = new Map<string, number>();
   /** Parsed and validated documents by query text: clients send the same few operations again and again. */
   private readonly documents = new Map<string, DocumentNode>();
 
@@ -76,6 +79,12 @@ export class SubscriptionService {
       authorization?: AuthorizationPolicy;
       /** Size, depth, alias and root-field limits, as on HTTP; none when absent (tests of other concerns). */
       limits?: OperationLimits;
+      /** The supergraph's `@cost`/`@listSize` and the budget, as on HTTP; none when absent (tests of other concerns). */
+      demand?: { directives: CostDirectives; options: DemandControlOptions };
+      /** Safelist mode: only the manifest's documents run (gateway/persisted-queries). */
+      safelist?: Safelist;
+      /** Streams per caller and request/token rates, shared by every gateway process; none when absent (tests of other concerns). */
+      gate?: SubscriptionGate;
     },
     private readonly limits: SubscriptionLimits,
   ) {}
@@ -96,6 +105,8 @@ export class SubscriptionService {
     }
     const tooLarge = this.deps.limits && checkSource(request.query, this.deps.limits);
     if (tooLarge) return [tooLarge];
+    const listed = this.deps.safelist?.resolve(request);
+    if (listed instanceof GraphQLError) return [listed];
     const document = this.document(request.query);
     if (Array.isArray(document)) return document;
     const beyond = this.deps.limits ? checkShape(measureOperation(document, request.operationName), this.deps.limits) : [];
@@ -106,6 +117,9 @@ export class SubscriptionService {
     }
     const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
     if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
+    const demand = this.deps.demand;
+    const overBudget = demand && checkCost(estimateCost(this.schema, demand.directives, document, request.operationName, coerced.coerced, demand.options.defaultListSize), demand.options);
+    if (overBudget) return [overBudget];
     return { document, operation, variables: request.variables ?? {} };
   }
 
@@ -133,51 +147,54 @@ export class SubscriptionService {
    * generator ends when the upstream stream ends; returning from it
    * unsubscribes upstream and frees the limits.
    */
-  start(
+  async start(
     connection: SubscriptionConnection,
     prepared: PreparedOperation,
     request: SubscriptionRequest,
     context: GatewayContext,
-  ): AsyncGenerator<UpstreamEvent> | GraphQLError[] {
-    const user = context.identity.claims.sub;
+  ): Promise<AsyncGenerator<UpstreamEvent> | GraphQLError[]> {
     const authorized = this.deps.authorization && authorizeSubscription(this.deps.authorization, this.schema, prepared.document, request.operationName, context.identity.claims);
     if (authorized?.refused) return authorized.refused;
     if (connection.live >= this.limits.perConnection) {
       return [coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, { limit: this.limits.perConnection, scope: 'connection' })];
     }
-    if (user && (this.perUser.get(user) ?? 0) >= this.limits.perUser) {
-      return [coded(ErrorCode.RateLimited, `too many live subscriptions for this user: the limit is ${this.limits.perUser} per gateway; end one before starting another`, undefined, { limit: this.limits.perUser, scope: 'user' })];
-    }
     let plan;
     try {
       plan = this.deps.planner.plan(authorized?.document ?? prepared.document, request.operationName);
     } catch (error) {
-      this.deps.log.error('subscription planning failed', { error });
+      requestLog(this.deps.log, context).error('subscription planning failed', { error });
       return [coded(ErrorCode.InternalServerError, `the subscription could not be planned: ${(error as Error).message}`)];
     }
+    // Counted before waiting for the gate, so concurrent starts on one connection cannot pass its limit together.
     connection.live++;
-    if (user) this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
+    const admitted = this.deps.gate && (await this.deps.gate.admit(context, prepared.document, request.operationName, prepared.variables));
+    if (admitted && isStreamRefusal(admitted)) {
+      connection.live--;
+      return admitted.refused;
+    }
+    gatewayMetrics.subscriptionStarted();
     const release = () => {
       connection.live--;
-      if (!user) return;
-      const left = (this.perUser.get(user) ?? 1) - 1;
-      if (left > 0) this.perUser.set(user, left);
-      else this.perUser.delete(user);
+      gatewayMetrics.subscriptionEnded();
+      admitted?.end();
     };
     const deps = { ...this.deps, upstream: connection.upstream };
-    const log = this.deps.log;
+    const log = requestLog(this.deps.log, context);
     const authorizedEvents = authorized?.events ?? (<T>(events: AsyncGenerator<T>) => events);
     const unsubscribe = new AbortController();
     const events = authorizedEvents((async function* () {
       try {
-        yield* executeFederatedSubscription(deps, {
+        for await (const event of executeFederatedSubscription(deps, {
           plan,
           query: request.query,
           variables: prepared.variables,
           operationName: request.operationName ?? undefined,
           context,
           signal: unsubscribe.signal,
-        });
+        })) {
+          admitted?.observe(event);
+          yield event;
+        }
       } catch (error) {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
         yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };

@@ -81,14 +81,14 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
         clearInterval(connection.recheck);
         void connection.subscriptions.close();
       },
-      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+      onSubscribe: async (ctx, _id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
         const connection = connections.get(ctx.extra)!;
         const prepared = options.subscriptions.prepare(payload);
         if (Array.isArray(prepared)) return prepared;
         const { document, operation, variables } = prepared as Exclude<typeof prepared, GraphQLError[]>;
         let contextValue: Prepared;
         if (operation.operation === 'subscription') {
-          const events = options.subscriptions.start(connection.subscriptions, prepared, payload, connection.context);
+          const events = await options.subscriptions.start(connection.subscriptions, prepared, payload, connection.context);
           if (Array.isArray(events)) return events;
           contextValue = { events: events as AsyncGenerator<UpstreamEvent> };
         } else {

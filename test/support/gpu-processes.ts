@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PROJECT_REPOSITORY } from '../../gpu-server/repository/temp-repository';
 import { freePort } from '../../scripts/free-port';
-import { TritonClient } from '../../subgraphs/inference/triton-client';
+import { GrpcStatus, isGrpcError, TritonClient } from '../../subgraphs/inference/triton-client';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -70,11 +70,14 @@ export function stopGpuProcess(gpu: GpuProcess, signal: NodeJS.Signals = 'SIGTER
   return exited;
 }
 
-/** Successful inferences (samples) of `model` on a server so far, from its ModelStatistics. */
+/** Successful inferences (samples) of `model` on a server so far, from its ModelStatistics; 0 where the server does not serve it. */
 export async function inferenceCount(address: string, model: string): Promise<number> {
   const client = new TritonClient(address, 5_000);
   try {
     return (await client.modelStatistics(model)).model_stats.reduce((n, s) => n + Number(s.inference_count), 0);
+  } catch (error) {
+    if (isGrpcError(error) && error.code === GrpcStatus.NOT_FOUND) return 0;
+    throw error;
   } finally {
     client.close();
   }

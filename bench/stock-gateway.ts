@@ -1,0 +1,84 @@
+/**
+ * The baseline of bench/gateway-throughput.ts: stock `@apollo/gateway` +
+ * `@apollo/server` with their defaults (`startStandaloneServer`, one process),
+ * composing the same supergraph as Sluice's gateway from supergraph.yaml (the
+ * stack's SLUICE_SUBGRAPH_<NAME>_URL routing URLs). Our subgraphs refuse a
+ * fetch without a signed identity, so every fetch carries one header signed
+ * once at start-up for the benchmark's user (STOCK_GATEWAY_SUB,
+ * STOCK_GATEWAY_SCOPES) with the stack's SLUICE_IDENTITY_PRIVATE_KEY and a
+ * long TTL: the stock gateway does no authentication of its own, which only
+ * flatters it.
+ *
+ * Run as a script it serves on STOCK_GATEWAY_PORT; imported, it spawns itself
+ * in a child process (`startStockGateway`), so that it never shares an event
+ * loop with the load generator.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { ApolloGateway, RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
+import { freePort } from '../scripts/free-port';
+import { IDENTITY_HEADER, identitySignerFromEnv } from '../lib/identity';
+import { supergraphForGateway } from '../gateway/authorization/gateway-supergraph';
+import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
+
+const ROOT = path.resolve(__dirname, '..');
+/** Long enough for any benchmark run: the header is signed once. */
+const IDENTITY_TTL_SECONDS = 6 * 3600;
+
+export interface StockGateway {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Spawns the stock gateway on a free port with the stack's environment, serving fetches as user `sub` with `scopes`. */
+export async function startStockGateway(stackEnv: Record<string, string>, sub: string, scopes: readonly string[]): Promise<StockGateway> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', __filename], {
+    cwd: ROOT,
+    env: { ...process.env, ...stackEnv, STOCK_GATEWAY_PORT: String(port), STOCK_GATEWAY_SUB: sub, STOCK_GATEWAY_SCOPES: scopes.join(',') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}/graphql`;
+  const ready = () =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then((r) => r.ok, () => false);
+  for (let i = 0; !(await ready()); i++) {
+    if (i > 600 || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`the stock gateway did not answer { __typename } on port ${port} within 60 s (exit ${child.exitCode ?? 'none'})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function serve(): Promise<void> {
+  const sub = process.env.STOCK_GATEWAY_SUB;
+  if (!sub) throw new Error('STOCK_GATEWAY_SUB is required: the user id every subgraph fetch is signed for');
+  const scopes = (process.env.STOCK_GATEWAY_SCOPES ?? '').split(',').filter(Boolean);
+  const identity = identitySignerFromEnv(IDENTITY_TTL_SECONDS).sign({ sub, scopes });
+  class SignedFetches extends RemoteGraphQLDataSource {
+    override willSendRequest({ request }: GraphQLDataSourceProcessOptions): void {
+      request.http?.headers.set(IDENTITY_HEADER, identity);
+    }
+  }
+  const supergraphSdl = supergraphForGateway(composeSupergraph(readSupergraphConfig(path.join(ROOT, 'supergraph.yaml'))));
+  const server = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl, buildService: ({ url }) => new SignedFetches({ url }) }) });
+  await startStandaloneServer(server, { listen: { host: '127.0.0.1', port: Number(process.env.STOCK_GATEWAY_PORT ?? 0) } });
+  process.once('SIGTERM', () => void server.stop().then(() => process.exit(0)));
+}
+
+if (require.main === module) {
+  serve().catch((error: unknown) => {
+    process.stderr.write(`stock gateway: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * Deduplication of subgraph fetches: identical query fetches in flight at the
+ * same time go out once and every caller gets its own copy of the one
+ * response (as Apollo Router's traffic shaping does). Identical means the same
+ * URL, body (query text, variables, operation name), caller claims and
+ * request headers. The signed identity header differs by its signing time
+ * even for one caller, so it is compared by the claims inside it; the request
+ * id and trace context only label a request and never change its answer, so
+ * the shared fetch carries the first caller's.
+ */
+import type { FetcherRequestInit, FetcherResponse } from '@apollo/utils.fetcher';
+import { IDENTITY_HEADER } from '../../lib/identity';
+import { dedupCounters } from './counters';
+import { InFlight } from './in-flight';
+
+/** Headers that label a request without changing its answer. */
+const LABEL_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate', 'content-length']);
+
+/** A response read to its end, so that it can be handed out more than once. */
+export interface BufferedResponse {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: ArrayBuffer;
+}
+
+export async function bufferResponse(response: FetcherResponse): Promise<BufferedResponse> {
+  return { status: response.status, statusText: response.statusText, headers: [...response.headers], body: await response.arrayBuffer() };
+}
+
+/** A fresh Response over a buffered one: each caller reads its own body. */
+export function responseOf(buffered: BufferedResponse): FetcherResponse {
+  return new Response(buffered.body.byteLength === 0 ? null : buffered.body, { status: buffered.status, statusText: buffered.statusText, headers: buffered.headers });
+}
+
+/**
+ * The claims of a signed identity header without its issue and expiry times,
+ * in a stable form. The header was signed by this gateway moments ago, so it
+ * is decoded, not verified.
+ */
+export function callerClaims(identityHeader: string | undefined): string {
+  if (!identityHeader) return '';
+  const encoded = identityHeader.split('.')[1] ?? '';
+  const { iat: _iat, exp: _exp, ...claims } = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8')) as Record<string, unknown>;
+  return JSON.stringify(claims, Object.keys(claims).sort());
+}
+
+/** What makes two fetches identical (see the module comment). */
+export function fetchKey(url: string, init: FetcherRequestInit): string {
+  const headers = Object.entries(init.headers ?? {})
+    .map(([name, value]): [string, string] => [name.toLowerCase(), value])
+    .filter(([name]) => name !== IDENTITY_HEADER && !LABEL_HEADERS.has(name))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const identity = Object.entries(init.headers ?? {}).find(([name]) => name.toLowerCase() === IDENTITY_HEADER)?.[1];
+  const body = typeof init.body === 'string' ? init.body : (init.body?.toString('utf8') ?? '');
+  return JSON.stringify([init.method ?? 'GET', url, callerClaims(identity), headers, body]);
+}
+
+export class FetchDedup {
+  private readonly inFlight = new InFlight<BufferedResponse>();
+
+  /** Sends through `send` unless an identical fetch is in flight, and gives this caller its own copy of the response. */
+  async fetch(url: string, init: FetcherRequestInit, send: () => Promise<FetcherResponse>): Promise<FetcherResponse> {
+    const { promise, shared } = this.inFlight.run(fetchKey(url, init), async () => bufferResponse(await send()));
+    if (shared) dedupCounters.deduplicatedFetches += 1;
+    return responseOf(await promise);
+  }
+}

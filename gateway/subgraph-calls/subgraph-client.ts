@@ -1,0 +1,182 @@
+/**
+ * How the gateway talks to one subgraph: a pool of keep-alive connections
+ * (undici), a deadline per attempt, bounded retries with backoff for queries
+ * only, a circuit breaker, and — when enabled — deduplication of identical
+ * query fetches in flight. Its `fetch` is what the subgraph's data source
+ * uses as its `fetcher`, so everything Apollo does around a fetch (headers,
+ * parsing, cache hints) stays as it is.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Fetcher, FetcherRequestInit, FetcherResponse } from '@apollo/utils.fetcher';
+import { Pool } from 'undici';
+import type { FetchDedup } from '../dedup/fetch-dedup';
+import { SubgraphCallError } from './call-error';
+import { CircuitBreaker } from './circuit-breaker';
+import { isQueryFetch } from './fetch-kind';
+import type { SubgraphCallSettings } from './settings';
+
+/** Statuses a proxy or a restarting service answers with: worth another try for a query. */
+const RETRYABLE_STATUS = new Set([502, 503, 504]);
+/** Statuses whose response has no body, which `Response` refuses one for. */
+const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+
+class AttemptTimedOut extends Error {}
+
+export interface SubgraphClientOptions {
+  dedup?: FetchDedup;
+  /** Waits between attempts; tests pass one that does not wait. */
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+export class SubgraphClient {
+  private readonly breaker: CircuitBreaker;
+  private readonly pool: Pool;
+  private readonly origin: string;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    readonly service: string,
+    url: string,
+    private readonly settings: SubgraphCallSettings,
+    private readonly options: SubgraphClientOptions = {},
+  ) {
+    this.origin = new URL(url).origin;
+    this.pool = new Pool(this.origin, { connections: settings.connections, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
+    this.breaker = new CircuitBreaker({ failureThreshold: settings.breakerFailures, openMs: settings.breakerOpenMs }, options.now);
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+  }
+
+  readonly fetch: Fetcher = async (url, init = {}) => {
+    const query = isQueryFetch(init.body);
+    if (query && this.options.dedup) return this.options.dedup.fetch(url, init, () => this.call(url, init, true));
+    return this.call(url, init, query);
+  };
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** One call with its retries: only a query is retried, and only after a connection error or a 502/503/504. */
+  private async call(url: string, init: FetcherRequestInit, query: boolean): Promise<FetcherResponse> {
+    const attempts = query ? 1 + this.settings.retries : 1;
+    let failure: SubgraphCallError | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const permit = this.breaker.tryAcquire();
+      if (!permit) {
+        // The breaker opened during the retries: the failure that opened it says more than "circuit open".
+        throw failure ?? this.circuitOpen(attempt - 1);
+      }
+      let response: FetcherResponse;
+      try {
+        response = await this.attempt(url, init);
+      } catch (error) {
+        this.breaker.record(permit, false);
+        failure = this.failed(url, error, attempt);
+        if (failure.reason === 'CONNECTION_FAILED' && attempt < attempts) {
+          await this.sleep(this.backoffMs(attempt));
+          continue;
+        }
+        throw failure;
+      }
+      this.breaker.record(permit, response.status < 500);
+      if (!RETRYABLE_STATUS.has(response.status)) return response;
+      failure = new SubgraphCallError(
+        this.service,
+        'BAD_GATEWAY',
+        `subgraph "${this.service}" is unavailable: ${url} answered ${response.status} ${response.statusText} (${attemptsText(attempt)})`,
+        attempt,
+      );
+      if (attempt >= attempts) throw failure;
+      await this.sleep(this.backoffMs(attempt));
+    }
+  }
+
+  /** One request on the pool, read to its end within the deadline. */
+  private async attempt(url: string, init: FetcherRequestInit): Promise<FetcherResponse> {
+    const target = new URL(url);
+    if (target.origin !== this.origin) throw new Error(`subgraph "${this.service}" client serves ${this.origin}, not ${target.origin}`);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), this.settings.timeoutMs);
+    try {
+      const { statusCode, headers, body } = await this.pool.request({
+        path: target.pathname + target.search,
+        method: (init.method ?? 'GET') as 'POST',
+        headers: init.headers,
+        body: init.body,
+        signal: controller.signal,
+      });
+      const bytes = await body.arrayBuffer();
+      const responseHeaders = new Headers();
+      for (const [name, value] of Object.entries(headers)) {
+        for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) responseHeaders.append(name, one);
+      }
+      const response = new Response(NULL_BODY_STATUS.has(statusCode) ? null : bytes, {
+        status: statusCode,
+        statusText: STATUS_CODES[statusCode] ?? '',
+        headers: responseHeaders,
+      });
+      // Apollo names the URL in the error of a failed response; a constructed Response has none of its own.
+      Object.defineProperty(response, 'url', { value: url });
+      return response;
+    } catch (error) {
+      throw controller.signal.aborted && controller.signal.reason instanceof AttemptTimedOut ? controller.signal.reason : error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private failed(url: string, error: unknown, attempt: number): SubgraphCallError {
+    if (error instanceof AttemptTimedOut) {
+      return new SubgraphCallError(this.service, 'TIMEOUT', `subgraph "${this.service}" did not answer ${url} within ${this.settings.timeoutMs} ms (GATEWAY_SUBGRAPH_TIMEOUT_MS)`, attempt);
+    }
+    const cause = error as { code?: string; message?: string };
+    const why = cause.code ? `${cause.code}: ${cause.message}` : String(cause.message ?? error);
+    return new SubgraphCallError(this.service, 'CONNECTION_FAILED', `subgraph "${this.service}" is unavailable: the connection to ${url} failed (${why}; ${attemptsText(attempt)})`, attempt);
+  }
+
+  private circuitOpen(attempts: number): SubgraphCallError {
+    const retryAfterMs = this.breaker.retryAfterMs();
+    return new SubgraphCallError(
+      this.service,
+      'CIRCUIT_OPEN',
+      `subgraph "${this.service}" is unavailable: its circuit breaker is open after ${this.settings.breakerFailures} failures in a row; the next try goes in ${retryAfterMs} ms`,
+      attempts,
+      retryAfterMs,
+    );
+  }
+
+  /** Doubles from `retryBackoffMs`, each pause drawn from its upper half so that callers do not retry in step. */
+  private backoffMs(attempt: number): number {
+    const ceiling = this.settings.retryBackoffMs * 2 ** (attempt - 1);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+}
+
+function attemptsText(attempts: number): string {
+  return attempts === 1 ? '1 attempt' : `${attempts} attempts`;
+}
+
+/** One client per subgraph, shared by every data source of that subgraph (operations and subscription events alike). */
+export class SubgraphClients {
+  private readonly clients = new Map<string, SubgraphClient>();
+
+  constructor(
+    private readonly settingsFor: (service: string) => SubgraphCallSettings,
+    private readonly options: SubgraphClientOptions = {},
+  ) {}
+
+  for(service: string, url: string): SubgraphClient {
+    const key = `${service} ${url}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = new SubgraphClient(service, url, this.settingsFor(service), this.options);
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((client) => client.close()));
+  }
+}
