@@ -10,7 +10,7 @@ import type { DocumentNode, GraphQLError } from 'graphql';
 import type { GatewayContext } from '../context';
 import type { RateLimiter } from './limiter';
 import { completionFields, maxTokensOf } from './operation-tokens';
-import { streamUsage } from './usage-metering';
+import { takeStreamUsage } from './usage-metering';
 
 export interface AdmittedStream {
   /** Sees each event, for the real usage. */
@@ -40,7 +40,7 @@ export class SubscriptionGate {
     return {
       observe: (event) => {
         for (const key of keys) {
-          const total = streamUsage(event, key);
+          const total = takeStreamUsage(event, key);
           if (total !== undefined) real = (real ?? 0) + total;
         }
       },

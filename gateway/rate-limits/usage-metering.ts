@@ -10,8 +10,9 @@
  * ran; one that failed, or was never fetched (refused, filtered), counts 0;
  * one whose usage could not be read keeps its `maxTokens`.
  *
- * Subscriptions (`completionStream`) are not fetched this way (they run over
- * graphql-ws, `gateway/subscriptions/`): see `streamUsage`.
+ * Subscriptions (`completionStream`) run over graphql-ws
+ * (`gateway/subscriptions/`): they are planned with the same field added, see
+ * `withStreamUsage`.
  */
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { Kind, parse, print, type DocumentNode, type FieldNode, type OperationDefinitionNode } from 'graphql';
@@ -103,14 +104,31 @@ const USAGE_FIELD: FieldNode = {
 };
 
 /**
- * The real tokens of a completion stream, from its events: the last chunk
- * carries `usage`, but only when the client selected `usage { totalTokens }`
- * — a subscription's upstream query is not rewritten. Without it the charge
- * keeps the stream's `maxTokens` (an upper bound of what it generates, the
- * prompt aside).
+ * The document a metered subscription is planned with: every root
+ * `completionStream` also selects `sluiceRateLimitUsage: usage { totalTokens }`,
+ * so the stream's last event carries its real usage whether or not the client
+ * asked for it (`takeStreamUsage` reads it and removes it before the client
+ * sees the event).
  */
-export function streamUsage(event: { data?: Record<string, unknown> | null }, responseKey: string): number | undefined {
-  const chunk = event.data?.[responseKey] as { usage?: { totalTokens?: unknown } | null } | null | undefined;
-  const total = chunk?.usage?.totalTokens;
-  return typeof total === 'number' ? total : undefined;
+export function withStreamUsage(document: DocumentNode): DocumentNode {
+  let changed = false;
+  const definitions = document.definitions.map((definition) => {
+    if (definition.kind !== Kind.OPERATION_DEFINITION || definition.operation !== 'subscription') return definition;
+    const selections = definition.selectionSet.selections.map((s) => {
+      if (s.kind !== Kind.FIELD || s.name.value !== 'completionStream' || !s.selectionSet) return s;
+      changed = true;
+      return { ...s, selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, USAGE_FIELD] } };
+    });
+    return { ...definition, selectionSet: { ...definition.selectionSet, selections } };
+  });
+  return changed ? { ...document, definitions } : document;
+}
+
+/** The real tokens an event of a stream carries (its last one does), removing the field the gateway added. */
+export function takeStreamUsage(event: { data?: Record<string, unknown> | null }, responseKey: string): number | undefined {
+  const chunk = event.data?.[responseKey] as Record<string, unknown> | null | undefined;
+  if (!chunk || !(USAGE_ALIAS in chunk)) return undefined;
+  const usage = chunk[USAGE_ALIAS] as { totalTokens?: unknown } | null;
+  delete chunk[USAGE_ALIAS];
+  return typeof usage?.totalTokens === 'number' ? usage.totalTokens : undefined;
 }

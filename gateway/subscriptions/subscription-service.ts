@@ -33,6 +33,7 @@ import { UpstreamConnections, type UpstreamEvent } from './upstream';
 import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control';
 import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
 import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
+import { withStreamUsage } from '../rate-limits/usage-metering';
 import type { Safelist } from '../persisted-queries/safelist';
 
 const MAX_CACHED_DOCUMENTS = 1000;
@@ -160,7 +161,9 @@ export class SubscriptionService {
     }
     let plan;
     try {
-      plan = this.deps.planner.plan(authorized?.document ?? prepared.document, request.operationName);
+      // With rate limits on, the stream's real usage is fetched too, to correct its token charge.
+      const document = authorized?.document ?? prepared.document;
+      plan = this.deps.planner.plan(this.deps.gate ? withStreamUsage(document) : document, request.operationName);
     } catch (error) {
       requestLog(this.deps.log, context).error('subscription planning failed', { error });
       return [coded(ErrorCode.InternalServerError, `the subscription could not be planned: ${(error as Error).message}`)];

@@ -23,6 +23,8 @@ import { UsageMeter } from '../rate-limits/usage-metering';
 import { SubscriptionPlanner } from '../subscriptions/planner';
 import { SubscriptionService, type PreparedOperation } from '../subscriptions/subscription-service';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
+import { parse, print } from 'graphql';
+import { withStreamUsage } from '../rate-limits/usage-metering';
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 const planner = new SubscriptionPlanner(supergraphForGateway(composeSupergraph(readSupergraphConfig('supergraph.yaml'))));
@@ -89,7 +91,12 @@ it('counts a subscription start as a request, with its maxTokens, and gives back
   expect(refusal(await start(subscriptions, subscriptions.openConnection(ada), ada, 1))).toMatchObject({ kind: 'rpm', limit: 1 });
 });
 
-it("corrects a stream's token charge with the usage of its last chunk, and keeps maxTokens without it", async () => {
+it('plans a stream with its usage selected under an alias of its own, whatever the client selected', () => {
+  const planned = print(withStreamUsage(parse('subscription($i: CompletionInput!) { completionStream(input: $i) { delta } }')));
+  expect(planned).toContain('sluiceRateLimitUsage: usage {\n      totalTokens\n    }');
+});
+
+it("corrects a stream's token charge with the usage of its last chunk, removing the gateway's field, and keeps maxTokens without it", async () => {
   const rateLimiter = limiter('default:tpm=1000,streams=10');
   const gate = new SubscriptionGate(rateLimiter);
   const subscriptions = service(rateLimiter);
@@ -97,8 +104,10 @@ it("corrects a stream's token charge with the usage of its last chunk, and keeps
   const ada = context(`ada-${randomUUID()}`);
   const withUsage = await gate.admit(ada, document, undefined, { i: { maxTokens: 600 } });
   if (isStreamRefusal(withUsage)) throw new Error('expected admission');
-  withUsage.observe({ data: { completionStream: { delta: 'a', usage: null } } });
-  withUsage.observe({ data: { completionStream: { delta: '', usage: { totalTokens: 40 } } } });
+  withUsage.observe({ data: { completionStream: { delta: 'a', sluiceRateLimitUsage: null } } });
+  const last = { data: { completionStream: { delta: '', sluiceRateLimitUsage: { totalTokens: 40 } } as Record<string, unknown> } };
+  withUsage.observe(last);
+  expect(last.data.completionStream).toEqual({ delta: '' });
   withUsage.end();
   const without = await gate.admit(ada, document, undefined, { i: { maxTokens: 300 } });
   if (isStreamRefusal(without)) throw new Error('expected admission');
