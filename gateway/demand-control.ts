@@ -35,6 +35,7 @@ import {
 } from 'graphql';
 import { envInt } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
+import { variablesWithDefaults } from './operation-variables';
 
 const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
 const MUTATION_COST = 10;
@@ -183,7 +184,8 @@ export function demandControlPlugin(directives: CostDirectives, options: DemandC
     async requestDidStart() {
       return {
         async didResolveOperation({ schema, document, operationName, request }) {
-          const error = checkCost(estimateCost(schema, directives, document, operationName, request.variables ?? {}, options.defaultListSize), options);
+          const variables = variablesWithDefaults(document, operationName, request.variables);
+          const error = checkCost(estimateCost(schema, directives, document, operationName, variables, options.defaultListSize), options);
           if (error) throw error;
         },
       };

@@ -13,6 +13,7 @@ import {
   GraphQLError,
   Kind,
   Lexer,
+  parse,
   Source,
   TokenKind,
   type DocumentNode,
@@ -26,6 +27,8 @@ import { sendJson } from '../lib/http-service';
 export interface OperationLimits {
   maxDocumentBytes: number;
   maxTokens: number;
+  /** Fields selected once fragments are expanded: bounds every later walk over the operation. */
+  maxExpandedFields: number;
   maxDepth: number;
   maxAliases: number;
   maxRootFields: number;
@@ -43,13 +46,14 @@ export function operationLimitsFromEnv(): OperationLimits {
   return {
     maxDocumentBytes: envInt('GATEWAY_MAX_DOCUMENT_BYTES', 64 * 1024, { min: 256 }),
     maxTokens: envInt('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
+    maxExpandedFields: envInt('GATEWAY_MAX_EXPANDED_FIELDS', 5_000, { min: 10 }),
     maxDepth: envInt('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
     maxAliases: envInt('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
     maxRootFields: envInt('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
   };
 }
 
-type LimitName = 'documentBytes' | 'tokens' | 'depth' | 'aliases' | 'rootFields';
+type LimitName = 'documentBytes' | 'tokens' | 'expandedFields' | 'depth' | 'aliases' | 'rootFields';
 
 function limitError(limit: LimitName, what: string, max: number, got: number): GraphQLError {
   return new GraphQLError(`the operation ${what}: expected at most ${max}, got ${got}`, {
@@ -71,6 +75,52 @@ export function checkSource(query: string, limits: OperationLimits): GraphQLErro
     // A lexical error is the parser's to report, with its position.
   }
   return undefined;
+}
+
+/**
+ * How many fields the document selects once every fragment is expanded where
+ * it is spread, counted in linear time (each fragment's count is worked out
+ * once): fragments spreading others twice over can make a document of a few
+ * hundred bytes expand to billions of fields, and every later walk over the
+ * operation (limits, cost, authorization, planning) would pay for that.
+ * Every operation of the document counts, so a cycle left for validation to
+ * report counts as nothing.
+ */
+export function expandedFieldCount(document: DocumentNode): number {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  const known = new Map<string, number>();
+  const counting = new Set<string>();
+  const fragmentCount = (name: string): number => {
+    const cached = known.get(name);
+    if (cached !== undefined) return cached;
+    const fragment = fragments.get(name);
+    if (!fragment || counting.has(name)) return 0;
+    counting.add(name);
+    const count = setCount(fragment.selectionSet);
+    counting.delete(name);
+    known.set(name, count);
+    return count;
+  };
+  const setCount = (set: SelectionSetNode): number => {
+    let count = 0;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) count += 1 + (selection.selectionSet ? setCount(selection.selectionSet) : 0);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) count += setCount(selection.selectionSet);
+      else count += fragmentCount(selection.name.value);
+    }
+    return count;
+  };
+  let total = 0;
+  for (const definition of document.definitions) if (definition.kind === Kind.OPERATION_DEFINITION) total += setCount(definition.selectionSet);
+  return total;
+}
+
+/** OPERATION_LIMIT when the document expands to more fields than allowed. */
+export function checkExpansion(document: DocumentNode, limits: OperationLimits): GraphQLError | undefined {
+  const fields = expandedFieldCount(document);
+  if (fields <= limits.maxExpandedFields) return undefined;
+  return limitError('expandedFields', 'selects too many fields once its fragments are expanded', limits.maxExpandedFields, fields);
 }
 
 /** Depth, aliases and root fields of the named (or only) operation, with fragments expanded where they are spread. */
@@ -143,12 +193,28 @@ export function operationLimitsPlugin(limits: OperationLimits): ApolloServerPlug
   };
 }
 
-/** Answers 400 with OPERATION_LIMIT, and returns true, when an HTTP request's document is beyond the source limits (POST body or GET `?query=`). */
+/**
+ * Answers 400 with OPERATION_LIMIT, and returns true, when an HTTP request's
+ * document (POST body or GET `?query=`) is beyond the source limits or expands
+ * to too many fields — checked before Apollo Server runs its plugins, which
+ * all start on the operation at once.
+ */
 export function refuseOversizedSource(req: IncomingMessage, res: ServerResponse, body: unknown, limits: OperationLimits): boolean {
   const fromBody = (body as { query?: unknown } | null)?.query;
   const query = typeof fromBody === 'string' ? fromBody : new URL(req.url ?? '/', 'http://localhost').searchParams.get('query');
-  const error = typeof query === 'string' ? checkSource(query, limits) : undefined;
+  const error = typeof query === 'string' ? (checkSource(query, limits) ?? checkParsedExpansion(query, limits)) : undefined;
   if (!error) return false;
   sendJson(res, 400, { errors: [error.toJSON()] });
   return true;
+}
+
+/** The expansion check on a document's text, before Apollo Server parses it; a syntax error is Apollo's to report. */
+function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLError | undefined {
+  let document: DocumentNode;
+  try {
+    document = parse(query, { noLocation: true });
+  } catch {
+    return undefined;
+  }
+  return checkExpansion(document, limits);
 }

@@ -75,7 +75,8 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   // Only behind a proxy that is the gateway's sole entrance: see clientIp.
   const trustProxy = envBool('GATEWAY_TRUST_PROXY', false);
   // Requests, completion tokens and live streams per caller, shared by every gateway process through Redis (gateway/rate-limits).
-  const rateLimiter = new RateLimiter(redis, rateLimitsFromEnv(), log, { onRefusal: (scope, kind) => gatewayMetrics.recordRateLimitRefusal(scope, kind) });
+  const rateLimits = rateLimitsFromEnv();
+  const rateLimiter = new RateLimiter(redis, rateLimits, log, { onRefusal: (scope, kind) => gatewayMetrics.recordRateLimitRefusal(scope, kind) });
   const usageMeter = new UsageMeter();
 
   // Keep-alive pools, timeouts, retries and circuit breakers, one set per subgraph (gateway/subgraph-calls).
@@ -98,8 +99,6 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
   const safelist = safelistFromEnv();
   const responseCache = responseCacheFromEnv();
   const plugins: ApolloServerPlugin<GatewayContext>[] = [
-    // First, so that its clock starts before the other plugins' work.
-    operationMetricsPlugin(gatewayMetrics, log),
     operationLimitsPlugin(limits),
     demandControlPlugin(demand.directives, demand.options),
     authorizationPlugin(authorization),
@@ -107,6 +106,9 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
     // After authorization: entries are keyed by the document the caller may run.
     ...(responseCache ? [responseCachePlugin(new ResponseCacheStore(redis, (operation, error) => log.warn('response cache unavailable', { operation, error: error.message })), responseCache)] : []),
     sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled(),
+    // Last: willSendResponse hooks run in order, and the outcome recorded must include the errors the others add.
+    // (Every requestDidStart runs when the request starts, so its clock still starts first.)
+    operationMetricsPlugin(gatewayMetrics, log),
   ];
   const apollo = new ApolloServer<GatewayContext>({
     // Identical queries in flight run once (gateway/dedup), after every per-request plugin has run for each caller.
@@ -176,7 +178,9 @@ export async function startGateway(config: ServiceConfig, options: GatewayOption
       if (path === '/metrics' && serveMetrics) return serveMetrics(req, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
     },
-    checks: { redis: () => redisIsReady(redis) },
+    // Everything else that uses Redis keeps serving without it (caches miss, limits fall back to each process):
+    // only a gateway that refuses without Redis is not ready without it.
+    checks: rateLimits.onRedisError === 'closed' ? { redis: () => redisIsReady(redis) } : {},
     onDrain: (timeoutMs) => websocket.drain(timeoutMs),
     onStop: async () => {
       await apollo.stop();

@@ -35,10 +35,15 @@ export function connectRedis(url: string, log: Logger): Redis {
 }
 
 /** True once the connection answers PING; used by readiness checks. */
-export async function redisIsReady(client: Redis): Promise<boolean> {
+export async function redisIsReady(client: Redis, timeoutMs = 1_000): Promise<boolean> {
+  // A PING waits in the offline queue while Redis is away: a readiness probe must answer "no" in time, not hang.
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
   try {
-    return (await client.ping()) === 'PONG';
+    return await Promise.race([client.ping().then((reply) => reply === 'PONG'), timedOut]);
   } catch {
     return false;
+  } finally {
+    clearTimeout(timer);
   }
 }

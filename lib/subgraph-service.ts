@@ -138,12 +138,23 @@ function serveSubscriptions<TContext extends SubgraphContext>(
   options: SubgraphServiceOptions<TContext>,
 ): GraphQLWsEndpoint {
   const log = options.config.log;
-  const callers = new WeakMap<object, { identity: Identity; identityHeader: string }>();
+  type Caller = { identity: Identity; identityHeader: string };
+  const callers = new WeakMap<object, Caller>();
   // A connection can outlive its identity's signature; the gateway signs each
   // subscription afresh (payload.extensions), which is what a service calling a
-  // sibling from this subscription must forward. Kept only from onSubscribe to
-  // context, which graphql-ws runs back to back for one operation id.
-  const subscriptionCallers = new WeakMap<object, Map<string, { identity: Identity; identityHeader: string }>>();
+  // sibling from this subscription must forward. It must name the connection's caller.
+  const freshCaller = (connection: Caller, extensions: Record<string, unknown> | null | undefined): Caller | IdentityError => {
+    const header = extensions?.[IDENTITY_HEADER];
+    if (header === undefined) return connection;
+    try {
+      const identity = options.verifier.verify(typeof header === 'string' ? header : undefined);
+      if (identity.sub !== connection.identity.sub) return new IdentityError(`the subscription's ${IDENTITY_HEADER} names another caller than the connection's`);
+      return { identity, identityHeader: header as string };
+    } catch (error) {
+      if (error instanceof IdentityError) return error;
+      throw error;
+    }
+  };
   return serveGraphQLWs({
     http,
     path: '/graphql',
@@ -164,25 +175,15 @@ function serveSubscriptions<TContext extends SubgraphContext>(
           return false;
         }
       },
-      onSubscribe: (ctx, id, payload) => {
-        const caller = callers.get(ctx.extra)!;
-        const fresh = payload.extensions?.[IDENTITY_HEADER];
-        if (fresh === undefined) return;
-        try {
-          const identity = options.verifier.verify(typeof fresh === 'string' ? fresh : undefined);
-          if (identity.sub !== caller.identity.sub) throw new IdentityError(`the subscription's ${IDENTITY_HEADER} names another caller than the connection's`);
-          const perConnection = subscriptionCallers.get(ctx.extra) ?? new Map();
-          subscriptionCallers.set(ctx.extra, perConnection.set(id, { identity, identityHeader: fresh as string }));
-        } catch (error) {
-          if (!(error instanceof IdentityError)) throw error;
-          return [new GraphQLError(error.message, { extensions: { code: ErrorCode.Unauthenticated } })];
-        }
+      // Checked in onSubscribe (so a bad one is the operation's error), taken again in context: nothing is kept between the two.
+      onSubscribe: (ctx, _id, payload) => {
+        const refused = freshCaller(callers.get(ctx.extra)!, payload.extensions);
+        return refused instanceof IdentityError ? [new GraphQLError(refused.message, { extensions: { code: ErrorCode.Unauthenticated } })] : undefined;
       },
-      context: (ctx, id) => {
-        const perConnection = subscriptionCallers.get(ctx.extra);
-        const fresh = perConnection?.get(id);
-        perConnection?.delete(id);
-        return options.context({ ...(fresh ?? callers.get(ctx.extra)!), log });
+      context: (ctx, _id, payload) => {
+        const caller = callers.get(ctx.extra)!;
+        const fresh = freshCaller(caller, payload.extensions);
+        return options.context({ ...(fresh instanceof IdentityError ? caller : fresh), log });
       },
     },
   });

@@ -89,7 +89,7 @@ export function gpuServers(ports: StackPorts, env: Record<string, string | undef
 }
 
 /** In start order; services of one stage start together. */
-function stages(ports: StackPorts, env: Record<string, string>): ServiceSpec[][] {
+function stages(ports: StackPorts, env: Record<string, string | undefined>): ServiceSpec[][] {
   const gpus = gpuServers(ports, env).map((gpu, i): ServiceSpec => ({
     name: gpu.name,
     entry: 'gpu-server/main.ts',
@@ -123,7 +123,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     }
   }
   const env = stackEnv(options, redisUrl);
-  const serviceStages = stages(options.ports, env);
+  const serviceStages = stages(options.ports, { ...process.env, ...env });
   let running: Running;
   try {
     running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env, serviceStages);
@@ -290,7 +290,7 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   const repository = path.join(ROOT, 'gpu-server', 'model_repository');
   await buildModels(repository);
   const gpus = await Promise.all(
-    gpuServers(options.ports, env).map((gpu) => startGpuServer({ repository, host, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics })),
+    gpuServers(options.ports, process.env).map((gpu) => startGpuServer({ repository, host, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics })),
   );
   const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
   const { ports } = options;

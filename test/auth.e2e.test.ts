@@ -17,7 +17,8 @@ const ADMIN_EMAIL = `admin-${process.pid}-${Date.now()}@example.test`;
 let stack: TestStack;
 
 beforeAll(async () => {
-  stack = await startTestStack({ GATEWAY_CREDENTIALS_CACHE_MS: String(CACHE_MS), AUTH_ADMIN_EMAILS: ADMIN_EMAIL });
+  // One gateway process: the credentials cache, whose bound the logout test times, is per process.
+  stack = await startTestStack({ GATEWAY_WORKERS: '1', GATEWAY_CREDENTIALS_CACHE_MS: String(CACHE_MS), AUTH_ADMIN_EMAILS: ADMIN_EMAIL });
 }, 180_000);
 
 afterAll(async () => {

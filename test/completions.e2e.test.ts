@@ -118,6 +118,19 @@ describe('complete', () => {
   });
 });
 
+describe('a prompt longer than the model takes', () => {
+  it('is the caller\'s error, BAD_USER_INPUT naming the context length, whole or streamed', async () => {
+    const long = input({ model: 'sluice-chat', messages: [{ role: 'user', content: 'word '.repeat(1100) }], maxTokens: 4 });
+    const whole = await gql(stack.gatewayUrl, COMPLETE, { i: long }, bearer(token));
+    expect(whole.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+    expect(whole.errors?.[0].message).toMatch(/context length is 1024/);
+    const client = wsClient(stack.gatewayUrl, token);
+    const events = await collect(client, STREAM, { i: long });
+    await client.dispose();
+    expect(events[events.length - 1].data!.completionStream).toMatchObject({ finishReason: 'ERROR', error: { code: 'BAD_USER_INPUT' } });
+  });
+});
+
 describe('the response cache', () => {
   it('answers a repeatable request the caller opts into from the cache: identical text, no gpu-server call, shown as HIT', async () => {
     const request = { i: input({ model: 'sluice-chat-batch', temperature: 0, seed: null, cache: true, messages: [{ role: 'user', content: `Name a lake ${Date.now()}` }] }) };

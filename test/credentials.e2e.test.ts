@@ -17,7 +17,8 @@ const SLACK_MS = 100;
 let stack: TestStack;
 
 beforeAll(async () => {
-  stack = await startTestStack({ GATEWAY_CREDENTIALS_CACHE_MS: String(CACHE_MS) });
+  // One gateway process: the credentials cache, whose bound these tests time, is per process.
+  stack = await startTestStack({ GATEWAY_WORKERS: '1', GATEWAY_CREDENTIALS_CACHE_MS: String(CACHE_MS) });
 }, 180_000);
 
 afterAll(async () => {

@@ -11,7 +11,7 @@ let stack: TestStack;
 let token: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ GATEWAY_MAX_DEPTH: '4', GATEWAY_MAX_ALIASES: '2', GATEWAY_MAX_ROOT_FIELDS: '3', GATEWAY_MAX_TOKENS: '200', GATEWAY_MAX_DOCUMENT_BYTES: '2048', GATEWAY_MAX_COST: '200' });
+  stack = await startTestStack({ GATEWAY_MAX_DEPTH: '4', GATEWAY_MAX_ALIASES: '2', GATEWAY_MAX_ROOT_FIELDS: '3', GATEWAY_MAX_TOKENS: '600', GATEWAY_MAX_DOCUMENT_BYTES: '2048', GATEWAY_MAX_COST: '200' });
   const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "L") { token } }', { e: uniqueEmail('limits') });
   token = res.data!.signUp.token;
 }, 180_000);
@@ -38,11 +38,18 @@ describe('over HTTP', () => {
   });
 
   it('refuses a document with too many tokens, or too many bytes, before parsing it', async () => {
-    const tokens = await gql(stack.gatewayUrl, `{ models { ${'id '.repeat(250)}} }`);
+    const tokens = await gql(stack.gatewayUrl, `{ models { ${'id '.repeat(650)}} }`);
     expect(tokens.status).toBe(400);
-    expect(tokens.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'tokens', max: 200 });
+    expect(tokens.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'tokens', max: 600 });
     const bytes = await gql(stack.gatewayUrl, `{ models { id } } # ${'x'.repeat(3000)}`);
     expect(bytes.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'documentBytes', max: 2048 });
+  });
+
+  it('refuses a small document whose fragments expand to too many fields, before anything walks it', async () => {
+    const fragments = Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`).join(' ');
+    const res = await gql(stack.gatewayUrl, `query { ...F0 } ${fragments} fragment F40 on Query { models { id } }`);
+    expect(res.status).toBe(400);
+    expect(res.errors?.[0].extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'expandedFields', max: 5000 });
   });
 
   it('lets an operation within every limit through', async () => {

@@ -17,23 +17,29 @@ import { rateLimitHeaders } from './headers';
 import type { Quota, RateLimiter } from './limiter';
 import { completionTokens } from './operation-tokens';
 import type { UsageMeter } from './usage-metering';
+import { variablesWithDefaults } from '../operation-variables';
 
 export function rateLimitPlugin(limiter: RateLimiter, usage: UsageMeter): ApolloServerPlugin<GatewayContext> {
   return {
     async requestDidStart() {
       let quota: Quota | undefined;
+      let sent = false;
       return {
         async didResolveOperation({ document, operationName, request, contextValue }) {
-          const admission = await limiter.admit(contextValue.identity.claims, completionTokens(document, operationName, request.variables));
+          const admission = await limiter.admit(contextValue.identity.claims, completionTokens(document, operationName, variablesWithDefaults(document, operationName, request.variables)));
           if (!admission.admitted) {
             const headers = new HeaderMap(Object.entries(rateLimitHeaders(admission.quota, admission.retryAfter)));
             admission.error.extensions.http = { status: admission.status, headers };
             throw admission.error;
           }
           quota = admission.quota;
-          if (admission.tokens) usage.expect(contextValue, admission.tokens);
+          // Apollo runs every plugin's didResolveOperation at once: when another refused the operation (limits,
+          // cost), its response may be out before this admission returns. Nothing ran, so no token is charged.
+          if (sent) await admission.tokens?.correct(0);
+          else if (admission.tokens) usage.expect(contextValue, admission.tokens);
         },
         async willSendResponse({ response, contextValue }) {
+          sent = true;
           for (const [name, value] of Object.entries(rateLimitHeaders(quota))) response.http.headers.set(name, value);
           await usage.settle(contextValue);
         },

@@ -11,6 +11,7 @@ import type { GatewayContext } from '../context';
 import type { RateLimiter } from './limiter';
 import { completionFields, maxTokensOf } from './operation-tokens';
 import { takeStreamUsage } from './usage-metering';
+import { variablesWithDefaults } from '../operation-variables';
 
 export interface AdmittedStream {
   /** Sees each event, for the real usage. */
@@ -30,7 +31,8 @@ export class SubscriptionGate {
     const stream = await this.limiter.acquireStream(claims);
     if (!stream.admitted) return { refused: [stream.error] };
     const fields = completionFields(document, operationName);
-    const admission = await this.limiter.admit(claims, fields.reduce((sum, field) => sum + maxTokensOf(field, variables), 0));
+    const values = variablesWithDefaults(document, operationName, variables);
+    const admission = await this.limiter.admit(claims, fields.reduce((sum, field) => sum + maxTokensOf(field, values), 0));
     if (!admission.admitted) {
       stream.lease.release();
       return { refused: [admission.error] };

@@ -1,7 +1,8 @@
 /**
  * A circuit breaker for one subgraph: after `failureThreshold` failures in a
  * row it opens and refuses calls at once (no socket, no timeout to sit out)
- * for `openMs`; then it lets exactly one probe through (half-open). The
+ * for `openMs`; then it lets one probe through at a time (half-open; a
+ * probe still out after another `openMs` no longer blocks the next). The
  * probe's outcome closes it again or re-opens it for another `openMs`. A
  * subgraph that is down then costs its callers nothing, and one that comes
  * back is noticed by the first request after the pause.
@@ -22,7 +23,8 @@ export class CircuitBreaker {
   private failures = 0;
   private openedAt = 0;
   private current: BreakerState = 'closed';
-  private probing = false;
+  /** When the probe in flight went out, or 0 while none is. */
+  private probeSince = 0;
 
   constructor(
     private readonly options: CircuitBreakerOptions,
@@ -45,8 +47,10 @@ export class CircuitBreaker {
       if (this.now() - this.openedAt < this.options.openMs) return undefined;
       this.current = 'half-open';
     }
-    if (this.probing) return undefined;
-    this.probing = true;
+    // One probe at a time — but one that is taking long (a slow completion) must not keep the subgraph shut:
+    // after another `openMs`, another probe may go.
+    if (this.probeSince && this.now() - this.probeSince < this.options.openMs) return undefined;
+    this.probeSince = this.now();
     return { probe: true };
   }
 
@@ -57,7 +61,7 @@ export class CircuitBreaker {
    * opened settle without deciding anything in half-open: only the probe does.
    */
   record(permit: Permit, ok: boolean): void {
-    if (permit.probe) this.probing = false;
+    if (permit.probe) this.probeSince = 0;
     if (ok) {
       this.failures = 0;
       this.current = 'closed';
@@ -70,8 +74,10 @@ export class CircuitBreaker {
     }
   }
 
-  /** How long until a probe may go, while open; 0 otherwise. */
+  /** How long until a probe may go: while open, or while half-open with a probe in flight; 0 otherwise. */
   retryAfterMs(): number {
-    return this.current === 'open' ? Math.max(0, this.options.openMs - (this.now() - this.openedAt)) : 0;
+    if (this.current === 'open') return Math.max(0, this.options.openMs - (this.now() - this.openedAt));
+    if (this.current === 'half-open' && this.probeSince) return Math.max(0, this.options.openMs - (this.now() - this.probeSince));
+    return 0;
   }
 }

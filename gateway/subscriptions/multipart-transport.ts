@@ -41,7 +41,15 @@ export async function serveMultipartSubscription(
   if (prepared.operation.operation !== 'subscription') return false;
 
   const connection = subscriptions.openConnection(context);
+  // Listened to before admission, which waits on Redis: a client that leaves meanwhile must still end the stream.
+  let clientGone = false;
+  res.once('close', () => (clientGone = true));
   const events = await subscriptions.start(connection, prepared, request, context);
+  if (!Array.isArray(events) && clientGone) {
+    await events.return(undefined);
+    await connection.close();
+    return true;
+  }
   if (Array.isArray(events)) {
     await connection.close();
     for (const [name, value] of Object.entries(refusalHeaders(events))) res.setHeader(name, value);
@@ -57,11 +65,7 @@ export async function serveMultipartSubscription(
   const write = (json: string) => res.write(`${PART_HEADER}${json}`);
   write('{}');
   const heartbeat = setInterval(() => write('{}'), heartbeatMs);
-  let clientGone = false;
-  res.once('close', () => {
-    clientGone = true;
-    void events.return(undefined);
-  });
+  res.once('close', () => void events.return(undefined));
   try {
     for await (const event of events) {
       if (clientGone) break;

@@ -31,7 +31,7 @@ import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
 import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control';
-import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
+import { checkExpansion, checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
 import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
 import { withStreamUsage } from '../rate-limits/usage-metering';
 import type { Safelist } from '../persisted-queries/safelist';
@@ -110,6 +110,8 @@ export class SubscriptionService {
     if (listed instanceof GraphQLError) return [listed];
     const document = this.document(request.query);
     if (Array.isArray(document)) return document;
+    const expanded = this.deps.limits && checkExpansion(document, this.deps.limits);
+    if (expanded) return [expanded];
     const beyond = this.deps.limits ? checkShape(measureOperation(document, request.operationName), this.deps.limits) : [];
     if (beyond.length) return beyond;
     const operation = getOperationAST(document, request.operationName ?? undefined);

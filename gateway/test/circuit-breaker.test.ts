@@ -17,6 +17,24 @@ describe('CircuitBreaker', () => {
     expect(b.retryAfterMs()).toBe(500);
   });
 
+  it('lets another probe go when the one in flight has taken another open period, and says how long to wait meanwhile', () => {
+    const { b, advance } = breaker();
+    for (let i = 0; i < 3; i++) b.record(b.tryAcquire()!, false);
+    advance(500);
+    const slow = b.tryAcquire();
+    expect(slow).toEqual({ probe: true });
+    advance(200);
+    expect(b.tryAcquire()).toBeUndefined();
+    expect(b.retryAfterMs()).toBe(300);
+    advance(300);
+    const next = b.tryAcquire();
+    expect(next).toEqual({ probe: true });
+    b.record(next!, true);
+    expect(b.state).toBe('closed');
+    b.record(slow!, true);
+    expect(b.state).toBe('closed');
+  });
+
   it('lets exactly one probe through once open long enough; its success closes the breaker', () => {
     const { b, advance } = breaker();
     for (let i = 0; i < 3; i++) b.record(b.tryAcquire()!, false);

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parse } from 'graphql';
 import { supergraphForGateway } from '../authorization/gateway-supergraph';
 import { checkCost, costDirectivesFromSupergraph, estimateCost } from '../demand-control';
+import { variablesWithDefaults } from '../operation-variables';
 import { SubscriptionPlanner } from '../subscriptions/planner';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
 
@@ -46,5 +47,14 @@ describe('checkCost', () => {
     expect(error?.extensions).toMatchObject({ code: 'COST_LIMIT', estimatedCost: 5101, maxCost: 5000 });
     expect(error?.message).toMatch(/^the operation's estimated cost is 5101, over the limit of 5000/);
     expect(checkCost(5000, { maxCost: 5000, defaultListSize: 10 })).toBeUndefined();
+  });
+});
+
+describe('variablesWithDefaults', () => {
+  it('counts a variable the request leaves out at its declared default', () => {
+    const document = parse('query($n: Int = 1000, $m: Int) { documents(first: $n) { id } }');
+    expect(variablesWithDefaults(document, undefined, {})).toEqual({ n: 1000 });
+    expect(variablesWithDefaults(document, undefined, { n: 3 })).toEqual({ n: 3 });
+    expect(estimateCost(schema, directives, document, undefined, variablesWithDefaults(document, undefined, {}), 10)).toBe(1000);
   });
 });

@@ -1,7 +1,8 @@
 import { parse } from 'graphql';
-import { checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
+import { getIntrospectionQuery } from 'graphql';
+import { checkExpansion, checkShape, checkSource, expandedFieldCount, measureOperation, type OperationLimits } from '../operation-limits';
 
-const limits: OperationLimits = { maxDocumentBytes: 200, maxTokens: 30, maxDepth: 3, maxAliases: 1, maxRootFields: 2 };
+const limits: OperationLimits = { maxDocumentBytes: 200, maxTokens: 30, maxExpandedFields: 100, maxDepth: 3, maxAliases: 1, maxRootFields: 2 };
 
 describe('measureOperation', () => {
   it('counts depth, aliases and root fields, with fragments expanded where they are spread', () => {
@@ -44,5 +45,22 @@ describe('checkSource', () => {
 
   it('leaves lexical errors to the parser', () => {
     expect(checkSource('{ me { id } "unterminated', limits)).toBeUndefined();
+  });
+});
+
+describe('expandedFieldCount', () => {
+  /** 40 fragments, each spreading the next twice: a few hundred bytes that expand to 2^40 fields. */
+  const exponential = parse(
+    ['query { ...F0 }', ...Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`), 'fragment F40 on Query { me { id } }'].join('\n'),
+  );
+
+  it('counts the fields of the expanded document without expanding it, so an exponential one is measured at once and refused', () => {
+    expect(expandedFieldCount(exponential)).toBe(2 ** 40 * 2);
+    expect(checkExpansion(exponential, limits)?.extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'expandedFields', max: 100 });
+  });
+
+  it('leaves room for the introspection query under the default limit', () => {
+    expect(expandedFieldCount(parse(getIntrospectionQuery()))).toBeLessThan(5_000);
+    expect(expandedFieldCount(parse('{ me { ...U } } fragment U on User { id email }'))).toBe(3);
   });
 });

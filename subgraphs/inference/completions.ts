@@ -239,8 +239,7 @@ export class Completions {
           for (const event of ready) {
             if (event.unsubscribed) return; // billed as CANCELLED below, for the text sent so far
             if (event.error) {
-              // Input errors were caught before sending; what the GPU tier refuses now is its failure, not the caller's.
-              yield last(index, delta, 'ERROR', false, { code: ErrorCode.GpuUnavailable, message: event.error.message });
+              yield last(index, delta, 'ERROR', false, { code: streamErrorCode(event.error), message: event.error.message });
               return;
             }
             const output = event.output!;
@@ -264,6 +263,18 @@ export class Completions {
       metered.end('CANCELLED', false);
     }
   }
+}
+
+/**
+ * The code of a stream's error. A stream error carries no gRPC status, only
+ * the server's message: when the server answered (the call is fine) that it
+ * will not take this input — a prompt longer than the model's context, a
+ * parameter it refuses — the input is the caller's to fix (BAD_USER_INPUT,
+ * as INVALID_ARGUMENT is on unary calls); anything else is the GPU tier's.
+ */
+function streamErrorCode(error: StreamError | Error): ErrorCode {
+  if (error instanceof StreamError && !error.transport && /context length|prompt has \d+ tokens|expects|invalid/i.test(error.message)) return ErrorCode.BadUserInput;
+  return ErrorCode.GpuUnavailable;
 }
 
 function finishReason(reason: string | null): FinishReason {

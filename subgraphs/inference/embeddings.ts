@@ -1,7 +1,7 @@
 import { codedError, ErrorCode } from '../../lib/errors';
-import type { Identity } from '../../lib/identity';
 import type { Embedder } from './embedder';
 import { gpuError } from './gpu-errors';
+import type { Caller, Metering } from './metering';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
 import { priorityFor, type PriorityByScope } from './priority';
 import { servableModel } from './servable-model';
@@ -25,9 +25,11 @@ export class Embeddings {
     private readonly embedder: Embedder,
     private readonly limits: EmbeddingLimits,
     private readonly priorities: PriorityByScope,
+    private readonly metering: Metering,
   ) {}
 
-  async embed(identity: Identity, texts: string[], modelId?: string | null): Promise<EmbeddingResult[]> {
+  async embed(caller: Caller, texts: string[], modelId?: string | null): Promise<EmbeddingResult[]> {
+    const { identity } = caller;
     if (!identity.sub) throw codedError(ErrorCode.Unauthenticated, 'embed requires a signed-in caller: send "Authorization: Bearer <token>"');
     if (texts.length === 0 || texts.length > this.limits.maxTexts) {
       throw codedError(ErrorCode.BadUserInput, `embed expects 1 to ${this.limits.maxTexts} texts, but got ${texts.length}`, { field: 'texts' });
@@ -39,9 +41,11 @@ export class Embeddings {
       });
     }
     const model = await servableModel(this.catalog, modelId, 'EMBEDDING', { label: 'embed', path: 'model' });
-    const vectors = await this.embedder.embed(model, texts, priorityFor(identity, this.priorities)).catch((error: unknown) => {
-      throw gpuError(error, model.id);
-    });
+    const vectors = await this.metering.embedding(caller, model, texts, () =>
+      this.embedder.embed(model, texts, priorityFor(identity, this.priorities)).catch((error: unknown) => {
+        throw gpuError(error, model.id);
+      }),
+    );
     return vectors.map((vector, index) => ({ index, dimensions: vector.length, vector: Array.from(vector), model }));
   }
 }

@@ -27,6 +27,8 @@ export interface ModelInfo {
   chatTemplate: string | null;
   /** The `response_cache` parameter: repeatable completions of this model are cached unless the caller opts out. */
   responseCache: boolean;
+  /** The `max_tokens` parameter of an embedding model: the tokens of a text it reads, the rest cut off; null when not declared. */
+  maxInputTokens: number | null;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -113,7 +115,13 @@ function describe(id: string, version: string, state: string, reason: string, co
     contextLength: Number.isFinite(contextLength) && contextLength > 0 ? contextLength : null,
     chatTemplate: config?.parameters?.chat_template?.string_value || null,
     responseCache: config?.parameters?.response_cache?.string_value === 'true',
+    maxInputTokens: positiveInteger(config?.parameters?.max_tokens?.string_value),
     inputs,
     outputs,
   };
+}
+
+function positiveInteger(text: string | undefined): number | null {
+  const value = Number(text);
+  return Number.isSafeInteger(value) && value > 0 ? value : null;
 }

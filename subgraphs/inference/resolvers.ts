@@ -23,8 +23,8 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
   Query: {
     models: (_: unknown, __: unknown, { catalog }: InferenceContext) => catalogCall(catalog.list()),
     model: async (_: unknown, { id }: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(id))) ?? null,
-    embed: (_: unknown, args: { texts: string[]; model?: string | null }, { identity, embeddings }: InferenceContext) =>
-      embeddings.embed(identity, args.texts, args.model),
+    embed: (_: unknown, args: { texts: string[]; model?: string | null }, { identity, identityHeader, embeddings }: InferenceContext) =>
+      embeddings.embed({ identity, identityHeader }, args.texts, args.model),
   },
   Mutation: {
     complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>

@@ -52,9 +52,11 @@ export class Documents {
   /** Removes the document, its chunks and its vectors; NOT_FOUND when it is not the caller's. */
   async delete(identity: Identity, id: string): Promise<string> {
     const owner = requireUser(identity, 'deleteDocument');
-    if (!(await this.deps.store.delete(owner, id))) throw notFound(id);
+    if (!(await this.deps.store.get(owner, id))) throw notFound(id);
+    // Vectors first: if a step fails, the document is still there and deleting it again finishes the job.
     await this.deps.vectors.remove(owner, id);
     await this.deps.index.applyLocal({ op: 'delete', userId: owner, docId: id });
+    if (!(await this.deps.store.delete(owner, id))) throw notFound(id);
     // Anyone following its ingestion hears that it ended, rather than waiting for progress that cannot come.
     await this.deps.feed.publish(id, { status: 'FAILED', embeddedChunks: 0, totalChunks: 0, reason: 'the document was deleted' });
     return id;

@@ -104,7 +104,17 @@ export class Ingestion {
         if (alive) await feed.publish(doc.id, state);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.options.concurrency, Math.ceil(total / groupSize)) }, worker));
+    // One worker failing stops the others before the failure is recorded: nothing is written after the cleanup.
+    const workers = await Promise.allSettled(
+      Array.from({ length: Math.min(this.options.concurrency, Math.ceil(total / groupSize)) }, () =>
+        worker().catch((error: unknown) => {
+          alive = false;
+          throw error;
+        }),
+      ),
+    );
+    const failure = workers.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+    if (failure) throw failure.reason;
     if (!alive) return vectors.remove(doc.ownerId, doc.id);
 
     await vectors.publish({ userId: doc.ownerId, docId: doc.id, tags: doc.tags }, total);

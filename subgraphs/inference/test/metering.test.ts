@@ -22,6 +22,8 @@ import { BatchGenerator } from '../batch-generator';
 import { renderChat } from '../chat-template';
 import type { CompletionInput } from '../completion-request';
 import { Completions, type CompletionChunk } from '../completions';
+import { Embedder } from '../embedder';
+import { Embeddings } from '../embeddings';
 import { GpuTier } from '../gpu-tier';
 import { Metering, type Caller, type Reserver } from '../metering';
 import { ModelCatalog } from '../model-catalog';
@@ -142,7 +144,7 @@ describe('reserving before the GPU tier is called', () => {
     ['INSUFFICIENT_BALANCE', codedError(ErrorCode.InsufficientBalance, 'the balance is short', { needed: 10, available: 3 })],
     ['SPEND_LIMIT_EXCEEDED', codedError(ErrorCode.SpendLimitExceeded, 'the daily cap would be passed', { period: 'DAY' })],
     ['SERVICE_UNAVAILABLE', codedError(ErrorCode.ServiceUnavailable, 'billing could not reserve', { service: 'billing' })],
-  ])('on %s refuses complete and completionStream without calling the GPU tier or publishing usage', async (code, refusal) => {
+  ])('on %s refuses complete and completionStream without calling the GPU tier or billing any usage', async (code, refusal) => {
     billing.refusal = refusal;
     const who = caller();
     const before = gpuRequests();
@@ -151,7 +153,11 @@ describe('reserving before the GPU tier is called', () => {
       await expect(completions.stream(who, input({ model }))).rejects.toMatchObject({ extensions: { code } });
     }
     expect(gpuRequests()).toBe(before);
-    expect(await eventsOf(who)).toEqual([]);
+    // Billing unreachable may have held the amount and lost only its answer: each such reservation gets a 0/0 event that releases it.
+    const events = await eventsOf(who);
+    if (code === 'SERVICE_UNAVAILABLE') {
+      expect(events.map((e) => [e.reservationId, e.promptTokens, e.completionTokens])).toEqual(billing.calls.filter((c) => c.identityHeader === who.identityHeader).map((c) => [c.body.reservationId, 0, 0]));
+    } else expect(events).toEqual([]);
   });
 
   it('refuses a bad input before reserving anything', async () => {
@@ -313,5 +319,32 @@ describe('prompt-cache accounting', () => {
     await metering.drain(10_000);
     const next = await completions.complete(who, input());
     expect(next.usage.promptCacheHitTokens).toBe(0);
+  });
+});
+
+describe('embeddings are metered too', () => {
+  const embedCount = () => gpu.core.statistics('sluice-embed').reduce((n, s) => n + Number(s.inference_count), 0);
+  const embeddings = () => new Embeddings(catalog, new Embedder(tier, 2), { maxTexts: 64, maxTextChars: 40_000 }, new Map(), metering);
+
+  it("reserves the texts' bytes (at most the model's max_tokens each), then bills their counted tokens, output 0", async () => {
+    const who = caller();
+    const texts = ['Hello World', 'x'.repeat(10_000)];
+    await embeddings().embed(who, texts);
+    expect(reservationOf(who).body).toMatchObject({ model: 'sluice-embed', promptTokens: 11 + 256, maxCompletionTokens: 0 });
+    const [event] = await eventsOf(who);
+    const expected = countTokens('hello world') + 256; // the long text is cut at max_tokens, as the model reads it
+    expect(event).toMatchObject({ model: 'sluice-embed', promptTokens: expected, promptCacheMissTokens: expected, completionTokens: 0, finishReason: 'STOP' });
+  });
+
+  it('calls no GPU when billing refuses, and bills nothing for a failed call', async () => {
+    const who = caller();
+    billing.refusal = codedError(ErrorCode.InsufficientBalance, 'short', { needed: 1, available: 0 });
+    const before = embedCount();
+    await expect(embeddings().embed(who, ['text'])).rejects.toMatchObject({ extensions: { code: 'INSUFFICIENT_BALANCE' } });
+    expect(embedCount()).toBe(before);
+    billing.refusal = undefined;
+    const failing = new Embeddings(catalog, { embed: async () => Promise.reject(new Error('the GPU tier broke')) } as unknown as Embedder, { maxTexts: 64, maxTextChars: 100 }, new Map(), metering);
+    await expect(failing.embed(who, ['text'])).rejects.toBeDefined();
+    expect((await eventsOf(who)).map((e) => [e.promptTokens, e.finishReason])).toEqual([[0, 'ERROR']]);
   });
 });
