@@ -208,7 +208,8 @@ async function referenceAnswer(target: Target, reference?: unknown): Promise<{ t
   return { text, data: parsed.data, cacheControl: response.headers.get('cache-control') };
 }
 
-async function signUpData(url: string, token: string): Promise<string> {
+/** Gives the signed-in user an API key and two documents, so that the query's lists are not empty; returns the user's id. */
+async function setUpUser(url: string, token: string): Promise<string> {
   const auth = bearer(token);
   const me = await gql(url, '{ me { id } }', {}, auth);
   const key = await gql(url, 'mutation { createApiKey(name: "bench key", scopes: [BILLING_READ]) { apiKey { id } } }', {}, auth);
@@ -229,7 +230,7 @@ async function main(): Promise<void> {
   const { stack, token } = await benchStack();
   const stops: Array<() => Promise<void>> = [];
   try {
-    const userId = await signUpData(stack.gatewayUrl, token);
+    const userId = await setUpUser(stack.gatewayUrl, token);
     const auth = bearer(token);
     const variants: Array<{ label: string; env: Record<string, string> }> = [
       { label: 'Sluice, dedup + response cache (defaults)', env: {} },
@@ -238,12 +239,16 @@ async function main(): Promise<void> {
       { label: 'Sluice, dedup off, response cache off', env: { GATEWAY_RESPONSE_CACHE: 'false', GATEWAY_DEDUP: 'false' } },
       { label: 'Sluice, dedup off, response cache off, 1 worker', env: { GATEWAY_RESPONSE_CACHE: 'false', GATEWAY_DEDUP: 'false', GATEWAY_WORKERS: '1' } },
     ];
+    // Each is stopped at the end even when another fails to start.
+    const track = <G extends { stop(): Promise<void> }>(gateway: G): G => {
+      stops.push(() => gateway.stop());
+      return gateway;
+    };
     const [extra, stock] = await Promise.all([
-      Promise.all(variants.slice(1).map((v) => startSecondGateway(stack, v.env))),
+      Promise.all(variants.slice(1).map((v) => startSecondGateway(stack, v.env).then(track))),
       // Signed with what the user's session token carries, as Sluice signs it.
-      startStockGateway(stack.env, userId, SESSION_SCOPES),
+      startStockGateway(stack.env, userId, SESSION_SCOPES).then(track),
     ]);
-    for (const g of [...extra, stock]) stops.push(() => g.stop());
     const workers = os.availableParallelism();
     const sluiceUrls = [stack.gatewayUrl, ...extra.map((g) => g.url)];
     const targets: Target[] = [
@@ -345,7 +350,7 @@ async function main(): Promise<void> {
       ratios.every((r) => r >= goal) ? `met (${ratios.map((r) => `${fmt(r, 1)}×`).join(', ')})` : `NOT met (${ratios.map((r) => `${fmt(r, 1)}×`).join(', ')})`;
     const allOn = targets[0];
     const hitShare = (allOn.cacheStatuses.HIT ?? 0) / total(allOn);
-    const body9 = [
+    const report = [
       `One stack (\`benchStack\`: Redis server, gpu-server, the four subgraphs), one signed-in user with an API key and two documents, the load generator (autocannon) in the same machine. Every gateway runs in its own process(es) on the same subgraphs; ${CONNECTIONS} concurrent keep-alive connections, ${ROUNDS} rounds of ${SECONDS} s per gateway, alternating (after a ${WARMUP_SECONDS} s warm-up each); requests/s is the median of the rounds, latencies are over all rounds (\`npx tsx bench/gateway-throughput.ts\`).`,
       '',
       'The query (four subgraphs, seven fetches in its plan: `me` from auth; its balance and usage from billing and its documents (with their owners\' documents) from knowledge; the owners\' e-mail from auth and balance from billing; `models` from inference and their prices from billing):',
@@ -399,8 +404,8 @@ async function main(): Promise<void> {
       '',
       `${loadNote(loadBefore)}; the end figure includes this benchmark's own processes (the gateway under load, the stack, the load generator).`,
     ].join('\n');
-    console.log(body9);
-    recordResult('gateway-throughput', '9 Gateway throughput vs stock @apollo/gateway, and gateway overhead', body9);
+    console.log(report);
+    recordResult('gateway-throughput', '9 Gateway throughput vs stock @apollo/gateway, and gateway overhead', report);
     if (targets.some((t) => t.runs.some((r) => r.failures > 0))) process.exitCode = 1;
   } finally {
     await Promise.all(stops.map((stop) => stop()));

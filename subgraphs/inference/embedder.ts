@@ -3,6 +3,16 @@ import type { ModelInfo } from './model-catalog';
 import { ModelLoaders } from './model-loaders';
 import type { TritonApi } from './triton-client';
 
+interface EmbedKey {
+  text: string;
+  priority: number | undefined;
+  cleared: Promise<unknown>;
+}
+
+const CLEARED = Promise.resolve();
+
+const toError = (reason: unknown): Error => (reason instanceof Error ? reason : new Error(String(reason)));
+
 /**
  * Embeddings through DataLoader: every text waiting for the same model within
  * one batching window becomes one element of a single ModelInfer call.
@@ -18,7 +28,7 @@ import type { TritonApi } from './triton-client';
  * one) by ModelLoaders (a short window, so concurrent operations coalesce).
  */
 export class Embedder {
-  private readonly loaders: ModelLoaders<{ text: string; priority: number | undefined }, Float32Array>;
+  private readonly loaders: ModelLoaders<EmbedKey, Float32Array>;
 
   constructor(
     private readonly triton: TritonApi,
@@ -27,8 +37,16 @@ export class Embedder {
     this.loaders = new ModelLoaders(windowMs, (model, keys) => this.batch(model, keys));
   }
 
-  embed(model: ModelInfo, texts: readonly string[], priority?: number): Promise<Float32Array[]> {
-    return this.loaders.of(model, String(priority ?? '')).loadMany(texts.map((text) => ({ text, priority }))).then((results) =>
+  /**
+   * One vector per text. `cleared` (the request's reservation with billing)
+   * lets the texts join a batch at once while it is pending: the batch's GPU
+   * call waits for every cleared promise in it, leaves out the texts of a
+   * request that was refused (they reject with its refusal), and so no GPU
+   * work runs for a request that is not paid for — yet requests arriving
+   * together still share one call, whatever their reservations' timing.
+   */
+  embed(model: ModelInfo, texts: readonly string[], priority?: number, cleared: Promise<unknown> = CLEARED): Promise<Float32Array[]> {
+    return this.loaders.of(model, String(priority ?? '')).loadMany(texts.map((text) => ({ text, priority, cleared }))).then((results) =>
       results.map((result) => {
         if (result instanceof Error) throw result;
         return result;
@@ -36,7 +54,15 @@ export class Embedder {
     );
   }
 
-  private async batch(model: ModelInfo, keys: ReadonlyArray<{ text: string; priority: number | undefined }>): Promise<Float32Array[]> {
+  private async batch(model: ModelInfo, keys: readonly EmbedKey[]): Promise<(Float32Array | Error)[]> {
+    const clearances = await Promise.allSettled(keys.map((k) => k.cleared));
+    const go = keys.filter((_, i) => clearances[i].status === 'fulfilled');
+    const vectors = go.length ? await this.call(model, go) : [];
+    let next = 0;
+    return clearances.map((clearance) => (clearance.status === 'fulfilled' ? vectors[next++] : toError(clearance.reason)));
+  }
+
+  private async call(model: ModelInfo, keys: readonly EmbedKey[]): Promise<Float32Array[]> {
     const texts = keys.map((k) => k.text);
     // A model with max_batch_size 0 takes no batch dimension: [1] per request.
     const shape = model.maxBatchSize > 0 ? [texts.length, 1] : [texts.length];

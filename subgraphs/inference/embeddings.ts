@@ -41,8 +41,8 @@ export class Embeddings {
       });
     }
     const model = await servableModel(this.catalog, modelId, 'EMBEDDING', { label: 'embed', path: 'model' });
-    const vectors = await this.metering.embedding(caller, model, texts, () =>
-      this.embedder.embed(model, texts, priorityFor(identity, this.priorities)).catch((error: unknown) => {
+    const vectors = await this.metering.embedding(caller, model, texts, (reserved) =>
+      this.embedder.embed(model, texts, priorityFor(identity, this.priorities), reserved).catch((error: unknown) => {
         throw gpuError(error, model.id);
       }),
     );

@@ -27,9 +27,7 @@
  *   its prompt and its text.
  */
 import { randomUUID } from 'node:crypto';
-import type { GraphQLError } from 'graphql';
 import type { Reservation, ReserveRequest } from '../../lib/billing-client';
-import { ErrorCode } from '../../lib/errors';
 import type { Identity } from '../../lib/identity';
 import type { Logger } from '../../lib/log';
 import { countTokens } from '../../lib/token-counter';
@@ -96,48 +94,42 @@ export class Metering {
       this.log.warn('prompt-cache lookup failed; the prompt is billed as cache misses', { model: model.id, error: (error as Error).message });
       return 0;
     });
-    const facts: RequestFacts = { caller, userId, model, prompt, reservationId, prefixes, hitBytes: 0 };
-    try {
-      await this.billing.reserve(caller.identityHeader, {
-        reservationId,
-        model: model.id,
-        promptTokens: promptTokenBound(prompt, model.contextLength),
-        maxCompletionTokens: prepared.sampling.max_tokens,
-      });
-    } catch (error) {
-      // Billing may have held the amount and lost only its answer: a 0/0 event releases such a hold at once
-      // (one that was never made settles as nothing) instead of leaving it until the reservation expires.
-      if ((error as GraphQLError).extensions?.code === ErrorCode.ServiceUnavailable) this.record(facts, ZERO_USAGE, 'ERROR');
-      throw error;
-    }
-    return new MeteredRequest(this, { ...facts, hitBytes: await lookup });
+    await this.billing.reserve(caller.identityHeader, {
+      reservationId,
+      model: model.id,
+      promptTokens: promptTokenBound(prompt, model.contextLength),
+      maxCompletionTokens: prepared.sampling.max_tokens,
+    });
+    return new MeteredRequest(this, { caller, userId, model, prompt, reservationId, prefixes, hitBytes: await lookup });
   }
 
   /**
    * Runs an embedding call metered like a completion: its prompt tokens are
-   * reserved first (each text's UTF-8 bytes, at most the model's `max_tokens`
+   * reserved before any GPU work (each text's UTF-8 bytes, at most the model's `max_tokens`
    * — the tokens it reads), then billed as counted: each text's r50k tokens
    * after the embedding backend's normalisation (NFKC, lower case), at most
    * `max_tokens`; output 0. A failed call bills nothing.
    */
-  async embedding<T>(caller: Caller, model: ModelInfo, texts: readonly string[], run: () => Promise<T>): Promise<T> {
+  async embedding<T>(caller: Caller, model: ModelInfo, texts: readonly string[], run: (reserved: Promise<void>) => Promise<T>): Promise<T> {
     const userId = caller.identity.sub;
     if (!userId) throw new TypeError('Metering.embedding expects a signed-in caller');
     const cap = model.maxInputTokens ?? Number.POSITIVE_INFINITY;
     const sum = (count: (text: string) => number) => Math.min(MAX_TOKENS_PER_EVENT, texts.reduce((total, text) => total + Math.min(count(text), cap), 0));
     const facts: RequestFacts = { caller, userId, model, prompt: '', reservationId: randomUUID(), prefixes: [], hitBytes: 0 };
-    try {
-      await this.billing.reserve(caller.identityHeader, { reservationId: facts.reservationId, model: model.id, promptTokens: sum((text) => Buffer.byteLength(text, 'utf8')), maxCompletionTokens: 0 });
-    } catch (error) {
-      if ((error as GraphQLError).extensions?.code === ErrorCode.ServiceUnavailable) this.record(facts, ZERO_USAGE, 'ERROR');
-      throw error;
-    }
+    // `run` may queue the texts while the reservation is pending; it must not call the GPU before `reserved` resolves.
+    const reserved = this.billing
+      .reserve(caller.identityHeader, { reservationId: facts.reservationId, model: model.id, promptTokens: sum((text) => Buffer.byteLength(text, 'utf8')), maxCompletionTokens: 0 })
+      .then(() => true as const);
+    const cleared = reserved.then(() => undefined);
+    // Its refusal is thrown below; `run` may never look at it (a batch that failed first).
+    cleared.catch(() => undefined);
     let result: T;
     try {
-      result = await run();
+      result = await run(cleared);
     } catch (error) {
-      this.record(facts, ZERO_USAGE, 'ERROR');
-      throw error;
+      // A refused reservation held nothing; a failure after it was held releases it.
+      if (await reserved.catch(() => false)) this.record(facts, ZERO_USAGE, 'ERROR');
+      throw (await reserved.then(() => error, (refusal: unknown) => refusal)) as Error;
     }
     // As the backend reads it: normalised, and no further than its tokens can reach (32 characters per kept token).
     const read = (text: string) => (Number.isFinite(cap) ? text.normalize('NFKC').toLowerCase().slice(0, cap * 32) : text.normalize('NFKC').toLowerCase());

@@ -22,7 +22,7 @@ export class ModelLoaders<K, V> {
 
   constructor(
     private readonly windowMs: number,
-    private readonly batch: (model: ModelInfo, keys: readonly K[]) => Promise<V[]>,
+    private readonly batch: (model: ModelInfo, keys: readonly K[]) => Promise<(V | Error)[]>,
   ) {}
 
   of(model: ModelInfo, partition = ''): DataLoader<K, V> {
