@@ -20,6 +20,7 @@ const SCRIPTS = [
   'completion-cache.ts',
   'response-cache.ts',
   'rate-limit-load.ts',
+  'gateway-throughput.ts',
 ];
 
 let failed = 0;
