@@ -9,7 +9,8 @@
  * Mutations, subscriptions, responses with any error and partial or deferred
  * responses are never stored. Every response says what happened in
  * `x-cache`: HIT, MISS (looked up, not found; stored if cacheable) or BYPASS
- * (not a cacheable kind of operation, or refused before execution).
+ * (not a cacheable kind of operation, refused before execution, or a
+ * document whose answer in the last minute was not cacheable).
  */
 import type { ApolloServerPlugin } from '@apollo/server';
 import { envBool, envInt } from '../../lib/config';
@@ -29,7 +30,14 @@ export function responseCacheFromEnv(): ResponseCacheOptions | undefined {
   return { maxEntryBytes: envInt('GATEWAY_RESPONSE_CACHE_MAX_ENTRY_BYTES', 512 * 1024, { min: 1024 }) };
 }
 
+/** How long a document whose answer could not be cached skips the look-up, and how many such documents are remembered. */
+const UNCACHEABLE_MS = 60_000;
+const MAX_UNCACHEABLE = 1_000;
+
 export function responseCachePlugin(store: ResponseCacheStore, options: ResponseCacheOptions): ApolloServerPlugin<GatewayContext> {
+  // Documents whose last answer carried no cacheable policy (a field without a max-age), by query hash: their
+  // look-ups would only miss, at a Redis round trip each, so they bypass the cache for a while, then are tried again.
+  const uncacheable = new Map<string, number>();
   return {
     async requestDidStart() {
       let status: 'HIT' | 'MISS' | 'BYPASS' = 'BYPASS';
@@ -38,6 +46,8 @@ export function responseCachePlugin(store: ResponseCacheStore, options: Response
         // Runs after didResolveOperation: the authorization filter has already swapped in its document and hash.
         async responseForOperation(requestContext) {
           if (requestContext.operation?.operation !== 'query' || !requestContext.queryHash) return null;
+          const skipUntil = uncacheable.get(requestContext.queryHash);
+          if (skipUntil !== undefined && skipUntil > Date.now()) return null;
           keys = store.keysFor({
             queryHash: requestContext.queryHash,
             operationName: requestContext.operationName,
@@ -61,7 +71,13 @@ export function responseCachePlugin(store: ResponseCacheStore, options: Response
           const { body } = requestContext.response;
           if (body.kind !== 'single' || body.singleResult.errors?.length || !body.singleResult.data) return;
           const policy = requestContext.overallCachePolicy.policyIfCacheable();
-          if (!policy) return;
+          if (!policy) {
+            if (requestContext.queryHash) {
+              if (uncacheable.size >= MAX_UNCACHEABLE) uncacheable.delete(uncacheable.keys().next().value!);
+              uncacheable.set(requestContext.queryHash, Date.now() + UNCACHEABLE_MS);
+            }
+            return;
+          }
           // Awaited (one SET, only for a cacheable miss) so that a client's next request finds what this one stored.
           await store.save(keys, policy, body.singleResult.data, options.maxEntryBytes);
         },
