@@ -9,10 +9,10 @@
 import { randomUUID } from 'node:crypto';
 import { generationOutputs, generationRequest, type GenerationOutput, type SamplingParameters } from './generation-tensors';
 import type { ModelInfo } from './model-catalog';
-import { ModelLoaders } from './model-loaders';
+import { CLEARED, ModelLoaders, runCleared, type Cleared } from './model-loaders';
 import type { TritonApi } from './triton-client';
 
-interface Job {
+interface Job extends Cleared {
   prompt: string;
   sampling: SamplingParameters;
   priority: number | undefined;
@@ -29,11 +29,16 @@ export class BatchGenerator {
     this.loaders = new ModelLoaders(windowMs, (model, jobs) => this.batch(model, jobs));
   }
 
-  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters, priority?: number): Promise<GenerationOutput> {
-    return this.loaders.of(model, String(priority ?? '')).load({ prompt, sampling, priority });
+  /** `cleared` is the request's reservation with billing: the prompt joins a batch at once, and its GPU call waits for it (runCleared). */
+  generate(model: ModelInfo, prompt: string, sampling: SamplingParameters, priority?: number, cleared: Promise<unknown> = CLEARED): Promise<GenerationOutput> {
+    return this.loaders.of(model, String(priority ?? '')).load({ prompt, sampling, priority, cleared });
   }
 
-  private async batch(model: ModelInfo, jobs: readonly Job[]): Promise<GenerationOutput[]> {
+  private batch(model: ModelInfo, jobs: readonly Job[]): Promise<(GenerationOutput | Error)[]> {
+    return runCleared(jobs, (cleared) => this.call(model, cleared));
+  }
+
+  private async call(model: ModelInfo, jobs: readonly Job[]): Promise<GenerationOutput[]> {
     const request = generationRequest(
       model,
       `batch-${randomUUID()}`,

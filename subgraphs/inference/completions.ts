@@ -90,12 +90,21 @@ export class Completions {
    * reserved like any request (its cost is never more than the reservation).
    */
   private async begin(caller: Caller, input: CompletionInput): Promise<Begun> {
+    const started = await this.start(caller, input);
+    return { ...started, metered: await started.reserved };
+  }
+
+  /** As `begin`, but the reservation is started, not awaited: a batched request joins its batch meanwhile (runCleared). */
+  private async start(caller: Caller, input: CompletionInput): Promise<Omit<Begun, 'metered'> & { reserved: Promise<MeteredRequest> }> {
     const prepared = await prepareCompletion(this.catalog, caller.identity, input, this.options.limits);
     const { responseCache } = this.options;
     const cacheKey = responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
     // A cache that cannot be read only costs the saving: the request goes to the GPU.
     const hit = cacheKey ? await responseCache.get(cacheKey).catch(() => null) : null;
-    return { prepared, metered: await this.metering.begin(caller, prepared), cacheKey, hit };
+    const reserved = this.metering.begin(caller, prepared);
+    // Every path awaits it (and so throws billing's refusal); this only keeps a refusal from going unhandled meanwhile.
+    reserved.catch(() => undefined);
+    return { prepared, cacheKey, hit, reserved };
   }
 
   /** Keeps a whole, successful result for the next identical request; a failure to store only costs the saving. */
@@ -105,25 +114,28 @@ export class Completions {
   }
 
   async complete(caller: Caller, input: CompletionInput): Promise<Completion> {
-    const { prepared, metered, cacheKey, hit } = await this.begin(caller, input);
+    const { prepared, cacheKey, hit, reserved } = await this.start(caller, input);
     const id = `cmpl-${randomUUID()}`;
     const { model } = prepared;
-    if (hit) return { id, text: hit.text, finishReason: hit.finishReason, usage: metered.endCached(hit, this.options.responseCacheBilling), model, cacheStatus: 'HIT' };
+    if (hit) return { id, text: hit.text, finishReason: hit.finishReason, usage: (await reserved).endCached(hit, this.options.responseCacheBilling), model, cacheStatus: 'HIT' };
     const cacheStatus: CacheStatus = cacheKey ? 'MISS' : 'BYPASS';
     if (!model.decoupled) {
       let output: GenerationOutput;
       try {
-        output = await this.batches.generate(model, prepared.prompt, prepared.sampling, priorityFor(caller.identity, this.options.priorities));
+        output = await this.batches.generate(model, prepared.prompt, prepared.sampling, priorityFor(caller.identity, this.options.priorities), reserved);
       } catch (error) {
-        metered.end('ERROR', false);
+        // A refused reservation throws its refusal here; one that went through is released at 0/0.
+        (await reserved).end('ERROR', false);
         throw gpuError(error, model.id);
       }
+      const metered = await reserved;
       metered.received(output);
       const reason = finishReason(output.finishReason);
       const usage = metered.end(reason, true);
       this.remember(cacheKey, output.text, reason, usage, true);
       return { id, text: output.text, finishReason: reason, usage, model, cacheStatus };
     }
+    const metered = await reserved;
     let text = '';
     let reason: FinishReason = 'STOP';
     let usage: Usage | null = null;

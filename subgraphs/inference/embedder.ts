@@ -1,17 +1,12 @@
 import { encodeBytesTensor } from '../../gpu-server/protocol/bytes-tensor';
 import type { ModelInfo } from './model-catalog';
-import { ModelLoaders } from './model-loaders';
+import { CLEARED, ModelLoaders, runCleared, type Cleared } from './model-loaders';
 import type { TritonApi } from './triton-client';
 
-interface EmbedKey {
+interface EmbedKey extends Cleared {
   text: string;
   priority: number | undefined;
-  cleared: Promise<unknown>;
 }
-
-const CLEARED = Promise.resolve();
-
-const toError = (reason: unknown): Error => (reason instanceof Error ? reason : new Error(String(reason)));
 
 /**
  * Embeddings through DataLoader: every text waiting for the same model within
@@ -38,12 +33,8 @@ export class Embedder {
   }
 
   /**
-   * One vector per text. `cleared` (the request's reservation with billing)
-   * lets the texts join a batch at once while it is pending: the batch's GPU
-   * call waits for every cleared promise in it, leaves out the texts of a
-   * request that was refused (they reject with its refusal), and so no GPU
-   * work runs for a request that is not paid for — yet requests arriving
-   * together still share one call, whatever their reservations' timing.
+   * One vector per text. `cleared` is the request's reservation with billing:
+   * the texts join a batch at once, and its GPU call waits for it (runCleared).
    */
   embed(model: ModelInfo, texts: readonly string[], priority?: number, cleared: Promise<unknown> = CLEARED): Promise<Float32Array[]> {
     return this.loaders.of(model, String(priority ?? '')).loadMany(texts.map((text) => ({ text, priority, cleared }))).then((results) =>
@@ -54,12 +45,8 @@ export class Embedder {
     );
   }
 
-  private async batch(model: ModelInfo, keys: readonly EmbedKey[]): Promise<(Float32Array | Error)[]> {
-    const clearances = await Promise.allSettled(keys.map((k) => k.cleared));
-    const go = keys.filter((_, i) => clearances[i].status === 'fulfilled');
-    const vectors = go.length ? await this.call(model, go) : [];
-    let next = 0;
-    return clearances.map((clearance) => (clearance.status === 'fulfilled' ? vectors[next++] : toError(clearance.reason)));
+  private batch(model: ModelInfo, keys: readonly EmbedKey[]): Promise<(Float32Array | Error)[]> {
+    return runCleared(keys, (cleared) => this.call(model, cleared));
   }
 
   private async call(model: ModelInfo, keys: readonly EmbedKey[]): Promise<Float32Array[]> {

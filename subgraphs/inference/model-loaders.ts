@@ -40,3 +40,27 @@ export class ModelLoaders<K, V> {
     return loader;
   }
 }
+
+/** A key that may not reach the GPU before `cleared` resolves: its request's reservation with billing. */
+export interface Cleared {
+  cleared: Promise<unknown>;
+}
+
+export const CLEARED: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs one GPU call for the keys of a batch whose reservations went through,
+ * once every reservation in it has settled, and answers the others with their
+ * refusal. Keys join their batch while their reservation is pending, so
+ * requests that arrive together share one call whatever their reservations'
+ * timing, and no GPU work runs for a request that is not paid for.
+ */
+export async function runCleared<K extends Cleared, V>(keys: readonly K[], run: (keys: readonly K[]) => Promise<V[]>): Promise<(V | Error)[]> {
+  const clearances = await Promise.allSettled(keys.map((k) => k.cleared));
+  const go = keys.filter((_, i) => clearances[i].status === 'fulfilled');
+  const results = go.length ? await run(go) : [];
+  let next = 0;
+  return clearances.map((clearance) => (clearance.status === 'fulfilled' ? results[next++] : toError(clearance.reason)));
+}
+
+const toError = (reason: unknown): Error => (reason instanceof Error ? reason : new Error(String(reason)));
