@@ -5,6 +5,7 @@ import { AuthServiceClient } from './credentials/auth-service-client';
 import { CachedCredentialVerifier } from './credentials/cached-verifier';
 import { AuthenticationError, KeysUnavailableError } from './credentials/errors';
 import { VerificationCache } from './credentials/verification-cache';
+import { VerifiedTokens } from './credentials/verified-tokens';
 
 export { AuthenticationError, KeysUnavailableError };
 
@@ -45,11 +46,13 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
   private readonly verifier: CachedCredentialVerifier;
+  private readonly verifiedTokens: VerifiedTokens<IdentityClaims & { sessionId: string }>;
 
   constructor(options: AuthenticatorOptions) {
     // A token naming an unknown key id (a rotation) triggers a re-fetch; the cool-down only stops a flood of forged kids.
     this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 10 * 60_000 });
     const cache = { ttlMs: options.cacheMs, maxEntries: options.cacheEntries ?? 10_000 };
+    this.verifiedTokens = new VerifiedTokens(options.cacheEntries ?? 10_000);
     this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache), new VerificationCache(cache));
   }
 
@@ -79,9 +82,18 @@ export class Authenticator {
   }
 
   private async verifySession(token: string): Promise<IdentityClaims> {
+    const known = this.verifiedTokens.get(token);
+    const claims = known ?? (await this.verifySignature(token));
+    // Checked only after the signature, so garbage tokens never reach auth; checked every time, so logout takes effect.
+    if (await this.verifier.sessionRevoked(claims.sessionId)) throw new AuthenticationError('the session has been logged out: log in again');
+    return claims;
+  }
+
+  private async verifySignature(token: string): Promise<IdentityClaims & { sessionId: string }> {
     let sub: string;
     let scopes: string[];
     let sessionId: string;
+    let expiresAt: number;
     try {
       const { payload } = await jwtVerify(token, this.jwks, {
         issuer: SESSION_ISSUER,
@@ -92,6 +104,8 @@ export class Authenticator {
       if (typeof payload.jti !== 'string') throw new AuthenticationError('the session token has no session id ("jti"): log in again');
       sub = payload.sub;
       sessionId = payload.jti;
+      // jose refuses an expired token, and a token without `exp` is checked again after a minute.
+      expiresAt = typeof payload.exp === 'number' ? payload.exp * 1000 : Date.now() + 60_000;
       scopes = Array.isArray(payload.scopes) ? payload.scopes.filter((s): s is string => typeof s === 'string') : [];
     } catch (error) {
       if (error instanceof AuthenticationError) throw error;
@@ -107,8 +121,8 @@ export class Authenticator {
       // A network failure fetching the JWKS says nothing about the token.
       throw new KeysUnavailableError((error as Error).message);
     }
-    // Checked only after the signature, so garbage tokens never reach auth.
-    if (await this.verifier.sessionRevoked(sessionId)) throw new AuthenticationError('the session has been logged out: log in again');
-    return { sub, scopes, sessionId };
+    const claims = { sub, scopes, sessionId };
+    this.verifiedTokens.set(token, claims, expiresAt);
+    return claims;
   }
 }

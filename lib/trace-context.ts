@@ -72,9 +72,20 @@ function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(',') : value;
 }
 
+/** Random bytes drawn 4 KiB at a time: one system call per request for a few ids cost more than the ids' use. */
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let used = 0;
+
 function randomHex(bytes: number): string {
   let hex: string;
-  do hex = randomBytes(bytes).toString('hex');
-  while (ALL_ZEROS.test(hex));
+  do {
+    if (used + bytes > pool.length) {
+      pool = randomBytes(POOL_BYTES);
+      used = 0;
+    }
+    hex = pool.toString('hex', used, used + bytes);
+    used += bytes;
+  } while (ALL_ZEROS.test(hex));
   return hex;
 }
