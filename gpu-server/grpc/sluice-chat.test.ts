@@ -15,7 +15,7 @@ import { CANCEL_REQUEST_PARAMETER } from '../protocol/cancel';
 import type { ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
 import { PROJECT_REPOSITORY } from '../repository/temp-repository';
 import { startGpuServer, type GpuServer } from '../server';
-import { type TritonTestClient, openStream, tritonTestClient } from './test-client';
+import { type TritonTestClient, openStream, streamAll, tritonTestClient } from './test-client';
 
 const MODEL = 'sluice-chat';
 type Client = TritonTestClient;
@@ -68,16 +68,7 @@ afterAll(async () => {
 });
 
 it('streams deltas, the last one final with finish_reason, the token counts adding up to max_tokens', async () => {
-  const stream = openStream(client);
-  const responses: ModelStreamInferResponse[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    stream.on('data', (r: ModelStreamInferResponse) => responses.push(r));
-    stream.on('end', resolve);
-    stream.on('error', reject);
-  });
-  stream.write(generateRequest('g1', 'Hello there', { max_tokens: 8, seed: 7, temperature: 0.8, ignore_eos: true }));
-  stream.end();
-  await done;
+  const responses = await streamAll(client, [generateRequest('g1', 'Hello there', { max_tokens: 8, seed: 7, temperature: 0.8, ignore_eos: true })]);
   expect(responses.every((r) => r.error_message === '' && r.infer_response!.id === 'g1')).toBe(true);
   expect(responses.length).toBeGreaterThanOrEqual(2);
   expect(responses.map(isFinal)).toEqual(responses.map((_, i) => i === responses.length - 1));

@@ -17,7 +17,7 @@ import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
 import type { InferParameter, ModelInferResponse, ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
 import { ModelRepository } from '../repository/repository';
 import { createHealthHandlers, createInferenceHandlers } from './inference-service';
-import { type TritonTestClient, call, callError, openStream, tritonTestClient } from './test-client';
+import { type TritonTestClient, call, callError, openStream, streamAll, tritonTestClient } from './test-client';
 
 type Client = TritonTestClient;
 
@@ -28,24 +28,6 @@ let core: InferenceCore;
 let server: grpc.Server;
 let client: Client;
 let health: Client;
-
-
-
-
-/** Writes `requests` on one stream, half-closes it, and collects every response until the server ends it. */
-async function streamAll(requests: unknown[]): Promise<ModelStreamInferResponse[]> {
-  const stream = openStream(client);
-  const responses: ModelStreamInferResponse[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    stream.on('data', (r: ModelStreamInferResponse) => responses.push(r));
-    stream.on('end', resolve);
-    stream.on('error', reject);
-  });
-  for (const r of requests) stream.write(r);
-  stream.end();
-  await done;
-  return responses;
-}
 
 const generate = (prompt: string, id: string, parameters: Record<string, InferParameter> = {}) => ({
   model_name: 'gen',
@@ -113,7 +95,7 @@ afterAll(async () => {
 describe('ModelStreamInfer on a decoupled model', () => {
   it('multiplexes requests on one stream: each id gets its responses in order, only the last final', async () => {
     log.instances.length = 0;
-    const responses = await streamAll([generate('count:3', 'a'), generate('count:2', 'b'), generate('count:1', 'c')]);
+    const responses = await streamAll(client, [generate('count:3', 'a'), generate('count:2', 'b'), generate('count:1', 'c')]);
     expect(responses.every((r) => r.error_message === '')).toBe(true);
     const byId = (id: string) => responses.filter((r) => r.infer_response!.id === id);
     for (const [id, n] of [['a', 3], ['b', 2], ['c', 1]] as const) {
@@ -127,16 +109,16 @@ describe('ModelStreamInfer on a decoupled model', () => {
   });
 
   it('sends an empty final response only when triton_enable_empty_final_response asks for it', async () => {
-    const asked = await streamAll([generate('count:2:empty-final', 'e', { triton_enable_empty_final_response: { bool_param: true } })]);
+    const asked = await streamAll(client, [generate('count:2:empty-final', 'e', { triton_enable_empty_final_response: { bool_param: true } })]);
     expect(asked.map(isFinal)).toEqual([false, false, true]);
     expect(asked[2].infer_response!.outputs).toEqual([]);
-    const notAsked = await streamAll([generate('count:2:empty-final', 'n')]);
+    const notAsked = await streamAll(client, [generate('count:2:empty-final', 'n')]);
     expect(notAsked.map((r) => outputText(r, 'text_output'))).toEqual(['t0 ', 't1 ']);
     expect(notAsked.map(isFinal)).toEqual([false, false]); // as in Triton: the flag-only response is not sent
   });
 
   it('reports errors as error_message with the request id, and keeps serving the stream', async () => {
-    const responses = await streamAll([
+    const responses = await streamAll(client, [
       { ...generate('count:1', 'unknown'), model_name: 'nope' },
       generate('count:1', 'seq', { sequence_id: { int64_param: 7 } }),
       generate('count:3:fail-at:1', 'fails'),
@@ -179,7 +161,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
 
   it("keeps Triton's response_stats per response index and counts requests", async () => {
     const before = await genStats();
-    await streamAll([generate('count:2', 's1'), generate('count:2', 's2')]);
+    await streamAll(client, [generate('count:2', 's1'), generate('count:2', 's2')]);
     const after = await genStats();
     expect(after.response_stats['0'].success.count - (before.response_stats['0']?.success.count ?? 0)).toBe(2);
     expect(after.response_stats['1'].success.count - (before.response_stats['1']?.success.count ?? 0)).toBe(2);
@@ -194,7 +176,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
   });
 
   it('answers a non-decoupled model on the stream with one final response', async () => {
-    const [only, ...rest] = await streamAll([{ ...echo([5]), id: 'one' }]);
+    const [only, ...rest] = await streamAll(client, [{ ...echo([5]), id: 'one' }]);
     expect(rest).toEqual([]);
     expect(isFinal(only)).toBe(true);
     expect(only.infer_response!.id).toBe('one');

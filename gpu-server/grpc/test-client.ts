@@ -38,3 +38,18 @@ export function openStream(target: TritonTestClient): grpc.ClientDuplexStream<un
     definition.responseDeserialize as (b: Buffer) => ModelStreamInferResponse,
   );
 }
+
+/** Writes `requests` on one ModelStreamInfer call, half-closes it, and collects every response until the server ends it. */
+export async function streamAll(target: TritonTestClient, requests: readonly unknown[]): Promise<ModelStreamInferResponse[]> {
+  const stream = openStream(target);
+  const responses: ModelStreamInferResponse[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('data', (r: ModelStreamInferResponse) => responses.push(r));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  for (const r of requests) stream.write(r);
+  stream.end();
+  await done;
+  return responses;
+}
