@@ -27,6 +27,18 @@ export const FINISH_REASONS: readonly FinishReason[] = ['STOP', 'LENGTH', 'CANCE
  */
 export const MAX_TOKENS_PER_EVENT = 10_000_000;
 
+/**
+ * What a request used, as the graph's `Usage` type shows it (inference and
+ * knowledge both return it): the same numbers as the request's usage event.
+ */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  promptCacheHitTokens: number;
+  promptCacheMissTokens: number;
+}
+
 export interface UsageEvent {
   /** A UUID, the idempotency key: the same event delivered twice is charged once. */
   eventId: string;

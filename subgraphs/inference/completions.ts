@@ -21,20 +21,19 @@
 import { randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { interruptible } from '../../lib/interruptible';
-import type { FinishReason } from '../../lib/usage-events';
+import type { FinishReason, Usage } from '../../lib/usage-events';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
 import { generationOutputs, generationRequest, type GenerationOutput } from './generation-tensors';
 import { gpuError } from './gpu-errors';
 import type { GpuTier, StreamHandle } from './gpu-tier';
-import type { Caller, MeteredRequest, Metering, ResponseCacheBilling, Usage } from './metering';
+import type { Caller, MeteredRequest, Metering, ResponseCacheBilling } from './metering';
 import type { ModelCatalog, ModelInfo } from './model-catalog';
 import { priorityFor, type PriorityByScope } from './priority';
 import type { CachedCompletion, CacheStatus, ResponseCache } from './response-cache';
 import { StreamError } from './shared-stream';
 
 export type { FinishReason } from '../../lib/usage-events';
-export type { Usage } from './metering';
 
 interface Begun {
   prepared: PreparedCompletion;

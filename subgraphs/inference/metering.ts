@@ -31,20 +31,12 @@ import type { Reservation, ReserveRequest } from '../../lib/billing-client';
 import type { Identity } from '../../lib/identity';
 import type { Logger } from '../../lib/log';
 import { countTokens } from '../../lib/token-counter';
-import { MAX_TOKENS_PER_EVENT, type FinishReason, type UsageEvent } from '../../lib/usage-events';
+import { MAX_TOKENS_PER_EVENT, type FinishReason, type Usage, type UsageEvent } from '../../lib/usage-events';
 import type { PreparedCompletion } from './completion-request';
 import type { GenerationOutput } from './generation-tensors';
 import type { ModelInfo } from './model-catalog';
 import { cacheHitTokens, promptPrefixes, type PromptCache, type PromptPrefix } from './prompt-cache';
 import type { UsagePublisher } from './usage-publisher';
-
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-  promptCacheHitTokens: number;
-  promptCacheMissTokens: number;
-}
 
 /** How an answer from the response cache is billed (INFERENCE_RESPONSE_CACHE_BILLING). */
 export type ResponseCacheBilling = 'free' | 'cache-hit';

@@ -2,7 +2,8 @@ import type { GraphQLError } from 'graphql';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { interruptible } from '../../lib/interruptible';
 import { groundedPrompt } from './grounded-prompt';
-import type { GeneratedChunk, GenerationInput, InferenceClient, Usage } from './inference-client';
+import type { Usage } from '../../lib/usage-events';
+import type { GeneratedChunk, GenerationInput, InferenceClient } from './inference-client';
 import type { ModelChoice } from './model-choice';
 import type { Hit, Retrieval } from './retrieval';
 

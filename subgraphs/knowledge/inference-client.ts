@@ -11,6 +11,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { IDENTITY_HEADER } from '../../lib/identity';
+import type { Usage } from '../../lib/usage-events';
 
 export interface ModelSummary {
   id: string;
@@ -26,14 +27,6 @@ export interface GenerationInput {
   maxTokens: number;
   temperature?: number | null;
   seed?: number | null;
-}
-
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-  promptCacheHitTokens: number;
-  promptCacheMissTokens: number;
 }
 
 export interface Generated {
