@@ -12,6 +12,13 @@
  * Times in ms are floats (`1000.0`): ioredis-mock's Lua has 32-bit integers.
  */
 
+/** `now_ms` from ARGV[index], or Redis's TIME when the caller passed 0 (every script starts with it). */
+const nowMs = (index: number) => `local now_ms = tonumber(ARGV[${index}])
+if now_ms == 0 then
+  local t = redis.call('TIME')
+  now_ms = tonumber(t[1]) * 1000.0 + math.floor(tonumber(t[2]) / 1000)
+end`;
+
 /**
  * KEYS: the windows to charge. ARGV: now in ms (0 = Redis TIME), window in
  * seconds, then for each key its limit and cost. Charges every key or none.
@@ -21,11 +28,7 @@
  * bucket leaves the window.
  */
 export const CHARGE_WINDOWS = `
-local now_ms = tonumber(ARGV[1])
-if now_ms == 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000.0 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMs(1)}
 local window = tonumber(ARGV[2])
 local now_s = math.floor(now_ms / 1000)
 local oldest = now_s - window
@@ -91,11 +94,7 @@ return { unpack(out) }
  * bucket — what has left the window cannot be refunded.
  */
 export const CORRECT_WINDOW = `
-local now_ms = tonumber(ARGV[3])
-if now_ms == 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000.0 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMs(3)}
 local window = tonumber(ARGV[4])
 local now_s = math.floor(now_ms / 1000)
 local bucket = tonumber(ARGV[1])
@@ -117,11 +116,7 @@ return 1
  * earliest lease expires.
  */
 export const ACQUIRE_LEASE = `
-local now_ms = tonumber(ARGV[1])
-if now_ms == 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000.0 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMs(1)}
 local limit = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -141,11 +136,7 @@ return { 1, held + 1, ttl }
  * live, so it still counts.
  */
 export const RENEW_LEASE = `
-local now_ms = tonumber(ARGV[1])
-if now_ms == 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000.0 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMs(1)}
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ttl)
