@@ -119,7 +119,10 @@ export function expandedFieldCount(document: DocumentNode): number {
 /** OPERATION_LIMIT when the document expands to more fields than allowed. */
 export function checkExpansion(document: DocumentNode, limits: OperationLimits): GraphQLError | undefined {
   const fields = expandedFieldCount(document);
-  if (fields <= limits.maxExpandedFields) return undefined;
+  return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
+}
+
+function expansionError(fields: number, limits: OperationLimits): GraphQLError {
   return limitError('expandedFields', 'selects too many fields once its fragments are expanded', limits.maxExpandedFields, fields);
 }
 
@@ -210,11 +213,25 @@ export function refuseOversizedSource(req: IncomingMessage, res: ServerResponse,
 
 /** The expansion check on a document's text, before Apollo Server parses it; a syntax error is Apollo's to report. */
 function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLError | undefined {
-  let document: DocumentNode;
-  try {
-    document = parse(query, { noLocation: true });
-  } catch {
-    return undefined;
+  let fields = expandedFields.get(query);
+  if (fields === undefined) {
+    let document: DocumentNode;
+    try {
+      document = parse(query, { noLocation: true });
+    } catch {
+      return undefined;
+    }
+    fields = expandedFieldCount(document);
+    if (expandedFields.size >= MAX_REMEMBERED_DOCUMENTS) expandedFields.delete(expandedFields.keys().next().value!);
+    expandedFields.set(query, fields);
   }
-  return checkExpansion(document, limits);
+  return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
 }
+
+/**
+ * Expanded-field counts by document text: clients send the same few documents
+ * again and again, and this check runs on every HTTP request before Apollo
+ * Server (which keeps its own parsed documents), so each text is parsed here once.
+ */
+const expandedFields = new Map<string, number>();
+const MAX_REMEMBERED_DOCUMENTS = 1_000;
