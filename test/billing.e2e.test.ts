@@ -312,38 +312,79 @@ it('1,000 concurrent completions against a balance that allows only some: never 
 
 it('billing killed mid-load and started again settles every usage event exactly once', async () => {
   const price = await pricing('sluice-chat-batch');
+  const streamPrice = await pricing('sluice-chat');
   const user = await userWith(5_000_000);
   const before = await gpuRequests('sluice-chat-batch');
   let answered = 0;
   const requests = Array.from({ length: 300 }, (_, i) =>
     gql(stack.gatewayUrl, COMPLETE, { i: input({ seed: i }) }, bearer(user.token)).finally(() => void answered++),
   );
-  while (answered < 50) await new Promise((r) => setTimeout(r, 5));
-  await stack.kill('billing', 'SIGKILL');
-  const answeredBeforeKill = answered;
+  // Long streams that hold their reservations across the kill, so some events
+  // are certainly published while billing is down (short unary requests may all
+  // be either done or not yet reserved at the moment of the kill).
+  const client = wsClient(stack.gatewayUrl, user.token);
+  const streams = Array.from({ length: 3 }, (_, i) => longStream(client, input({ model: 'sluice-chat', maxTokens: 900, seed: 100 + i })));
+  let killedAt = 0;
+  try {
+    await Promise.all(streams.map((s) => s.started));
+    while (answered < 50) await new Promise((r) => setTimeout(r, 5));
+    await stack.kill('billing', 'SIGKILL');
+    killedAt = Date.now();
+  } finally {
+    await Promise.all(streams.map((s) => s.ended.catch(() => undefined)));
+    await client.dispose();
+  }
   const results = await Promise.all(requests);
+  const ended = await Promise.all(streams.map((s) => s.ended));
   restartedBilling = await startBilling();
 
   const served = results.filter((r) => !r.errors).map((r) => r.data!.complete.usage as Usage);
   const refused = results.filter((r) => r.errors);
   // With billing down nothing is reserved, so nothing runs.
   for (const r of refused) expect(r.errors![0].extensions?.code).toBe('SERVICE_UNAVAILABLE');
-  // Requests reserved before the kill kept running: their events were published while billing was down.
-  expect(served.length).toBeGreaterThan(answeredBeforeKill);
   expect(await gpuRequests('sluice-chat-batch')).toBe(before + served.length);
+  // Streams reserved before the kill kept running and ended normally after it.
+  for (const s of ended) expect(s.finishReason).toMatch(/^(STOP|LENGTH)$/);
+  expect(ended.filter((s) => s.at > killedAt).length).toBeGreaterThan(0);
 
   const charges = sum(served.map((u) => charge(u, price)));
+  const streamCharges = sum(ended.map((s) => charge(s.usage, streamPrice)));
   const deadline = Date.now() + 30_000;
   let now = await account(user.token);
-  while (sum(now.usage.map((b) => b.requests)) < served.length && Date.now() < deadline) {
+  while (sum(now.usage.map((b) => b.requests)) < served.length + ended.length && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
     now = await account(user.token);
   }
   // Holds of reservations cut off by the kill wait for their expiry; the money moved is what matters.
-  expect(now.usage).toEqual([expect.objectContaining({ requests: served.length, amount: charges })]);
-  expect(now.balance.total).toBe(5_000_000 - charges);
-  expect(await eventsOf(user.id)).toHaveLength(served.length);
+  expect(now.usage).toEqual(
+    expect.arrayContaining([
+      expect.objectContaining({ key: 'sluice-chat-batch', requests: served.length, amount: charges }),
+      expect.objectContaining({ key: 'sluice-chat', requests: ended.length, amount: streamCharges }),
+    ]),
+  );
+  expect(now.usage).toHaveLength(2);
+  expect(now.balance.total).toBe(5_000_000 - charges - streamCharges);
+  expect(await eventsOf(user.id)).toHaveLength(served.length + ended.length);
 }, 90_000);
+
+/** A completion stream: `started` once its first chunk arrives, `ended` with its last chunk and when it came. */
+function longStream(client: ReturnType<typeof wsClient>, variables: Record<string, unknown>) {
+  let markStarted!: () => void;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
+  const ended = (async () => {
+    let last: { finishReason: string | null; usage: Usage } | undefined;
+    for await (const event of client.iterate<{ completionStream: { finishReason: string | null; usage: Usage } }>({ query: STREAM, variables: { i: variables } })) {
+      if (event.errors) throw new Error(`stream failed: ${JSON.stringify(event.errors)}`);
+      markStarted();
+      last = event.data!.completionStream;
+    }
+    if (!last?.finishReason) throw new Error('stream ended without a final chunk');
+    return { finishReason: last.finishReason, usage: last.usage, at: Date.now() };
+  })();
+  // A stream that fails before its first chunk must not leave `started` pending forever.
+  ended.catch(() => markStarted());
+  return { started, ended };
+}
 
 /** Starts billing again on its port, as the stack started it, and waits until it is healthy. */
 async function startBilling(): Promise<ChildProcess> {
