@@ -21,6 +21,10 @@ export function connectRedis(url: string, log: Logger): Redis {
     // failing at once, but not forever: a GraphQL request gets an error, not a hang.
     maxRetriesPerRequest: 3,
     enableOfflineQueue: true,
+    // Commands issued in the same tick (many concurrent requests' look-ups)
+    // go out in one write: per-command writes were a large share of every
+    // service's CPU under load. Order on the connection is unchanged.
+    enableAutoPipelining: true,
   });
   let lastError = '';
   client.on('error', (error: Error) => {
