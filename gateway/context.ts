@@ -16,20 +16,17 @@ export interface GatewayContext {
 
 /**
  * The caller's claims and their signed header. A subscription can outlive
- * one signature (60 s by default), so the header is re-signed once it is past
- * half its lifetime: entity fetches made for a late event still carry a
- * valid identity, and the claims themselves never change.
+ * one signature (60 s by default); the signer hands out a header with at
+ * least half its lifetime left, so entity fetches made for a late event still
+ * carry a valid identity, and the claims themselves never change.
  */
 export class SignedIdentity {
-  private signed: { header: string; at: number } | undefined;
-
   constructor(
     readonly claims: IdentityClaims,
     private readonly signer: IdentitySigner,
   ) {}
 
   header(now = Date.now()): string {
-    if (!this.signed || now - this.signed.at > (this.signer.ttlSeconds * 1000) / 2) this.signed = { header: this.signer.sign(this.claims, now), at: now };
-    return this.signed.header;
+    return this.signer.current(this.claims, now);
   }
 }

@@ -51,4 +51,28 @@ describe('signed identity', () => {
     const header = signer.sign({ sub: 'u1', scopes: [] }, Date.now() + 120_000);
     expect(() => verifier.verify(header)).toThrow('issued in the future');
   });
+
+  it('reuses the header signed for the same claims until it is half through its life, then signs a new one', () => {
+    const own = new IdentitySigner(createPrivateKey(keys.privateKeyPem), 60);
+    const t0 = Date.now();
+    const first = own.current({ sub: 'u1', scopes: ['knowledge:read'] }, t0);
+    expect(own.current({ sub: 'u1', scopes: ['knowledge:read'] }, t0 + 30_000)).toBe(first);
+    expect(own.current({ sub: 'u1', scopes: ['knowledge:read'], keyId: 'k1' }, t0)).not.toBe(first);
+    expect(own.current({ sub: 'u2', scopes: ['knowledge:read'] }, t0)).not.toBe(first);
+    const later = own.current({ sub: 'u1', scopes: ['knowledge:read'] }, t0 + 30_001);
+    expect(later).not.toBe(first);
+    expect(verifier.verify(later, t0 + 30_001)).toMatchObject({ sub: 'u1', iat: Math.floor((t0 + 30_001) / 1000) });
+  });
+
+  it('checks the times of a header it verified before on every use, and keeps its claims unchangeable', () => {
+    const t0 = Date.now();
+    const header = signer.sign({ sub: 'u1', scopes: ['knowledge:read'] }, t0);
+    const identity = verifier.verify(header, t0);
+    expect(verifier.verify(header, t0 + 10_000)).toBe(identity);
+    expect(() => verifier.verify(header, t0 + 66_000)).toThrow(/expired at/);
+    expect(() => verifier.verify(header, t0 - 10_000)).toThrow('issued in the future');
+    expect(() => (identity.scopes as string[]).push('admin')).toThrow(TypeError);
+    // A changed copy of a verified header is verified afresh, and fails.
+    expect(() => verifier.verify(`${header.slice(0, -2)}AA`, t0)).toThrow('invalid signature');
+  });
 });
