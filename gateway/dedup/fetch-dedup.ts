@@ -8,30 +8,14 @@
  * id and trace context only label a request and never change its answer, so
  * the shared fetch carries the first caller's.
  */
-import type { FetcherRequestInit, FetcherResponse } from '@apollo/utils.fetcher';
+import type { FetcherRequestInit } from '@apollo/utils.fetcher';
 import { IDENTITY_HEADER } from '../../lib/identity';
+import type { BufferedResponse } from '../subgraph-calls/buffered-response';
 import { dedupCounters } from './counters';
 import { InFlight } from './in-flight';
 
 /** Headers that label a request without changing its answer. */
 const LABEL_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate', 'content-length']);
-
-/** A response read to its end, so that it can be handed out more than once. */
-export interface BufferedResponse {
-  status: number;
-  statusText: string;
-  headers: [string, string][];
-  body: ArrayBuffer;
-}
-
-export async function bufferResponse(response: FetcherResponse): Promise<BufferedResponse> {
-  return { status: response.status, statusText: response.statusText, headers: [...response.headers], body: await response.arrayBuffer() };
-}
-
-/** A fresh Response over a buffered one: each caller reads its own body. */
-export function responseOf(buffered: BufferedResponse): FetcherResponse {
-  return new Response(buffered.body.byteLength === 0 ? null : buffered.body, { status: buffered.status, statusText: buffered.statusText, headers: buffered.headers });
-}
 
 /**
  * The claims of a signed identity header without its issue and expiry times,
@@ -60,9 +44,10 @@ export class FetchDedup {
   private readonly inFlight = new InFlight<BufferedResponse>();
 
   /** Sends through `send` unless an identical fetch is in flight, and gives this caller its own copy of the response. */
-  async fetch(url: string, init: FetcherRequestInit, send: () => Promise<FetcherResponse>): Promise<FetcherResponse> {
-    const { promise, shared } = this.inFlight.run(fetchKey(url, init), async () => bufferResponse(await send()));
+  async fetch(url: string, init: FetcherRequestInit, send: () => Promise<BufferedResponse>): Promise<BufferedResponse> {
+    const { promise, shared } = this.inFlight.run(fetchKey(url, init), send);
     if (shared) dedupCounters.deduplicatedFetches += 1;
-    return responseOf(await promise);
+    // The one response is never read itself: every caller reads a clone over its bytes.
+    return (await promise).clone();
   }
 }

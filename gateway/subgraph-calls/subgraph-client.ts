@@ -7,9 +7,10 @@
  * parsing, cache hints) stays as it is.
  */
 import { STATUS_CODES } from 'node:http';
-import type { Fetcher, FetcherRequestInit, FetcherResponse } from '@apollo/utils.fetcher';
+import type { Fetcher, FetcherRequestInit } from '@apollo/utils.fetcher';
 import { Pool } from 'undici';
 import type { FetchDedup } from '../dedup/fetch-dedup';
+import { BufferedResponse, ResponseHeaders } from './buffered-response';
 import { SubgraphCallError } from './call-error';
 import { CircuitBreaker } from './circuit-breaker';
 import { isQueryFetch } from './fetch-kind';
@@ -17,8 +18,6 @@ import type { SubgraphCallSettings } from './settings';
 
 /** Statuses a proxy or a restarting service answers with: worth another try for a query. */
 const RETRYABLE_STATUS = new Set([502, 503, 504]);
-/** Statuses whose response has no body, which `Response` refuses one for. */
-const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
 
 class AttemptTimedOut extends Error {}
 
@@ -58,7 +57,7 @@ export class SubgraphClient {
   }
 
   /** One call with its retries: only a query is retried, and only after a connection error or a 502/503/504. */
-  private async call(url: string, init: FetcherRequestInit, query: boolean): Promise<FetcherResponse> {
+  private async call(url: string, init: FetcherRequestInit, query: boolean): Promise<BufferedResponse> {
     const attempts = query ? 1 + this.settings.retries : 1;
     let failure: SubgraphCallError | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -67,7 +66,7 @@ export class SubgraphClient {
         // The breaker opened during the retries: the failure that opened it says more than "circuit open".
         throw failure ?? this.circuitOpen(attempt - 1);
       }
-      let response: FetcherResponse;
+      let response: BufferedResponse;
       try {
         response = await this.attempt(url, init);
       } catch (error) {
@@ -93,7 +92,7 @@ export class SubgraphClient {
   }
 
   /** One request on the pool, read to its end within the deadline. */
-  private async attempt(url: string, init: FetcherRequestInit): Promise<FetcherResponse> {
+  private async attempt(url: string, init: FetcherRequestInit): Promise<BufferedResponse> {
     const target = new URL(url);
     if (target.origin !== this.origin) throw new Error(`subgraph "${this.service}" client serves ${this.origin}, not ${target.origin}`);
     const controller = new AbortController();
@@ -106,19 +105,9 @@ export class SubgraphClient {
         body: init.body,
         signal: controller.signal,
       });
-      const bytes = await body.arrayBuffer();
-      const responseHeaders = new Headers();
-      for (const [name, value] of Object.entries(headers)) {
-        for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) responseHeaders.append(name, one);
-      }
-      const response = new Response(NULL_BODY_STATUS.has(statusCode) ? null : bytes, {
-        status: statusCode,
-        statusText: STATUS_CODES[statusCode] ?? '',
-        headers: responseHeaders,
-      });
-      // Apollo names the URL in the error of a failed response; a constructed Response has none of its own.
-      Object.defineProperty(response, 'url', { value: url });
-      return response;
+      const bytes = Buffer.from(await body.arrayBuffer());
+      // Apollo names the URL in the error of a failed response.
+      return new BufferedResponse(statusCode, STATUS_CODES[statusCode] ?? '', ResponseHeaders.from(headers), bytes, url);
     } catch (error) {
       throw controller.signal.aborted && controller.signal.reason instanceof AttemptTimedOut ? controller.signal.reason : error;
     } finally {
