@@ -101,11 +101,8 @@ export class IdentityVerifier {
   /** Returns the identity, or throws an IdentityError saying what was wrong with the header. */
   verify(header: string | undefined, now = Date.now()): Identity {
     if (!header) throw new IdentityError(`missing ${IDENTITY_HEADER} header: requests must come through the gateway`);
-    let identity = this.verified.get(header);
-    if (!identity) {
-      identity = this.checkSignatureAndClaims(header);
-      remember(this.verified, header, identity);
-    }
+    const remembered = this.verified.get(header);
+    const identity = remembered ?? this.checkSignatureAndClaims(header);
     const seconds = now / 1000;
     if (identity.exp + SKEW_SECONDS < seconds) {
       throw new IdentityError(`${IDENTITY_HEADER} header expired at ${new Date(identity.exp * 1000).toISOString()}`);
@@ -113,6 +110,8 @@ export class IdentityVerifier {
     if (identity.iat - SKEW_SECONDS > seconds) {
       throw new IdentityError(`${IDENTITY_HEADER} header was issued in the future`);
     }
+    // Only a header usable now is remembered: replayed expired ones must not push out live ones.
+    if (!remembered) remember(this.verified, header, identity);
     return identity;
   }
 
