@@ -13,10 +13,9 @@ export class ResponseHeaders implements FetcherHeaders {
   private readonly byName = new Map<string, string>();
 
   /** From undici's raw headers (an array when the header was repeated). */
-  static from(raw: Record<string, string | string[] | undefined> | Iterable<[string, string]>): ResponseHeaders {
+  static from(raw: Record<string, string | string[] | undefined>): ResponseHeaders {
     const headers = new ResponseHeaders();
-    const pairs = Symbol.iterator in raw ? (raw as Iterable<[string, string]>) : Object.entries(raw);
-    for (const [name, value] of pairs) {
+    for (const [name, value] of Object.entries(raw)) {
       if (Array.isArray(value)) for (const one of value) headers.append(name, one);
       else if (value !== undefined) headers.append(name, value);
     }
