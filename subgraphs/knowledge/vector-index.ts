@@ -22,8 +22,6 @@ export interface LocalChange {
 export interface UserVectorsOptions {
   /** Exact search while the user has at most this many vectors; an HNSW graph above it. */
   exactThreshold: number;
-  /** Threads usearch may use to insert into the graph (0: as many as it likes). */
-  addThreads?: number;
   /** Told when building the graph fails (search stays exact). */
   onError?: (error: unknown) => void;
 }
@@ -32,8 +30,16 @@ export interface UserVectorsOptions {
 const CONNECTIVITY = 16;
 const EXPANSION_ADD = 128;
 const EXPANSION_SEARCH = 64;
-/** Vectors inserted into a graph under construction between two yields to the event loop. */
-const BUILD_BATCH = 1024;
+/** Vectors handed to usearch in one call while a graph is built. */
+const BUILD_STEP = 16;
+/** How long building a graph may hold the event loop before it lets searches and requests in. */
+const BUILD_SLICE_MS = 15;
+/**
+ * usearch inserts with one thread. With several, concurrent inserts left a few vectors of every few
+ * thousand unreachable (a stored vector was not its own nearest neighbour); one thread left none in
+ * 120,000 and builds the same graph every time. It costs build time, not search time (bench/RESULTS.md).
+ */
+const INSERT_THREADS = 1;
 /** Vectors per storage block (2 MiB at D = 128); the first block starts at 64 and doubles up to this. */
 const BLOCK_SHIFT = 12;
 const BLOCK_VECTORS = 1 << BLOCK_SHIFT;
@@ -132,7 +138,7 @@ export class UserVectors {
     this.live += vectors.length;
     if (this.graph) {
       const inGraph = entry.slots.filter((slot) => this.graphHolds(slot));
-      if (inGraph.length > 0) this.graph.add(slotKeys(inGraph), this.gather(inGraph), this.options.addThreads ?? 0);
+      if (inGraph.length > 0) this.graph.add(slotKeys(inGraph), this.gather(inGraph), INSERT_THREADS);
     } else if (this.live > this.options.exactThreshold) {
       this.startGraph();
     }
@@ -250,15 +256,21 @@ export class UserVectors {
     this.building = building;
   }
 
-  /** Inserts the live slots batch by batch; slots changed meanwhile below `graphUpTo` are kept in step by add/remove. */
+  /**
+   * Inserts the live slots in slices of BUILD_SLICE_MS, yielding to the event loop between them; slots
+   * changed meanwhile below `graphUpTo` are kept in step by add/remove.
+   */
   private async buildGraph(graph: Index): Promise<void> {
     while (this.graph === graph && this.graphUpTo < this.used) {
-      const from = this.graphUpTo;
-      const to = Math.min(this.used, from + BUILD_BATCH);
-      const slots: number[] = [];
-      for (let slot = from; slot < to; slot++) if (this.slotDoc[slot]) slots.push(slot);
-      if (slots.length > 0) graph.add(slotKeys(slots), this.gather(slots), this.options.addThreads ?? 0);
-      this.graphUpTo = to;
+      const sliceEnds = performance.now() + BUILD_SLICE_MS;
+      do {
+        const from = this.graphUpTo;
+        const to = Math.min(this.used, from + BUILD_STEP);
+        const slots: number[] = [];
+        for (let slot = from; slot < to; slot++) if (this.slotDoc[slot]) slots.push(slot);
+        if (slots.length > 0) graph.add(slotKeys(slots), this.gather(slots), INSERT_THREADS);
+        this.graphUpTo = to;
+      } while (this.graphUpTo < this.used && performance.now() < sliceEnds);
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (this.graph === graph) this.graphReady = true;
