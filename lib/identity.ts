@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign, verify } from 'node:crypto';
+import { remember } from './bounded-map';
 import { envSecret } from './config';
 
 /**
@@ -45,13 +46,6 @@ const SKEW_SECONDS = 5;
  */
 const REMEMBERED = 10_000;
 
-/** Adds `value` under `key` to an insertion-ordered map holding at most REMEMBERED entries, dropping the oldest. */
-function remember<V>(map: Map<string, V>, key: string, value: V): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > REMEMBERED) map.delete(map.keys().next().value!);
-}
-
 export class IdentitySigner {
   private readonly recent = new Map<string, { header: string; at: number }>();
 
@@ -85,7 +79,7 @@ export class IdentitySigner {
     const last = this.recent.get(key);
     if (last && now >= last.at && now - last.at <= (this.ttlSeconds * 1000) / 2) return last.header;
     const header = this.sign(claims, now);
-    remember(this.recent, key, { header, at: now });
+    remember(this.recent, key, { header, at: now }, REMEMBERED);
     return header;
   }
 }
@@ -111,7 +105,7 @@ export class IdentityVerifier {
       throw new IdentityError(`${IDENTITY_HEADER} header was issued in the future`);
     }
     // Only a header usable now is remembered: replayed expired ones must not push out live ones.
-    if (!remembered) remember(this.verified, header, identity);
+    if (!remembered) remember(this.verified, header, identity, REMEMBERED);
     return identity;
   }
 
