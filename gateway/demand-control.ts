@@ -36,6 +36,7 @@ import {
 import { envInt } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 import { variablesWithDefaults } from './operation-variables';
+import { DocumentMemo } from '../lib/document-memo';
 
 const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
 const MUTATION_COST = 10;
@@ -178,14 +179,34 @@ export function checkCost(estimatedCost: number, options: DemandControlOptions):
   });
 }
 
+/** Longest string variable a remembered estimate is keyed by. */
+const MEMO_STRING_CHARS = 128;
+
+/**
+ * Variables can size lists, so an estimate is remembered per variables: only
+ * for scalars and short strings, so that uploads and other large values are
+ * neither serialized nor kept (their operations are estimated afresh).
+ */
+function memoKey(variables: Record<string, unknown> | undefined): string | undefined {
+  if (!variables) return '';
+  for (const value of Object.values(variables)) {
+    if (value !== null && typeof value === 'object') return undefined;
+    if (typeof value === 'string' && value.length > MEMO_STRING_CHARS) return undefined;
+  }
+  return JSON.stringify(variables);
+}
+
 /** Refuses over-budget operations Apollo Server runs, after validation and before planning. */
 export function demandControlPlugin(directives: CostDirectives, options: DemandControlOptions): ApolloServerPlugin {
+  const costs = new DocumentMemo<number>();
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ schema, document, operationName, request }) {
-          const variables = variablesWithDefaults(document, operationName, request.variables);
-          const error = checkCost(estimateCost(schema, directives, document, operationName, variables, options.defaultListSize), options);
+          const estimate = () => estimateCost(schema, directives, document, operationName, variablesWithDefaults(document, operationName, request.variables), options.defaultListSize);
+          const variables = memoKey(request.variables);
+          const cost = variables === undefined ? estimate() : costs.get(schema, document, `${operationName ?? ''}\n${variables}`, estimate);
+          const error = checkCost(cost, options);
           if (error) throw error;
         },
       };

@@ -23,6 +23,7 @@ import {
 import { envInt } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 import { sendJson } from '../lib/http-service';
+import { DocumentMemo } from '../lib/document-memo';
 
 export interface OperationLimits {
   maxDocumentBytes: number;
@@ -184,11 +185,13 @@ export function checkShape(shape: OperationShape, limits: OperationLimits): Grap
  * would reach the client as a 500.
  */
 export function operationLimitsPlugin(limits: OperationLimits): ApolloServerPlugin {
+  const shapes = new DocumentMemo<OperationShape>();
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ document, operationName }) {
-          const errors = checkShape(measureOperation(document, operationName), limits);
+          const shape = shapes.get(undefined, document, operationName ?? '', () => measureOperation(document, operationName));
+          const errors = checkShape(shape, limits);
           if (errors.length) throw errors[0];
         },
       };

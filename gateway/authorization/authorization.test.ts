@@ -6,6 +6,8 @@
 import { composeServices } from '@apollo/composition';
 import { parse, print, type GraphQLFormattedError } from 'graphql';
 import { SubscriptionPlanner } from '../subscriptions/planner';
+import type { GatewayContext } from '../context';
+import { authorizationPlugin } from './apollo-plugin';
 import { filterOperation } from './filter';
 import { supergraphForGateway } from './gateway-supergraph';
 import { authorizeSubscription } from './subscriptions';
@@ -221,6 +223,31 @@ describe('filtering an operation', () => {
   it('reports a field reached twice (by two fragments) once', () => {
     const result = filter('{ me { ...A ...B } } fragment A on User { id email } fragment B on User { email }', user());
     expect(result.refusals.map((r) => r.path.join('.'))).toEqual(['me.email']);
+  });
+});
+
+describe('the Apollo plugin', () => {
+  /** Runs the plugin's didResolveOperation for `caller` on `document`, as Apollo Server would; returns the document to plan and its hash. */
+  async function resolve(plugin: ReturnType<typeof authorizationPlugin>, document: ReturnType<typeof parse>, caller: Caller) {
+    const requestContext = { schema, document, operationName: undefined, queryHash: 'original', contextValue: { identity: { claims: caller } } };
+    const listener = await plugin.requestDidStart!(requestContext as never);
+    await listener!.didResolveOperation!(requestContext as never);
+    return { printed: print(requestContext.document).replace(/\s+/g, ' '), queryHash: requestContext.queryHash };
+  }
+
+  it('filters one document object for each kind of caller, and callers alike share the filtering and its plan hash', async () => {
+    const plugin = authorizationPlugin(policy);
+    // Apollo Server's document cache hands every request with this text the same object.
+    const document = parse('{ status me { id email } }');
+    const full = await resolve(plugin, document, user('email:read'));
+    const noEmail = await resolve(plugin, document, user());
+    const anonymousCaller = await resolve(plugin, document, anonymous);
+    const noEmailAgain = await resolve(plugin, document, { sub: 'u2', scopes: [] } satisfies GatewayContext['identity']['claims']);
+    expect(full).toEqual({ printed: compact('{ status me { id email } }'), queryHash: 'original' });
+    expect(noEmail.printed).toBe(compact('{ status me { id } }'));
+    expect(anonymousCaller.printed).toBe(compact('{ status }'));
+    expect(noEmailAgain).toEqual(noEmail);
+    expect(new Set([full.queryHash, noEmail.queryHash, anonymousCaller.queryHash]).size).toBe(3);
   });
 });
 
