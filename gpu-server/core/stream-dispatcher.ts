@@ -67,31 +67,39 @@ export class StreamDispatcher {
       last = now;
       return ns;
     };
+    let succeeded = false;
+    const succeed = () => {
+      if (succeeded) return;
+      succeeded = true;
+      const total = Number(this.clock.now() - started);
+      stats.executed(1, total);
+      stats.requestSucceeded(1, total, 0, total);
+    };
     const sink = {
       response: (outputs: Map<string, Tensor>, final: boolean) => {
         if (finalSeen) return; // a runner bug must not reach the client as a second final response
         finalSeen = final;
         stats.response(position++, outputs.size === 0 ? 'empty_response' : 'success', elapsed());
+        // Counted before the client hears of it: a client reading the statistics after its final response sees its request.
+        if (final && !signal.aborted) succeed();
         onResponse(outputs, final);
       },
     };
     try {
       await runner.stream(inputs, sink, signal);
       if (!finalSeen) throw new InferenceError(InferenceErrorCode.Internal, `model '${this.options.model}' ended a request without its final response`);
-      const total = Number(this.clock.now() - started);
-      stats.executed(1, total);
-      if (signal.aborted) {
+      if (signal.aborted && !succeeded) {
+        const total = Number(this.clock.now() - started);
+        stats.executed(1, total);
         stats.response(position, 'cancel', 0);
         stats.requestFailed(total);
       } else {
-        stats.requestSucceeded(1, total, 0, total);
+        succeed();
       }
     } catch (error) {
       // The request already got its final response (the worker died, or a cancel came, just after it): it succeeded.
       if (finalSeen) {
-        const total = Number(this.clock.now() - started);
-        stats.executed(1, total);
-        stats.requestSucceeded(1, total, 0, total);
+        succeed();
         return;
       }
       stats.response(position, signal.aborted ? 'cancel' : 'fail', elapsed());

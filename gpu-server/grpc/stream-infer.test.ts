@@ -169,6 +169,19 @@ describe('ModelStreamInfer on a decoupled model', () => {
     expect(after.inference_stats.success.count - before.inference_stats.success.count).toBe(2);
   });
 
+  it('counts a request in the statistics before its final response goes out', async () => {
+    // A client that reads the statistics once its stream ended must see its request (the tests above and the subgraphs' rely on it).
+    const count = () => Number(core.statistics('gen')[0].inference_count);
+    const before = count();
+    const seen: Array<[boolean, number]> = [];
+    const request = { modelName: 'gen', id: 'counted', inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1], data: encodeBytesTensor(['count:2']) }] };
+    await core.inferStream(request, (response) => seen.push([response.final, count() - before]));
+    expect(seen).toEqual([
+      [false, 0],
+      [true, 1],
+    ]);
+  });
+
   it('refuses ModelInfer for a decoupled model as Triton does', async () => {
     const error = await callError(client, 'ModelInfer', generate('count:1', 'x'));
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);

@@ -168,8 +168,7 @@ describe('one usage event per ended request, with the usage the client is shown'
     const who = caller();
     const before = gpuRequests();
     const completion = await completions.complete(who, input({ model }));
-    // What the refusal tests count does move: the server records a stream's statistics just after its final response, so wait (bounded) for it.
-    for (let i = 0; i < 100 && gpuRequests() === before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    // What the refusal tests count does move (the server counts a request before its final response goes out).
     expect(gpuRequests()).toBeGreaterThan(before);
     const events = await eventsOf(who);
     expect(events).toHaveLength(1);
