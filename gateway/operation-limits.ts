@@ -24,6 +24,7 @@ import { envInt } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 import { sendJson } from '../lib/http-service';
 import { DocumentMemo } from '../lib/document-memo';
+import { remember } from '../lib/bounded-map';
 
 export interface OperationLimits {
   maxDocumentBytes: number;
@@ -225,8 +226,7 @@ function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLEr
       return undefined;
     }
     fields = expandedFieldCount(document);
-    if (expandedFields.size >= MAX_REMEMBERED_DOCUMENTS) expandedFields.delete(expandedFields.keys().next().value!);
-    expandedFields.set(query, fields);
+    remember(expandedFields, query, fields, MAX_REMEMBERED_DOCUMENTS);
   }
   return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
 }

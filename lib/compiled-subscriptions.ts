@@ -12,6 +12,7 @@
  */
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { createSourceEventStream, print, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { remember } from './bounded-map';
 
 export type Subscribe = (args: ExecutionArgs) => Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult>;
 
@@ -23,8 +24,7 @@ export function compiledSubscribe(schema: GraphQLSchema, maxCached = 500): Subsc
     if (known) return known;
     const result = compileQuery(schema, args.document, args.operationName ?? undefined);
     if (!isCompiledQuery(result)) return result as ExecutionResult;
-    if (compiled.size >= maxCached) compiled.delete(compiled.keys().next().value!);
-    compiled.set(key, result);
+    remember(compiled, key, result, maxCached);
     return result;
   };
   return async (args) => {

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { remember } from '../../lib/bounded-map';
 
 /**
  * Session tokens whose signature, issuer, audience and expiry this process
@@ -25,8 +26,7 @@ export class VerifiedTokens<T> {
   }
 
   set(token: string, claims: T, expiresAt: number): void {
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(this.id(token), { claims, expiresAt });
+    remember(this.entries, this.id(token), { claims, expiresAt }, this.maxEntries);
   }
 
   private id(token: string): string {

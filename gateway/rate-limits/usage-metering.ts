@@ -18,6 +18,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import { Kind, parse, print, type DocumentNode, type FieldNode, type OperationDefinitionNode } from 'graphql';
 import type { TokenCharge } from './limiter';
 import { completionFields, maxTokensOf } from './operation-tokens';
+import { remember } from '../../lib/bounded-map';
 
 const USAGE_ALIAS = 'sluiceRateLimitUsage';
 const MAX_CACHED_QUERIES = 500;
@@ -86,8 +87,7 @@ export class UsageMeter {
         rewritten = { query: print(metered), document: metered };
       }
     }
-    if (this.rewrites.size >= MAX_CACHED_QUERIES) this.rewrites.delete(this.rewrites.keys().next().value!);
-    this.rewrites.set(query, rewritten);
+    remember(this.rewrites, query, rewritten, MAX_CACHED_QUERIES);
     return rewritten;
   }
 }

@@ -16,6 +16,7 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import { envBool, envInt } from '../../lib/config';
 import type { GatewayContext } from '../context';
 import type { EntryKeys, ResponseCacheStore } from './store';
+import { remember } from '../../lib/bounded-map';
 
 export const CACHE_STATUS_HEADER = 'x-cache';
 
@@ -73,8 +74,7 @@ export function responseCachePlugin(store: ResponseCacheStore, options: Response
           const policy = requestContext.overallCachePolicy.policyIfCacheable();
           if (!policy) {
             if (requestContext.queryHash) {
-              if (uncacheable.size >= MAX_UNCACHEABLE) uncacheable.delete(uncacheable.keys().next().value!);
-              uncacheable.set(requestContext.queryHash, Date.now() + UNCACHEABLE_MS);
+              remember(uncacheable, requestContext.queryHash, Date.now() + UNCACHEABLE_MS, MAX_UNCACHEABLE);
             }
             return;
           }

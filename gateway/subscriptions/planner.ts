@@ -11,6 +11,7 @@ import type { OperationContext } from '@apollo/gateway/dist/operationContext';
 import { operationFromDocument, Supergraph, type Schema } from '@apollo/federation-internals';
 import { QueryPlanner, type FetchNode, type PlanNode, type QueryPlan } from '@apollo/query-planner';
 import { print, type DocumentNode, type GraphQLSchema } from 'graphql';
+import { remember } from '../../lib/bounded-map';
 
 export interface SubscriptionPlan {
   operationContext: OperationContext;
@@ -61,8 +62,7 @@ export class SubscriptionPlanner {
     const node = queryPlan.node;
     if (node?.kind !== 'Subscription') throw new Error(`expected a subscription plan, got ${node?.kind ?? 'an empty plan'}`);
     const plan: SubscriptionPlan = { operationContext, primary: node.primary, rest: node.rest };
-    if (this.cache.size >= this.maxCachedPlans) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, plan);
+    remember(this.cache, key, plan, this.maxCachedPlans);
     return plan;
   }
 }

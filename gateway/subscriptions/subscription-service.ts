@@ -35,6 +35,7 @@ import { checkExpansion, checkShape, checkSource, measureOperation, type Operati
 import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
 import { withStreamUsage } from '../rate-limits/usage-metering';
 import type { Safelist } from '../persisted-queries/safelist';
+import { remember } from '../../lib/bounded-map';
 
 const MAX_CACHED_DOCUMENTS = 1000;
 /** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
@@ -139,8 +140,7 @@ export class SubscriptionService {
     if (errors.length) return errors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e));
     // Only valid, short documents are kept: errors and long texts are what a flood of junk would fill it with.
     if (query.length <= MAX_CACHED_QUERY_CHARS) {
-      if (this.documents.size >= MAX_CACHED_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
-      this.documents.set(query, document);
+      remember(this.documents, query, document, MAX_CACHED_DOCUMENTS);
     }
     return document;
   }
