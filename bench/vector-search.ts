@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { type SearchHit, UserVectors } from '../subgraphs/knowledge/vector-index';
+import { type SearchHit, UserVectors } from '../subgraphs/knowledge/user-vectors';
 import { loadNote, percentile, recordResult } from './results';
 import { prng as random } from '../gpu-server/core/prng';
 

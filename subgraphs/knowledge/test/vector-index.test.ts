@@ -3,7 +3,8 @@ import type Redis from 'ioredis';
 import type { Logger } from '../../../lib/log';
 import { connectRedis } from '../../../lib/redis';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { type SearchHit, UserVectors, VectorIndex } from '../vector-index';
+import { type SearchHit, UserVectors } from '../user-vectors';
+import { VectorIndex } from '../vector-index';
 import { VectorStore } from '../vector-store';
 import { prng as random } from '../../../gpu-server/core/prng';
 
