@@ -163,10 +163,11 @@ it('killing an endpoint under load loses no unstarted request, ends its started 
   for (const o of outcomes.filter((o) => o.endpoint !== gpus.C.address)) expect(o.final).toBe(true);
   // Every stream started after the kill completed, on A.
   for (const o of await Promise.all(lateStreams.map((s) => s.outcome))) expect(o).toMatchObject({ final: true, endpoint: gpus.A.address });
-  // No embedding issued after the kill failed; one in flight on C when it died may have (it had started), with "Connection dropped".
+  // No embedding issued after the kill failed; one in flight on C when it died may have (it had started), with
+  // UNAVAILABLE: grpc-js says "Connection dropped", or "read ECONNRESET" when the socket error arrives first.
   expect(embedResults.filter((r) => r.issuedAfterKill).length).toBeGreaterThan(20);
   expect(embedResults.filter((r) => r.issuedAfterKill && r.error)).toEqual([]);
-  for (const r of embedResults.filter((r) => r.error)) expect(r.error).toMatchObject({ details: 'Connection dropped' });
+  for (const r of embedResults.filter((r) => r.error)) expect(r.error).toMatchObject({ code: 14, details: expect.stringMatching(/^(Connection dropped|read ECONNRESET)$/) });
 
   // Restart C on the same ports: it rejoins by itself once a poll reaches it.
   gpus.C = await startGpuProcess(repositories.C, gpus.C.ports);
