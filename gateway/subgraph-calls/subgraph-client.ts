@@ -9,10 +9,10 @@
 import { STATUS_CODES } from 'node:http';
 import type { Fetcher, FetcherRequestInit } from '@apollo/utils.fetcher';
 import { Pool } from 'undici';
+import { CircuitBreaker } from '../../lib/circuit-breaker';
 import type { FetchDedup } from '../dedup/fetch-dedup';
 import { BufferedResponse, ResponseHeaders } from './buffered-response';
 import { SubgraphCallError } from './call-error';
-import { CircuitBreaker } from './circuit-breaker';
 import { isQueryFetch } from './fetch-kind';
 import type { SubgraphCallSettings } from './settings';
 
@@ -42,7 +42,7 @@ export class SubgraphClient {
   ) {
     this.origin = new URL(url).origin;
     this.pool = new Pool(this.origin, { connections: settings.connections, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
-    this.breaker = new CircuitBreaker({ failureThreshold: settings.breakerFailures, openMs: settings.breakerOpenMs }, options.now);
+    this.breaker = new CircuitBreaker({ failureThreshold: settings.breakerFailures, openMs: settings.breakerOpenMs, now: options.now });
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 

@@ -1,4 +1,4 @@
-import { BufferedResponse, ResponseHeaders } from '../subgraph-calls/buffered-response';
+import { BufferedResponse, ResponseHeaders } from './buffered-response';
 
 const body = Buffer.from(JSON.stringify({ data: { ok: true } }));
 const response = () => new BufferedResponse(200, 'OK', ResponseHeaders.from({ 'Content-Type': 'application/json', 'set-cookie': ['a=1', 'b=2'] }), body, 'http://s/graphql');

@@ -1,4 +1,4 @@
-import { subgraphCallSettingsFromEnv } from '../subgraph-calls/settings';
+import { subgraphCallSettingsFromEnv } from './settings';
 
 describe('subgraphCallSettingsFromEnv', () => {
   const saved = { ...process.env };

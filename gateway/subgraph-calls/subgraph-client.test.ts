@@ -9,10 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { generateIdentityKeyPair, IDENTITY_HEADER, IdentitySigner } from '../../lib/identity';
 import { dedupCounters } from '../dedup/counters';
 import { callerClaims, FetchDedup } from '../dedup/fetch-dedup';
-import { SubgraphCallError } from '../subgraph-calls/call-error';
-import { isQueryFetch } from '../subgraph-calls/fetch-kind';
-import type { SubgraphCallSettings } from '../subgraph-calls/settings';
-import { SubgraphClient } from '../subgraph-calls/subgraph-client';
+import { SubgraphCallError } from './call-error';
+import { isQueryFetch } from './fetch-kind';
+import type { SubgraphCallSettings } from './settings';
+import { SubgraphClient } from './subgraph-client';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
