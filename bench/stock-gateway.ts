@@ -20,7 +20,7 @@ import { ApolloServer } from '@apollo/server';
 import { startStandaloneServer } from '@apollo/server/standalone';
 import { freePort } from '../scripts/free-port';
 import { IDENTITY_HEADER, identitySignerFromEnv } from '../lib/identity';
-import { supergraphForGateway } from '../gateway/authorization/gateway-supergraph';
+import { supergraphForGateway } from '../gateway/auth/authorization/gateway-supergraph';
 import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
 
 const ROOT = path.resolve(__dirname, '..');

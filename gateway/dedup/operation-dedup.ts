@@ -12,7 +12,7 @@
  * Mutations and subscriptions are never shared.
  */
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import { dedupCounters } from './counters';
 import type { PublicOperations } from './public-operations';
 

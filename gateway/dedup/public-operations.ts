@@ -27,7 +27,7 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import { ConfigError } from '../../lib/config';
-import type { AuthorizationPolicy } from '../authorization/policy';
+import type { AuthorizationPolicy } from '../auth/authorization/policy';
 
 /** The root fields shared between callers unless configured otherwise: the public model catalogue. */
 export const DEFAULT_PUBLIC_FIELDS = 'Query.models,Query.model';

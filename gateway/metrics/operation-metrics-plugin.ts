@@ -1,6 +1,6 @@
 import type { ApolloServerPlugin, GraphQLResponse } from '@apollo/server';
 import type { Logger } from '../../lib/log';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import { type GatewayMetrics, type OperationType, UNRESOLVED_OPERATION } from './gateway-metrics';
 import { requestFields, requestLog } from './request-log';
 

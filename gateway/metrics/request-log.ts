@@ -1,5 +1,5 @@
 import type { Logger } from '../../lib/log';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 
 const loggers = new WeakMap<GatewayContext, Logger>();
 

@@ -12,12 +12,12 @@
  */
 import type { ApolloServerPlugin } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import { rateLimitHeaders } from './headers';
 import type { Quota, RateLimiter } from './limiter';
 import { completionTokens } from './operation-tokens';
-import type { UsageMeter } from './usage-metering';
-import { variablesWithDefaults } from '../operation-variables';
+import type { UsageMeter } from './token-charge-correction';
+import { variablesWithDefaults } from '../pipeline/operation-variables';
 
 export function rateLimitPlugin(limiter: RateLimiter, usage: UsageMeter): ApolloServerPlugin<GatewayContext> {
   return {

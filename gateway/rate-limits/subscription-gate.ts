@@ -7,11 +7,11 @@
  * carried, when the client selected it (see `streamUsage`).
  */
 import type { DocumentNode, GraphQLError } from 'graphql';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import type { RateLimiter } from './limiter';
 import { completionFields, maxTokensOf } from './operation-tokens';
-import { takeStreamUsage } from './usage-metering';
-import { variablesWithDefaults } from '../operation-variables';
+import { takeStreamUsage } from './token-charge-correction';
+import { variablesWithDefaults } from '../pipeline/operation-variables';
 
 export interface AdmittedStream {
   /** Sees each event, for the real usage. */

@@ -14,7 +14,7 @@
  */
 import type { ApolloServerPlugin } from '@apollo/server';
 import { envBool, envInt } from '../../lib/config';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import type { EntryKeys, ResponseCacheStore } from './store';
 import { remember } from '../../lib/bounded-map';
 

@@ -11,7 +11,7 @@ import type { GatewayGraphQLRequestContext } from '@apollo/server-gateway-interf
 import type { FetchNode, PlanNode, QueryPlan } from '@apollo/query-planner';
 import type { GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../../lib/log';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import type { SubscriptionPlan, SubscriptionPlanner } from './planner';
 import type { UpstreamConnections, UpstreamEvent } from './upstream';
 

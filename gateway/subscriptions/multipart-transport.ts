@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GraphQLError } from 'graphql';
 import { ErrorCode } from '../../lib/errors';
 import { sendJson } from '../../lib/http-service';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import { refusalHeaders } from '../rate-limits/headers';
 import type { SubscriptionRequest, SubscriptionService } from './subscription-service';
 

@@ -21,19 +21,19 @@ import {
 } from 'graphql';
 import { ErrorCode } from '../../lib/errors';
 import type { Logger } from '../../lib/log';
-import { authorizeSubscription } from '../authorization/subscriptions';
-import type { AuthorizationPolicy } from '../authorization/policy';
-import type { GatewayContext } from '../context';
+import { authorizeSubscription } from '../auth/authorization/subscriptions';
+import type { AuthorizationPolicy } from '../auth/authorization/policy';
+import type { GatewayContext } from '../auth/context';
 import { gatewayMetrics } from '../metrics/gateway-metrics';
 import { requestLog } from '../metrics/request-log';
 import { interruptible } from '../../lib/interruptible';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
-import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control';
-import { checkExpansion, checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits';
+import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control/cost';
+import { checkExpansion, checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits/limits';
 import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
-import { withStreamUsage } from '../rate-limits/usage-metering';
+import { withStreamUsage } from '../rate-limits/token-charge-correction';
 import type { Safelist } from '../persisted-queries/safelist';
 import { remember } from '../../lib/bounded-map';
 

@@ -9,7 +9,7 @@ import { createClient, type Client, type FormattedExecutionResult } from 'graphq
 import type { GraphQLFormattedError } from 'graphql';
 import WebSocket from 'ws';
 import { IDENTITY_HEADER } from '../../lib/identity';
-import type { SignedIdentity } from '../context';
+import type { SignedIdentity } from '../auth/context';
 
 export interface UpstreamRequest {
   query: string;

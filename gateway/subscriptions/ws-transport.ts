@@ -13,7 +13,7 @@ import type { ExecutionArgs, GraphQLError } from 'graphql';
 import { serveGraphQLWs, type GraphQLWsEndpoint } from '../../lib/graphql-ws-endpoint';
 import type { HttpService } from '../../lib/http-service';
 import type { Logger } from '../../lib/log';
-import type { GatewayContext } from '../context';
+import type { GatewayContext } from '../auth/context';
 import type { SubscriptionConnection, SubscriptionService } from './subscription-service';
 import type { UpstreamEvent } from './upstream';
 

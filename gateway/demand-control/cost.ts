@@ -1,0 +1,225 @@
+/**
+ * Demand control (issue 7): the cost of an operation is estimated before it
+ * is planned, from the `@cost` and `@listSize` directives of the IBM GraphQL
+ * cost specification as Apollo Federation composes them (the
+ * `https://specs.apollo.dev/cost/v0.1` link), and an operation over budget is
+ * refused with COST_LIMIT and the estimate.
+ *
+ * The estimate, as Apollo Router's static cost: a composite field weighs 1, a
+ * leaf 0, unless `@cost(weight)` on the field (or on its type) says
+ * otherwise; a list field multiplies its element's cost (weight plus
+ * selections) by its size — the largest slicing argument given (literal,
+ * variable or default), else `@listSize(assumedSize)`, else the configured
+ * default — and a mutation adds 10. Fragments are counted where they are
+ * spread; a selection on an abstract type counts every branch (an upper bound).
+ */
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  getNamedType,
+  getNullableType,
+  getOperationAST,
+  GraphQLError,
+  isCompositeType,
+  isListType,
+  Kind,
+  parse,
+  valueFromAST,
+  type ConstDirectiveNode,
+  type DocumentNode,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  type GraphQLCompositeType,
+  type GraphQLField,
+  type GraphQLSchema,
+  type SelectionSetNode,
+} from 'graphql';
+import { envInt } from '../../lib/config';
+import { ErrorCode } from '../../lib/errors';
+import { variablesWithDefaults } from '../pipeline/operation-variables';
+import { DocumentMemo } from '../../lib/document-memo';
+
+const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
+const MUTATION_COST = 10;
+
+interface ListSize {
+  assumedSize?: number;
+  slicingArguments?: string[];
+}
+
+/** What the supergraph says about cost, by schema coordinate (`Type.field`) and by type. */
+export interface CostDirectives {
+  fieldWeights: ReadonlyMap<string, number>;
+  typeWeights: ReadonlyMap<string, number>;
+  listSizes: ReadonlyMap<string, ListSize>;
+}
+
+export interface DemandControlOptions {
+  maxCost: number;
+  /** Size assumed for a list field that says nothing about its size. */
+  defaultListSize: number;
+}
+
+export function demandControlFromEnv(): DemandControlOptions {
+  return {
+    maxCost: envInt('GATEWAY_MAX_COST', 5_000, { min: 1 }),
+    defaultListSize: envInt('GATEWAY_COST_DEFAULT_LIST_SIZE', 10, { min: 0 }),
+  };
+}
+
+/** Reads `@cost` and `@listSize` from a supergraph SDL, under whatever names its cost `@link` gives them. */
+export function costDirectivesFromSupergraph(supergraphSdl: string): CostDirectives {
+  const document = parse(supergraphSdl);
+  const names = { cost: 'cost', listSize: 'listSize' };
+  let linked = false;
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.SCHEMA_DEFINITION && definition.kind !== Kind.SCHEMA_EXTENSION) continue;
+    for (const directive of definition.directives ?? []) {
+      const url = argument(directive, 'url');
+      if (directive.name.value !== 'link' || url?.kind !== Kind.STRING || !COST_SPEC.test(url.value)) continue;
+      linked = true;
+      const imports = argument(directive, 'import');
+      for (const item of imports?.kind === Kind.LIST ? imports.values : []) {
+        // An import is "@name" or { name: "@name", as: "@alias" }.
+        if (item.kind === Kind.OBJECT) {
+          const name = item.fields.find((f) => f.name.value === 'name')?.value;
+          const as = item.fields.find((f) => f.name.value === 'as')?.value;
+          if (name?.kind === Kind.STRING && as?.kind === Kind.STRING) names[name.value.slice(1) as keyof typeof names] = as.value.slice(1);
+        }
+      }
+    }
+  }
+  const fieldWeights = new Map<string, number>();
+  const typeWeights = new Map<string, number>();
+  const listSizes = new Map<string, ListSize>();
+  if (!linked) return { fieldWeights, typeWeights, listSizes };
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.OBJECT_TYPE_DEFINITION && definition.kind !== Kind.INTERFACE_TYPE_DEFINITION) continue;
+    const weight = weightOf(definition.directives, names.cost);
+    if (weight !== undefined) typeWeights.set(definition.name.value, weight);
+    for (const field of definition.fields ?? []) {
+      const coordinate = `${definition.name.value}.${field.name.value}`;
+      const fieldWeight = weightOf(field.directives, names.cost);
+      if (fieldWeight !== undefined) fieldWeights.set(coordinate, fieldWeight);
+      const size = field.directives?.find((d) => d.name.value === names.listSize);
+      if (size) {
+        const assumed = argument(size, 'assumedSize');
+        const slicing = argument(size, 'slicingArguments');
+        listSizes.set(coordinate, {
+          assumedSize: assumed?.kind === Kind.INT ? Number(assumed.value) : undefined,
+          slicingArguments: slicing?.kind === Kind.LIST ? slicing.values.flatMap((v) => (v.kind === Kind.STRING ? [v.value] : [])) : undefined,
+        });
+      }
+    }
+  }
+  return { fieldWeights, typeWeights, listSizes };
+}
+
+/** The estimated cost of the named (or only) operation of a validated document. */
+export function estimateCost(
+  schema: GraphQLSchema,
+  directives: CostDirectives,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  variables: Record<string, unknown>,
+  defaultListSize: number,
+): number {
+  const operation = getOperationAST(document, operationName ?? undefined);
+  const root = operation && schema.getRootType(operation.operation);
+  if (!operation || !root) return 0;
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+
+  const listSize = (coordinate: string, field: GraphQLField<unknown, unknown>, node: FieldNode): number => {
+    const declared = directives.listSizes.get(coordinate);
+    const sizes = (declared?.slicingArguments ?? []).flatMap((name) => {
+      const given = node.arguments?.find((a) => a.name.value === name);
+      const definition = field.args.find((a) => a.name === name);
+      const value = given && definition ? valueFromAST(given.value, definition.type, variables) : definition?.defaultValue;
+      return typeof value === 'number' ? [value] : [];
+    });
+    if (sizes.length) return Math.max(...sizes);
+    return declared?.assumedSize ?? defaultListSize;
+  };
+
+  const selectionCost = (parent: GraphQLCompositeType, set: SelectionSetNode, seen: ReadonlySet<string>): number => {
+    let total = 0;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) total += fieldCost(parent, selection, seen);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        const type = selection.typeCondition ? (schema.getType(selection.typeCondition.name.value) as GraphQLCompositeType | undefined) : parent;
+        if (type) total += selectionCost(type, selection.selectionSet, seen);
+      } else {
+        const fragment = fragments.get(selection.name.value);
+        const type = fragment && (schema.getType(fragment.typeCondition.name.value) as GraphQLCompositeType | undefined);
+        if (fragment && type && !seen.has(fragment.name.value)) total += selectionCost(type, fragment.selectionSet, new Set([...seen, fragment.name.value]));
+      }
+    }
+    return total;
+  };
+
+  const fieldCost = (parent: GraphQLCompositeType, node: FieldNode, seen: ReadonlySet<string>): number => {
+    if (!('getFields' in parent)) return 0; // a union has no fields of its own but __typename
+    const field = parent.getFields()[node.name.value];
+    if (!field) return 0; // __typename and introspection
+    const coordinate = `${parent.name}.${field.name}`;
+    const named = getNamedType(field.type);
+    const weight = directives.fieldWeights.get(coordinate) ?? directives.typeWeights.get(named.name) ?? (isCompositeType(named) ? 1 : 0);
+    const children = node.selectionSet && isCompositeType(named) ? selectionCost(named, node.selectionSet, seen) : 0;
+    return isListType(getNullableType(field.type)) ? listSize(coordinate, field, node) * (weight + children) : weight + children;
+  };
+
+  return (operation.operation === 'mutation' ? MUTATION_COST : 0) + selectionCost(root, operation.selectionSet, new Set());
+}
+
+/** COST_LIMIT with the estimate, or undefined when the operation is within budget. */
+export function checkCost(estimatedCost: number, options: DemandControlOptions): GraphQLError | undefined {
+  if (estimatedCost <= options.maxCost) return undefined;
+  return new GraphQLError(`the operation's estimated cost is ${estimatedCost}, over the limit of ${options.maxCost}: request fewer items (smaller "first" or "k") or fewer fields`, {
+    extensions: { code: ErrorCode.CostLimit, estimatedCost, maxCost: options.maxCost, http: { status: 400 } },
+  });
+}
+
+/** Longest string variable a remembered estimate is keyed by. */
+const MEMO_STRING_CHARS = 128;
+
+/**
+ * Variables can size lists, so an estimate is remembered per variables: only
+ * for scalars and short strings, so that uploads and other large values are
+ * neither serialized nor kept (their operations are estimated afresh).
+ */
+function memoKey(variables: Record<string, unknown> | undefined): string | undefined {
+  if (!variables) return '';
+  for (const value of Object.values(variables)) {
+    if (value !== null && typeof value === 'object') return undefined;
+    if (typeof value === 'string' && value.length > MEMO_STRING_CHARS) return undefined;
+  }
+  return JSON.stringify(variables);
+}
+
+/** Refuses over-budget operations Apollo Server runs, after validation and before planning. */
+export function demandControlPlugin(directives: CostDirectives, options: DemandControlOptions): ApolloServerPlugin {
+  const costs = new DocumentMemo<number>();
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ schema, document, operationName, request }) {
+          const estimate = () => estimateCost(schema, directives, document, operationName, variablesWithDefaults(document, operationName, request.variables), options.defaultListSize);
+          const variables = memoKey(request.variables);
+          const cost = variables === undefined ? estimate() : costs.get(schema, document, `${operationName ?? ''}\n${variables}`, estimate);
+          const error = checkCost(cost, options);
+          if (error) throw error;
+        },
+      };
+    },
+  };
+}
+
+function argument(directive: ConstDirectiveNode, name: string) {
+  return directive.arguments?.find((a) => a.name.value === name)?.value;
+}
+
+function weightOf(directives: readonly ConstDirectiveNode[] | undefined, name: string): number | undefined {
+  const weight = directives?.find((d) => d.name.value === name);
+  const value = weight && argument(weight, 'weight');
+  return value?.kind === Kind.INT ? Number(value.value) : undefined;
+}

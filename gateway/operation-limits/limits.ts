@@ -1,0 +1,240 @@
+/**
+ * Operation limits, checked before anything is planned or fetched (issue 7):
+ * the document's size in bytes and in lexical tokens (before parsing, so an
+ * oversized document costs a scan, not a parse), then the operation's depth,
+ * aliases and root fields (after validation, fragments expanded). A refusal
+ * is OPERATION_LIMIT naming the limit, its maximum and what the operation had
+ * — as Apollo Router's `MAX_DEPTH_LIMIT` and friends, in one code.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  getOperationAST,
+  GraphQLError,
+  Kind,
+  Lexer,
+  parse,
+  Source,
+  TokenKind,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
+import { envInt } from '../../lib/config';
+import { ErrorCode } from '../../lib/errors';
+import { sendJson } from '../../lib/http-service';
+import { DocumentMemo } from '../../lib/document-memo';
+import { remember } from '../../lib/bounded-map';
+
+export interface OperationLimits {
+  maxDocumentBytes: number;
+  maxTokens: number;
+  /** Fields selected once fragments are expanded: bounds every later walk over the operation. */
+  maxExpandedFields: number;
+  maxDepth: number;
+  maxAliases: number;
+  maxRootFields: number;
+}
+
+export interface OperationShape {
+  /** Deepest field nesting: `{ a { b } }` is 2. */
+  depth: number;
+  aliases: number;
+  rootFields: number;
+}
+
+/** The limits from the environment; the defaults leave room for introspection (depth 15) and for Sandbox. */
+export function operationLimitsFromEnv(): OperationLimits {
+  return {
+    maxDocumentBytes: envInt('GATEWAY_MAX_DOCUMENT_BYTES', 64 * 1024, { min: 256 }),
+    maxTokens: envInt('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
+    maxExpandedFields: envInt('GATEWAY_MAX_EXPANDED_FIELDS', 5_000, { min: 10 }),
+    maxDepth: envInt('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
+    maxAliases: envInt('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
+    maxRootFields: envInt('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
+  };
+}
+
+type LimitName = 'documentBytes' | 'tokens' | 'expandedFields' | 'depth' | 'aliases' | 'rootFields';
+
+function limitError(limit: LimitName, what: string, max: number, got: number): GraphQLError {
+  return new GraphQLError(`the operation ${what}: expected at most ${max}, got ${got}`, {
+    extensions: { code: ErrorCode.OperationLimit, limit, max, got, http: { status: 400 } },
+  });
+}
+
+/** The document's size and lexical tokens against the limits; stops counting once past the maximum. */
+export function checkSource(query: string, limits: OperationLimits): GraphQLError | undefined {
+  const bytes = Buffer.byteLength(query);
+  if (bytes > limits.maxDocumentBytes) return limitError('documentBytes', 'document is too large', limits.maxDocumentBytes, bytes);
+  const lexer = new Lexer(new Source(query));
+  let tokens = 0;
+  try {
+    while (lexer.advance().kind !== TokenKind.EOF) {
+      if (++tokens > limits.maxTokens) return limitError('tokens', `document has more than ${limits.maxTokens} tokens`, limits.maxTokens, tokens);
+    }
+  } catch {
+    // A lexical error is the parser's to report, with its position.
+  }
+  return undefined;
+}
+
+/**
+ * How many fields the document selects once every fragment is expanded where
+ * it is spread, counted in linear time (each fragment's count is worked out
+ * once): fragments spreading others twice over can make a document of a few
+ * hundred bytes expand to billions of fields, and every later walk over the
+ * operation (limits, cost, authorization, planning) would pay for that.
+ * Every operation of the document counts, so a cycle left for validation to
+ * report counts as nothing.
+ */
+export function expandedFieldCount(document: DocumentNode): number {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  const known = new Map<string, number>();
+  const counting = new Set<string>();
+  const fragmentCount = (name: string): number => {
+    const cached = known.get(name);
+    if (cached !== undefined) return cached;
+    const fragment = fragments.get(name);
+    if (!fragment || counting.has(name)) return 0;
+    counting.add(name);
+    const count = setCount(fragment.selectionSet);
+    counting.delete(name);
+    known.set(name, count);
+    return count;
+  };
+  const setCount = (set: SelectionSetNode): number => {
+    let count = 0;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) count += 1 + (selection.selectionSet ? setCount(selection.selectionSet) : 0);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) count += setCount(selection.selectionSet);
+      else count += fragmentCount(selection.name.value);
+    }
+    return count;
+  };
+  let total = 0;
+  for (const definition of document.definitions) if (definition.kind === Kind.OPERATION_DEFINITION) total += setCount(definition.selectionSet);
+  return total;
+}
+
+/** OPERATION_LIMIT when the document expands to more fields than allowed. */
+export function checkExpansion(document: DocumentNode, limits: OperationLimits): GraphQLError | undefined {
+  const fields = expandedFieldCount(document);
+  return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
+}
+
+function expansionError(fields: number, limits: OperationLimits): GraphQLError {
+  return limitError('expandedFields', 'selects too many fields once its fragments are expanded', limits.maxExpandedFields, fields);
+}
+
+/** Depth, aliases and root fields of the named (or only) operation, with fragments expanded where they are spread. */
+export function measureOperation(document: DocumentNode, operationName?: string | null): OperationShape {
+  const operation = getOperationAST(document, operationName ?? undefined);
+  if (!operation) return { depth: 0, aliases: 0, rootFields: 0 };
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  let aliases = 0;
+  // Validation has refused fragment cycles; `seen` keeps a spread chain from being walked twice at one level.
+  const walk = (set: SelectionSetNode, depth: number, seen: ReadonlySet<string>): number => {
+    let deepest = depth;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) {
+        if (selection.alias) aliases += 1;
+        deepest = Math.max(deepest, selection.selectionSet ? walk(selection.selectionSet, depth + 1, seen) : depth + 1);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        deepest = Math.max(deepest, walk(selection.selectionSet, depth, seen));
+      } else {
+        const fragment = fragments.get(selection.name.value);
+        if (fragment && !seen.has(fragment.name.value)) deepest = Math.max(deepest, walk(fragment.selectionSet, depth, new Set([...seen, fragment.name.value])));
+      }
+    }
+    return deepest;
+  };
+  const rootFields = countRootFields(operation.selectionSet, fragments);
+  const depth = walk(operation.selectionSet, 0, new Set());
+  return { depth, aliases, rootFields };
+}
+
+function countRootFields(set: SelectionSetNode, fragments: ReadonlyMap<string, FragmentDefinitionNode>, seen: ReadonlySet<string> = new Set()): number {
+  let count = 0;
+  for (const selection of set.selections) {
+    if (selection.kind === Kind.FIELD) count += 1;
+    else if (selection.kind === Kind.INLINE_FRAGMENT) count += countRootFields(selection.selectionSet, fragments, seen);
+    else {
+      const fragment = fragments.get(selection.name.value);
+      if (fragment && !seen.has(fragment.name.value)) count += countRootFields(fragment.selectionSet, fragments, new Set([...seen, fragment.name.value]));
+    }
+  }
+  return count;
+}
+
+/** Every limit the operation passes beyond, in a fixed order. */
+export function checkShape(shape: OperationShape, limits: OperationLimits): GraphQLError[] {
+  const errors: GraphQLError[] = [];
+  if (shape.depth > limits.maxDepth) errors.push(limitError('depth', 'is nested too deeply', limits.maxDepth, shape.depth));
+  if (shape.aliases > limits.maxAliases) errors.push(limitError('aliases', 'has too many aliases', limits.maxAliases, shape.aliases));
+  if (shape.rootFields > limits.maxRootFields) errors.push(limitError('rootFields', 'has too many root fields', limits.maxRootFields, shape.rootFields));
+  return errors;
+}
+
+/**
+ * The shape limits on every operation Apollo Server runs (HTTP, and queries
+ * and mutations over WebSocket). The source limits come earlier, before
+ * Apollo Server parses (`refuseOversizedSource` over HTTP, the subscription
+ * service over WebSocket): an error thrown from Apollo's own pre-parse hook
+ * would reach the client as a 500.
+ */
+export function operationLimitsPlugin(limits: OperationLimits): ApolloServerPlugin {
+  const shapes = new DocumentMemo<OperationShape>();
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ document, operationName }) {
+          const shape = shapes.get(undefined, document, operationName ?? '', () => measureOperation(document, operationName));
+          const errors = checkShape(shape, limits);
+          if (errors.length) throw errors[0];
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Answers 400 with OPERATION_LIMIT, and returns true, when an HTTP request's
+ * document (POST body or GET `?query=`) is beyond the source limits or expands
+ * to too many fields — checked before Apollo Server runs its plugins, which
+ * all start on the operation at once.
+ */
+export function refuseOversizedSource(req: IncomingMessage, res: ServerResponse, body: unknown, limits: OperationLimits): boolean {
+  const fromBody = (body as { query?: unknown } | null)?.query;
+  const query = typeof fromBody === 'string' ? fromBody : new URL(req.url ?? '/', 'http://localhost').searchParams.get('query');
+  const error = typeof query === 'string' ? (checkSource(query, limits) ?? checkParsedExpansion(query, limits)) : undefined;
+  if (!error) return false;
+  sendJson(res, 400, { errors: [error.toJSON()] });
+  return true;
+}
+
+/** The expansion check on a document's text, before Apollo Server parses it; a syntax error is Apollo's to report. */
+function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLError | undefined {
+  let fields = expandedFields.get(query);
+  if (fields === undefined) {
+    let document: DocumentNode;
+    try {
+      document = parse(query, { noLocation: true });
+    } catch {
+      return undefined;
+    }
+    fields = expandedFieldCount(document);
+    remember(expandedFields, query, fields, MAX_REMEMBERED_DOCUMENTS);
+  }
+  return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
+}
+
+/**
+ * Expanded-field counts by document text: clients send the same few documents
+ * again and again, and this check runs on every HTTP request before Apollo
+ * Server (which keeps its own parsed documents), so each text is parsed here once.
+ */
+const expandedFields = new Map<string, number>();
+const MAX_REMEMBERED_DOCUMENTS = 1_000;
