@@ -1,0 +1,128 @@
+import { formatMicros } from '../money';
+
+/**
+ * One place that turns what the graph sends back into a sentence a person
+ * understands. The amounts, waits and scopes come from `extensions`, as the
+ * services put them there (lib/errors.ts lists the codes and their fields);
+ * any code without a rule here falls back to the service's own message, which
+ * is written to say what was wrong.
+ */
+export interface GraphErrorLike {
+  message: string;
+  extensions?: Readonly<Record<string, unknown>>;
+}
+
+const RATE_UNITS: Record<string, string> = {
+  rpm: 'requests a minute',
+  tpm: 'tokens a minute',
+  'ip-rpm': 'requests a minute from your network address',
+  streams: 'live streams',
+};
+
+/** The readable sentence for one GraphQL error. */
+export function describeGraphError(error: GraphErrorLike): string {
+  const ext = error.extensions ?? {};
+  const number = (key: string) => (typeof ext[key] === 'number' ? (ext[key] as number) : undefined);
+  switch (ext.code) {
+    case 'INSUFFICIENT_BALANCE': {
+      const needed = number('needed');
+      const available = number('available');
+      if (needed === undefined || available === undefined) break;
+      return `Your balance is too low: this request may cost up to ${formatMicros(needed)}, and ${formatMicros(available)} is available. Top up, or ask for a shorter answer.`;
+    }
+    case 'SPEND_LIMIT_EXCEEDED': {
+      const [cap, spent, reserved, needed] = ['cap', 'spent', 'reserved', 'needed'].map(number);
+      if (cap === undefined || spent === undefined || needed === undefined) break;
+      const period = ext.period === 'MONTH' ? 'monthly' : 'daily';
+      return `This API key's ${period} spend limit of ${formatMicros(cap)} would be passed: ${formatMicros(spent)} is spent${reserved ? ` and ${formatMicros(reserved)} is held by running requests` : ''}, and this request may cost up to ${formatMicros(needed)}.`;
+    }
+    case 'RATE_LIMITED': {
+      const limit = number('limit');
+      const unit = RATE_UNITS[String(ext.kind)] ?? 'requests';
+      const of = limit === undefined ? '' : ` (the limit is ${limit.toLocaleString('en-US')} ${unit})`;
+      if (ext.retryAfter === null) return `This request is larger than the rate limit allows${of}, so it can never be admitted: ask for fewer tokens.`;
+      const wait = number('retryAfter');
+      if (wait !== undefined) return `Too many requests right now${of}: try again in ${wait} ${wait === 1 ? 'second' : 'seconds'}.`;
+      if (ext.kind === 'streams' || ext.scope === 'connection') return `Too many live streams at once${of}: stop one before starting another.`;
+      break;
+    }
+    case 'FORBIDDEN': {
+      const missing = Array.isArray(ext.missingScopes) ? (ext.missingScopes as unknown[]).map(String) : [];
+      if (missing.length === 0) break;
+      const names = missing.map((scope) => `“${scope}”`).join(' and ');
+      return `You are not allowed to do this: it needs the ${names} ${missing.length === 1 ? 'scope' : 'scopes'}, which this session or key does not have.`;
+    }
+    case 'SUBGRAPH_UNAVAILABLE': {
+      const service = typeof ext.service === 'string' ? `the ${ext.service} service` : 'a service';
+      const wait = number('retryAfter');
+      return `Part of Sluice is unavailable right now (${service})${wait ? `: try again in ${wait} ${wait === 1 ? 'second' : 'seconds'}` : ': try again shortly'}.`;
+    }
+  }
+  return sentence(error.message);
+}
+
+/**
+ * The readable sentence for anything a request or a stream can fail with:
+ * Apollo Client's errors (GraphQL errors, HTTP errors with a GraphQL body,
+ * network failures), a graphql-ws close, or a plain Error.
+ */
+export function describeError(error: unknown): string {
+  const graphErrors = graphErrorsOf(error);
+  if (graphErrors.length > 0) return unique(graphErrors.map(describeGraphError)).join(' ');
+  if (isCloseEvent(error)) {
+    if (error.code === 4401) return 'You are signed out (the session expired or was ended): sign in again.';
+    return `The live connection to Sluice closed${error.reason ? ` (${error.reason})` : ''}: try again.`;
+  }
+  if (error instanceof Error) {
+    const status = (error as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number') return `Sluice answered with HTTP ${status}${status >= 500 ? ': a service is failing, try again shortly' : ''}.`;
+    if (error.name === 'TypeError' || /fetch|network|socket/i.test(error.message)) return 'Cannot reach Sluice: check your connection, or that the gateway is running.';
+    return sentence(error.message);
+  }
+  return 'Something went wrong, and the error said nothing more.';
+}
+
+/** True when `error` says the credentials are no longer valid, so the session must be dropped. */
+export function isUnauthenticated(error: unknown): boolean {
+  if (isCloseEvent(error)) return error.code === 4401;
+  if ((error as { statusCode?: unknown } | null)?.statusCode === 401) return true;
+  return graphErrorsOf(error).some((e) => e.extensions?.code === 'UNAUTHENTICATED');
+}
+
+/** The GraphQL errors inside an Apollo error, an HTTP error's JSON body, or an array graphql-ws rejected with. */
+function graphErrorsOf(error: unknown): GraphErrorLike[] {
+  if (Array.isArray(error)) return error.filter(isGraphError);
+  if (typeof error !== 'object' || error === null) return [];
+  const errors = (error as { errors?: unknown }).errors;
+  if (Array.isArray(errors)) return errors.filter(isGraphError);
+  const body = (error as { bodyText?: unknown }).bodyText;
+  if (typeof body === 'string') {
+    try {
+      const parsed = JSON.parse(body) as { errors?: unknown };
+      if (Array.isArray(parsed.errors)) return parsed.errors.filter(isGraphError);
+    } catch {
+      // Not a GraphQL body (a proxy's HTML page, say): the status describes it.
+    }
+  }
+  return [];
+}
+
+function isGraphError(value: unknown): value is GraphErrorLike {
+  return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
+}
+
+function isCloseEvent(value: unknown): value is { code: number; reason: string } {
+  return typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'number' && typeof (value as { reason?: unknown }).reason === 'string';
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+/** Capital first letter and a closing full stop, as the services write lower-case clauses. */
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  if (!trimmed) return 'Something went wrong, and the error said nothing more.';
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
