@@ -11,7 +11,10 @@
  *  2. a field returning a reference to another subgraph's entity is nullable
  *     when that entity has non-null fields the referring subgraph cannot
  *     resolve (`Document.owner { email }` non-null would null the document,
- *     then the whole `documents` list).
+ *     then the whole `documents` list);
+ *  3. every Query field is nullable: all subgraphs add fields to Query, and a
+ *     null in a non-null root field nulls `data`, every other subgraph's root
+ *     fields with it (`models` non-null would lose `me` when inference fails).
  * An entity's origin is the subgraph that hands it out from its own root
  * fields: the one that knows which ids exist. The others only attach fields to
  * a key (or, `resolvable: false`, only pass keys on).
@@ -73,6 +76,12 @@ function degradationViolations(supergraphSdl: string): string[] {
   }
 
   const violations: string[] = [];
+  const query = types.get('Query');
+  for (const field of query?.fields ?? []) {
+    if (field.type.kind === Kind.NON_NULL_TYPE) {
+      violations.push(`Query.${field.name.value} (from ${owners(query!, field).join(', ')}) expects a nullable type, as every root field shares \`data\` with the other subgraphs' ones, but got ${typeText(field.type)}`);
+    }
+  }
   const origins = new Map<string, string>();
   for (const type of types.values()) {
     if (!isEntity(type) || ROOT_TYPES.includes(type.name)) continue;
@@ -162,7 +171,7 @@ it('the composed supergraph degrades: no subgraph can null another subgraph’s 
   expect(degradationViolations(projectSupergraph())).toEqual([]);
 });
 
-it('names the field that would take another subgraph’s data down, for both kinds of crossing', () => {
+it('names the field that would take another subgraph’s data down, for each kind of crossing', () => {
   // The project's schemas with the two nulls this rule exists for turned back into non-null.
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-degradable-'));
   try {
@@ -179,8 +188,10 @@ it('names the field that would take another subgraph’s data down, for both kin
     };
     edit('subgraphs/billing/schema.graphql', /balance: Balance /, 'balance: Balance! ');
     edit('subgraphs/knowledge/schema.graphql', /owner: User\n/, 'owner: User!\n');
+    edit('subgraphs/inference/schema.graphql', /models: \[Model!\] /, 'models: [Model!]! ');
     const violations = degradationViolations(composeSupergraph(readSupergraphConfig(path.join(dir, 'supergraph.yaml'))));
     expect(violations).toEqual([
+      "Query.models (from inference) expects a nullable type, as every root field shares `data` with the other subgraphs' ones, but got [Model!]!",
       "User.balance (from billing) expects a nullable type on auth's entity User, but got Balance!",
       "Document.owner (from knowledge) expects a nullable type, since auth resolves User's non-null email, name, createdAt, apiKeys, but got User!",
     ]);
