@@ -15,13 +15,14 @@ export function hasRedisServer(): boolean {
 }
 
 /**
- * Starts a private `redis-server` on a free loopback port with append-only
- * persistence under `dir`, and waits until it answers PING. It is ours alone:
- * nothing else on the machine is touched.
+ * Starts a private `redis-server` on a free loopback port (or `port`, to
+ * restart one on its address) with append-only persistence under `dir`, and
+ * waits until it answers PING. It is ours alone: nothing else on the machine
+ * is touched.
  */
-export async function startRedisServer(dir: string, onLine?: (line: string) => void): Promise<RedisServer> {
+export async function startRedisServer(dir: string, onLine?: (line: string) => void, port?: number): Promise<RedisServer> {
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
+  port ??= await freePort();
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'],
