@@ -77,9 +77,9 @@ export class BillingClient {
         continue;
       }
       if (reply.status === 200) return reply.body as Reservation;
-      const refusal = (reply.body as { error?: { code?: string; message?: string; extensions?: Record<string, unknown> } })?.error;
-      if (refusal?.code && refusal.message && PASSED_THROUGH.has(refusal.code)) throw codedError(refusal.code as ErrorCode, refusal.message, refusal.extensions);
-      lastProblem = `HTTP ${reply.status}${refusal?.message ? `: ${refusal.message}` : ''}`;
+      const refusal = reply.body as { error?: string; code?: string; extensions?: Record<string, unknown> } | null;
+      if (refusal?.code && refusal.error && PASSED_THROUGH.has(refusal.code)) throw codedError(refusal.code as ErrorCode, refusal.error, refusal.extensions);
+      lastProblem = `HTTP ${reply.status}${refusal?.error ? `: ${refusal.error}` : ''}`;
       if (reply.status < 500) break;
     }
     throw codedError(ErrorCode.ServiceUnavailable, `billing could not reserve the request's cost (${lastProblem}), so the request was not run`, { service: 'billing' });

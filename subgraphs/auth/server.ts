@@ -2,12 +2,13 @@ import path from 'node:path';
 import { envInt, envSecret, envString } from '../../lib/config';
 import { sendJson } from '../../lib/http-service';
 import { identityVerifierFromEnv } from '../../lib/identity';
+import { internalRouter } from '../../lib/internal-routes';
 import { connectRedis } from '../../lib/redis';
 import { RunningService, ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
 import { Accounts } from './accounts';
 import { ApiKeyStore } from './api-key-store';
 import { ApiKeys } from './api-keys';
-import { internalRoutes } from './internal-routes';
+import { authInternalRoutes } from './internal-routes';
 import { LoginThrottle } from './login-throttle';
 import { AuthContext, resolvers } from './resolvers';
 import { SessionKeyRing } from './session-key-ring';
@@ -46,7 +47,7 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
   const adminEmails = envString('AUTH_ADMIN_EMAILS', '').split(',').map((email) => email.trim()).filter(Boolean);
   const accounts = new Accounts(users, new SessionTokens(sessionKeys, sessions, ttlSeconds), sessions, throttle, adminEmails);
   const apiKeys = new ApiKeys(new ApiKeyStore(redis));
-  const internal = internalRoutes({ verifier, apiKeys, sessions, log: config.log });
+  const internal = internalRouter(authInternalRoutes({ apiKeys, sessions }), { verifier, log: config.log });
   return startSubgraph<AuthContext>({
     name: 'auth',
     schemaFile: path.join(__dirname, 'schema.graphql'),

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ConfigError, envInt, envString } from '../../lib/config';
 import { identityVerifierFromEnv } from '../../lib/identity';
+import { internalRouter } from '../../lib/internal-routes';
 import { connectRedis, IN_MEMORY_REDIS_URL } from '../../lib/redis';
 import { RunningService, ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
 import { BalanceStore } from './balance-store';
@@ -33,7 +34,7 @@ export async function startBilling(config: ServiceConfig): Promise<RunningServic
       ? new UsageStreamPoller(redis, settlement, config.log)
       : new UsageStreamConsumer(redis, settlement, config.log, { claimIdleMs: settings.claimIdleMs, streamRetentionMs: settings.streamRetentionMs });
   const sweeper = new ReservationSweeper(ledger, config.log, settings.sweepIntervalMs);
-  const reserve = reservationRoute({ verifier, ledger, log: config.log });
+  const reserve = internalRouter([reservationRoute(ledger)], { verifier, log: config.log });
   await usage.start();
   sweeper.start();
   return startSubgraph<BillingContext>({

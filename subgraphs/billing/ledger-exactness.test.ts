@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
-import { createLogger } from '../../../lib/log';
-import { publishUsageEvent, USAGE_EVENTS_STREAM } from '../../../lib/usage-events';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { BalanceStore } from '../balance-store';
-import { Ledger, type Reservation } from '../ledger';
-import { UsageSettlement } from '../settlement';
-import { SpendLimits } from '../spend-limits';
-import { USAGE_CONSUMER_GROUP, UsageStreamConsumer } from '../usage-consumer';
-import { UsageReports } from '../usage-reports';
-import { CHAT_PRICES, eventually, expectedCharge, newUser, pricedModel, usageEvent } from './support';
+import { createLogger } from '../../lib/log';
+import { publishUsageEvent, USAGE_EVENTS_STREAM } from '../../lib/usage-events';
+import { startTestRedis, type TestRedis } from '../../test/support/redis';
+import { BalanceStore } from './balance-store';
+import { Ledger, type Reservation } from './ledger';
+import { UsageSettlement } from './settlement';
+import { SpendLimits } from './spend-limits';
+import { USAGE_CONSUMER_GROUP, UsageStreamConsumer } from './usage-consumer';
+import { UsageReports } from './usage-reports';
+import { CHAT_PRICES, eventually, expectedCharge, newUser, pricedModel, usageEvent } from './testing/fixtures';
 
 const FREE = 5_000_000;
 const OPTIONS = { freeCreditMicros: FREE, reservationTtlMs: 600_000, retentionMs: 3_600_000 };

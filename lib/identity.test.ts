@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import { generateIdentityKeyPair, IdentitySigner, IdentityVerifier } from '../identity';
+import { generateIdentityKeyPair, IdentitySigner, IdentityVerifier } from './identity';
 import { createPublicKey } from 'node:crypto';
 
 const keys = generateIdentityKeyPair();

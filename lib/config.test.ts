@@ -1,4 +1,4 @@
-import { envBool, envInt } from '../config';
+import { envBool, envInt } from './config';
 
 describe('config', () => {
   afterEach(() => {

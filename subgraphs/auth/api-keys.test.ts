@@ -1,10 +1,10 @@
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { ApiKeyStore } from '../api-key-store';
-import { ApiKeys, hashSecret } from '../api-keys';
-import { SESSION_SCOPES } from '../scopes';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { ApiKeyStore } from './api-key-store';
+import { ApiKeys, hashSecret } from './api-keys';
+import { SESSION_SCOPES } from './scopes';
 
 let redis: Redis;
 let now: Date;

@@ -2,17 +2,17 @@ import { createPrivateKey } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
-import { BillingClient } from '../../../lib/billing-client';
-import { IDENTITY_HEADER, IdentitySigner, generateIdentityKeyPair } from '../../../lib/identity';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { publishUsageEvent } from '../../../lib/usage-events';
-import type { RunningService } from '../../../lib/subgraph-service';
-import { freePort } from '../../../scripts/free-port';
-import { gql } from '../../../test/support/graphql';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { startBilling } from '../server';
-import { eventually, expectedCharge, newUser, usageEvent } from './support';
+import { BillingClient } from '../../lib/billing-client';
+import { IDENTITY_HEADER, IdentitySigner, generateIdentityKeyPair } from '../../lib/identity';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { publishUsageEvent } from '../../lib/usage-events';
+import type { RunningService } from '../../lib/subgraph-service';
+import { freePort } from '../../scripts/free-port';
+import { gql } from '../../test/support/graphql';
+import { startTestRedis, type TestRedis } from '../../test/support/redis';
+import { startBilling } from './server';
+import { eventually, expectedCharge, newUser, usageEvent } from './testing/fixtures';
 
 const SESSION_SCOPES = ['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read'];
 const CHAT = { inputCacheHit: 28_000, inputCacheMiss: 280_000, output: 420_000 }; // sluice-chat in prices.yaml

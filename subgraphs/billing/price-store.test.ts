@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parsePrices } from '../price-store';
+import { parsePrices } from './price-store';
 
 describe('prices file', () => {
   it('parses the shipped prices as integer micro-units', () => {
-    const file = path.join(__dirname, '..', 'prices.yaml');
+    const file = path.join(__dirname, 'prices.yaml');
     const { currency, prices } = parsePrices(readFileSync(file, 'utf8'), file);
     expect(currency).toBe('USD');
     for (const pricing of Object.values(prices)) {

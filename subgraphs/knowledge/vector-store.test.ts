@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { VectorStore } from '../vector-store';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { startTestRedis, type TestRedis } from '../../test/support/redis';
+import { VectorStore } from './vector-store';
 
 const vector = (...values: number[]) => Float32Array.from(values);
 const docId = () => `doc-${randomUUID()}`;

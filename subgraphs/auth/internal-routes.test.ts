@@ -2,14 +2,15 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Redis from 'ioredis';
-import { IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../../lib/identity';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { ApiKeyStore } from '../api-key-store';
-import { ApiKeys } from '../api-keys';
-import { internalRoutes, SESSION_STATUS_PATH, VERIFY_API_KEY_PATH } from '../internal-routes';
-import { SESSION_SCOPES } from '../scopes';
-import { SessionStore } from '../session-store';
+import { IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../lib/identity';
+import { internalRouter } from '../../lib/internal-routes';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { ApiKeyStore } from './api-key-store';
+import { ApiKeys } from './api-keys';
+import { authInternalRoutes, SESSION_STATUS_PATH, VERIFY_API_KEY_PATH } from './internal-routes';
+import { SESSION_SCOPES } from './scopes';
+import { SessionStore } from './session-store';
 
 const gatewayKeys = generateKeyPairSync('ed25519');
 const gateway = new IdentitySigner(gatewayKeys.privateKey);
@@ -26,7 +27,7 @@ beforeEach(async () => {
   await redis.flushall();
   apiKeys = new ApiKeys(new ApiKeyStore(redis));
   sessions = new SessionStore(redis, 3_600_000);
-  const routes = internalRoutes({ verifier: new IdentityVerifier([gatewayKeys.publicKey]), apiKeys, sessions, log: createLogger() });
+  const routes = internalRouter(authInternalRoutes({ apiKeys, sessions }), { verifier: new IdentityVerifier([gatewayKeys.publicKey]), log: createLogger() });
   server = createServer((req, res) => {
     if (!routes(req, res)) res.writeHead(404).end();
   });
@@ -57,7 +58,7 @@ describe('internal routes', () => {
   it('answers 401 with one message for unknown, malformed and revoked keys', async () => {
     const { secret, apiKey } = await apiKeys.create('u1', SESSION_SCOPES, 'k', ['knowledge:read']);
     await apiKeys.revoke('u1', apiKey.id);
-    const refused = { status: 401, body: { error: 'the API key is not valid' } };
+    const refused = { status: 401, body: { error: 'the API key is not valid', code: 'UNAUTHENTICATED' } };
     expect(await post(VERIFY_API_KEY_PATH, { secret })).toEqual(refused);
     expect(await post(VERIFY_API_KEY_PATH, { secret: 'sk-short' })).toEqual(refused);
     expect(await post(VERIFY_API_KEY_PATH, { secret: `sk-${'x'.repeat(43)}` })).toEqual(refused);
@@ -76,7 +77,7 @@ describe('internal routes', () => {
     expect(missing.status).toBe(401);
     expect(missing.body.error).toContain(`missing ${IDENTITY_HEADER} header`);
     const forged = await post(SESSION_STATUS_PATH, { sessionId: 's1' }, forger.sign({ sub: 'u1', scopes: ['admin'] }));
-    expect(forged).toEqual({ status: 401, body: { error: `${IDENTITY_HEADER} header has an invalid signature` } });
+    expect(forged).toEqual({ status: 401, body: { error: `${IDENTITY_HEADER} header has an invalid signature`, code: 'UNAUTHENTICATED' } });
     const expired = await post(VERIFY_API_KEY_PATH, { secret }, gateway.sign({ sub: null, scopes: [] }, Date.now() - 3_600_000));
     expect(expired.status).toBe(401);
     expect(expired.body.error).toContain('expired');
@@ -85,10 +86,10 @@ describe('internal routes', () => {
   it('says what it expected for a wrong method, body or size', async () => {
     const get = await fetch(base + SESSION_STATUS_PATH);
     expect(get.status).toBe(405);
-    expect(await get.json()).toEqual({ error: `${SESSION_STATUS_PATH} expects POST, but got GET` });
-    expect(await post(VERIFY_API_KEY_PATH, 'not json')).toEqual({ status: 400, body: { error: `${VERIFY_API_KEY_PATH} expects a JSON body` } });
-    expect(await post(VERIFY_API_KEY_PATH, { key: 'sk-x' })).toEqual({ status: 400, body: { error: `${VERIFY_API_KEY_PATH} expects a JSON body {"secret": "sk-..."}` } });
-    expect(await post(SESSION_STATUS_PATH, [])).toEqual({ status: 400, body: { error: `${SESSION_STATUS_PATH} expects a JSON object` } });
+    expect(await get.json()).toEqual({ error: `${SESSION_STATUS_PATH} expects POST, but got GET`, code: 'BAD_USER_INPUT' });
+    expect(await post(VERIFY_API_KEY_PATH, 'not json')).toEqual({ status: 400, body: { error: `${VERIFY_API_KEY_PATH} expects a JSON body {"secret": "sk-..."}`, code: 'BAD_USER_INPUT' } });
+    expect(await post(VERIFY_API_KEY_PATH, { key: 'sk-x' })).toEqual({ status: 400, body: { error: `${VERIFY_API_KEY_PATH} expects a JSON body {"secret": "sk-..."}`, code: 'BAD_USER_INPUT' } });
+    expect(await post(SESSION_STATUS_PATH, [])).toEqual({ status: 400, body: { error: `${SESSION_STATUS_PATH} expects a JSON object {"sessionId": "<jti>"}`, code: 'BAD_USER_INPUT' } });
     expect((await post(SESSION_STATUS_PATH, { sessionId: 'x'.repeat(5000) })).status).toBe(413);
   });
 });

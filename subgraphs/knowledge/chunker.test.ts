@@ -1,6 +1,6 @@
 import { encode } from 'gpt-tokenizer/cjs/encoding/r50k_base';
-import { chunkDocument, type Chunk, type ChunkOptions } from '../chunker';
-import { countTokens, pretokenize } from '../../../lib/token-counter';
+import { chunkDocument, type Chunk, type ChunkOptions } from './chunker';
+import { countTokens, pretokenize } from '../../lib/token-counter';
 
 /** A small seeded PRNG (mulberry32): generated documents are the same on every run. */
 function random(seed: number): () => number {

@@ -1,5 +1,5 @@
 import { buildSchema, parse } from 'graphql';
-import { DocumentMemo } from '../document-memo';
+import { DocumentMemo } from './document-memo';
 
 describe('DocumentMemo', () => {
   const schema = buildSchema('type Query { a: Int }');

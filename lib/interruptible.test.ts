@@ -1,4 +1,4 @@
-import { interruptible } from '../interruptible';
+import { interruptible } from './interruptible';
 
 /** A source that waits for an event that only `interrupt` (or a push) delivers, like an idle subscription. */
 function idleSource() {

@@ -1,15 +1,15 @@
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
 import { decodeJwt } from 'jose';
-import type { Identity } from '../../../lib/identity';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { Accounts } from '../accounts';
-import { LoginThrottle } from '../login-throttle';
-import { SessionKeyRing } from '../session-key-ring';
-import { SessionStore } from '../session-store';
-import { SessionTokens } from '../session-tokens';
-import { UserStore } from '../user-store';
+import type { Identity } from '../../lib/identity';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { Accounts } from './accounts';
+import { LoginThrottle } from './login-throttle';
+import { SessionKeyRing } from './session-key-ring';
+import { SessionStore } from './session-store';
+import { SessionTokens } from './session-tokens';
+import { UserStore } from './user-store';
 
 const PASSWORD = 'correct horse battery';
 let redis: Redis;

@@ -1,9 +1,9 @@
-import { codedError, ErrorCode } from '../../../lib/errors';
-import { Answers } from '../answers';
-import type { Document } from '../document-store';
-import type { GenerationInput, InferenceClient } from '../inference-client';
-import type { ModelChoice } from '../model-choice';
-import type { Hit, Retrieval } from '../retrieval';
+import { codedError, ErrorCode } from '../../lib/errors';
+import { Answers } from './answers';
+import type { Document } from './document-store';
+import type { GenerationInput, InferenceClient } from './inference-client';
+import type { ModelChoice } from './model-choice';
+import type { Hit, Retrieval } from './retrieval';
 
 const doc = { id: 'd1', title: 'Guide', ownerId: 'u1' } as Document;
 const hit = (i: number, score: number): Hit => ({ score, document: doc, chunk: { index: i, text: `passage number ${i}`, heading: 'Guide', tokenCount: 4, document: doc } });

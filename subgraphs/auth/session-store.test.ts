@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { SessionStore } from '../session-store';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { SessionStore } from './session-store';
 
 let redis: Redis;
 let sessions: SessionStore;

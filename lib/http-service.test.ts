@@ -1,6 +1,6 @@
 import { request } from 'node:http';
-import { createLogger } from '../log';
-import { HttpService } from '../http-service';
+import { createLogger } from './log';
+import { HttpService } from './http-service';
 
 const log = createLogger({ test: 'http-service' });
 process.env.SLUICE_LOG_LEVEL = 'error';

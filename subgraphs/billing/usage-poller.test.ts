@@ -1,12 +1,12 @@
 import type Redis from 'ioredis';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { publishUsageEvent, USAGE_DEAD_LETTER_STREAM, USAGE_EVENTS_STREAM } from '../../../lib/usage-events';
-import { BalanceStore } from '../balance-store';
-import { Ledger } from '../ledger';
-import { UsageSettlement } from '../settlement';
-import { UsageStreamPoller } from '../usage-poller';
-import { CHAT_PRICES, eventually, expectedCharge, newUser, pricedModel, usageEvent } from './support';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { publishUsageEvent, USAGE_DEAD_LETTER_STREAM, USAGE_EVENTS_STREAM } from '../../lib/usage-events';
+import { BalanceStore } from './balance-store';
+import { Ledger } from './ledger';
+import { UsageSettlement } from './settlement';
+import { UsageStreamPoller } from './usage-poller';
+import { CHAT_PRICES, eventually, expectedCharge, newUser, pricedModel, usageEvent } from './testing/fixtures';
 
 const FREE = 5_000_000;
 const log = createLogger({ test: 'usage-poller' });

@@ -1,12 +1,12 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type Redis from 'ioredis';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { SESSION_AUDIENCE, SESSION_ISSUER } from '../../../lib/session-token';
-import { keyId, SessionKeyRing } from '../session-key-ring';
-import { SessionStore } from '../session-store';
-import { SessionTokens } from '../session-tokens';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
+import { keyId, SessionKeyRing } from './session-key-ring';
+import { SessionStore } from './session-store';
+import { SessionTokens } from './session-tokens';
 
 const RETAIN_MS = 3_600_000;
 let redis: Redis;

@@ -1,6 +1,6 @@
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import { execute, parse, subscribe, type ExecutionResult } from 'graphql';
-import { enforceFieldAuthorization } from '../field-authorization';
+import { enforceFieldAuthorization } from './field-authorization';
 
 const typeDefs = parse(`
   extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@authenticated", "@requiresScopes"])

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { LoginThrottle } from '../login-throttle';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { LoginThrottle } from './login-throttle';
 
 let redis: Redis;
 let throttle: LoginThrottle;

@@ -1,4 +1,4 @@
-import { createLogger } from '../log';
+import { createLogger } from './log';
 
 /** The lines written to stdout and stderr while `fn` runs, with the environment set as given. */
 function capture(env: Record<string, string | undefined>, fn: () => void): { out: string[]; err: string[] } {

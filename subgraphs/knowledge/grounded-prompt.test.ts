@@ -1,5 +1,5 @@
-import { estimatePromptTokens, groundedPrompt, type Source } from '../grounded-prompt';
-import { countTokens } from '../../../lib/token-counter';
+import { estimatePromptTokens, groundedPrompt, type Source } from './grounded-prompt';
+import { countTokens } from '../../lib/token-counter';
 
 const sources: Source[] = [
   { title: 'Install guide', heading: 'Setup > Install', text: 'Setup > Install\n\nRun npm install, then npm start. The gateway listens on port 4000.' },

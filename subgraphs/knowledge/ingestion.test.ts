@@ -1,14 +1,14 @@
 import type Redis from 'ioredis';
-import { codedError, ErrorCode } from '../../../lib/errors';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { DocumentStore } from '../document-store';
-import type { ModelSummary } from '../inference-client';
-import { IngestionFeed, type IngestionState } from '../ingestion-feed';
-import { Ingestion } from '../ingestion';
-import type { ModelChoice } from '../model-choice';
-import { VectorIndex } from '../vector-index';
-import { VectorStore } from '../vector-store';
+import { codedError, ErrorCode } from '../../lib/errors';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { DocumentStore } from './document-store';
+import type { ModelSummary } from './inference-client';
+import { IngestionFeed, type IngestionState } from './ingestion-feed';
+import { Ingestion } from './ingestion';
+import type { ModelChoice } from './model-choice';
+import { VectorIndex } from './vector-index';
+import { VectorStore } from './vector-store';
 
 const log = createLogger({ service: 'test' });
 const MODEL: ModelSummary = { id: 'embed', kind: 'EMBEDDING', ready: true, maxBatchSize: 4, contextLength: null };

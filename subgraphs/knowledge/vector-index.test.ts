@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
-import type { Logger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { type SearchHit, UserVectors } from '../user-vectors';
-import { VectorIndex } from '../vector-index';
-import { VectorStore } from '../vector-store';
-import { prng as random } from '../../../gpu-server/core/prng';
+import type { Logger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { startTestRedis, type TestRedis } from '../../test/support/redis';
+import { type SearchHit, UserVectors } from './user-vectors';
+import { VectorIndex } from './vector-index';
+import { VectorStore } from './vector-store';
+import { prng as random } from '../../gpu-server/core/prng';
 
 const next = random(7);
 const randomVector = (dimensions: number) => Float32Array.from({ length: dimensions }, () => next() * 2 - 1);

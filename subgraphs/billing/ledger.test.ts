@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
-import { createLogger } from '../../../lib/log';
-import { connectRedis } from '../../../lib/redis';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { BalanceStore } from '../balance-store';
-import { billingKeys, utcDay, utcMonth } from '../keys';
-import { Ledger } from '../ledger';
-import { ReservationSweeper } from '../reservation-sweeper';
-import { SpendLimits } from '../spend-limits';
-import { UsageReports } from '../usage-reports';
-import { CHAT_PRICES, expectedCharge, newUser, pricedModel, usageEvent } from './support';
+import { createLogger } from '../../lib/log';
+import { connectRedis } from '../../lib/redis';
+import { startTestRedis, type TestRedis } from '../../test/support/redis';
+import { BalanceStore } from './balance-store';
+import { billingKeys, utcDay, utcMonth } from './keys';
+import { Ledger } from './ledger';
+import { ReservationSweeper } from './reservation-sweeper';
+import { SpendLimits } from './spend-limits';
+import { UsageReports } from './usage-reports';
+import { CHAT_PRICES, expectedCharge, newUser, pricedModel, usageEvent } from './testing/fixtures';
 
 const FREE = 5_000_000;
 const TTL = 60_000;

@@ -1,4 +1,4 @@
-import { decodeUsageEvent, encodeUsageEvent, type UsageEvent } from '../../../lib/usage-events';
+import { decodeUsageEvent, encodeUsageEvent, type UsageEvent } from './usage-events';
 
 const event: UsageEvent = {
   eventId: '3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f',
