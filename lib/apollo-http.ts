@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloServer, BaseContext, HeaderMap } from '@apollo/server';
-import { ErrorCode } from './errors';
+import { ErrorCode, httpStatusFor } from './errors';
 import { sendJson } from './http-service';
 
 /**
@@ -53,9 +53,9 @@ export function apolloHttpHandler<TContext extends BaseContext>(
       body = await readBody(req, limit, headers.get('content-type'));
     } catch (error) {
       if (error instanceof BodyTooLarge) {
-        return sendJson(res, 413, graphqlError(ErrorCode.PayloadTooLarge, `request body is larger than the limit of ${limit} bytes`));
+        return sendJson(res, httpStatusFor(ErrorCode.PayloadTooLarge), graphqlError(ErrorCode.PayloadTooLarge, `request body is larger than the limit of ${limit} bytes`));
       }
-      return sendJson(res, 400, graphqlError(ErrorCode.BadUserInput, `request body is not valid JSON: ${(error as Error).message}`));
+      return sendJson(res, httpStatusFor(ErrorCode.BadUserInput), graphqlError(ErrorCode.BadUserInput, `request body is not valid JSON: ${(error as Error).message}`));
     }
     let context: TContext;
     try {

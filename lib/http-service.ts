@@ -1,5 +1,6 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ErrorCode, httpStatusFor } from './errors';
 import type { Logger } from './log';
 import { exitOnSignals } from './signals';
 
@@ -121,7 +122,7 @@ export class HttpService {
       await this.options.handle(req, res);
     } catch (error) {
       this.options.log.error('request failed', { error, path });
-      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      if (!res.headersSent) sendJson(res, httpStatusFor(ErrorCode.InternalServerError), { errors: [{ message: 'internal server error', extensions: { code: ErrorCode.InternalServerError } }] });
       else res.destroy();
     }
   }

@@ -19,8 +19,8 @@ export interface Requirement {
 
 /** Why a caller may not see something, or undefined when they may. */
 export type Denial =
-  | { code: 'UNAUTHENTICATED' }
-  | { code: 'FORBIDDEN'; required: string[][][]; missing: string[] };
+  | { code: ErrorCode.Unauthenticated }
+  | { code: ErrorCode.Forbidden; required: string[][][]; missing: string[] };
 
 export interface Caller {
   sub: string | null;
@@ -32,7 +32,7 @@ export const NONE: Requirement = { authenticated: false, scopes: [] };
 /** Whether `caller` meets `requirement`. An anonymous caller meets no requirement at all: it has no scopes either. */
 export function evaluate(requirement: Requirement, caller: Caller): Denial | undefined {
   if (!requirement.authenticated && requirement.scopes.length === 0) return undefined;
-  if (!caller.sub) return { code: 'UNAUTHENTICATED' };
+  if (!caller.sub) return { code: ErrorCode.Unauthenticated };
   const granted = new Set(caller.scopes);
   const unmet = requirement.scopes.filter((alternatives) => !alternatives.some((set) => set.every((scope) => granted.has(scope))));
   if (unmet.length === 0) return undefined;
@@ -43,7 +43,7 @@ export function evaluate(requirement: Requirement, caller: Caller): Denial | und
     const closest = gaps.reduce((best, gap) => (gap.length < best.length ? gap : best), gaps[0] ?? []);
     for (const scope of closest) missing.add(scope);
   }
-  return { code: 'FORBIDDEN', required: unmet, missing: [...missing] };
+  return { code: ErrorCode.Forbidden, required: unmet, missing: [...missing] };
 }
 
 export function and(a: Requirement, b: Requirement): Requirement {
@@ -86,7 +86,7 @@ function stringValue(value: ConstValueNode): string {
 
 /** What a caller refused a field is told: what was wrong, what was expected, what was got. */
 export function denialError(field: string, coordinate: string, denial: Denial, caller: Caller): { message: string; extensions: Record<string, unknown> } {
-  if (denial.code === 'UNAUTHENTICATED') {
+  if (denial.code === ErrorCode.Unauthenticated) {
     return {
       message: `the field ${field} requires a signed-in caller: expected a session token or an API key in "Authorization: Bearer …", got an anonymous request`,
       extensions: { code: ErrorCode.Unauthenticated, field: coordinate },
