@@ -16,7 +16,7 @@ export interface Balance {
 /**
  * Opens the account with the free credit the first time it is read, and
  * returns its parts in one step, so two first reads cannot grant twice. The
- * ledger's scripts open accounts the same way (ledger-scripts.ts).
+ * ledger's scripts open accounts the same way (ledger-lua.ts).
  */
 const OPEN_AND_READ = `
 if redis.call('HSETNX', KEYS[1], 'granted', ARGV[1]) == 1 then

@@ -4,7 +4,7 @@ import type { Reservation } from '../../lib/billing-client';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { ID_PATTERN, MAX_TOKENS_PER_EVENT, UUID_PATTERN, type UsageEvent } from '../../lib/usage-events';
 import { billingKeys as K, utcDay, utcMonth } from './keys';
-import { RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-scripts';
+import { RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-lua';
 
 /** Largest balance (granted + topped up) an account may reach: 10^9 units, far inside 2^53 for every sum. */
 export const MAX_BALANCE_MICROS = 1_000_000_000_000_000;
@@ -47,7 +47,7 @@ export type SettleOutcome =
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
 /**
- * Every money change of billing, each one Lua script (see ledger-scripts.ts):
+ * Every money change of billing, each one Lua script (see ledger-lua.ts):
  * reserve, settle, release an expired reservation, top up.
  */
 export class Ledger {

@@ -36,7 +36,7 @@ export const MAX_INVOICES = 120;
 const DAY_MS = 86_400_000;
 
 /**
- * Reads what settlement booked (ledger-scripts.ts SETTLE): per user, one hash
+ * Reads what settlement booked (ledger-lua.ts SETTLE): per user, one hash
  * per UTC day and one per month, each `<model>|<part>` → integer. Usage and
  * invoices are sums of the same integers the balance was charged by, so they
  * agree with it exactly.
