@@ -6,10 +6,7 @@
 /** Code that exists only for tests: test folders, testing helpers beside a module, and any *.test.ts. */
 const TEST_CODE = '(^|/)(test|testing)/|\\.test\\.tsx?$';
 /** Packages and node modules that speak a wire protocol: the gpu-server's core must stay usable without any of them. */
-const TRANSPORT_MODULES = [
-  '(^|/)node_modules/(@grpc/grpc-js|@grpc/proto-loader|undici|ws)/',
-  '^(node:)?(http|https|http2)$',
-];
+const TRANSPORT_MODULES = ['(^|/)node_modules/(@grpc/grpc-js|@grpc/proto-loader|undici|ws)/', '^(node:)?(http|https|http2)$'];
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -52,25 +49,21 @@ module.exports = {
     },
     {
       name: 'subgraph-imports-another-subgraph',
-      comment:
-        'Subgraphs are separate services that talk only through the graph or their HTTP routes. ' +
-        'Move shared code to lib/ (or protocol/ for a wire contract) and import it from there.',
+      comment: 'Subgraphs are separate services that talk only through the graph or their HTTP routes. Move shared code to lib/ (or protocol/ for a wire contract) and import it from there.',
       severity: 'error',
       from: { path: '^subgraphs/([^/]+)/' },
       to: { path: '^subgraphs/', pathNot: '^subgraphs/$1/' },
     },
     {
       name: 'subgraph-imports-gateway',
-      comment:
-        'A subgraph is a service behind the gateway and must run without it. Move shared code to lib/ and import it from there.',
+      comment: 'A subgraph is a service behind the gateway and must run without it. Move shared code to lib/ and import it from there.',
       severity: 'error',
       from: { path: '^subgraphs/' },
       to: { path: '^gateway/' },
     },
     {
       name: 'subgraph-imports-gpu-server',
-      comment:
-        'Subgraph production code reaches the gpu-server only over the wire, through the contract in protocol/triton/. Import from protocol/triton/ instead.',
+      comment: 'Subgraph production code reaches the gpu-server only over the wire, through the contract in protocol/triton/. Import from protocol/triton/ instead.',
       severity: 'error',
       from: { path: '^subgraphs/', pathNot: TEST_CODE },
       to: { path: '^gpu-server/' },

@@ -103,7 +103,7 @@ describe('dependency rules', () => {
     for (const { rule, from, to } of expected) {
       if (rule === 'no-import-cycles') {
         // A cycle is reported once, starting from either of its modules.
-        expect(report).toMatch(new RegExp(`error ${rule}: (${escape(from)} → ${escape(to)}|${escape(to)} → ${escape(from)}) → `));
+        expect(report).toMatch(new RegExp(`error ${rule}: (${escapeRegExp(from)} → ${escapeRegExp(to)}|${escapeRegExp(to)} → ${escapeRegExp(from)}) → `));
       } else {
         expect(report).toContain(`error ${rule}: ${from} → ${to}`);
       }
@@ -120,6 +120,6 @@ describe('dependency rules', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
