@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { envInt, envSecret, envString } from '../../lib/config';
+import { ErrorCode, httpStatusFor } from '../../lib/errors';
 import { sendJson } from '../../lib/http-service';
 import { identityVerifierFromEnv } from '../../lib/identity';
 import { internalRouter } from '../../lib/internal-routes';
@@ -63,7 +64,7 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
         (jwks) => sendJson(res, 200, jwks, { 'cache-control': `public, max-age=${JWKS_MAX_AGE_SECONDS}` }),
         (error: unknown) => {
           config.log.error('could not read the session keys', { error });
-          sendJson(res, 503, { error: 'the session keys could not be read' });
+          sendJson(res, httpStatusFor(ErrorCode.ServiceUnavailable), { error: 'the session keys could not be read', code: ErrorCode.ServiceUnavailable });
         },
       );
       return true;
