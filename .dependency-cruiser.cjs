@@ -3,8 +3,8 @@
 // and the `err-long` report prints both with the import that broke it (from → to).
 // Paths are relative to the repository root, as dependency-cruiser reports them.
 
-/** Code that exists only for tests: test folders, testing helpers beside a module, and any *.test.ts. */
-const TEST_CODE = '(^|/)(test|testing)/|\\.test\\.tsx?$';
+/** Code that exists only for tests: test folders, testing helpers beside a module, and any *.test.ts or *.spec.ts (the web app's). */
+const TEST_CODE = '(^|/)(test|testing)/|\\.(test|spec)\\.tsx?$';
 /** Packages and node modules that speak a wire protocol: the gpu-server's core must stay usable without any of them. */
 const TRANSPORT_MODULES = ['(^|/)node_modules/(@grpc/grpc-js|@grpc/proto-loader|undici|ws)/', '^(node:)?(http|https|http2)$'];
 
@@ -23,7 +23,7 @@ module.exports = {
     {
       name: 'production-imports-test-code',
       comment:
-        'Production code must not depend on test helpers (test/, testing/, *.test.ts): they are not built for production and may change with the tests. ' +
+        'Production code must not depend on test helpers (test/, testing/, *.test.ts, *.spec.ts): they are not built for production and may change with the tests. ' +
         'Move what production needs out of the testing folder into the module it belongs to; test code may import production code, not the reverse.',
       severity: 'error',
       from: { pathNot: [TEST_CODE, '^(bench|web)/'] },
