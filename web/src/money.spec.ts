@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { costMicros, formatMicros, formatPricePerMillion } from './money';
+import { costMicros, formatMicros, formatPricePerMillion, parseMoney } from './money';
 
 const chat = { currency: 'USD', inputCacheHit: 28_000, inputCacheMiss: 280_000, output: 420_000 };
 
@@ -34,5 +34,20 @@ describe('costMicros', () => {
   it('is exact when the product is a whole number of micros and zero for no tokens', () => {
     expect(costMicros({ promptCacheHitTokens: 0, promptCacheMissTokens: 1_000_000, completionTokens: 0 }, chat)).toBe(280_000);
     expect(costMicros({ promptCacheHitTokens: 0, promptCacheMissTokens: 0, completionTokens: 0 }, chat)).toBe(0);
+  });
+});
+
+describe('parseMoney', () => {
+  it('reads amounts as people type them, exactly, and an empty field as no amount', () => {
+    expect(parseMoney('1.5')).toBe(1_500_000);
+    expect(parseMoney(' $1,000 ')).toBe(1_000_000_000);
+    expect(parseMoney('0.000001')).toBe(1);
+    expect(parseMoney('')).toBeNull();
+  });
+
+  it('says what was wrong with anything else', () => {
+    expect(() => parseMoney('ten')).toThrow('“ten” is not an amount: expected a number such as 5 or 2.50');
+    expect(() => parseMoney('-1')).toThrow('“-1” is not an amount');
+    expect(() => parseMoney('0.0000001')).toThrow('“0.0000001” is not an amount');
   });
 });

@@ -56,3 +56,18 @@ export function formatPricePerMillion(micros: number, currency = 'USD'): string 
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
+
+/**
+ * An amount a person typed ("1.5", "$0.25", "1,000") as micros, or null for
+ * an empty field. Throws a RangeError that says what was wrong for anything
+ * else, including more than six decimals (a fraction of a micro).
+ */
+export function parseMoney(text: string): number | null {
+  const cleaned = text.trim().replace(/^\$/, '').replace(/,/g, '');
+  if (cleaned === '') return null;
+  const match = /^(\d+)(?:\.(\d{0,6}))?$/.exec(cleaned);
+  if (!match) throw new RangeError(`“${text}” is not an amount: expected a number such as 5 or 2.50`);
+  const micros = Number(match[1]) * MICROS_PER_UNIT + Number((match[2] ?? '').padEnd(6, '0'));
+  if (!Number.isSafeInteger(micros)) throw new RangeError(`“${text}” is too large an amount`);
+  return micros;
+}

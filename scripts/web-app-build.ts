@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Supergraph } from '@apollo/federation-internals';
+import { printSchema } from 'graphql';
+import { supergraphForGateway } from '../gateway/auth/authorization/gateway-supergraph';
+import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
+
+/**
+ * Builds the web app (web/) into web/dist, which the gateway serves at /app/:
+ * the API schema of the composed supergraph → typed documents (GraphQL Code
+ * Generator) → a type check of the app → Vite's production bundle. The types
+ * come from the schema the gateway will serve, so a subgraph change that
+ * breaks a query or a field the app reads stops the build here.
+ *
+ * `npm start` calls `ensureWebAppBuilt`, which builds only when the sources'
+ * hash differs from the one the last build recorded (mtimes change on every
+ * checkout; contents do not).
+ *
+ *   tsx scripts/web-app-build.ts          build (npm run build:web)
+ *   tsx scripts/web-app-build.ts --dev    types, then Vite's dev server proxying /graphql to the gateway (npm run dev:web)
+ */
+const ROOT = path.resolve(__dirname, '..');
+const WEB = path.join(ROOT, 'web');
+export const WEB_APP_DIST = path.join(WEB, 'dist');
+const STAMP = path.join(WEB_APP_DIST, '.source-hash');
+const VITE_CONFIG = path.join(WEB, 'vite.config.mts');
+
+/** Everything the bundle is made from: the app, its configuration, the schemas its types come from, the locked dependencies. */
+function sourceFiles(): string[] {
+  const files = ['index.html', 'vite.config.mts', 'codegen.ts', 'tsconfig.json'].map((f) => path.join(WEB, f));
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (full !== path.join(WEB, 'src', 'gql')) walk(full);
+      } else if (!entry.name.endsWith('.spec.ts')) files.push(full);
+    }
+  };
+  walk(path.join(WEB, 'src'));
+  for (const subgraph of readdirSync(path.join(ROOT, 'subgraphs'))) {
+    const schema = path.join(ROOT, 'subgraphs', subgraph, 'schema.graphql');
+    if (existsSync(schema)) files.push(schema);
+  }
+  files.push(path.join(ROOT, 'supergraph.yaml'), path.join(ROOT, 'package-lock.json'));
+  return files.sort();
+}
+
+/** A hash of every source file's path and content. */
+export function webAppSourceHash(): string {
+  const hash = createHash('sha256');
+  for (const file of sourceFiles()) hash.update(path.relative(ROOT, file)).update('\0').update(readFileSync(file)).update('\0');
+  return hash.digest('hex');
+}
+
+/**
+ * Writes web/schema.graphql: the schema clients see (the supergraph's API
+ * schema, without federation's machinery), built as the gateway builds it.
+ */
+function writeApiSchema(): void {
+  const supergraph = supergraphForGateway(composeSupergraph(readSupergraphConfig(path.join(ROOT, 'supergraph.yaml'))));
+  const api = Supergraph.build(supergraph).apiSchema().toGraphQLJSSchema();
+  writeFileSync(path.join(WEB, 'schema.graphql'), printSchema(api));
+}
+
+async function generateTypes(): Promise<void> {
+  writeApiSchema();
+  const { generate } = await import('@graphql-codegen/cli');
+  const config = (await import('../web/codegen')).default;
+  await generate({ ...config, cwd: ROOT, silent: true }, true);
+}
+
+function typecheck(): void {
+  const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(WEB, 'tsconfig.json')], { cwd: ROOT, encoding: 'utf8' });
+  if (tsc.status !== 0) throw new Error(`the web app does not type-check against the current schema:\n${tsc.stdout}${tsc.stderr}`);
+}
+
+/** Builds web/dist from scratch and records the sources' hash in it. */
+export async function buildWebApp(): Promise<void> {
+  const hash = webAppSourceHash();
+  await generateTypes();
+  typecheck();
+  const vite = await import('vite');
+  await vite.build({ configFile: VITE_CONFIG, logLevel: 'warn' });
+  mkdirSync(WEB_APP_DIST, { recursive: true });
+  writeFileSync(STAMP, hash);
+}
+
+/** True when web/dist was built from the sources as they are now. */
+export function isWebAppBuilt(): boolean {
+  return existsSync(STAMP) && readFileSync(STAMP, 'utf8') === webAppSourceHash();
+}
+
+/** Builds the web app when it is missing or stale; says which through `log`. */
+export async function ensureWebAppBuilt(log: (line: string) => void): Promise<void> {
+  if (isWebAppBuilt()) return;
+  log(existsSync(STAMP) ? 'the web app changed since it was built: building it again…' : 'the web app is not built yet: building it…');
+  const started = Date.now();
+  await buildWebApp();
+  log(`web app built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+async function serveDev(): Promise<void> {
+  await generateTypes();
+  const vite = await import('vite');
+  const server = await vite.createServer({ configFile: VITE_CONFIG });
+  await server.listen();
+  server.printUrls();
+}
+
+if (require.main === module) {
+  (process.argv.includes('--dev') ? serveDev() : buildWebApp()).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

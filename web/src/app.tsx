@@ -1,0 +1,57 @@
+import { useEffect } from 'react';
+import { AccountPage } from './account/account-page';
+import { AdminPage } from './admin/admin-page';
+import { SignInPage, SignUpPage } from './auth/auth-pages';
+import { setSession, useSession, type Session } from './auth/session';
+import { ChatPage } from './chat/chat-page';
+import { client, resetForNewSession } from './graph/client';
+import { graphql } from './gql';
+import { DocumentPage } from './knowledge/document-page';
+import { KnowledgePage } from './knowledge/knowledge-page';
+import { navigate, usePath } from './router';
+import { Layout } from './ui/layout';
+
+const LOGOUT = graphql(`
+  mutation Logout {
+    logout
+  }
+`);
+
+const TITLES: Record<string, string> = { '/chat': 'Chat', '/knowledge': 'Knowledge', '/account': 'Account', '/admin': 'Admin', '/sign-in': 'Sign in', '/sign-up': 'Sign up' };
+
+/** Ends the session on the server too; the browser forgets it whatever the server says. */
+async function signOut(): Promise<void> {
+  await client.mutate({ mutation: LOGOUT }).catch(() => undefined);
+  setSession(null);
+  await resetForNewSession();
+}
+
+function SignedIn({ session, path }: { session: Session; path: string }) {
+  const documentId = /^\/knowledge\/documents\/([^/]+)$/.exec(path)?.[1];
+  const page =
+    path === '/knowledge' ? <KnowledgePage /> : documentId ? <DocumentPage id={decodeURIComponent(documentId)} /> : path === '/account' ? <AccountPage session={session} /> : path === '/admin' && session.scopes.includes('admin') ? <AdminPage /> : <ChatPage session={session} />;
+  return (
+    <Layout session={session} onSignOut={() => void signOut()}>
+      {page}
+    </Layout>
+  );
+}
+
+export function App() {
+  const session = useSession();
+  const path = usePath();
+  const signInPage = path === '/sign-up' ? '/sign-up' : '/sign-in';
+
+  // Signed out: only the sign-in and sign-up pages. Signed in: those send you to the chat. Unknown paths land on the chat.
+  useEffect(() => {
+    if (!session && path !== signInPage) navigate(signInPage, { replace: true });
+    else if (session && (path === '/sign-in' || path === '/sign-up' || path === '/')) navigate('/chat', { replace: true });
+  }, [session, path, signInPage]);
+
+  useEffect(() => {
+    document.title = `${TITLES[path] ?? (path.startsWith('/knowledge/') ? 'Document' : 'Chat')} · Sluice`;
+  }, [path]);
+
+  if (!session) return path === '/sign-up' ? <SignUpPage /> : <SignInPage />;
+  return <SignedIn session={session} path={path} />;
+}

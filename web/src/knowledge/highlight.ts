@@ -1,0 +1,21 @@
+/**
+ * Splits `text` into the parts that match a word of `query` and the parts
+ * between them, so a search hit can show why it matched (each match in a
+ * <mark>). Words shorter than three letters ("a", "of") are not marked: they
+ * match everywhere and say nothing. Matching ignores case.
+ */
+export interface Segment {
+  text: string;
+  match: boolean;
+}
+
+export function highlight(text: string, query: string): Segment[] {
+  const words = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) ?? [])];
+  if (words.length === 0 || text === '') return text === '' ? [] : [{ text, match: false }];
+  // Words are letters and digits only, so they need no escaping; longest first, so "indexes" is marked whole rather than as "index" + "es".
+  const pattern = new RegExp(`(${words.sort((a, b) => b.length - a.length).join('|')})`, 'giu');
+  return text
+    .split(pattern)
+    .filter((part) => part !== '')
+    .map((part) => ({ text: part, match: words.includes(part.toLowerCase()) }));
+}
