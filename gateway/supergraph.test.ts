@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { composeSupergraph, CompositionError, readSupergraphConfig } from './supergraph';
 
-const ROOT = path.resolve(__dirname, '..', '..');
+const ROOT = path.resolve(__dirname, '..');
 
 describe('supergraph composition', () => {
   it('composes the four subgraphs of supergraph.yaml', () => {

@@ -9,39 +9,71 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** Where variables are read from: the process environment, or a given set of them (tests, a config built for another process). */
+export type EnvSource = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Typed reads of one set of variables. An empty value counts as unset, so
+ * `NAME=` in an env file falls back to the default rather than failing.
+ */
+export class Env {
+  /** Without a source, reads `process.env` as it is at each read. */
+  constructor(private readonly source?: EnvSource) {}
+
+  string(name: string, fallback: string): string;
+  string(name: string): string | undefined;
+  string(name: string, fallback?: string): string | undefined {
+    const value = (this.source ?? process.env)[name];
+    return value === undefined || value === '' ? fallback : value;
+  }
+
+  int(name: string, fallback: number, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new ConfigError(`${name} expects an integer between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  }
+
+  number(name: string, fallback: number, { min = -Number.MAX_VALUE, max = Number.MAX_VALUE } = {}): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min || value > max) {
+      throw new ConfigError(`${name} expects a number between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${name} expects true or false, but got ${JSON.stringify(raw)}`);
+  }
+}
+
+const processEnv = new Env();
+
 export function envString(name: string, fallback: string): string;
 export function envString(name: string): string | undefined;
 export function envString(name: string, fallback?: string): string | undefined {
-  const value = process.env[name];
-  return value === undefined || value === '' ? fallback : value;
+  return processEnv.string(name, fallback as string);
 }
 
-export function envInt(name: string, fallback: number, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
-  const raw = envString(name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} expects an integer between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
-  }
-  return value;
+export function envInt(name: string, fallback: number, limits: { min?: number; max?: number } = {}): number {
+  return processEnv.int(name, fallback, limits);
 }
 
-export function envNumber(name: string, fallback: number, { min = -Number.MAX_VALUE, max = Number.MAX_VALUE } = {}): number {
-  const raw = envString(name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new ConfigError(`${name} expects a number between ${min} and ${max}, but got ${JSON.stringify(raw)}`);
-  }
-  return value;
+export function envNumber(name: string, fallback: number, limits: { min?: number; max?: number } = {}): number {
+  return processEnv.number(name, fallback, limits);
 }
 
 export function envBool(name: string, fallback: boolean): boolean {
-  const raw = envString(name);
-  if (raw === undefined) return fallback;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(`${name} expects true or false, but got ${JSON.stringify(raw)}`);
+  return processEnv.bool(name, fallback);
 }
 
 /** Every port the stack listens on, by name. */

@@ -4,8 +4,8 @@
  * and GraphQL path, so HTTP and subscriptions share one address.
  *
  * Upgrades are refused once the service drains; live sockets get the drain
- * timeout to finish their subscriptions and are then closed with 1001 (going
- * away), so a client reconnects to another replica instead of hanging.
+ * timeout to finish their subscriptions and are then closed with
+ * CloseCode.GoingAway, so a client reconnects to another replica instead of hanging.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -15,6 +15,16 @@ import type { ServerOptions } from 'graphql-ws';
 import { WebSocketServer } from 'ws';
 import type { HttpService } from './http-service';
 import type { Logger } from './log';
+
+/** The close codes a GraphQL WebSocket ends with: the standard one, graphql-ws's 4401, and 4503 of ours (in graphql-ws's 4xxx range, after HTTP's 503). */
+export enum CloseCode {
+  /** The service is shutting down: reconnect, to another replica. */
+  GoingAway = 1001,
+  /** The credentials of `connection_init` were refused, or are no longer valid. */
+  Unauthorized = 4401,
+  /** The credentials cannot be checked right now (the auth service is unreachable): retry later. */
+  ServiceUnavailable = 4503,
+}
 
 export interface GraphQLWsEndpointOptions {
   http: HttpService;
@@ -31,7 +41,7 @@ export interface GraphQLWsEndpointOptions {
 export interface GraphQLWsEndpoint {
   /** Live WebSocket connections. */
   readonly connections: number;
-  /** Waits up to `timeoutMs` for sockets to close, then closes the rest with 1001. */
+  /** Waits up to `timeoutMs` for sockets to close, then closes the rest with CloseCode.GoingAway. */
   drain(timeoutMs: number): Promise<void>;
 }
 
@@ -67,7 +77,7 @@ export function serveGraphQLWs(options: GraphQLWsEndpointOptions): GraphQLWsEndp
           for (const client of wss.clients) client.once('close', () => setImmediate(check));
         });
       }
-      for (const client of wss.clients) client.close(1001, 'the service is shutting down; reconnect');
+      for (const client of wss.clients) client.close(CloseCode.GoingAway, 'the service is shutting down; reconnect');
       // A peer that never answers the close frame must not hold the drain past its timeout.
       const cut = setTimeout(() => wss.clients.forEach((client) => client.terminate()), 1_000);
       await new Promise<void>((resolve) => wss.close(() => resolve()));

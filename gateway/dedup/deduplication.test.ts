@@ -11,6 +11,7 @@ import { AuthorizationPolicy } from '../auth/authorization/policy';
 import { dedupCounters } from './counters';
 import { audienceOf, OperationDedup } from './operation-dedup';
 import { DEFAULT_PUBLIC_FIELDS, parsePublicFields, PublicOperations } from './public-operations';
+import { Env } from '../../lib/config';
 import { dedupSettingsFromEnv } from './settings';
 import { SubscriptionPlanner } from '../subscriptions/planner';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
@@ -178,14 +179,14 @@ describe('dedupSettingsFromEnv', () => {
   it('is on by default with the public model catalogue, and can be switched off', () => {
     delete process.env.GATEWAY_DEDUP;
     delete process.env.GATEWAY_DEDUP_PUBLIC_FIELDS;
-    expect(dedupSettingsFromEnv()).toEqual({ enabled: true, publicFields: new Set(['Query.models', 'Query.model']) });
+    expect(dedupSettingsFromEnv(new Env())).toEqual({ enabled: true, publicFields: new Set(['Query.models', 'Query.model']) });
     process.env.GATEWAY_DEDUP = 'false';
     process.env.GATEWAY_DEDUP_PUBLIC_FIELDS = 'Query.models';
-    expect(dedupSettingsFromEnv()).toEqual({ enabled: false, publicFields: new Set(['Query.models']) });
+    expect(dedupSettingsFromEnv(new Env())).toEqual({ enabled: false, publicFields: new Set(['Query.models']) });
   });
 
   it('refuses a value that is not a boolean, naming the variable', () => {
     process.env.GATEWAY_DEDUP = 'sometimes';
-    expect(() => dedupSettingsFromEnv()).toThrow('GATEWAY_DEDUP expects true or false, but got "sometimes"');
+    expect(() => dedupSettingsFromEnv(new Env())).toThrow('GATEWAY_DEDUP expects true or false, but got "sometimes"');
   });
 });

@@ -13,7 +13,6 @@
  * default — and a mutation adds 10. Fragments are counted where they are
  * spread; a selection on an abstract type counts every branch (an upper bound).
  */
-import type { ApolloServerPlugin } from '@apollo/server';
 import {
   getNamedType,
   getNullableType,
@@ -33,10 +32,8 @@ import {
   type GraphQLSchema,
   type SelectionSetNode,
 } from 'graphql';
-import { envInt } from '../../lib/config';
+import type { Env } from '../../lib/config';
 import { ErrorCode } from '../../lib/errors';
-import { variablesWithDefaults } from '../pipeline/operation-variables';
-import { DocumentMemo } from '../../lib/document-memo';
 
 const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
 const MUTATION_COST = 10;
@@ -54,15 +51,16 @@ export interface CostDirectives {
 }
 
 export interface DemandControlOptions {
+  /** Highest estimated cost an operation may have (GATEWAY_MAX_COST). @default 5000 */
   maxCost: number;
-  /** Size assumed for a list field that says nothing about its size. */
+  /** Size assumed for a list field that says nothing about its size (GATEWAY_COST_DEFAULT_LIST_SIZE). @default 10 */
   defaultListSize: number;
 }
 
-export function demandControlFromEnv(): DemandControlOptions {
+export function demandControlFromEnv(env: Env): DemandControlOptions {
   return {
-    maxCost: envInt('GATEWAY_MAX_COST', 5_000, { min: 1 }),
-    defaultListSize: envInt('GATEWAY_COST_DEFAULT_LIST_SIZE', 10, { min: 0 }),
+    maxCost: env.int('GATEWAY_MAX_COST', 5_000, { min: 1 }),
+    defaultListSize: env.int('GATEWAY_COST_DEFAULT_LIST_SIZE', 10, { min: 0 }),
   };
 }
 
@@ -177,41 +175,6 @@ export function checkCost(estimatedCost: number, options: DemandControlOptions):
   return new GraphQLError(`the operation's estimated cost is ${estimatedCost}, over the limit of ${options.maxCost}: request fewer items (smaller "first" or "k") or fewer fields`, {
     extensions: { code: ErrorCode.CostLimit, estimatedCost, maxCost: options.maxCost, http: { status: 400 } },
   });
-}
-
-/** Longest string variable a remembered estimate is keyed by. */
-const MEMO_STRING_CHARS = 128;
-
-/**
- * Variables can size lists, so an estimate is remembered per variables: only
- * for scalars and short strings, so that uploads and other large values are
- * neither serialized nor kept (their operations are estimated afresh).
- */
-function memoKey(variables: Record<string, unknown> | undefined): string | undefined {
-  if (!variables) return '';
-  for (const value of Object.values(variables)) {
-    if (value !== null && typeof value === 'object') return undefined;
-    if (typeof value === 'string' && value.length > MEMO_STRING_CHARS) return undefined;
-  }
-  return JSON.stringify(variables);
-}
-
-/** Refuses over-budget operations Apollo Server runs, after validation and before planning. */
-export function demandControlPlugin(directives: CostDirectives, options: DemandControlOptions): ApolloServerPlugin {
-  const costs = new DocumentMemo<number>();
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ schema, document, operationName, request }) {
-          const estimate = () => estimateCost(schema, directives, document, operationName, variablesWithDefaults(document, operationName, request.variables), options.defaultListSize);
-          const variables = memoKey(request.variables);
-          const cost = variables === undefined ? estimate() : costs.get(schema, document, `${operationName ?? ''}\n${variables}`, estimate);
-          const error = checkCost(cost, options);
-          if (error) throw error;
-        },
-      };
-    },
-  };
 }
 
 function argument(directive: ConstDirectiveNode, name: string) {

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CACHE_STATUS_HEADER } from '../response-cache/plugin';
+import { CACHE_STATUS_HEADER } from '../response-cache/feature';
 import type { GatewayMetrics } from './gateway-metrics';
 import { clusterMetricsText } from './cluster-metrics';
 

@@ -1,12 +1,15 @@
 /**
- * The live-subscriptions gauge as the subscription service moves it. The
- * subscriptions are never iterated, so nothing is sent upstream.
+ * The live-subscriptions gauge as the metrics feature moves it on the
+ * subscription path. The subscriptions are never iterated, so nothing is sent
+ * upstream.
  */
 import { createPrivateKey } from 'node:crypto';
 import { generateIdentityKeyPair, IdentitySigner } from '../../lib/identity';
 import { createLogger } from '../../lib/log';
 import { supergraphForGateway } from '../auth/authorization/gateway-supergraph';
 import { SignedIdentity, type GatewayContext } from '../auth/context';
+import { GatewayPipeline } from '../pipeline/pipeline';
+import { operationMetrics } from './feature';
 import { gatewayMetrics } from './gateway-metrics';
 import { SubscriptionPlanner } from '../subscriptions/planner';
 import { SubscriptionService, type PreparedOperation } from '../subscriptions/subscription-service';
@@ -23,7 +26,9 @@ async function live(): Promise<number> {
 }
 
 it('counts a subscription from its start to its end, and not one refused', async () => {
-  const subscriptions = new SubscriptionService({ planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log: createLogger({ test: 'metrics' }) }, { perConnection: 1 });
+  const log = createLogger({ test: 'metrics' });
+  const pipeline = new GatewayPipeline([operationMetrics(gatewayMetrics, log)]);
+  const subscriptions = new SubscriptionService({ planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log, pipeline }, { perConnection: 1 });
   const connection = subscriptions.openConnection(context);
   const prepared = subscriptions.prepare(request) as PreparedOperation;
   const before = await live();

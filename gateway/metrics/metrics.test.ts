@@ -8,7 +8,9 @@ import { SignedIdentity, type GatewayContext } from '../auth/context';
 import { dedupCounters } from '../dedup/counters';
 import { GatewayMetrics, OTHER_OPERATION, UNNAMED_OPERATION, UNRESOLVED_OPERATION } from './gateway-metrics';
 import { metricsEndpoint, observeHttp } from './metrics-endpoint';
-import { operationMetricsPlugin } from './operation-metrics-plugin';
+import { apolloPlugin } from '../pipeline/apollo-adapter';
+import { GatewayPipeline } from '../pipeline/pipeline';
+import { operationMetrics } from './feature';
 import { requestLog } from './request-log';
 import { observeSubgraphFetches } from './subgraph-fetches';
 import { IdentitySigner } from '../../lib/identity';
@@ -40,7 +42,7 @@ const signer = new IdentitySigner(privateKey, 60);
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const context = (requestId: string): GatewayContext => ({ identity: new SignedIdentity({ sub: 'u1', scopes: [] }, signer), requestId, traceparent: TRACEPARENT });
 
-describe('the operation metrics plugin', () => {
+describe('the operation metrics feature', () => {
   const metrics = new GatewayMetrics({ maxOperationNames: 3 });
   const lines: Line[] = [];
   const server = new ApolloServer<GatewayContext>({
@@ -57,7 +59,7 @@ describe('the operation metrics plugin', () => {
       },
       Mutation: { touch: () => true },
     },
-    plugins: [operationMetricsPlugin(metrics, recordingLogger(lines))],
+    plugins: [apolloPlugin(new GatewayPipeline([operationMetrics(metrics, recordingLogger(lines))]))],
   });
   beforeAll(() => server.start());
   afterAll(() => server.stop());

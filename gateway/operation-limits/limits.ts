@@ -6,8 +6,6 @@
  * is OPERATION_LIMIT naming the limit, its maximum and what the operation had
  * — as Apollo Router's `MAX_DEPTH_LIMIT` and friends, in one code.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApolloServerPlugin } from '@apollo/server';
 import {
   getOperationAST,
   GraphQLError,
@@ -20,19 +18,22 @@ import {
   type FragmentDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
-import { envInt } from '../../lib/config';
+import type { Env } from '../../lib/config';
 import { ErrorCode } from '../../lib/errors';
-import { sendJson } from '../../lib/http-service';
-import { DocumentMemo } from '../../lib/document-memo';
 import { remember } from '../../lib/bounded-map';
 
 export interface OperationLimits {
+  /** Largest document, in bytes of UTF-8 (GATEWAY_MAX_DOCUMENT_BYTES). @default 65536 */
   maxDocumentBytes: number;
+  /** Most lexical tokens in a document (GATEWAY_MAX_TOKENS). @default 10000 */
   maxTokens: number;
-  /** Fields selected once fragments are expanded: bounds every later walk over the operation. */
+  /** Fields selected once fragments are expanded: bounds every later walk over the operation (GATEWAY_MAX_EXPANDED_FIELDS). @default 5000 */
   maxExpandedFields: number;
+  /** Deepest field nesting (GATEWAY_MAX_DEPTH); room for introspection's 15. @default 25 */
   maxDepth: number;
+  /** Most aliases (GATEWAY_MAX_ALIASES). @default 50 */
   maxAliases: number;
+  /** Most root fields, fragments expanded (GATEWAY_MAX_ROOT_FIELDS). @default 64 */
   maxRootFields: number;
 }
 
@@ -44,14 +45,14 @@ export interface OperationShape {
 }
 
 /** The limits from the environment; the defaults leave room for introspection (depth 15) and for Sandbox. */
-export function operationLimitsFromEnv(): OperationLimits {
+export function operationLimitsFromEnv(env: Env): OperationLimits {
   return {
-    maxDocumentBytes: envInt('GATEWAY_MAX_DOCUMENT_BYTES', 64 * 1024, { min: 256 }),
-    maxTokens: envInt('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
-    maxExpandedFields: envInt('GATEWAY_MAX_EXPANDED_FIELDS', 5_000, { min: 10 }),
-    maxDepth: envInt('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
-    maxAliases: envInt('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
-    maxRootFields: envInt('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
+    maxDocumentBytes: env.int('GATEWAY_MAX_DOCUMENT_BYTES', 64 * 1024, { min: 256 }),
+    maxTokens: env.int('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
+    maxExpandedFields: env.int('GATEWAY_MAX_EXPANDED_FIELDS', 5_000, { min: 10 }),
+    maxDepth: env.int('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
+    maxAliases: env.int('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
+    maxRootFields: env.int('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
   };
 }
 
@@ -118,12 +119,6 @@ export function expandedFieldCount(document: DocumentNode): number {
   return total;
 }
 
-/** OPERATION_LIMIT when the document expands to more fields than allowed. */
-export function checkExpansion(document: DocumentNode, limits: OperationLimits): GraphQLError | undefined {
-  const fields = expandedFieldCount(document);
-  return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
-}
-
 function expansionError(fields: number, limits: OperationLimits): GraphQLError {
   return limitError('expandedFields', 'selects too many fields once its fragments are expanded', limits.maxExpandedFields, fields);
 }
@@ -178,45 +173,8 @@ export function checkShape(shape: OperationShape, limits: OperationLimits): Grap
   return errors;
 }
 
-/**
- * The shape limits on every operation Apollo Server runs (HTTP, and queries
- * and mutations over WebSocket). The source limits come earlier, before
- * Apollo Server parses (`refuseOversizedSource` over HTTP, the subscription
- * service over WebSocket): an error thrown from Apollo's own pre-parse hook
- * would reach the client as a 500.
- */
-export function operationLimitsPlugin(limits: OperationLimits): ApolloServerPlugin {
-  const shapes = new DocumentMemo<OperationShape>();
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ document, operationName }) {
-          const shape = shapes.get(undefined, document, operationName ?? '', () => measureOperation(document, operationName));
-          const errors = checkShape(shape, limits);
-          if (errors.length) throw errors[0];
-        },
-      };
-    },
-  };
-}
-
-/**
- * Answers 400 with OPERATION_LIMIT, and returns true, when an HTTP request's
- * document (POST body or GET `?query=`) is beyond the source limits or expands
- * to too many fields — checked before Apollo Server runs its plugins, which
- * all start on the operation at once.
- */
-export function refuseOversizedSource(req: IncomingMessage, res: ServerResponse, body: unknown, limits: OperationLimits): boolean {
-  const fromBody = (body as { query?: unknown } | null)?.query;
-  const query = typeof fromBody === 'string' ? fromBody : new URL(req.url ?? '/', 'http://localhost').searchParams.get('query');
-  const error = typeof query === 'string' ? (checkSource(query, limits) ?? checkParsedExpansion(query, limits)) : undefined;
-  if (!error) return false;
-  sendJson(res, 400, { errors: [error.toJSON()] });
-  return true;
-}
-
-/** The expansion check on a document's text, before Apollo Server parses it; a syntax error is Apollo's to report. */
-function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLError | undefined {
+/** The expansion check on a document's text, before anything else parses it; a syntax error is the parser's to report. */
+export function checkSourceExpansion(query: string, limits: OperationLimits): GraphQLError | undefined {
   let fields = expandedFields.get(query);
   if (fields === undefined) {
     let document: DocumentNode;
@@ -233,8 +191,9 @@ function checkParsedExpansion(query: string, limits: OperationLimits): GraphQLEr
 
 /**
  * Expanded-field counts by document text: clients send the same few documents
- * again and again, and this check runs on every HTTP request before Apollo
- * Server (which keeps its own parsed documents), so each text is parsed here once.
+ * again and again, and this check runs on every request before Apollo Server
+ * or the subscription service (which keep their own parsed documents) parse
+ * it, so each text is parsed here once.
  */
 const expandedFields = new Map<string, number>();
 const MAX_REMEMBERED_DOCUMENTS = 1_000;

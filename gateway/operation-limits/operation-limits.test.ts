@@ -1,6 +1,6 @@
-import { parse } from 'graphql';
+import { parse, print } from 'graphql';
 import { getIntrospectionQuery } from 'graphql';
-import { checkExpansion, checkShape, checkSource, expandedFieldCount, measureOperation, type OperationLimits } from './limits';
+import { checkShape, checkSource, checkSourceExpansion, expandedFieldCount, measureOperation, type OperationLimits } from './limits';
 
 const limits: OperationLimits = { maxDocumentBytes: 200, maxTokens: 30, maxExpandedFields: 100, maxDepth: 3, maxAliases: 1, maxRootFields: 2 };
 
@@ -56,7 +56,7 @@ describe('expandedFieldCount', () => {
 
   it('counts the fields of the expanded document without expanding it, so an exponential one is measured at once and refused', () => {
     expect(expandedFieldCount(exponential)).toBe(2 ** 40 * 2);
-    expect(checkExpansion(exponential, limits)?.extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'expandedFields', max: 100 });
+    expect(checkSourceExpansion(print(exponential), limits)?.extensions).toMatchObject({ code: 'OPERATION_LIMIT', limit: 'expandedFields', max: 100 });
   });
 
   it('leaves room for the introspection query under the default limit', () => {

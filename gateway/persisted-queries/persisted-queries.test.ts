@@ -3,11 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError } from '../../lib/config';
+import { ConfigError, Env } from '../../lib/config';
 import { createLogger } from '../../lib/log';
 import { connectRedis } from '../../lib/redis';
 import { RedisKeyValueCache } from '../../lib/redis-key-value-cache';
-import { refuseUnlisted } from './http';
+import { refuseHttpSource } from '../pipeline/http-source';
+import { GatewayPipeline } from '../pipeline/pipeline';
+import { safelistFeature } from './feature';
 import { MANIFEST_FORMAT, parseManifest, Safelist, safelistFromEnv, type ManifestOperation } from './safelist';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -81,23 +83,24 @@ describe('safelistFromEnv', () => {
   });
 
   it('is off by default, and reads the manifest file when on', () => {
-    expect(safelistFromEnv()).toBeUndefined();
+    expect(safelistFromEnv(new Env())).toBeUndefined();
     const file = path.join(dir, 'manifest.json');
     writeFileSync(file, manifest());
     Object.assign(process.env, { GATEWAY_SAFELIST: 'true', GATEWAY_SAFELIST_FILE: file });
-    expect(safelistFromEnv()?.size).toBe(2);
+    expect(safelistFromEnv(new Env())?.size).toBe(2);
   });
 
   it('refuses to start without a readable manifest', () => {
     process.env.GATEWAY_SAFELIST = 'true';
-    expect(() => safelistFromEnv()).toThrow(new ConfigError('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set'));
+    expect(() => safelistFromEnv(new Env())).toThrow(new ConfigError('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set'));
     process.env.GATEWAY_SAFELIST_FILE = path.join(dir, 'missing.json');
-    expect(() => safelistFromEnv()).toThrow(/^GATEWAY_SAFELIST_FILE names .*missing\.json, which cannot be read: ENOENT/);
+    expect(() => safelistFromEnv(new Env())).toThrow(/^GATEWAY_SAFELIST_FILE names .*missing\.json, which cannot be read: ENOENT/);
   });
 });
 
-describe('refuseUnlisted (HTTP)', () => {
-  const safelist = new Safelist(operations);
+describe('the safelist on HTTP, in the source stage', () => {
+  const pipeline = new GatewayPipeline([safelistFeature(new Safelist(operations))]);
+  const refuseUnlisted = (req: IncomingMessage, res: ServerResponse, body: unknown) => refuseHttpSource(pipeline, req, res, body);
   function fakeResponse() {
     const sent: { status?: number; body?: any } = {};
     const res = { writeHead: (status: number) => ((sent.status = status), res), end: (text: string) => (sent.body = JSON.parse(text)) } as unknown as ServerResponse;
@@ -106,33 +109,33 @@ describe('refuseUnlisted (HTTP)', () => {
 
   it('answers 400 for an unregistered POST and lets a registered one through', () => {
     const { res, sent } = fakeResponse();
-    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, res, { query: '{ me { email } }' }, safelist)).toBe(true);
+    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, res, { query: '{ me { email } }' })).toBe(true);
     expect(sent).toMatchObject({ status: 400, body: { errors: [{ extensions: { code: 'PERSISTED_QUERY_NOT_IN_SAFELIST' } }] } });
-    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, { query: ME }, safelist)).toBe(false);
+    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, { query: ME })).toBe(false);
   });
 
   it('puts the registered document into a POST body sent by id, without the persistedQuery extension', () => {
     const body = { ...byId('models-v1'), operationName: 'Models' } as Record<string, unknown>;
     (body.extensions as Record<string, unknown>).clientLibrary = 'test';
-    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, body, safelist)).toBe(false);
+    expect(refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, body)).toBe(false);
     expect(body).toEqual({ query: MODELS, operationName: 'Models', extensions: { clientLibrary: 'test' } });
     const bare: Record<string, unknown> = byId(sha256(ME));
-    refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, bare, safelist);
+    refuseUnlisted({ method: 'POST' } as IncomingMessage, fakeResponse().res, bare);
     expect(bare).toStrictEqual({ query: ME });
   });
 
   it('rewrites the URL of a GET sent by id to carry the document', () => {
     const req = { method: 'GET', url: `/graphql?extensions=${encodeURIComponent(JSON.stringify(byId('models-v1').extensions))}&operationName=Models` } as IncomingMessage;
-    expect(refuseUnlisted(req, fakeResponse().res, undefined, safelist)).toBe(false);
+    expect(refuseUnlisted(req, fakeResponse().res, undefined)).toBe(false);
     const url = new URL(req.url!, 'http://localhost');
     expect([url.pathname, url.searchParams.get('query'), url.searchParams.get('extensions'), url.searchParams.get('operationName')]).toEqual(['/graphql', MODELS, null, 'Models']);
     const unlisted = fakeResponse();
-    expect(refuseUnlisted({ method: 'GET', url: `/graphql?query=${encodeURIComponent('{ me { email } }')}` } as IncomingMessage, unlisted.res, undefined, safelist)).toBe(true);
+    expect(refuseUnlisted({ method: 'GET', url: `/graphql?query=${encodeURIComponent('{ me { email } }')}` } as IncomingMessage, unlisted.res, undefined)).toBe(true);
     expect(unlisted.sent.status).toBe(400);
   });
 
   it('leaves a GET without an operation (the Sandbox page) alone', () => {
-    expect(refuseUnlisted({ method: 'GET', url: '/graphql' } as IncomingMessage, fakeResponse().res, undefined, safelist)).toBe(false);
+    expect(refuseUnlisted({ method: 'GET', url: '/graphql' } as IncomingMessage, fakeResponse().res, undefined)).toBe(false);
   });
 });
 

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { GraphQLError, stripIgnoredCharacters } from 'graphql';
-import { ConfigError, envBool, envString } from '../../lib/config';
+import { ConfigError, type Env } from '../../lib/config';
 import { ErrorCode } from '../../lib/errors';
 
 export const MANIFEST_FORMAT = 'apollo-persisted-query-manifest';
@@ -115,9 +115,9 @@ export function parseManifest(text: string, file: string): ManifestOperation[] {
 }
 
 /** The safelist when GATEWAY_SAFELIST is on (then GATEWAY_SAFELIST_FILE is required), else undefined. */
-export function safelistFromEnv(): Safelist | undefined {
-  if (!envBool('GATEWAY_SAFELIST', false)) return undefined;
-  const file = envString('GATEWAY_SAFELIST_FILE');
+export function safelistFromEnv(env: Env): Safelist | undefined {
+  if (!env.bool('GATEWAY_SAFELIST', false)) return undefined;
+  const file = env.string('GATEWAY_SAFELIST_FILE');
   if (!file) throw new ConfigError('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set');
   let text: string;
   try {

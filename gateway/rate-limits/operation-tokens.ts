@@ -4,7 +4,7 @@
  * literal or the variables — or the inference subgraph's default when the
  * input gives none. The prompt is not counted here (it is not tokenized until
  * inference renders it); the real usage, prompt included, corrects the charge
- * afterwards where the gateway sees it (`usage-metering.ts`).
+ * afterwards where the gateway sees it (`token-charge-correction.ts`).
  */
 import { getOperationAST, Kind, valueFromASTUntyped, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 

@@ -19,8 +19,10 @@ import { SignedIdentity, type GatewayContext } from '../auth/context';
 import { RateLimiter } from './limiter';
 import { RatePlans } from './plans';
 import { isStreamRefusal, SubscriptionGate } from './subscription-gate';
-import { UsageMeter } from './token-charge-correction';
+import { TokenChargeCorrection } from './token-charge-correction';
+import { GatewayPipeline } from '../pipeline/pipeline';
 import { SubscriptionPlanner } from '../subscriptions/planner';
+import { rateLimits } from './feature';
 import { SubscriptionService, type PreparedOperation } from '../subscriptions/subscription-service';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
 import { parse, print } from 'graphql';
@@ -38,7 +40,7 @@ function limiter(plans: string): RateLimiter {
 }
 
 function service(rateLimiter: RateLimiter, perConnection = 2) {
-  return new SubscriptionService({ planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log: silent, gate: new SubscriptionGate(rateLimiter) }, { perConnection });
+  return new SubscriptionService({ planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log: silent, pipeline: new GatewayPipeline([rateLimits(rateLimiter, new TokenChargeCorrection())]) }, { perConnection });
 }
 
 async function start(subscriptions: SubscriptionService, connection: ReturnType<SubscriptionService['openConnection']>, ctx: GatewayContext, maxTokens?: number) {
@@ -118,7 +120,7 @@ it("corrects a stream's token charge with the usage of its last chunk, removing 
   expect(await rateLimiter.admit(ada.identity.claims, 1)).toMatchObject({ quota: { kind: 'tpm', remaining: 1000 - 40 - 300 - 1 } });
 });
 
-describe('UsageMeter', () => {
+describe('TokenChargeCorrection', () => {
   const COMPLETE = 'mutation($input:CompletionInput!){complete(input:$input){text}}';
 
   /** A subgraph that records what it was sent and answers with `answer(query)`. */
@@ -137,7 +139,7 @@ describe('UsageMeter', () => {
     ({ kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION, request: { query, variables }, context: ctx, incomingRequestContext: {} }) as unknown as GraphQLDataSourceProcessOptions<GatewayContext>;
 
   it('asks for the usage of each complete, strips it from the answer, and corrects the charge with it when the response is sent', async () => {
-    const meter = new UsageMeter();
+    const meter = new TokenChargeCorrection();
     const { source, sent } = subgraph(() => ({ complete: { text: 'hi', sluiceRateLimitUsage: { totalTokens: 37 } } }));
     const metered = meter.meter(source);
     const ctx = context('ada');
@@ -152,7 +154,7 @@ describe('UsageMeter', () => {
   });
 
   it('counts a failed completion as 0 and one whose usage is missing as its maxTokens', async () => {
-    const meter = new UsageMeter();
+    const meter = new TokenChargeCorrection();
     const ctx = context('ada');
     const corrections: number[] = [];
     meter.expect(ctx, { tokens: 200, correct: async (real) => void corrections.push(real) });
@@ -164,7 +166,7 @@ describe('UsageMeter', () => {
   });
 
   it('leaves fetches without a completion, and operations that were not charged, untouched', async () => {
-    const meter = new UsageMeter();
+    const meter = new TokenChargeCorrection();
     const { source, sent } = subgraph(() => ({ models: [] }));
     const ctx = context('ada');
     meter.expect(ctx, { tokens: 10, correct: async () => {} });

@@ -34,7 +34,7 @@ interface Rewritten {
   document: DocumentNode;
 }
 
-export class UsageMeter {
+export class TokenChargeCorrection {
   private readonly pending = new WeakMap<object, Pending>();
   /** Subgraph fetch texts (a few per operation shape, from the query planner) → their metered form, or null when they have no completion. */
   private readonly rewrites = new Map<string, Rewritten | null>();

@@ -9,7 +9,11 @@ import type Redis from 'ioredis';
 import { createLogger } from '../../lib/log';
 import { connectRedis } from '../../lib/redis';
 import type { GatewayContext, SignedIdentity } from '../auth/context';
-import { responseCachePlugin } from './plugin';
+import { apolloPlugin } from '../pipeline/apollo-adapter';
+import { GatewayPipeline } from '../pipeline/pipeline';
+import { responseCache } from './feature';
+
+const responseCachePlugin = (...args: Parameters<typeof responseCache>) => apolloPlugin(new GatewayPipeline([responseCache(...args)]));
 import { ResponseCacheStore } from './store';
 
 const typeDefs = `

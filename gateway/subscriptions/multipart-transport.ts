@@ -12,7 +12,6 @@ import type { GraphQLError } from 'graphql';
 import { ErrorCode } from '../../lib/errors';
 import { sendJson } from '../../lib/http-service';
 import type { GatewayContext } from '../auth/context';
-import { refusalHeaders } from '../rate-limits/headers';
 import type { SubscriptionRequest, SubscriptionService } from './subscription-service';
 
 const BOUNDARY = 'graphql';
@@ -36,7 +35,8 @@ export async function serveMultipartSubscription(
 ): Promise<boolean> {
   if (typeof body !== 'object' || body === null) return false;
   const request = body as SubscriptionRequest;
-  const prepared = subscriptions.prepare(request);
+  // The HTTP handler has run the source stage on every request already.
+  const prepared = subscriptions.prepare(request, { sourceChecked: true });
   if (Array.isArray(prepared)) return false; // Apollo Server answers malformed operations with its usual errors
   if (prepared.operation.operation !== 'subscription') return false;
 
@@ -87,4 +87,14 @@ function refusalStatus(errors: readonly GraphQLError[]): number {
   if (codes.has(ErrorCode.Unauthenticated)) return 401;
   if (codes.has(ErrorCode.Forbidden)) return 403;
   return 400;
+}
+
+/** The RateLimit headers of a RATE_LIMITED refusal, from its error's extensions (the limiter puts the numbers there). */
+function refusalHeaders(errors: readonly GraphQLError[]): Record<string, string> {
+  const limited = errors.find((e) => e.extensions.code === ErrorCode.RateLimited)?.extensions;
+  if (!limited || typeof limited.limit !== 'number') return {};
+  const retryAfter = typeof limited.retryAfter === 'number' ? limited.retryAfter : undefined;
+  const headers: Record<string, string> = { 'ratelimit-limit': String(limited.limit), 'ratelimit-remaining': String(typeof limited.remaining === 'number' ? limited.remaining : 0) };
+  if (retryAfter !== undefined) headers['ratelimit-reset'] = headers['retry-after'] = String(retryAfter);
+  return headers;
 }

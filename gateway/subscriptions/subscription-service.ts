@@ -1,15 +1,17 @@
 /**
  * What both client-facing subscription transports (graphql-ws and multipart
- * HTTP) share: parsing, validation and variable coercion against the API
- * schema, planning, the live-subscription limits, and execution.
+ * HTTP) share: the gateway's features on the request's source (the
+ * pipeline's source stage), parsing, validation and variable coercion against
+ * the API schema, the features on the resolved operation, planning, the
+ * per-connection limit, and execution, each event passing through the
+ * features on its way to the client.
  *
- * Limits: a connection may hold `perConnection` live subscriptions; a caller's
- * live streams across every connection and every gateway process, and the
- * request and token rates, are the rate limiter's (`gate`, in Redis:
- * gateway/rate-limits). Past a limit the new subscription is refused with
- * RATE_LIMITED; the live ones continue.
+ * Limits: a connection may hold `perConnection` live subscriptions; past it a
+ * new subscription is refused with RATE_LIMITED (scope `connection`) and the
+ * live ones continue. Every other limit is a feature's (gateway/pipeline).
  */
 import type { ServiceMap } from '@apollo/gateway';
+import { ApolloServerErrorCode } from '@apollo/server/errors';
 import {
   getOperationAST,
   getVariableValues,
@@ -19,23 +21,17 @@ import {
   type DocumentNode,
   type OperationDefinitionNode,
 } from 'graphql';
+import { remember } from '../../lib/bounded-map';
 import { ErrorCode } from '../../lib/errors';
-import type { Logger } from '../../lib/log';
-import { authorizeSubscription } from '../auth/authorization/subscriptions';
-import type { AuthorizationPolicy } from '../auth/authorization/policy';
-import type { GatewayContext } from '../auth/context';
-import { gatewayMetrics } from '../metrics/gateway-metrics';
-import { requestLog } from '../metrics/request-log';
 import { interruptible } from '../../lib/interruptible';
+import type { Logger } from '../../lib/log';
+import type { GatewayContext } from '../auth/context';
+import { requestLog } from '../metrics/request-log';
+import { OperationState } from '../pipeline/operation-state';
+import { GatewayPipeline } from '../pipeline/pipeline';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
-import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from '../demand-control/cost';
-import { checkExpansion, checkShape, checkSource, measureOperation, type OperationLimits } from '../operation-limits/limits';
-import { isStreamRefusal, type SubscriptionGate } from '../rate-limits/subscription-gate';
-import { withStreamUsage } from '../rate-limits/token-charge-correction';
-import type { Safelist } from '../persisted-queries/safelist';
-import { remember } from '../../lib/bounded-map';
 
 const MAX_CACHED_DOCUMENTS = 1000;
 /** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
@@ -49,6 +45,7 @@ export interface SubscriptionRequest {
   query: string;
   variables?: Record<string, unknown> | null;
   operationName?: string | null;
+  extensions?: unknown;
 }
 
 /** One client connection (a WebSocket, or one multipart HTTP request). */
@@ -70,6 +67,7 @@ export interface PreparedOperation {
 export class SubscriptionService {
   /** Parsed and validated documents by query text: clients send the same few operations again and again. */
   private readonly documents = new Map<string, DocumentNode>();
+  private readonly pipeline: GatewayPipeline;
 
   constructor(
     private readonly deps: {
@@ -77,19 +75,13 @@ export class SubscriptionService {
       services: ServiceMap;
       urlOf: (subgraph: string) => string;
       log: Logger;
-      /** The supergraph's @authenticated/@requiresScopes; without it nothing is filtered (tests of other concerns). */
-      authorization?: AuthorizationPolicy;
-      /** Size, depth, alias and root-field limits, as on HTTP; none when absent (tests of other concerns). */
-      limits?: OperationLimits;
-      /** The supergraph's `@cost`/`@listSize` and the budget, as on HTTP; none when absent (tests of other concerns). */
-      demand?: { directives: CostDirectives; options: DemandControlOptions };
-      /** Safelist mode: only the manifest's documents run (gateway/persisted-queries). */
-      safelist?: Safelist;
-      /** Streams per caller and request/token rates, shared by every gateway process; none when absent (tests of other concerns). */
-      gate?: SubscriptionGate;
+      /** The gateway's features, the same as Apollo Server runs; none when absent (tests of other concerns). */
+      pipeline?: GatewayPipeline;
     },
     private readonly limits: SubscriptionLimits,
-  ) {}
+  ) {
+    this.pipeline = deps.pipeline ?? new GatewayPipeline([]);
+  }
 
   /** The API schema operations are validated against. */
   get schema() {
@@ -100,30 +92,26 @@ export class SubscriptionService {
     return new SubscriptionConnection(new UpstreamConnections(this.deps.urlOf, context.identity));
   }
 
-  /** Parses and validates an operation of any kind, or returns the errors a client should see. */
-  prepare(request: SubscriptionRequest): PreparedOperation | GraphQLError[] {
+  /**
+   * Parses and validates an operation of any kind, or returns the errors a
+   * client should see. The source stage runs first unless the transport has
+   * run it already (`sourceChecked`: HTTP runs it on every request); it may
+   * rewrite the request (a safelisted id becomes its document).
+   */
+  prepare(request: SubscriptionRequest, { sourceChecked = false } = {}): PreparedOperation | GraphQLError[] {
+    const refused = sourceChecked ? undefined : this.pipeline.requestDidStart(request);
+    if (refused) return [refused];
     if (typeof request.query !== 'string' || request.query.trim() === '') {
-      return [coded('GRAPHQL_PARSE_FAILED', 'the request expects a GraphQL document in "query", but got none')];
+      return [coded(ApolloServerErrorCode.GRAPHQL_PARSE_FAILED, 'the request expects a GraphQL document in "query", but got none')];
     }
-    const tooLarge = this.deps.limits && checkSource(request.query, this.deps.limits);
-    if (tooLarge) return [tooLarge];
-    const listed = this.deps.safelist?.resolve(request);
-    if (listed instanceof GraphQLError) return [listed];
     const document = this.document(request.query);
     if (Array.isArray(document)) return document;
-    const expanded = this.deps.limits && checkExpansion(document, this.deps.limits);
-    if (expanded) return [expanded];
-    const beyond = this.deps.limits ? checkShape(measureOperation(document, request.operationName), this.deps.limits) : [];
-    if (beyond.length) return beyond;
     const operation = getOperationAST(document, request.operationName ?? undefined);
     if (!operation) {
-      return [coded('OPERATION_RESOLUTION_FAILURE', request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];
+      return [coded(ApolloServerErrorCode.OPERATION_RESOLUTION_FAILURE, request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];
     }
     const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
     if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
-    const demand = this.deps.demand;
-    const overBudget = demand && checkCost(estimateCost(this.schema, demand.directives, document, request.operationName, coerced.coerced, demand.options.defaultListSize), demand.options);
-    if (overBudget) return [overBudget];
     return { document, operation, variables: request.variables ?? {} };
   }
 
@@ -134,10 +122,10 @@ export class SubscriptionService {
     try {
       document = parse(query);
     } catch (error) {
-      return [coded('GRAPHQL_PARSE_FAILED', (error as GraphQLError).message)];
+      return [coded(ApolloServerErrorCode.GRAPHQL_PARSE_FAILED, (error as GraphQLError).message)];
     }
     const errors = validate(this.deps.planner.schema, document);
-    if (errors.length) return errors.map((e) => coded('GRAPHQL_VALIDATION_FAILED', e.message, e));
+    if (errors.length) return errors.map((e) => coded(ApolloServerErrorCode.GRAPHQL_VALIDATION_FAILED, e.message, e));
     // Only valid, short documents are kept: errors and long texts are what a flood of junk would fill it with.
     if (query.length <= MAX_CACHED_QUERY_CHARS) {
       remember(this.documents, query, document, MAX_CACHED_DOCUMENTS);
@@ -156,38 +144,40 @@ export class SubscriptionService {
     request: SubscriptionRequest,
     context: GatewayContext,
   ): Promise<AsyncGenerator<UpstreamEvent> | GraphQLError[]> {
-    const authorized = this.deps.authorization && authorizeSubscription(this.deps.authorization, this.schema, prepared.document, request.operationName, context.identity.claims);
-    if (authorized?.refused) return authorized.refused;
     if (connection.live >= this.limits.perConnection) {
       return [coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, { limit: this.limits.perConnection, scope: 'connection' })];
     }
+    // Counted before the features run (the rate limiter waits on Redis), so concurrent starts on one connection cannot pass its limit together.
+    connection.live++;
+    const state = new OperationState(context, true);
+    state.document = prepared.document;
+    state.operation = prepared.operation;
+    state.operationName = request.operationName ?? null;
+    state.variables = prepared.variables;
+    state.schema = this.schema;
+    const release = () => {
+      connection.live--;
+      this.pipeline.subscriptionDidEnd(state);
+    };
+    const refused = await this.pipeline.operationDidResolve(state);
+    if (refused) {
+      release();
+      return [...refused];
+    }
     let plan;
     try {
-      // With rate limits on, the stream's real usage is fetched too, to correct its token charge.
-      const document = authorized?.document ?? prepared.document;
-      plan = this.deps.planner.plan(this.deps.gate ? withStreamUsage(document) : document, request.operationName);
+      plan = this.deps.planner.plan(state.document, request.operationName);
     } catch (error) {
+      release();
       requestLog(this.deps.log, context).error('subscription planning failed', { error });
       return [coded(ErrorCode.InternalServerError, `the subscription could not be planned: ${(error as Error).message}`)];
     }
-    // Counted before waiting for the gate, so concurrent starts on one connection cannot pass its limit together.
-    connection.live++;
-    const admitted = this.deps.gate && (await this.deps.gate.admit(context, prepared.document, request.operationName, prepared.variables));
-    if (admitted && isStreamRefusal(admitted)) {
-      connection.live--;
-      return admitted.refused;
-    }
-    gatewayMetrics.subscriptionStarted();
-    const release = () => {
-      connection.live--;
-      gatewayMetrics.subscriptionEnded();
-      admitted?.end();
-    };
+    this.pipeline.subscriptionDidStart(state);
+    const { pipeline } = this;
     const deps = { ...this.deps, upstream: connection.upstream };
     const log = requestLog(this.deps.log, context);
-    const authorizedEvents = authorized?.events ?? (<T>(events: AsyncGenerator<T>) => events);
     const unsubscribe = new AbortController();
-    const events = authorizedEvents((async function* () {
+    const events = (async function* () {
       try {
         for await (const event of executeFederatedSubscription(deps, {
           plan,
@@ -197,14 +187,13 @@ export class SubscriptionService {
           context,
           signal: unsubscribe.signal,
         })) {
-          admitted?.observe(event);
-          yield event;
+          yield pipeline.eventWillSend(state, event);
         }
       } catch (error) {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
-        yield { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] };
+        yield pipeline.eventWillSend(state, { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] });
       }
-    })());
+    })();
     // return() must reach the upstream subscription at once, not after its next event.
     return interruptible(events, { interrupt: () => unsubscribe.abort(), end: release });
   }

@@ -3,14 +3,14 @@
  * what Apollo Sandbox and Apollo Client use for subscriptions. The caller is
  * authenticated once, from the `connection_init` payload (`Authorization`,
  * `authorization`, or `headers.Authorization`), with the same rules as an
- * HTTP request; a refused connection is closed with 4401 (or 4503 when the
- * keys cannot be fetched) and the reason. Queries and mutations sent over the
+ * HTTP request; a refused connection is closed with CloseCode.Unauthorized
+ * (or ServiceUnavailable when the keys cannot be fetched) and the reason. Queries and mutations sent over the
  * socket run through Apollo Server like HTTP ones.
  */
 import type { IncomingMessage } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import type { ExecutionArgs, GraphQLError } from 'graphql';
-import { serveGraphQLWs, type GraphQLWsEndpoint } from '../../lib/graphql-ws-endpoint';
+import { CloseCode, serveGraphQLWs, type GraphQLWsEndpoint } from '../../lib/graphql-ws-endpoint';
 import type { HttpService } from '../../lib/http-service';
 import type { Logger } from '../../lib/log';
 import type { GatewayContext } from '../auth/context';
@@ -20,7 +20,7 @@ import type { UpstreamEvent } from './upstream';
 /** Refuses a connection: its message becomes the WebSocket close reason. */
 export class ConnectionRefused extends Error {
   constructor(
-    readonly closeCode: number,
+    readonly closeCode: CloseCode,
     message: string,
   ) {
     super(message);
@@ -38,7 +38,7 @@ export interface GatewayWsOptions {
   /**
    * How often an open connection's credentials are checked again (answers are
    * cached, so a check is cheap); a revoked key or a logged-out session closes
-   * the connection with 4401, ending its subscriptions.
+   * the connection with CloseCode.Unauthorized, ending its subscriptions.
    */
   recheckMs: number;
 }
@@ -63,7 +63,7 @@ export function serveGatewayWs(options: GatewayWsOptions): GraphQLWsEndpoint {
           // Authenticated once at connection_init; checked again while open, so revocation reaches long-lived sockets too.
           const recheck = setInterval(() => {
             options.authenticate(authorization, ctx.extra.request).catch((error: unknown) => {
-              if (error instanceof ConnectionRefused && error.closeCode === 4401) ctx.extra.socket.close(error.closeCode, error.message.slice(0, 120));
+              if (error instanceof ConnectionRefused && error.closeCode === CloseCode.Unauthorized) ctx.extra.socket.close(error.closeCode, error.message.slice(0, 120));
             });
           }, options.recheckMs);
           recheck.unref();

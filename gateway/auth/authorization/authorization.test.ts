@@ -7,10 +7,10 @@ import { composeServices } from '@apollo/composition';
 import { parse, print, type GraphQLFormattedError } from 'graphql';
 import { SubscriptionPlanner } from '../../subscriptions/planner';
 import type { GatewayContext } from '../context';
-import { authorizationPlugin } from './apollo-plugin';
+import { OperationState } from '../../pipeline/operation-state';
+import { authorization } from './feature';
 import { filterOperation } from './filter';
 import { supergraphForGateway } from './gateway-supergraph';
-import { authorizeSubscription } from './subscriptions';
 import { AuthorizationPolicy, evaluate, type Caller } from './policy';
 import { completeResult, type ResultLike } from './response';
 
@@ -226,23 +226,31 @@ describe('filtering an operation', () => {
   });
 });
 
-describe('the Apollo plugin', () => {
-  /** Runs the plugin's didResolveOperation for `caller` on `document`, as Apollo Server would; returns the document to plan and its hash. */
-  async function resolve(plugin: ReturnType<typeof authorizationPlugin>, document: ReturnType<typeof parse>, caller: Caller) {
-    const requestContext = { schema, document, operationName: undefined, queryHash: 'original', contextValue: { identity: { claims: caller } } };
-    const listener = await plugin.requestDidStart!(requestContext as never);
-    await listener!.didResolveOperation!(requestContext as never);
-    return { printed: print(requestContext.document).replace(/\s+/g, ' '), queryHash: requestContext.queryHash };
+/** The operation as the pipeline hands it to the feature, for `caller`. */
+function operationFor(document: ReturnType<typeof parse>, caller: Caller, subscription = false): OperationState {
+  const operation = new OperationState({ identity: { claims: caller } } as GatewayContext, subscription);
+  operation.document = document;
+  operation.schema = schema;
+  operation.queryHash = 'original';
+  return operation;
+}
+
+describe('the feature, on a resolved operation', () => {
+  /** Runs the feature's operationDidResolve for `caller` on `document`; returns the document to plan and its hash. */
+  async function resolve(feature: ReturnType<typeof authorization>, document: ReturnType<typeof parse>, caller: Caller) {
+    const operation = operationFor(document, caller);
+    expect(await feature.operationDidResolve!(operation)).toBeUndefined();
+    return { printed: print(operation.document).replace(/\s+/g, ' '), queryHash: operation.queryHash };
   }
 
   it('filters one document object for each kind of caller, and callers alike share the filtering and its plan hash', async () => {
-    const plugin = authorizationPlugin(policy);
+    const feature = authorization(policy);
     // Apollo Server's document cache hands every request with this text the same object.
     const document = parse('{ status me { id email } }');
-    const full = await resolve(plugin, document, user('email:read'));
-    const noEmail = await resolve(plugin, document, user());
-    const anonymousCaller = await resolve(plugin, document, anonymous);
-    const noEmailAgain = await resolve(plugin, document, { sub: 'u2', scopes: [] } satisfies GatewayContext['identity']['claims']);
+    const full = await resolve(feature, document, user('email:read'));
+    const noEmail = await resolve(feature, document, user());
+    const anonymousCaller = await resolve(feature, document, anonymous);
+    const noEmailAgain = await resolve(feature, document, { sub: 'u2', scopes: [] } satisfies GatewayContext['identity']['claims']);
     expect(full).toEqual({ printed: compact('{ status me { id email } }'), queryHash: 'original' });
     expect(noEmail.printed).toBe(compact('{ status me { id } }'));
     expect(anonymousCaller.printed).toBe(compact('{ status }'));
@@ -269,24 +277,20 @@ describe('the supergraph handed to @apollo/gateway', () => {
   });
 });
 
-describe('subscriptions', () => {
+describe('the feature, on subscriptions', () => {
   const ticks = 'subscription { ticks { n secret } }';
 
-  it('refuses a subscription whose root field the caller may not see', () => {
-    const result = authorizeSubscription(policy, schema, parse(ticks), undefined, anonymous);
-    expect(result.refused?.map((e) => [e.path?.join('.'), e.extensions.code])).toEqual([['ticks', 'UNAUTHENTICATED']]);
+  it('refuses a subscription whose root field the caller may not see', async () => {
+    const refused = await authorization(policy).operationDidResolve!(operationFor(parse(ticks), anonymous, true));
+    expect(refused?.map((e) => [e.path?.join('.'), e.extensions.code])).toEqual([['ticks', 'UNAUTHENTICATED']]);
   });
 
   it('removes a nested field and completes every event with its null and error', async () => {
-    const result = authorizeSubscription(policy, schema, parse(ticks), undefined, user());
-    if (result.refused) throw new Error('expected the subscription to be admitted');
-    expect(print(result.document).replace(/\s+/g, ' ')).toBe(compact('subscription { ticks { n } }'));
-    async function* upstream(): AsyncGenerator<ResultLike> {
-      yield { data: { ticks: { n: 1 } } };
-      yield { data: { ticks: { n: 2 } } };
-    }
-    const events = [];
-    for await (const event of result.events(upstream())) events.push(event);
+    const feature = authorization(policy);
+    const operation = operationFor(parse(ticks), user(), true);
+    expect(await feature.operationDidResolve!(operation)).toBeUndefined();
+    expect(print(operation.document).replace(/\s+/g, ' ')).toBe(compact('subscription { ticks { n } }'));
+    const events: ResultLike[] = [{ data: { ticks: { n: 1 } } }, { data: { ticks: { n: 2 } } }].map((event) => feature.eventWillSend!(operation, event));
     expect(events.map((e) => e.data)).toEqual([{ ticks: { n: 1, secret: null } }, { ticks: { n: 2, secret: null } }]);
     expect(events.map((e) => codes(e.errors))).toEqual([[['ticks.secret', 'FORBIDDEN']], [['ticks.secret', 'FORBIDDEN']]]);
   });

@@ -1,6 +1,6 @@
 import { ErrorCode } from '../../../lib/errors';
 
-/** Why a caller's credentials were refused; the gateway answers 401 (WebSocket 4401) with this message. */
+/** Why a caller's credentials were refused; the gateway answers 401 (WebSocket CloseCode.Unauthorized) with this message. */
 export class AuthenticationError extends Error {
   readonly code = ErrorCode.Unauthenticated;
   override name = 'AuthenticationError';
