@@ -1,0 +1,72 @@
+/**
+ * The chaos suite, quick version (issue 21): every service in its own
+ * process under a steady mixed load, two faults, checked for what must hold
+ * whatever the machine's speed — the other subgraphs' data kept, coded
+ * errors, money exact — with timing bounds far above the targets
+ * (bench/chaos.ts runs every scenario and reports the real figures).
+ */
+import { killAndRestart, runScenario, signUpUsers, startChaosStack, type ChaosStack, type LoadMix, type Outcome, type ScenarioResult } from './harness';
+
+let chaos: ChaosStack;
+
+const MIX: LoadMix = { queryClients: 3, completionClients: 1, streamClients: 3, streamTokens: 120, pauseMs: 25 };
+const PHASES = { beforeMs: 1_500, outageMs: 3_000, afterMs: 3_000 };
+
+beforeAll(async () => {
+  chaos = await startChaosStack({
+    gpuServers: 2,
+    // The breaker's pause bounds recovery; a short one keeps the suite short.
+    env: { GATEWAY_SUBGRAPH_BREAKER_OPEN_MS: '1000' },
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await chaos?.stop();
+}, 60_000);
+
+/** Requests of one kind started from `fromMs` after the fault until recovery began. */
+const during = (result: ScenarioResult, kind: Outcome['kind'], fromMs: number) =>
+  result.outcomes.filter((o) => o.kind === kind && o.start >= result.faultAt + fromMs && o.start < result.recoverAt);
+
+/** On failure, what the scenario saw, so the assertion that failed can be read with it. */
+function explain(result: ScenarioResult): string {
+  const summary = result.outcomes.map((o) => `${o.kind}@${o.start - result.faultAt}ms+${o.end - o.start}ms ${o.ok ? 'ok' : [...o.codes, ...o.reasons].join(',')} ${o.parts.join(',')}`);
+  return `${result.name}: ${JSON.stringify({ kept: result.kept, failFast: result.failFast, recoveryMs: result.recoveryMs, money: result.money })}\n${summary.join('\n')}`;
+}
+
+it('billing killed under load: answers keep auth, knowledge and inference data; completions are refused, never run unbilled; money exact after the restart', async () => {
+  const users = await signUpUsers(chaos, 3, 'chaos-billing');
+  const result = await runScenario(chaos, { name: 'billing killed', ...killAndRestart('billing', ['billing']) }, PHASES, MIX, users);
+  const context = explain(result);
+
+  expect({ answers: result.outageAnswers.length > 0, kept: result.kept, context }).toEqual({ answers: true, kept: 1, context });
+  for (const answer of result.outageAnswers.filter((o) => !o.parts.includes('balance'))) {
+    expect({ codes: answer.codes, context }).toEqual({ codes: expect.arrayContaining(['SUBGRAPH_UNAVAILABLE']), context });
+  }
+  // Once the kill is known (half a second), every completion and stream is refused before the GPU.
+  const refused = [...during(result, 'complete', 500), ...during(result, 'stream', 500)];
+  expect(refused.length).toBeGreaterThan(0);
+  for (const request of refused) expect({ ok: request.ok, codes: request.codes, context }).toEqual({ ok: false, codes: ['SERVICE_UNAVAILABLE'], context });
+  // Whole again within the after-phase, with every figure agreeing and every GPU run billed.
+  expect(result.recoveryMs).toBeLessThan(PHASES.afterMs);
+  expect({ money: result.money, context }).toEqual({ money: expect.objectContaining({ exact: true, gpuRuns: result.money.events }), context });
+}, 120_000);
+
+it('a gpu-server killed mid-stream: its streams end with a coded error, new requests go to the other endpoint, money exact', async () => {
+  const users = await signUpUsers(chaos, 3, 'chaos-gpu');
+  const result = await runScenario(chaos, { name: 'gpu-server killed', ...killAndRestart('gpu-server-2', []) }, PHASES, MIX, users);
+  const context = explain(result);
+
+  const cut = result.outcomes.filter((o) => o.kind === 'stream' && o.start < result.faultAt && o.end > result.faultAt && !o.ok);
+  expect({ cut: cut.length > 0, context }).toEqual({ cut: true, context });
+  for (const stream of cut) {
+    expect({ codes: stream.codes, context }).toEqual({ codes: ['GPU_UNAVAILABLE'], context });
+    // Target 1 s; the bound leaves room for a loaded CI machine.
+    expect(stream.end - result.faultAt).toBeLessThan(5_000);
+  }
+  const later = [...during(result, 'complete', 1_000), ...during(result, 'stream', 1_000)];
+  expect(later.length).toBeGreaterThan(0);
+  for (const request of later) expect({ ok: request.ok, codes: request.codes, context }).toEqual({ ok: true, codes: [], context });
+  expect({ kept: result.kept, context }).toEqual({ kept: 1, context });
+  expect({ money: result.money, context }).toEqual({ money: expect.objectContaining({ exact: true }), context });
+}, 120_000);

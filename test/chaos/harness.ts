@@ -1,0 +1,455 @@
+/**
+ * The chaos harness (issue 21): the whole stack with every service in its own
+ * process, as in production, on a Redis of its own (append-only, restartable
+ * on its address), under a steady load of mixed queries, completions and
+ * streams; one fault at a time, measured the way an operator would judge it.
+ * The quick suite (chaos.e2e.test.ts) and the full table (bench/chaos.ts)
+ * both run scenarios through `runScenario`.
+ *
+ * What a scenario reports:
+ *  - kept: the share of query answers during the outage that kept every
+ *    part of the answer the fault does not own (`affects`). A part reached
+ *    through a failed service cannot be kept (`balance` hangs off auth's `me`).
+ *  - fail-fast: how long the answers missing a part took.
+ *  - recovery: from the service being ready again to the end of the last
+ *    answer still missing a part.
+ *  - money: every user's balance, holds, usage, invoices and usage events
+ *    agree afterwards, and (where the GPU servers lived through the scenario)
+ *    every generation the GPU ran has its usage event: nothing ran unbilled.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Redis from 'ioredis';
+import { decodeUsageEvent, USAGE_EVENTS_STREAM, type UsageEvent } from '../../lib/usage-events';
+import { gpuServers, startStack, type ServiceName, type Stack } from '../../scripts/stack';
+import { startRedisServer, type RedisServer } from '../../scripts/redis-server';
+import { percentile } from '../../bench/results';
+import { inferenceCount } from '../support/gpu-processes';
+import { bearer, gql, uniqueEmail } from '../support/graphql';
+import { freeStackPorts } from '../support/stack';
+import { wsClient } from '../support/subscriptions';
+
+/** What can fail: a subgraph, Redis, or something every part needs to reach (none of these own a part). */
+export type Dependency = 'auth' | 'billing' | 'knowledge' | 'inference' | 'redis';
+
+/** The parts of the load's query, each with what it needs besides the gateway. */
+export const QUERY_PARTS = {
+  email: ['auth', 'redis'],
+  balance: ['auth', 'billing', 'redis'],
+  documents: ['auth', 'knowledge', 'redis'],
+  models: ['inference'],
+  pricing: ['inference', 'billing'],
+} as const satisfies Record<string, readonly Dependency[]>;
+export type Part = keyof typeof QUERY_PARTS;
+
+export const LOAD_QUERY = '{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }';
+const CHAT_MODELS = ['sluice-chat', 'sluice-chat-batch'];
+const MESSAGES = [{ role: 'user', content: 'Name a river.' }];
+const COMPLETE = 'mutation($i: CompletionInput!) { complete(input: $i) { id finishReason } }';
+/** What every user starts with (and all they have: nobody tops up). */
+const FREE_CREDIT_MICROS = 5_000_000;
+const STREAM = 'subscription($i: CompletionInput!) { completionStream(input: $i) { index finishReason error { code } } }';
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface ChaosOptions {
+  /** gpu-server processes behind the inference router. @default 1 */
+  gpuServers?: number;
+  /** Gateway worker processes. @default 1 */
+  gatewayWorkers?: number;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+}
+
+export interface ChaosStack {
+  stack: Stack;
+  redis: RedisServer;
+  /** Every service's output, printed by the caller when something fails. */
+  logs: string[];
+  /** The gRPC addresses of the gpu-servers, in the stack's order. */
+  gpuAddresses: string[];
+  /** Stops Redis (SIGTERM: it writes its append-only file out) and starts it again on its address and data. */
+  restartRedis(downMs: number): Promise<void>;
+  /** The process ids of the gateway's workers answering now. */
+  gatewayWorkerPids(): Promise<Set<number>>;
+  stop(): Promise<void>;
+}
+
+export async function startChaosStack(options: ChaosOptions = {}): Promise<ChaosStack> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-chaos-'));
+  const logs: string[] = [];
+  const onLine = (service: string, line: string) => {
+    logs.push(`[${service}] ${line}`);
+    if (process.env.SLUICE_TEST_LOGS === '1') process.stdout.write(`[${service}] ${line}\n`);
+  };
+  const redisDir = path.join(dataDir, 'redis');
+  let redis = await startRedisServer(redisDir, (line) => onLine('redis', line));
+  const env = {
+    SLUICE_LOG_LEVEL: 'warn',
+    SLUICE_GPU_SERVERS: String(options.gpuServers ?? 1),
+    GATEWAY_WORKERS: String(options.gatewayWorkers ?? 1),
+    // Partial answers must come from the subgraphs, not from a whole response cached before the fault.
+    GATEWAY_RESPONSE_CACHE: 'false',
+    GATEWAY_SUBSCRIPTIONS_PER_USER: '64',
+    BILLING_FREE_CREDIT_MICROS: String(FREE_CREDIT_MICROS),
+    // A killed billing's unacknowledged usage events are claimed by the next one within a second.
+    BILLING_CLAIM_IDLE_MS: '1000',
+    ...options.env,
+  };
+  let stack: Stack;
+  try {
+    stack = await startStack({ ports: await freeStackPorts(), redisUrl: redis.url, dataDir, host: '127.0.0.1', env, onLine });
+  } catch (error) {
+    process.stderr.write(`the chaos stack failed to start; its output:\n${logs.join('\n')}\n`);
+    await redis.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  const port = Number(new URL(redis.url).port);
+  return {
+    stack,
+    get redis() {
+      return redis;
+    },
+    logs,
+    gpuAddresses: gpuServers(stack.ports, env).map((gpu) => `127.0.0.1:${gpu.grpc}`),
+    restartRedis: async (downMs) => {
+      await redis.stop();
+      await sleep(downMs);
+      redis = await startRedisServer(redisDir, (line) => onLine('redis', line), port);
+    },
+    gatewayWorkerPids: () => gatewayWorkerPids(stack.gatewayUrl),
+    stop: async () => {
+      await stack.stop();
+      await redis.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The pids answering 20 concurrent /health requests on fresh connections (the cluster spreads connections over free workers). */
+async function gatewayWorkerPids(gatewayUrl: string): Promise<Set<number>> {
+  const healthPid = () =>
+    new Promise<number>((resolve) => {
+      const req = get(`${gatewayUrl.replace(/\/graphql$/, '')}/health`, { agent: false, timeout: 2_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve(Number(JSON.parse(body).pid)));
+      });
+      req.on('timeout', () => req.destroy()).on('error', () => resolve(-1));
+    });
+  const pids = new Set(await Promise.all(Array.from({ length: 20 }, healthPid)));
+  pids.delete(-1);
+  return pids;
+}
+
+export interface ChaosUser {
+  id: string;
+  token: string;
+}
+
+/** Signs up `count` users; each starts with the free credit only. */
+export async function signUpUsers(chaos: ChaosStack, count: number, label: string): Promise<ChaosUser[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const res = await gql(chaos.stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "Chaos") { token user { id } } }', { e: uniqueEmail(label) });
+      if (!res.data?.signUp) throw new Error(`signUp expected a token, but got ${JSON.stringify(res.errors)}`);
+      return { id: res.data.signUp.user.id as string, token: res.data.signUp.token as string };
+    }),
+  );
+}
+
+/** One request of the load and how it ended. */
+export interface Outcome {
+  kind: 'query' | 'complete' | 'stream';
+  start: number;
+  end: number;
+  /** Query: the parts present in the answer. */
+  parts: Part[];
+  /** Completion and stream: finished with STOP or LENGTH. */
+  ok: boolean;
+  /** The error codes it got (extensions.code, a stream's error.code, or TRANSPORT for no GraphQL answer). */
+  codes: string[];
+  /** SUBGRAPH_UNAVAILABLE reasons. */
+  reasons: string[];
+}
+
+export interface LoadMix {
+  queryClients: number;
+  completionClients: number;
+  streamClients: number;
+  /** Tokens each stream asks for: long enough to be mid-stream when a fault strikes. */
+  streamTokens: number;
+  /** Pause between one client's requests. */
+  pauseMs: number;
+}
+
+/** Clients looping over their request kind until stopped, each recording what it got. */
+export class Load {
+  readonly outcomes: Outcome[] = [];
+  private running = false;
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly gatewayUrl: string,
+    private readonly users: ChaosUser[],
+    private readonly mix: LoadMix,
+  ) {}
+
+  start(): this {
+    this.running = true;
+    const user = (i: number) => this.users[i % this.users.length];
+    for (let i = 0; i < this.mix.queryClients; i++) this.loops.push(this.loop(() => this.query(user(i))));
+    for (let i = 0; i < this.mix.completionClients; i++) this.loops.push(this.loop(() => this.complete(user(i), i)));
+    for (let i = 0; i < this.mix.streamClients; i++) this.loops.push(this.loop(() => this.stream(user(i), i)));
+    return this;
+  }
+
+  /** Stops starting requests and waits for those in flight. */
+  async stop(): Promise<Outcome[]> {
+    this.running = false;
+    await Promise.all(this.loops);
+    return this.outcomes;
+  }
+
+  private async loop(request: () => Promise<Outcome>): Promise<void> {
+    while (this.running) {
+      this.outcomes.push(await request());
+      await sleep(this.mix.pauseMs);
+    }
+  }
+
+  private async query(user: ChaosUser): Promise<Outcome> {
+    const start = Date.now();
+    try {
+      const res = await gql(this.gatewayUrl, LOAD_QUERY, {}, bearer(user.token));
+      return { kind: 'query', start, end: Date.now(), parts: partsOf(res.data), ok: !res.errors, ...codesOf(res.errors) };
+    } catch {
+      return { kind: 'query', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [] };
+    }
+  }
+
+  private async complete(user: ChaosUser, client: number): Promise<Outcome> {
+    const start = Date.now();
+    const input = { model: 'sluice-chat-batch', messages: MESSAGES, maxTokens: 4, temperature: 0.8, seed: client, cache: false };
+    try {
+      const res = await gql(this.gatewayUrl, COMPLETE, { i: input }, bearer(user.token));
+      const ok = /^(STOP|LENGTH)$/.test(res.data?.complete?.finishReason ?? '');
+      return { kind: 'complete', start, end: Date.now(), parts: [], ok, ...codesOf(res.errors) };
+    } catch {
+      return { kind: 'complete', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [] };
+    }
+  }
+
+  private async stream(user: ChaosUser, client: number): Promise<Outcome> {
+    const start = Date.now();
+    const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
+    const ws = wsClient(this.gatewayUrl, user.token);
+    let last: StreamChunk | undefined;
+    try {
+      for await (const event of ws.iterate<{ completionStream: StreamChunk }>({ query: STREAM, variables: { i: input } })) {
+        if (event.errors) return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codesOf(event.errors) };
+        last = event.data?.completionStream;
+      }
+      const ok = /^(STOP|LENGTH)$/.test(last?.finishReason ?? '');
+      return { kind: 'stream', start, end: Date.now(), parts: [], ok, codes: last?.error ? [last.error.code] : ok ? [] : ['STREAM_ENDED_EARLY'], reasons: [] };
+    } catch (error) {
+      // graphql-ws throws an operation's error message as an array of GraphQL errors, a closed socket as a CloseEvent.
+      const codes = Array.isArray(error) ? codesOf(error) : { codes: ['TRANSPORT'], reasons: [] };
+      return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codes };
+    } finally {
+      await ws.dispose();
+    }
+  }
+}
+
+function partsOf(data: Record<string, any> | null | undefined): Part[] {
+  const parts: Part[] = [];
+  if (typeof data?.me?.email === 'string') parts.push('email');
+  if (typeof data?.me?.balance?.total === 'number') parts.push('balance');
+  if (Array.isArray(data?.me?.documents)) parts.push('documents');
+  if (Array.isArray(data?.models) && data.models.length > 0) {
+    parts.push('models');
+    if (data.models.some((m: { pricing: unknown }) => m.pricing !== null)) parts.push('pricing');
+  }
+  return parts;
+}
+
+interface StreamChunk {
+  finishReason: string | null;
+  error: { code: string } | null;
+}
+
+function codesOf(errors: ReadonlyArray<{ extensions?: Record<string, unknown> }> | undefined): Pick<Outcome, 'codes' | 'reasons'> {
+  return {
+    codes: (errors ?? []).map((e) => String(e.extensions?.code ?? 'NO_CODE')),
+    reasons: (errors ?? []).flatMap((e) => (e.extensions?.reason ? [String(e.extensions.reason)] : [])),
+  };
+}
+
+/** The parts an answer should keep while `affects` are down. */
+export function partsKept(affects: readonly Dependency[]): Part[] {
+  return (Object.keys(QUERY_PARTS) as Part[]).filter((part) => !QUERY_PARTS[part].some((d: Dependency) => affects.includes(d)));
+}
+
+export interface Scenario {
+  name: string;
+  /** What the fault takes away: the parts needing these may be missing until recovery. */
+  affects: Dependency[];
+  /** False when a GPU server's statistics die with it: GPU runs cannot be matched to usage events. */
+  gpuCountsSurvive: boolean;
+  inject(chaos: ChaosStack): Promise<void>;
+  /** Undoes the fault and resolves once the service is ready again. */
+  recover(chaos: ChaosStack): Promise<void>;
+}
+
+export const killAndRestart = (service: ServiceName, affects: Dependency[], signal: NodeJS.Signals = 'SIGKILL'): Omit<Scenario, 'name'> => ({
+  affects,
+  gpuCountsSurvive: !service.startsWith('gpu-server'),
+  inject: (chaos) => chaos.stack.kill(service, signal),
+  recover: (chaos) => chaos.stack.restart(service),
+});
+
+export interface Phases {
+  /** Load before the fault. */
+  beforeMs: number;
+  /** How long the fault lasts (from injecting it to starting recovery). */
+  outageMs: number;
+  /** Load after the service is ready again. */
+  afterMs: number;
+}
+
+export interface Money {
+  exact: boolean;
+  /** What disagreed, one line per user; empty when exact. */
+  problems: string[];
+  /** Usage events the scenario's users produced. */
+  events: number;
+  /** Generations the GPU servers ran over the scenario, when their statistics survived it. */
+  gpuRuns?: number;
+}
+
+export interface ScenarioResult {
+  name: string;
+  outcomes: Outcome[];
+  faultAt: number;
+  /** When recovery began (the restart was started): requests from then on may be served again. */
+  recoverAt: number;
+  readyAt: number;
+  /** Query answers that started during the outage. */
+  outageAnswers: Outcome[];
+  /** Share of them that kept every part the fault does not own (1 when there were none). */
+  kept: number;
+  /** Latencies of query answers missing a part, during the outage: p50 and max, ms. */
+  failFast: { p50: number; max: number; count: number };
+  /** From ready to the end of the last answer still missing a part, ms (0: whole at once). */
+  recoveryMs: number;
+  money: Money;
+}
+
+export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases: Phases, mix: LoadMix, users: ChaosUser[]): Promise<ScenarioResult> {
+  const gpuBefore = scenario.gpuCountsSurvive ? await gpuRuns(chaos) : undefined;
+  const load = new Load(chaos.stack.gatewayUrl, users, mix).start();
+  await sleep(phases.beforeMs);
+  const faultAt = Date.now();
+  await scenario.inject(chaos);
+  await sleep(phases.outageMs);
+  const recoverAt = Date.now();
+  await scenario.recover(chaos);
+  const readyAt = Date.now();
+  await sleep(phases.afterMs);
+  const outcomes = await load.stop();
+
+  const queries = outcomes.filter((o) => o.kind === 'query');
+  const whole = Object.keys(QUERY_PARTS).length;
+  const outageAnswers = queries.filter((o) => o.start >= faultAt && o.start < readyAt);
+  const kept = partsKept(scenario.affects);
+  const keptCount = outageAnswers.filter((o) => kept.every((p) => o.parts.includes(p))).length;
+  const missing = outageAnswers.filter((o) => o.parts.length < whole).map((o) => o.end - o.start);
+  const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
+  const money = await settledMoney(chaos, users, 30_000);
+  if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
+  if (money.gpuRuns !== undefined && money.gpuRuns !== money.events) {
+    money.exact = false;
+    money.problems.push(`the GPU servers ran ${money.gpuRuns} generations, but ${money.events} usage events were published for them`);
+  }
+  return {
+    name: scenario.name,
+    outcomes,
+    faultAt,
+    recoverAt,
+    readyAt,
+    outageAnswers,
+    kept: outageAnswers.length ? keptCount / outageAnswers.length : 1,
+    failFast: { p50: percentile(missing, 50), max: missing.length ? Math.max(...missing) : NaN, count: missing.length },
+    recoveryMs: lastBroken - readyAt,
+    money,
+  };
+}
+
+/** Generations (batch rows and streams) of the chat models on every GPU server. */
+async function gpuRuns(chaos: ChaosStack): Promise<number> {
+  const counts = await Promise.all(chaos.gpuAddresses.flatMap((address) => CHAT_MODELS.map((model) => inferenceCount(address, model))));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+const ACCOUNT = `query($from: DateTime!, $to: DateTime!) { me {
+  balance { total granted toppedUp reserved }
+  usage(from: $from, to: $to, groupBy: MODEL) { requests promptCacheHitTokens promptCacheMissTokens completionTokens amount }
+  invoices { total lines { amount } }
+} }`;
+
+/**
+ * Waits (bounded) until billing has settled every usage event of the users
+ * and released every hold, then checks that the figures agree: the credit
+ * spent equals the usage billed equals the invoices, usage counts each event
+ * once with its tokens, and nothing is held.
+ */
+export async function settledMoney(chaos: ChaosStack, users: ChaosUser[], timeoutMs: number): Promise<Money> {
+  const redis = new Redis(chaos.redis.url, { maxRetriesPerRequest: 3 });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const events = (await redis.xrange(USAGE_EVENTS_STREAM, '-', '+')).map(([, fields]) => decodeUsageEvent(fields));
+      const problems: string[] = [];
+      let count = 0;
+      for (const user of users) {
+        const mine = events.filter((e) => e.userId === user.id);
+        count += mine.length;
+        const problem = await accountProblem(chaos.stack.gatewayUrl, user, mine);
+        if (problem) problems.push(problem);
+      }
+      if (problems.length === 0 || Date.now() > deadline) return { exact: problems.length === 0, problems, events: count };
+      await sleep(250);
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function accountProblem(gatewayUrl: string, user: ChaosUser, events: UsageEvent[]): Promise<string | undefined> {
+  const day = 86_400_000;
+  const res = await gql(gatewayUrl, ACCOUNT, { from: new Date(Date.now() - day).toISOString(), to: new Date(Date.now() + day).toISOString() }, bearer(user.token)).catch((e: Error) => ({ errors: [{ message: e.message }], data: undefined }));
+  const me = res.data?.me;
+  if (!me?.balance || !me.usage || !me.invoices) return `user ${user.id}: the account could not be read (${JSON.stringify(res.errors)})`;
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+  const spent = FREE_CREDIT_MICROS - me.balance.total;
+  const billed = sum(me.usage.map((b: { amount: number }) => b.amount));
+  const invoiced = sum(me.invoices.map((i: { total: number }) => i.total));
+  const requests = sum(me.usage.map((b: { requests: number }) => b.requests));
+  const tokens = (pick: (x: any) => number) => [sum(me.usage.map(pick)), sum(events.map(pick))];
+  const [usageOut, eventsOut] = tokens((x) => x.completionTokens);
+  const [usageMiss, eventsMiss] = tokens((x) => x.promptCacheMissTokens);
+  const [usageHit, eventsHit] = tokens((x) => x.promptCacheHitTokens);
+  const wrong = [
+    me.balance.reserved !== 0 && `still holds ${me.balance.reserved} µ`,
+    spent !== billed && `spent ${spent} µ but usage bills ${billed} µ`,
+    invoiced !== billed && `invoices total ${invoiced} µ but usage bills ${billed} µ`,
+    requests !== events.length && `usage counts ${requests} requests but ${events.length} usage events were published`,
+    (usageOut !== eventsOut || usageMiss !== eventsMiss || usageHit !== eventsHit) &&
+      `usage counts ${usageHit}/${usageMiss}/${usageOut} hit/miss/completion tokens but the events carry ${eventsHit}/${eventsMiss}/${eventsOut}`,
+  ].filter(Boolean);
+  return wrong.length ? `user ${user.id}: ${wrong.join('; ')}` : undefined;
+}
+
