@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { envPort, envString } from '../lib/config';
 import { ServiceName, Stack, stackPorts, startStack } from './stack';
+import { ensureWebAppBuilt } from './web-app-build';
 
 /**
  * `npm start`: the whole stack on this machine with no other setup. Every
@@ -35,6 +36,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
 
+  // The web app is optional to the stack: a failed build is reported and GraphQL still starts.
+  await ensureWebAppBuilt((line) => print('web', line)).catch((error: unknown) => print('web', `ERROR the web app could not be built, so /app/ will say so: ${(error as Error).message}`));
   stack = await startStack({
     ports,
     // Limits on by default for a stack people run: generous for one person, firm against a runaway client.
@@ -48,7 +51,7 @@ async function main(): Promise<void> {
     },
   });
   print('stack', `Redis: ${stack.redisUrl}${stack.mode === 'in-process' ? ' (in-memory, nothing is kept)' : ''}`);
-  print('stack', `Sluice is ready. Apollo Sandbox: http://localhost:${ports.gateway}/  ·  GraphQL: http://localhost:${ports.gateway}/graphql`);
+  print('stack', `Sluice is ready. Web app: http://localhost:${ports.gateway}/app/  ·  Apollo Sandbox: http://localhost:${ports.gateway}/  ·  GraphQL: http://localhost:${ports.gateway}/graphql`);
 }
 
 main().catch((error: unknown) => {

@@ -6,6 +6,7 @@ import { Supergraph } from '@apollo/federation-internals';
 import { printSchema } from 'graphql';
 import { supergraphForGateway } from '../gateway/auth/authorization/gateway-supergraph';
 import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
+import { WEB_APP_BUILD } from '../gateway/web-app/web-app-handler';
 
 /**
  * Builds the web app (web/) into web/dist, which the gateway serves at /app/:
@@ -23,8 +24,7 @@ import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
  */
 const ROOT = path.resolve(__dirname, '..');
 const WEB = path.join(ROOT, 'web');
-export const WEB_APP_DIST = path.join(WEB, 'dist');
-const STAMP = path.join(WEB_APP_DIST, '.source-hash');
+const STAMP = path.join(WEB_APP_BUILD, '.source-hash');
 const VITE_CONFIG = path.join(WEB, 'vite.config.mts');
 
 /** Everything the bundle is made from: the app, its configuration, the schemas its types come from, the locked dependencies. */
@@ -76,14 +76,23 @@ function typecheck(): void {
   if (tsc.status !== 0) throw new Error(`the web app does not type-check against the current schema:\n${tsc.stdout}${tsc.stderr}`);
 }
 
+/**
+ * Vite is an ES module whose package exposes its types only through `exports`,
+ * which the project's CommonJS type resolution does not read: the types are
+ * taken from the file itself, and the module is loaded by name at run time.
+ */
+type Vite = typeof import('vite/dist/node/index');
+const loadVite = (): Promise<Vite> => import(VITE_MODULE) as Promise<Vite>;
+const VITE_MODULE = 'vite';
+
 /** Builds web/dist from scratch and records the sources' hash in it. */
 export async function buildWebApp(): Promise<void> {
   const hash = webAppSourceHash();
   await generateTypes();
   typecheck();
-  const vite = await import('vite');
+  const vite = await loadVite();
   await vite.build({ configFile: VITE_CONFIG, logLevel: 'warn' });
-  mkdirSync(WEB_APP_DIST, { recursive: true });
+  mkdirSync(WEB_APP_BUILD, { recursive: true });
   writeFileSync(STAMP, hash);
 }
 
@@ -103,7 +112,7 @@ export async function ensureWebAppBuilt(log: (line: string) => void): Promise<vo
 
 async function serveDev(): Promise<void> {
   await generateTypes();
-  const vite = await import('vite');
+  const vite = await loadVite();
   const server = await vite.createServer({ configFile: VITE_CONFIG });
   await server.listen();
   server.printUrls();
