@@ -173,7 +173,7 @@ export function ChatPage({ session }: { session: Session }) {
             <input id={`${ids}-max`} type="number" min={1} max={8192} value={maxTokens} onChange={(e) => setMaxTokens(Math.max(1, Number(e.target.value) || DEFAULT_MAX_TOKENS))} disabled={busy} />
           </div>
           {model && (
-            <p className="prices" aria-label={`Prices of ${model.id}`}>
+            <p className="prices">
               Input {formatPricePerMillion(model.pricing.inputCacheMiss, model.pricing.currency)} ({formatPricePerMillion(model.pricing.inputCacheHit, model.pricing.currency)} when cached) · Output{' '}
               {formatPricePerMillion(model.pricing.output, model.pricing.currency)}
             </p>

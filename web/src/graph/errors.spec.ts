@@ -57,6 +57,12 @@ describe('describeError', () => {
     expect(describeError({ code: 4401, reason: 'Unauthorized: token expired' })).toBe('You are signed out (the session expired or was ended): sign in again.');
     expect(describeError({ code: 1006, reason: '' })).toBe('The live connection to Sluice closed: try again.');
   });
+
+  it("reads the close inside the Error Apollo's WebSocket link makes of it", () => {
+    expect(describeError(new Error('Socket closed with event 4401 Unauthorized: token expired'))).toBe('You are signed out (the session expired or was ended): sign in again.');
+    expect(describeError(new Error('Socket closed with event 4500 Internal error'))).toBe('The live connection to Sluice closed (Internal error): try again.');
+    expect(isUnauthenticated(new Error('Socket closed with event 4401 Unauthorized'))).toBe(true);
+  });
 });
 
 describe('isUnauthenticated', () => {

@@ -69,9 +69,10 @@ export function describeGraphError(error: GraphErrorLike): string {
 export function describeError(error: unknown): string {
   const graphErrors = graphErrorsOf(error);
   if (graphErrors.length > 0) return unique(graphErrors.map(describeGraphError)).join(' ');
-  if (isCloseEvent(error)) {
-    if (error.code === 4401) return 'You are signed out (the session expired or was ended): sign in again.';
-    return `The live connection to Sluice closed${error.reason ? ` (${error.reason})` : ''}: try again.`;
+  const close = closeOf(error);
+  if (close) {
+    if (close.code === 4401) return 'You are signed out (the session expired or was ended): sign in again.';
+    return `The live connection to Sluice closed${close.reason ? ` (${close.reason})` : ''}: try again.`;
   }
   if (error instanceof Error) {
     const status = (error as { statusCode?: unknown }).statusCode;
@@ -84,7 +85,8 @@ export function describeError(error: unknown): string {
 
 /** True when `error` says the credentials are no longer valid, so the session must be dropped. */
 export function isUnauthenticated(error: unknown): boolean {
-  if (isCloseEvent(error)) return error.code === 4401;
+  const close = closeOf(error);
+  if (close) return close.code === 4401;
   if ((error as { statusCode?: unknown } | null)?.statusCode === 401) return true;
   return graphErrorsOf(error).some((e) => e.extensions?.code === 'UNAUTHENTICATED');
 }
@@ -111,8 +113,14 @@ function isGraphError(value: unknown): value is GraphErrorLike {
   return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 }
 
-function isCloseEvent(value: unknown): value is { code: number; reason: string } {
-  return typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'number' && typeof (value as { reason?: unknown }).reason === 'string';
+/** A WebSocket close: graphql-ws's CloseEvent, or the Error Apollo's GraphQLWsLink makes of one ("Socket closed with event 4401 Unauthorized: …"). */
+function closeOf(value: unknown): { code: number; reason: string } | undefined {
+  if (value instanceof Error) {
+    const match = /^Socket closed(?: with event (\d+))? ?(.*)$/s.exec(value.message);
+    return match ? { code: Number(match[1] ?? 1006), reason: match[2].trim() } : undefined;
+  }
+  const event = value as { code?: unknown; reason?: unknown } | null;
+  return typeof event === 'object' && event !== null && typeof event.code === 'number' && typeof event.reason === 'string' ? { code: event.code, reason: event.reason } : undefined;
 }
 
 function unique(values: string[]): string[] {
