@@ -22,7 +22,7 @@ import { startRedisServer } from '../scripts/redis-server';
 import { Ledger } from '../subgraphs/billing/ledger';
 import { startBilling } from '../subgraphs/billing/server';
 import { SpendLimits } from '../subgraphs/billing/spend-limits';
-import { median } from '../gpu-server/grpc/load-generator';
+import { median } from '../gpu-server/testing/load-generator';
 import { loadNote, percentile, recordResult } from './results';
 
 const PER_ROUND = Number(process.argv[2] ?? 2000);

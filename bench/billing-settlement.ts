@@ -20,7 +20,7 @@ import { startRedisServer } from '../scripts/redis-server';
 import { Ledger } from '../subgraphs/billing/ledger';
 import { UsageSettlement } from '../subgraphs/billing/settlement';
 import { USAGE_CONSUMER_GROUP, UsageStreamConsumer } from '../subgraphs/billing/usage-consumer';
-import { median } from '../gpu-server/grpc/load-generator';
+import { median } from '../gpu-server/testing/load-generator';
 import { loadNote, recordResult } from './results';
 
 const EVENTS = Number(process.argv[2] ?? 20_000);

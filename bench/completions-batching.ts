@@ -11,8 +11,8 @@
  *
  *   npx tsx bench/completions-batching.ts
  */
-import { buildModels } from '../gpu-server/scripts/build-models';
-import { TritonClient } from '../subgraphs/inference/triton-client';
+import { buildModels } from '../gpu-server/model-builder/build-models';
+import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql } from '../test/support/graphql';
 import { benchStack, repositoryVariant } from './stack';
 import { recordResult } from './results';
@@ -54,8 +54,8 @@ async function measure(label: string, env: Record<string, string>): Promise<Meas
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const after = await modelStats();
-    const computeSeconds = (Number(after.inference_stats.compute_infer.ns) - Number(before.inference_stats.compute_infer.ns)) / 1e9;
-    const requests = Number(after.inference_stats.compute_infer.count) - Number(before.inference_stats.compute_infer.count);
+    const computeSeconds = (Number(after.inference_stats!.compute_infer!.ns) - Number(before.inference_stats!.compute_infer!.ns)) / 1e9;
+    const requests = Number(after.inference_stats!.compute_infer!.count) - Number(before.inference_stats!.compute_infer!.count);
     const executions = Number(after.execution_count) - Number(before.execution_count);
     const result = {
       label,

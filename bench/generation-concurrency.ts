@@ -27,11 +27,11 @@ import { CAUSAL_LM_RUNNER } from '../gpu-server/backends/causal-lm/runner';
 import { chatContext, chatInputs, collectingSink, MODEL_REPOSITORY } from '../gpu-server/backends/causal-lm/chat-requests';
 import { inWorker } from '../gpu-server/backends/worker-host';
 import { isStreamingRunner, type StreamingRunner } from '../gpu-server/core/runner';
-import { alternate, median, sampleTexts } from '../gpu-server/grpc/load-generator';
-import { loadTritonProto } from '../gpu-server/proto/load';
-import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
-import type { ModelStreamInferResponse } from '../gpu-server/protocol/messages';
-import { buildModels } from '../gpu-server/scripts/build-models';
+import { alternate, median, sampleTexts } from '../gpu-server/testing/load-generator';
+import { loadTritonProto } from '../protocol/triton/loader';
+import { encodeBytesTensor } from '../protocol/triton/bytes-tensor';
+import type { ModelStreamInferResponse__Output as ModelStreamInferResponse } from '../protocol/triton/messages';
+import { buildModels } from '../gpu-server/model-builder/build-models';
 import { startGpuServer } from '../gpu-server/server';
 import { recordResult } from './results';
 

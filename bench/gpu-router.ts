@@ -18,13 +18,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { createLogger } from '../lib/log';
-import { alternate, closedLoop, median, sampleTexts, type LoadResult } from '../gpu-server/grpc/load-generator';
-import { buildModels } from '../gpu-server/scripts/build-models';
-import { PROJECT_REPOSITORY } from '../gpu-server/repository/temp-repository';
-import { Embedder } from '../subgraphs/inference/embedder';
-import { generationRequest, type SamplingParameters } from '../subgraphs/inference/generation-tensors';
-import { GpuTier } from '../subgraphs/inference/gpu-tier';
-import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/model-catalog';
+import { alternate, closedLoop, median, sampleTexts, type LoadResult } from '../gpu-server/testing/load-generator';
+import { buildModels } from '../gpu-server/model-builder/build-models';
+import { PROJECT_REPOSITORY } from '../gpu-server/testing/temp-repository';
+import { EmbeddingBatcher } from '../subgraphs/inference/embeddings/embedding-batcher';
+import { generationRequest, type SamplingParameters } from '../subgraphs/inference/completions/generation-tensors';
+import { GpuTier } from '../subgraphs/inference/gpu-tier/gpu-tier';
+import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/models/model-catalog';
 import { repositoryOf, startGpuProcess, stopGpuProcess, type GpuProcess } from '../test/support/gpu-processes';
 import { loadNote, recordResult } from './results';
 
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
         const tier = new GpuTier({ endpoints: gpus.slice(0, n).map((g) => g.address), deadlineMs: 60_000, log, probeIntervalMs: 2_000 });
         tiers.push(tier);
         const catalog = new ModelCatalog(tier, 60_000);
-        return { n, tier, embedder: new Embedder(tier, 2), embed: (await catalog.get('sluice-embed'))!, chat: (await catalog.get('sluice-chat'))! };
+        return { n, tier, embedder: new EmbeddingBatcher(tier, 2), embed: (await catalog.get('sluice-embed'))!, chat: (await catalog.get('sluice-chat'))! };
       }),
     );
 

@@ -15,10 +15,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { createLogger } from '../lib/log';
-import { alternate, closedLoop, median, sampleTexts, type LoadResult } from '../gpu-server/grpc/load-generator';
-import { runEmbedLoadInChild } from '../gpu-server/grpc/load-process';
-import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
-import { makeEmbedRepository } from '../gpu-server/repository/temp-repository';
+import { alternate, closedLoop, median, sampleTexts, type LoadResult } from '../gpu-server/testing/load-generator';
+import { runEmbedLoadInChild } from '../gpu-server/testing/load-process';
+import { encodeBytesTensor } from '../protocol/triton/bytes-tensor';
+import { makeEmbedRepository } from '../gpu-server/testing/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
 import { loadNote, recordResult } from './results';
 

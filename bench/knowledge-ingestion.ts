@@ -10,7 +10,7 @@
  *   npx tsx bench/knowledge-ingestion.ts
  */
 import * as os from 'node:os';
-import { buildModels } from '../gpu-server/scripts/build-models';
+import { buildModels } from '../gpu-server/model-builder/build-models';
 import { bearer, gql } from '../test/support/graphql';
 import { loadNote, recordResult } from './results';
 import { benchStack } from './stack';

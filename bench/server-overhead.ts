@@ -18,9 +18,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createLogger } from '../lib/log';
 import { loadTokenizer, normalizeText } from '../gpu-server/backends/text-embedding';
-import { alternate, embedRequest, median, sampleTexts, tritonClient } from '../gpu-server/grpc/load-generator';
-import { encodeBytesTensor } from '../gpu-server/protocol/bytes-tensor';
-import { makeEmbedRepository } from '../gpu-server/repository/temp-repository';
+import { alternate, embedRequest, median, sampleTexts, tritonClient } from '../gpu-server/testing/load-generator';
+import { encodeBytesTensor } from '../protocol/triton/bytes-tensor';
+import { makeEmbedRepository } from '../gpu-server/testing/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
 import { loadNote, recordResult } from './results';
 

@@ -8,11 +8,11 @@
  *   npx tsx bench/subscription-throughput.ts
  */
 import { randomUUID } from 'node:crypto';
-import { buildModels } from '../gpu-server/scripts/build-models';
-import { generationOutputs, generationRequest } from '../subgraphs/inference/generation-tensors';
-import { ModelCatalog } from '../subgraphs/inference/model-catalog';
-import { SharedInferStream } from '../subgraphs/inference/shared-stream';
-import { TritonClient } from '../subgraphs/inference/triton-client';
+import { buildModels } from '../gpu-server/model-builder/build-models';
+import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
+import { ModelCatalog } from '../subgraphs/inference/models/model-catalog';
+import { SharedInferStream } from '../subgraphs/inference/gpu-tier/shared-stream';
+import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { wsClient } from '../test/support/subscriptions';
 import { percentile, recordResult } from './results';
 import { benchStack } from './stack';

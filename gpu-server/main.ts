@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { envPort, envString } from '../lib/config';
 import { createLogger } from '../lib/log';
 import { exitOnSignals } from '../lib/signals';
-import { buildModels } from './scripts/build-models';
+import { buildModels } from './model-builder/build-models';
 import { startGpuServer } from './server';
 
 const logger = createLogger({ service: 'gpu-server' });

@@ -11,12 +11,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../lib/log';
-import { loadTritonProto } from './proto/load';
-import { encodeBytesTensor } from './protocol/bytes-tensor';
-import type { ModelInferResponse, ModelStatistics } from './protocol/messages';
-import { addEmbedVariant, PROJECT_REPOSITORY } from './repository/temp-repository';
+import { loadTritonProto } from '../protocol/triton/loader';
+import { encodeBytesTensor } from '../protocol/triton/bytes-tensor';
+import type { ModelInferResponse__Output as ModelInferResponse, ModelStatistics__Output as ModelStatistics } from '../protocol/triton/messages';
+import { addEmbedVariant, PROJECT_REPOSITORY } from './testing/temp-repository';
 import { startGpuServer, type GpuServer } from './server';
-import { call, callError, tritonTestClient, type TritonTestClient } from './grpc/test-client';
+import { call, callError, tritonTestClient, type TritonTestClient } from './testing/test-client';
 
 const MODEL = 'sluice-embed';
 const DIM = 128;
@@ -86,7 +86,7 @@ beforeAll(async () => {
   server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'gpu-server' }) });
   const pkg = loadTritonProto();
   client = tritonTestClient(`127.0.0.1:${server.grpcPort}`);
-  health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as typeof health;
+  health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as unknown as typeof health;
 }, 60_000);
 
 afterAll(async () => {
@@ -220,7 +220,7 @@ describe('ModelInfer on sluice-embed', () => {
     singles.forEach((response, i) => expect(dot(vectors(response)[0], batched[i])).toBeCloseTo(1, 5));
     const after = await embedStats();
     expect(after.inference_count - before.inference_count).toBe(64);
-    expect(after.inference_stats.success.count - before.inference_stats.success.count).toBe(33);
+    expect(after.inference_stats!.success!.count - before.inference_stats!.success!.count).toBe(33);
     const executions = after.execution_count - before.execution_count;
     expect(executions).toBeGreaterThanOrEqual(2); // the 32-text request is one execution on its own
     expect(executions).toBeLessThan(33);
@@ -310,7 +310,7 @@ describe('ModelInfer errors', () => {
 
   it('counts failures only for requests that reached the model', async () => {
     const stats = await embedStats();
-    expect(stats.inference_stats.fail.count).toBe(0);
+    expect(stats.inference_stats!.fail!.count).toBe(0);
   });
 });
 

@@ -14,7 +14,7 @@ import { InferenceCore } from './core/inference-core';
 import { createHealthHandlers, createInferenceHandlers } from './grpc/inference-service';
 import { createHttpHandler } from './http/handler';
 import { createMetricsHandler } from './metrics/handler';
-import { loadTritonProto } from './proto/load';
+import { loadTritonProto } from '../protocol/triton/loader';
 import { ModelRepository } from './repository/repository';
 
 export interface GpuServerOptions {

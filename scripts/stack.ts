@@ -280,7 +280,7 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   Object.assign(process.env, env);
   const { createLogger } = await import('../lib/log');
   const { startGpuServer } = await import('../gpu-server/server');
-  const { buildModels } = await import('../gpu-server/scripts/build-models');
+  const { buildModels } = await import('../gpu-server/model-builder/build-models');
   const { startInference } = await import('../subgraphs/inference/server');
   const { startAuth } = await import('../subgraphs/auth/server');
   const { startBilling } = await import('../subgraphs/billing/server');

@@ -4,7 +4,7 @@
  * the whole stack as separate processes.
  */
 import { startGpuServer, type GpuServer } from '../gpu-server/server';
-import { TritonClient } from '../subgraphs/inference/triton-client';
+import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
 import { collect, readMultipart, wsClient } from './support/subscriptions';
@@ -50,7 +50,7 @@ async function streamStatistics(model: string) {
   const responses = Object.values(stats.response_stats ?? {});
   return {
     cancelled: responses.reduce((n, r) => n + Number(r.cancel?.count ?? 0), 0),
-    requests: Number(stats.inference_stats.success.count) + Number(stats.inference_stats.fail.count),
+    requests: Number(stats.inference_stats!.success!.count) + Number(stats.inference_stats!.fail!.count),
   };
 }
 

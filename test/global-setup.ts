@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { buildModels } from '../gpu-server/scripts/build-models';
+import { buildModels } from '../gpu-server/model-builder/build-models';
 
 /** Builds the model repository's ONNX files once before any test (deterministic, no download). */
 export default async function globalSetup(): Promise<void> {

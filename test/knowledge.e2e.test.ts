@@ -4,7 +4,7 @@
  * from with citations — through the gateway, over HTTP and graphql-ws, with
  * every service its own process on a real Redis and gpu-server.
  */
-import { TritonClient } from '../subgraphs/inference/triton-client';
+import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { DOCUMENTS, QUESTIONS } from './fixtures/knowledge-set';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';

@@ -13,14 +13,14 @@
  */
 import { rmSync } from 'node:fs';
 import { createLogger } from '../lib/log';
-import { buildModels } from '../gpu-server/scripts/build-models';
-import { PROJECT_REPOSITORY } from '../gpu-server/repository/temp-repository';
-import { BatchGenerator } from '../subgraphs/inference/batch-generator';
-import { Embedder } from '../subgraphs/inference/embedder';
-import { generationOutputs, generationRequest } from '../subgraphs/inference/generation-tensors';
-import { GpuTier } from '../subgraphs/inference/gpu-tier';
-import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/model-catalog';
-import type { StreamError } from '../subgraphs/inference/shared-stream';
+import { buildModels } from '../gpu-server/model-builder/build-models';
+import { PROJECT_REPOSITORY } from '../gpu-server/testing/temp-repository';
+import { BatchGenerator } from '../subgraphs/inference/completions/batch-generator';
+import { EmbeddingBatcher } from '../subgraphs/inference/embeddings/embedding-batcher';
+import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
+import { GpuTier } from '../subgraphs/inference/gpu-tier/gpu-tier';
+import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/models/model-catalog';
+import type { StreamError } from '../subgraphs/inference/gpu-tier/shared-stream';
 import { inferenceCount as inferences, repositoryOf, startGpuProcess, stopGpuProcess, type GpuProcess } from './support/gpu-processes';
 
 const SETS = { A: ['sluice-chat', 'sluice-embed'], B: ['sluice-chat-batch', 'sluice-embed'], C: ['sluice-chat', 'sluice-chat-batch', 'sluice-embed'] } as const;
@@ -74,7 +74,7 @@ it('routing follows the models: each model goes only to the endpoints that serve
 
 it('300 concurrent requests over three endpoints serving the model: none takes more than half', async () => {
   const model = await embedModel();
-  const embedder = new Embedder(tier, 0); // one GPU call per request, so each one is routed
+  const embedder = new EmbeddingBatcher(tier, 0); // one GPU call per request, so each one is routed
   const before = await Promise.all([gpus.A, gpus.B, gpus.C].map((g) => inferences(g.address, 'sluice-embed')));
   const vectors = await Promise.all(Array.from({ length: 300 }, (_, i) => embedder.embed(model, [`text number ${i}`])));
   expect(vectors).toHaveLength(300);
@@ -117,7 +117,7 @@ function runStream(model: ModelInfo, i: number, maxTokens: number): { outcome: P
 it('killing an endpoint under load loses no unstarted request, ends its started streams with an error, and it rejoins after a restart', async () => {
   const chat = (await catalog.get('sluice-chat'))!;
   const embed = await embedModel();
-  const embedder = new Embedder(tier, 0);
+  const embedder = new EmbeddingBatcher(tier, 0);
 
   // Load: streams on A and C, and a steady flow of embeddings on all three.
   const streams = Array.from({ length: 8 }, (_, i) => runStream(chat, i, 400));

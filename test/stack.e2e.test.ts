@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../scripts/free-port';
 import { IdentitySigner } from '../lib/identity';
-import { TritonClient } from '../subgraphs/inference/triton-client';
+import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, TestStack } from './support/stack';
 

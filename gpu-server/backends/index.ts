@@ -8,7 +8,7 @@
  * of a model runs its backend in its own worker thread.
  */
 import type { RunnerFactory } from '../core/runner';
-import { configParameter, type ModelConfig } from '../repository/model-config';
+import { configParameter, type ModelConfig } from '../../protocol/triton/model-config';
 import { BUILTIN_BACKENDS } from './registry';
 import { inWorker } from './worker-host';
 

@@ -10,7 +10,7 @@
  */
 import type { InferenceSession } from 'onnxruntime-node';
 import type { RunnerContext } from '../core/runner';
-import { configParameter } from '../repository/model-config';
+import { configParameter } from '../../protocol/triton/model-config';
 
 export function instanceSessionOptions(context: RunnerContext): InferenceSession.SessionOptions {
   const { instance, config } = context;

@@ -14,8 +14,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { decodeBytesTensor } from '../protocol/bytes-tensor';
-import { configParameter } from '../repository/model-config';
+import { decodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { configParameter } from '../../protocol/triton/model-config';
 import { instanceSessionOptions } from './session-options';
 import type { ModelRunner, RunnerContext } from '../core/runner';
 import type { Tensor } from '../core/tensor';

@@ -2,7 +2,7 @@
 import { InferenceError, type InferenceErrorCode } from '../core/errors';
 import type { RunnerContext } from '../core/runner';
 import type { Tensor } from '../core/tensor';
-import type { WireDatatype } from '../protocol/datatypes';
+import type { WireDatatype } from '../../protocol/triton/datatypes';
 
 export interface WireTensor {
   name: string;

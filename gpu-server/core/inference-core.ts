@@ -10,9 +10,9 @@
  * model, exactly one for the others). Decoupled models are served by their
  * version's StreamDispatcher, the others by its Scheduler (dynamic batcher).
  */
-import { MalformedBytesTensorError, decodeBytesTensor } from '../protocol/bytes-tensor';
-import { ELEMENT_SIZE, wireDatatype, type WireDatatype } from '../protocol/datatypes';
-import type { ModelConfig } from '../repository/model-config';
+import { MalformedBytesTensorError, decodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { ELEMENT_SIZE, wireDatatype, type WireDatatype } from '../../protocol/triton/datatypes';
+import type { ModelConfig } from '../../protocol/triton/model-config';
 import type { ModelRepository, ModelVersion } from '../repository/repository';
 import { withParameterInputs } from './parameter-inputs';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';

@@ -10,8 +10,8 @@
  * model declares one and the request does not set it. The model then checks
  * the values (an unknown key is refused there, naming the supported ones).
  */
-import { encodeBytesTensor } from '../protocol/bytes-tensor';
-import type { ModelConfig } from '../repository/model-config';
+import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import type { ModelConfig } from '../../protocol/triton/model-config';
 import type { CoreInferRequest } from './inference-core';
 import type { CoreParameterValue } from './request-parameters';
 

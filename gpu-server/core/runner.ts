@@ -3,7 +3,7 @@
  * one already-formed batch; it does not queue, batch or validate requests
  * (the core did that against the model's config before calling it).
  */
-import type { ModelConfig } from '../repository/model-config';
+import type { ModelConfig } from '../../protocol/triton/model-config';
 import type { Tensor } from './tensor';
 
 /**

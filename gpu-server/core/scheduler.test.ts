@@ -1,4 +1,4 @@
-import { ManualClock } from './manual-clock';
+import { ManualClock } from '../testing/manual-clock';
 import { invalidArgument } from './errors';
 import { RowFailures, type ModelRunner } from './runner';
 import { DEFAULT_QUEUE_POLICY, Scheduler, type SchedulerOptions } from './scheduler';

@@ -8,14 +8,53 @@
  * keyed "0", "1", …: success, empty final responses, failures and
  * cancellations at that position.
  */
-import type {
-  InferBatchStatistics as BatchStatistics,
-  InferResponseStatistics as ResponseStatistics,
-  ModelStatistics as ModelVersionStatistics,
-  StatisticDuration as Duration,
-} from '../protocol/messages';
+/*
+ * The shapes are those of grpc_service.proto's messages (the ModelStatistics
+ * RPC returns them as they are) but written out here: the core fills every
+ * field, while the generated receive types must allow absent messages (null).
+ */
+interface Duration {
+  count: number;
+  ns: number;
+}
 
-export type { ModelVersionStatistics };
+interface InferStatistics {
+  success: Duration;
+  fail: Duration;
+  queue: Duration;
+  compute_input: Duration;
+  compute_infer: Duration;
+  compute_output: Duration;
+}
+
+interface BatchStatistics {
+  batch_size: number;
+  compute_input: Duration;
+  compute_infer: Duration;
+  compute_output: Duration;
+}
+
+/** Statistics of the n-th response of decoupled requests (Triton's response_stats, keyed "0", "1", …). */
+interface ResponseStatistics {
+  compute_infer: Duration;
+  compute_output: Duration;
+  success: Duration;
+  fail: Duration;
+  empty_response: Duration;
+  cancel: Duration;
+}
+
+export interface ModelVersionStatistics {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: InferStatistics;
+  batch_stats: BatchStatistics[];
+  /** Only decoupled models fill it. */
+  response_stats: Record<string, ResponseStatistics>;
+}
 
 /** What became of one response of a decoupled request. */
 export type ResponseOutcome = 'success' | 'fail' | 'empty_response' | 'cancel';

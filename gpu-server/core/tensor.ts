@@ -4,8 +4,8 @@
  * elements). Transports convert typed `contents` into this form, so the core
  * has one representation to validate, batch and split.
  */
-import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
-import { ELEMENT_SIZE, type WireDatatype } from '../protocol/datatypes';
+import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { ELEMENT_SIZE, type WireDatatype } from '../../protocol/triton/datatypes';
 
 export interface Tensor {
   name: string;

@@ -5,29 +5,27 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../lib/log';
 import type { CoreInferRequest, CoreInferResponse, CoreStreamResponse, InferenceCore, ServerPhase } from '../core/inference-core';
-import { TRITON_SERVICE_NAME } from '../proto/load';
-import { CANCEL_REQUEST_PARAMETER } from '../protocol/cancel';
+import { TRITON_SERVICE_NAME } from '../../protocol/triton/loader';
+import { CANCEL_REQUEST_PARAMETER } from '../../protocol/triton/cancel';
+import { errorCodeParameter } from '../../protocol/triton/error-code';
 import type {
-  ModelInferRequest,
+  GRPCInferenceServiceHandlers,
+  HealthHandlers,
+  ModelInferRequest__Output as ModelInferRequest,
   ModelInferResponse,
-  ModelStatisticsResponse,
   ModelStreamInferResponse,
-  NameVersionRequest,
-  RepositoryIndexRequest,
-} from '../protocol/messages';
+} from '../../protocol/triton/messages';
 import { parametersFromProto, parametersToProto } from './parameters';
 import { invalidArgument } from '../core/errors';
-import { toServiceError } from './status';
+import { toServiceError, type CoreServiceError } from './status';
 import { inputsFromRequest } from './tensors';
-
-type Handler = grpc.UntypedHandleCall;
 
 /**
  * RPCs declared by the proto that this server answers with UNIMPLEMENTED, and
  * why: tensors travel in the request messages only, and tracing and logging
  * are configured by environment (SLUICE_LOG_LEVEL), not at run time.
  */
-export const UNIMPLEMENTED_RPCS: Record<string, string> = {
+const UNIMPLEMENTED_RPCS = {
   SystemSharedMemoryStatus: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
   SystemSharedMemoryRegister: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
   SystemSharedMemoryUnregister: 'shared-memory tensors are not supported; send tensors in raw_input_contents',
@@ -36,16 +34,17 @@ export const UNIMPLEMENTED_RPCS: Record<string, string> = {
   CudaSharedMemoryUnregister: 'CUDA shared-memory tensors are not supported; send tensors in raw_input_contents',
   TraceSetting: 'tracing is not supported',
   LogSettings: 'log settings cannot be changed at run time; set SLUICE_LOG_LEVEL (debug, info, warn, error) and SLUICE_LOG_FORMAT=json in the environment',
-};
+} as const;
 
+/** What RepositoryModelLoad and RepositoryModelUnload requests have in common. */
 interface RepositoryModelRequest {
-  repository_name?: string;
+  repository_name: string;
   model_name: string;
-  parameters?: Record<string, unknown>;
+  parameters: Record<string, unknown>;
 }
 
-function unary<Req, Res>(logger: Logger, rpc: string, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Handler {
-  return ((call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+function unary<Req, Res>(logger: Logger, rpc: string, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
     Promise.resolve()
       .then(() => fn(call.request, call))
       .then(
@@ -56,7 +55,11 @@ function unary<Req, Res>(logger: Logger, rpc: string, fn: (request: Req, call: g
           callback(serviceError, null);
         },
       );
-  }) as Handler;
+  };
+}
+
+function unimplemented<Req, Res>(rpc: keyof typeof UNIMPLEMENTED_RPCS): grpc.handleUnaryCall<Req, Res> {
+  return (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by the Sluice gpu-server: ${UNIMPLEMENTED_RPCS[rpc]}` }, null);
 }
 
 export function toInferResponse(response: CoreInferResponse): ModelInferResponse {
@@ -75,15 +78,19 @@ export function toStreamResponse(response: CoreStreamResponse): ModelStreamInfer
   return { error_message: '', infer_response: { ...toInferResponse(response), parameters: parametersToProto(response.parameters) } };
 }
 
-/** A streamed error: the message, and the request it belongs to (clients match responses to requests by id). */
-function toStreamError(request: ModelInferRequest, error: unknown): ModelStreamInferResponse {
+/**
+ * A streamed error: the message, the request it belongs to (clients match
+ * responses to requests by id), and the status a unary call would have failed
+ * with, as the `sluice_error_code` parameter (protocol/triton/error-code.ts).
+ */
+function toStreamError(request: ModelInferRequest, serviceError: CoreServiceError): ModelStreamInferResponse {
   return {
-    error_message: toServiceError(error).details ?? String(error),
+    error_message: serviceError.details,
     infer_response: {
       model_name: request.model_name,
-      model_version: request.model_version ?? '',
-      id: request.id ?? '',
-      parameters: parametersToProto({ triton_final_response: true }),
+      model_version: request.model_version,
+      id: request.id,
+      parameters: { ...parametersToProto({ triton_final_response: true }), ...errorCodeParameter(serviceError.code) },
       outputs: [],
       raw_output_contents: [],
     },
@@ -121,8 +128,8 @@ function repositoryTarget(rpc: string, request: RepositoryModelRequest): string 
  * once the client has half-closed and every request has finished. One request
  * can be cancelled alone with a Sluice cancel message (protocol/cancel.ts).
  */
-function streamInfer(core: InferenceCore, logger: Logger): Handler {
-  return ((call: grpc.ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>) => {
+function streamInfer(core: InferenceCore, logger: Logger): GRPCInferenceServiceHandlers['ModelStreamInfer'] {
+  return (call) => {
     const running = new Set<AbortController>();
     const byId = new Map<string, AbortController>();
     let ended = false;
@@ -145,9 +152,9 @@ function streamInfer(core: InferenceCore, logger: Logger): Handler {
         .then(() => core.inferStream(coreRequest(request), (response) => write(toStreamResponse(response)), controller.signal))
         .catch((error: unknown) => {
           if (controller.signal.aborted) return;
-          const message = toStreamError(request, error);
-          if (toServiceError(error).code === grpc.status.INTERNAL) logger.error('stream request failed', { model: request.model_name, error: message.error_message });
-          write(message);
+          const serviceError = toServiceError(error);
+          if (serviceError.code === grpc.status.INTERNAL) logger.error('stream request failed', { model: request.model_name, error: serviceError.details });
+          write(toStreamError(request, serviceError));
         })
         .finally(() => {
           running.delete(controller);
@@ -173,67 +180,69 @@ function streamInfer(core: InferenceCore, logger: Logger): Handler {
     });
     call.on('close', stopListening);
     call.on('error', () => undefined); // a broken connection also raises 'cancelled', handled above
-  }) as Handler;
+  };
 }
 
 /** A Sluice cancel message for one request of the call (see protocol/cancel.ts). */
 function isCancelRequest(request: ModelInferRequest): boolean {
-  const parameter = request.parameters?.[CANCEL_REQUEST_PARAMETER] as { bool_param?: boolean } | undefined;
-  return parameter?.bool_param === true;
+  return request.parameters[CANCEL_REQUEST_PARAMETER]?.bool_param === true;
 }
 
 /** Handlers for every RPC of inference.GRPCInferenceService. */
-export function createInferenceHandlers(core: InferenceCore, logger: Logger): grpc.UntypedServiceImplementation {
-  const handlers: grpc.UntypedServiceImplementation = {
+export function createInferenceHandlers(core: InferenceCore, logger: Logger): GRPCInferenceServiceHandlers {
+  return {
     ServerLive: unary(logger, 'ServerLive', () => ({ live: core.isLive() })),
     ServerReady: unary(logger, 'ServerReady', () => ({ ready: core.isReady() })),
     ServerMetadata: unary(logger, 'ServerMetadata', () => core.serverMetadata()),
-    ModelReady: unary(logger, 'ModelReady', (r: NameVersionRequest) => ({ ready: core.modelReady(r.name, r.version) })),
-    ModelMetadata: unary(logger, 'ModelMetadata', (r: NameVersionRequest) => core.modelMetadata(r.name, r.version)),
-    ModelConfig: unary(logger, 'ModelConfig', (r: NameVersionRequest) => ({ config: core.modelConfig(r.name, r.version) })),
-    RepositoryIndex: unary(logger, 'RepositoryIndex', (r: RepositoryIndexRequest) => ({ models: core.repositoryIndex(r.ready) })),
-    RepositoryModelLoad: unary(logger, 'RepositoryModelLoad', async (r: RepositoryModelRequest) => {
+    ModelReady: unary(logger, 'ModelReady', (r) => ({ ready: core.modelReady(r.name, r.version) })),
+    ModelMetadata: unary(logger, 'ModelMetadata', (r) => core.modelMetadata(r.name, r.version)),
+    ModelConfig: unary(logger, 'ModelConfig', (r) => ({ config: core.modelConfig(r.name, r.version) })),
+    RepositoryIndex: unary(logger, 'RepositoryIndex', (r) => ({ models: core.repositoryIndex(r.ready) })),
+    RepositoryModelLoad: unary(logger, 'RepositoryModelLoad', async (r) => {
       await core.loadModel(repositoryTarget('RepositoryModelLoad', r));
       return {};
     }),
-    RepositoryModelUnload: unary(logger, 'RepositoryModelUnload', async (r: RepositoryModelRequest) => {
+    RepositoryModelUnload: unary(logger, 'RepositoryModelUnload', async (r) => {
       await core.unloadModel(repositoryTarget('RepositoryModelUnload', r));
       return {};
     }),
-    ModelStatistics: unary(logger, 'ModelStatistics', (r: NameVersionRequest): ModelStatisticsResponse => ({ model_stats: core.statistics(r.name, r.version) })),
-    ModelInfer: unary(logger, 'ModelInfer', async (r: ModelInferRequest, call) => {
+    ModelStatistics: unary(logger, 'ModelStatistics', (r) => ({ model_stats: core.statistics(r.name, r.version) })),
+    ModelInfer: unary(logger, 'ModelInfer', async (r, call) => {
       // A client that cancels (or times out) while its request is queued frees its place.
       const controller = new AbortController();
       call.on('cancelled', () => controller.abort());
       return toInferResponse(await core.infer(coreRequest(r), controller.signal));
     }),
     ModelStreamInfer: streamInfer(core, logger),
+    SystemSharedMemoryStatus: unimplemented('SystemSharedMemoryStatus'),
+    SystemSharedMemoryRegister: unimplemented('SystemSharedMemoryRegister'),
+    SystemSharedMemoryUnregister: unimplemented('SystemSharedMemoryUnregister'),
+    CudaSharedMemoryStatus: unimplemented('CudaSharedMemoryStatus'),
+    CudaSharedMemoryRegister: unimplemented('CudaSharedMemoryRegister'),
+    CudaSharedMemoryUnregister: unimplemented('CudaSharedMemoryUnregister'),
+    TraceSetting: unimplemented('TraceSetting'),
+    LogSettings: unimplemented('LogSettings'),
   };
-  for (const [rpc, why] of Object.entries(UNIMPLEMENTED_RPCS)) {
-    handlers[rpc] = ((_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback({ code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by the Sluice gpu-server: ${why}` }, null)) as Handler;
-  }
-  return handlers;
 }
 
 type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
 /** grpc.health.v1: SERVING while the core is ready, for '' and the Triton service. */
-export function createHealthHandlers(core: InferenceCore): grpc.UntypedServiceImplementation {
+export function createHealthHandlers(core: InferenceCore): HealthHandlers {
   const known = (service: string) => service === '' || service === TRITON_SERVICE_NAME;
   const statusOf = (phase: ServerPhase): ServingStatus => (phase === 'ready' ? 'SERVING' : 'NOT_SERVING');
   return {
-    Check: ((call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    Check: (call, callback) => {
       const service = call.request.service;
       if (!known(service)) {
         callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${service}'; expected '' or '${TRITON_SERVICE_NAME}'` }, null);
         return;
       }
       callback(null, { status: statusOf(core.phase) });
-    }) as Handler,
+    },
     // As the health protocol asks: the current status at once, then each change, until the client cancels;
     // an unknown service is SERVICE_UNKNOWN (it might appear later), not an error.
-    Watch: ((call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+    Watch: (call) => {
       const serviceKnown = known(call.request.service);
       let last: ServingStatus = serviceKnown ? statusOf(core.phase) : 'SERVICE_UNKNOWN';
       call.write({ status: last });
@@ -248,6 +257,6 @@ export function createHealthHandlers(core: InferenceCore): grpc.UntypedServiceIm
         }
       });
       call.on('cancelled', unsubscribe);
-    }) as Handler,
+    },
   };
 }

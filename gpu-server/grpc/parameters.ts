@@ -1,7 +1,7 @@
 /** Triton's InferParameter oneof (as proto-loader decodes it) to and from the core's plain values. */
 import { invalidArgument } from '../core/errors';
 import type { CoreParameterValue } from '../core/inference-core';
-import type { InferParameter } from '../protocol/messages';
+import type { InferParameter } from '../../protocol/triton/messages';
 
 type DecodedParameter = Partial<Record<'bool_param' | 'int64_param' | 'string_param' | 'double_param' | 'uint64_param', unknown>> & { parameter_choice?: string };
 

@@ -10,12 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../../lib/log';
-import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
-import { CANCEL_REQUEST_PARAMETER } from '../protocol/cancel';
-import type { ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
-import { PROJECT_REPOSITORY } from '../repository/temp-repository';
+import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { CANCEL_REQUEST_PARAMETER } from '../../protocol/triton/cancel';
+import type { ModelStatistics__Output as ModelStatistics, ModelStreamInferResponse__Output as ModelStreamInferResponse } from '../../protocol/triton/messages';
+import { PROJECT_REPOSITORY } from '../testing/temp-repository';
 import { startGpuServer, type GpuServer } from '../server';
-import { type TritonTestClient, openStream, streamAll, tritonTestClient } from './test-client';
+import { type TritonTestClient, openStream, streamAll, tritonTestClient } from '../testing/test-client';
 
 const MODEL = 'sluice-chat';
 type Client = TritonTestClient;
@@ -98,13 +98,13 @@ it('stops generating when the client cancels the call, and the statistics show t
   while (live() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   expect(live()).toBe(0);
   let after = await chatStats();
-  while (after.inference_stats.fail.count === before.inference_stats.fail.count && Date.now() < deadline) {
+  while (after.inference_stats!.fail!.count === before.inference_stats!.fail!.count && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
     after = await chatStats();
   }
-  const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel.count, 0);
+  const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel!.count, 0);
   expect(cancels(after) - cancels(before)).toBe(1);
-  expect(after.inference_stats.fail.count - before.inference_stats.fail.count).toBe(1);
+  expect(after.inference_stats!.fail!.count - before.inference_stats!.fail!.count).toBe(1);
 }, 60_000);
 
 it('cancels one request of a shared call with a cancel message, and the others on the call go on', async () => {
@@ -129,7 +129,7 @@ it('cancels one request of a shared call with a cancel message, and the others o
   expect(byId.get('doomed')!.length).toBeLessThan(100);
   let after = await chatStats();
   const deadline = Date.now() + 5000;
-  const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel.count, 0);
+  const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel!.count, 0);
   while (cancels(after) === cancels(before) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
     after = await chatStats();

@@ -11,7 +11,10 @@ const STATUS: Record<InferenceErrorCode, grpc.status> = {
   [InferenceErrorCode.Internal]: grpc.status.INTERNAL,
 };
 
-export function toServiceError(error: unknown): Partial<grpc.ServiceError> {
+/** The error as grpc-js sends it: always with a code and details. */
+export type CoreServiceError = Partial<grpc.ServiceError> & Pick<grpc.StatusObject, 'code' | 'details'>;
+
+export function toServiceError(error: unknown): CoreServiceError {
   const e = asInferenceError(error);
   return { code: STATUS[e.code], details: e.message, message: e.message };
 }

@@ -10,14 +10,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../../lib/log';
-import { echoBackend, fakeGenerator, fakeGeneratorConfig, type FakeGeneratorLog } from '../core/fake-runners';
+import { echoBackend, fakeGenerator, fakeGeneratorConfig, type FakeGeneratorLog } from '../testing/fake-runners';
 import { InferenceCore } from '../core/inference-core';
-import { loadTritonProto } from '../proto/load';
-import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
-import type { InferParameter, ModelInferResponse, ModelStatistics, ModelStreamInferResponse } from '../protocol/messages';
+import { loadTritonProto } from '../../protocol/triton/loader';
+import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { ERROR_CODE_PARAMETER } from '../../protocol/triton/error-code';
+import type { InferParameter, ModelInferResponse__Output as ModelInferResponse, ModelStatistics__Output as ModelStatistics, ModelStreamInferResponse__Output as ModelStreamInferResponse } from '../../protocol/triton/messages';
 import { ModelRepository } from '../repository/repository';
 import { createHealthHandlers, createInferenceHandlers } from './inference-service';
-import { type TritonTestClient, call, callError, openStream, streamAll, tritonTestClient } from './test-client';
+import { type TritonTestClient, call, callError, openStream, streamAll, tritonTestClient } from '../testing/test-client';
 
 type Client = TritonTestClient;
 
@@ -81,7 +82,7 @@ beforeAll(async () => {
   );
   core.markReady();
   client = tritonTestClient(`127.0.0.1:${port}`);
-  health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Client;
+  health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Client;
 });
 
 afterAll(async () => {
@@ -133,6 +134,20 @@ describe('ModelStreamInfer on a decoupled model', () => {
     expect(byId('fine').map(isFinal)).toEqual([true]);
   });
 
+  it('names the gRPC status of each streamed error in the sluice_error_code parameter, and of nothing else', async () => {
+    const responses = await streamAll(client, [
+      { ...generate('count:1', 'unknown'), model_name: 'nope' },
+      generate('count:1', 'seq', { sequence_id: { int64_param: 7 } }),
+      generate('count:2:fail-at:1', 'fails'),
+      generate('count:1', 'fine'),
+    ]);
+    const codes = (id: string) => responses.filter((r) => r.infer_response?.id === id).map((r) => r.infer_response!.parameters[ERROR_CODE_PARAMETER]?.string_param);
+    expect(codes('unknown')).toEqual(['NOT_FOUND']);
+    expect(codes('seq')).toEqual(['INVALID_ARGUMENT']);
+    expect(codes('fails')).toEqual([undefined, 'INTERNAL']);
+    expect(codes('fine')).toEqual([undefined]);
+  });
+
   it('cancelling the call stops generation within a step and the statistics count the cancellation', async () => {
     const before = await genStats();
     const stream = openStream(client);
@@ -154,19 +169,19 @@ describe('ModelStreamInfer on a decoupled model', () => {
     expect(log.tokens).toBe(tokensAfterCancel); // nothing runs on
     expect(core.instanceStatistics().filter((i) => i.name === 'gen').map((i) => i.activeSequences)).toEqual([0, 0]);
     const after = await genStats();
-    const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel.count, 0);
+    const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel!.count, 0);
     expect(cancels(after) - cancels(before)).toBe(2);
-    expect(after.inference_stats.fail.count - before.inference_stats.fail.count).toBe(2);
+    expect(after.inference_stats!.fail!.count - before.inference_stats!.fail!.count).toBe(2);
   });
 
   it("keeps Triton's response_stats per response index and counts requests", async () => {
     const before = await genStats();
     await streamAll(client, [generate('count:2', 's1'), generate('count:2', 's2')]);
     const after = await genStats();
-    expect(after.response_stats['0'].success.count - (before.response_stats['0']?.success.count ?? 0)).toBe(2);
-    expect(after.response_stats['1'].success.count - (before.response_stats['1']?.success.count ?? 0)).toBe(2);
+    expect(after.response_stats['0'].success!.count - (before.response_stats['0']?.success?.count ?? 0)).toBe(2);
+    expect(after.response_stats['1'].success!.count - (before.response_stats['1']?.success?.count ?? 0)).toBe(2);
     expect(after.inference_count - before.inference_count).toBe(2);
-    expect(after.inference_stats.success.count - before.inference_stats.success.count).toBe(2);
+    expect(after.inference_stats!.success!.count - before.inference_stats!.success!.count).toBe(2);
   });
 
   it('counts a request in the statistics before its final response goes out', async () => {

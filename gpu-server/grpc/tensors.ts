@@ -5,8 +5,8 @@
  */
 import { invalidArgument } from '../core/errors';
 import type { CoreInferInput } from '../core/inference-core';
-import { encodeBytesTensor } from '../protocol/bytes-tensor';
-import type { InferTensorContents, ModelInferRequest } from '../protocol/messages';
+import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import type { InferTensorContents__Output as InferTensorContents, ModelInferRequest__Output as ModelInferRequest } from '../../protocol/triton/messages';
 
 function hasContents(c: InferTensorContents | null | undefined): c is InferTensorContents {
   return !!c && Object.values(c).some((v) => Array.isArray(v) && v.length > 0);

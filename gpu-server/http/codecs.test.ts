@@ -1,7 +1,7 @@
 /** The JSON tensor and generate codecs on their own: conversions, shape filling, and their error messages. */
 import type { CoreModelMetadata, CoreStreamResponse } from '../core/inference-core';
-import { encodeBytesTensor } from '../protocol/bytes-tensor';
-import type { WireDatatype } from '../protocol/datatypes';
+import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import type { WireDatatype } from '../../protocol/triton/datatypes';
 import { encodeGenerateResponse, isFlagOnly, parseGenerateRequest } from './generate-codec';
 import { packJsonData, stringifyJson, unpackJsonData } from './json-tensors';
 

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { createLogger } from '../../lib/log';
 import { InferenceError, InferenceErrorCode } from '../core/errors';
 import type { CoreInferRequest, CoreModelMetadata, CoreStreamResponse, InferenceCore } from '../core/inference-core';
-import { encodeBytesTensor } from '../protocol/bytes-tensor';
+import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import { startGpuServer, type GpuServer } from '../server';
 import { createHttpHandler } from './handler';
 

@@ -11,8 +11,8 @@
  */
 import { invalidArgument } from '../core/errors';
 import { elementCount, type Tensor } from '../core/tensor';
-import { decodeBytesTensor, encodeBytesTensor } from '../protocol/bytes-tensor';
-import { ELEMENT_SIZE, isWireDatatype, type WireDatatype } from '../protocol/datatypes';
+import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
+import { ELEMENT_SIZE, isWireDatatype, type WireDatatype } from '../../protocol/triton/datatypes';
 import { jsonKind } from './body';
 
 export type JsonElement = boolean | number | string | bigint;

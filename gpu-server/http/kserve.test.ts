@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLogger } from '../../lib/log';
-import { encodeBytesTensor } from '../protocol/bytes-tensor';
+import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import { startGpuServer, type GpuServer } from '../server';
 
 const MODEL = 'sluice-embed';

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { InstanceBinding } from '../core/runner';
-import type { ModelConfig } from './model-config';
+import type { ModelConfig } from '../../protocol/triton/model-config';
 
 let cuda: boolean | undefined;
 

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLogger, type Logger } from '../../lib/log';
-import { echoBackend } from '../core/fake-runners';
+import { echoBackend } from '../testing/fake-runners';
 import { instanceBindings } from './devices';
 import { parseModelConfig } from './model-config';
 import { ModelRepository } from './repository';

@@ -25,9 +25,10 @@ import { isStreamingRunner, type InstanceBinding, type ModelRunner, type RunnerF
 import { DEFAULT_QUEUE_POLICY, Scheduler, type QueuePolicy, type SchedulerOptions } from '../core/scheduler';
 import { StatisticsRecorder } from '../core/statistics';
 import { StreamDispatcher } from '../core/stream-dispatcher';
-import { wireDatatype } from '../protocol/datatypes';
+import { wireDatatype } from '../../protocol/triton/datatypes';
 import { cudaAvailable, instanceBindings } from './devices';
-import { parseModelConfig, type ModelConfig, type ModelQueuePolicy } from './model-config';
+import type { ModelConfig, ModelQueuePolicy } from '../../protocol/triton/model-config';
+import { parseModelConfig } from './model-config';
 
 export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
 

@@ -23,7 +23,7 @@ export type {
 } from './generated/inference/ModelInferResponse';
 export type { ModelStreamInferResponse, ModelStreamInferResponse__Output } from './generated/inference/ModelStreamInferResponse';
 export type { ModelConfigResponse__Output } from './generated/inference/ModelConfigResponse';
-export type { ModelMetadataResponse } from './generated/inference/ModelMetadataResponse';
+export type { ModelMetadataResponse, ModelMetadataResponse__Output } from './generated/inference/ModelMetadataResponse';
 export type { ServerMetadataResponse } from './generated/inference/ServerMetadataResponse';
 export type { RepositoryIndexResponse, RepositoryIndexResponse__Output } from './generated/inference/RepositoryIndexResponse';
 export type {
@@ -32,9 +32,5 @@ export type {
 } from './generated/inference/RepositoryIndexResponse';
 export type { ModelStatistics, ModelStatistics__Output } from './generated/inference/ModelStatistics';
 export type { ModelStatisticsResponse, ModelStatisticsResponse__Output } from './generated/inference/ModelStatisticsResponse';
-export type { InferStatistics } from './generated/inference/InferStatistics';
-export type { InferBatchStatistics } from './generated/inference/InferBatchStatistics';
-export type { InferResponseStatistics } from './generated/inference/InferResponseStatistics';
-export type { StatisticDuration } from './generated/inference/StatisticDuration';
 export type { GRPCInferenceServiceClient, GRPCInferenceServiceHandlers } from './generated/inference/GRPCInferenceService';
 export type { HealthHandlers } from './generated/grpc/health/v1/Health';

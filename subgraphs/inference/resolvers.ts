@@ -1,11 +1,11 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
 import type { SubgraphContext } from '../../lib/subgraph-service';
-import type { CompletionInput } from './completion-request';
-import type { CompletionChunk, Completions } from './completions';
-import type { Embeddings } from './embeddings';
-import { gpuError } from './gpu-errors';
-import type { GpuTier } from './gpu-tier';
-import type { ModelCatalog, ModelInfo } from './model-catalog';
+import type { CompletionInput } from './completions/completion-request';
+import type { CompletionChunk, Completions } from './completions/completions';
+import type { Embeddings } from './embeddings/embeddings';
+import { gpuError } from './gpu-tier/gpu-errors';
+import type { GpuTier } from './gpu-tier/gpu-tier';
+import type { ModelCatalog, ModelInfo } from './models/model-catalog';
 
 export interface InferenceContext extends SubgraphContext {
   catalog: ModelCatalog;

@@ -4,20 +4,20 @@ import { ConfigError, envBool, envInt, envString } from '../../lib/config';
 import { identityVerifierFromEnv } from '../../lib/identity';
 import { connectRedis } from '../../lib/redis';
 import { RunningService, ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
-import { BatchGenerator } from './batch-generator';
-import { Completions } from './completions';
-import { Embedder } from './embedder';
-import { Embeddings } from './embeddings';
-import { parseEndpointList } from './endpoint-list';
-import { metricsRoute } from './endpoint-metrics';
-import { GpuTier } from './gpu-tier';
-import { ModelCatalog } from './model-catalog';
-import { Metering, type ResponseCacheBilling } from './metering';
-import { parsePriorityByScope } from './priority';
-import { PromptCache } from './prompt-cache';
-import { ResponseCache } from './response-cache';
+import { BatchGenerator } from './completions/batch-generator';
+import { Completions } from './completions/completions';
+import { EmbeddingBatcher } from './embeddings/embedding-batcher';
+import { Embeddings } from './embeddings/embeddings';
+import { parseEndpointList } from './gpu-tier/endpoint-list';
+import { metricsRoute } from './gpu-tier/endpoint-metrics';
+import { GpuTier } from './gpu-tier/gpu-tier';
+import { ModelCatalog } from './models/model-catalog';
+import { Metering, type ResponseCacheBilling } from './billing/usage-billing';
+import { parsePriorityByScope } from './gpu-tier/priority';
+import { PromptCache } from './billing/prompt-cache';
+import { ResponseCache } from './completions/response-cache';
 import { InferenceContext, resolvers } from './resolvers';
-import { UsagePublisher } from './usage-publisher';
+import { UsagePublisher } from './billing/usage-publisher';
 
 /** `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port), else `INFERENCE_GPU_ENDPOINT`. */
 export function gpuEndpoints(): string[] {
@@ -63,7 +63,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   const priorities = parsePriorityByScope(envString('INFERENCE_PRIORITY_BY_SCOPE', ''));
   const catalog = new ModelCatalog(tier, envInt('INFERENCE_MODEL_CACHE_MS', 5_000));
   const windowMs = envInt('INFERENCE_BATCH_WINDOW_MS', 2);
-  const embedder = new Embedder(tier, windowMs);
+  const embedder = new EmbeddingBatcher(tier, windowMs);
   const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }) });
   const metering = new Metering(
     billing,

@@ -7,9 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PROJECT_REPOSITORY } from '../../gpu-server/repository/temp-repository';
+import { PROJECT_REPOSITORY } from '../../gpu-server/testing/temp-repository';
 import { freePort } from '../../scripts/free-port';
-import { GrpcStatus, isGrpcError, TritonClient } from '../../subgraphs/inference/triton-client';
+import { GrpcStatus, isGrpcError, TritonClient } from '../../subgraphs/inference/gpu-tier/triton-client';
 
 const ROOT = path.join(__dirname, '..', '..');
 

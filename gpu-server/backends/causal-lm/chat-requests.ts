@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResponseSink, RunnerContext } from '../../core/runner';
 import type { Tensor } from '../../core/tensor';
-import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/bytes-tensor';
+import { decodeBytesTensor, encodeBytesTensor } from '../../../protocol/triton/bytes-tensor';
 import { parseModelConfig } from '../../repository/model-config';
 
 export const MODEL_REPOSITORY = path.resolve(__dirname, '..', '..', 'model_repository');

@@ -7,7 +7,7 @@
 import { RowFailures } from '../../core/runner';
 import { InferenceError } from '../../core/errors';
 import { isStreamingRunner, type ModelRunner, type StreamingRunner } from '../../core/runner';
-import { decodeBytesTensor } from '../../protocol/bytes-tensor';
+import { decodeBytesTensor } from '../../../protocol/triton/bytes-tensor';
 import { inWorker } from '../worker-host';
 import { CAUSAL_LM_RUNNER } from './runner';
 import { chatBatchInputs, chatContext, chatInputs, collectingSink, type ChatRequest } from './chat-requests';

@@ -1,0 +1,264 @@
+/**
+ * The inference side of billing (DESIGN §4, issue 9): reserve before, one
+ * usage event after.
+ *
+ * Before the GPU tier is called, `begin` reserves the request's maximum cost
+ * with billing (lib/billing-client.ts), forwarding the caller's identity
+ * header unchanged. Billing's refusal (INSUFFICIENT_BALANCE,
+ * SPEND_LIMIT_EXCEEDED, MODEL_NOT_PRICED, SERVICE_UNAVAILABLE…) is thrown
+ * as it is, so the request fails before anything is generated.
+ *
+ * The maximum cost: every prompt token a cache miss, and the prompt's tokens
+ * bounded by its UTF-8 byte length (a byte-level BPE token covers at least
+ * one byte), capped at the model's context length; plus maxTokens.
+ *
+ * After the request ends, however it ends, `MeteredRequest.end` publishes
+ * exactly one usage event with the real usage — never the reservation — and
+ * returns that usage, so what the client is shown is what is billed:
+ * - the server's final counts (num_input_tokens, the sum of num_output_tokens)
+ *   when the generation finished;
+ * - when it was cut short (unsubscribed, failed, past its deadline) the
+ *   server's final counts never came: completion tokens are our tokenizer's
+ *   count (lib/token-counter.ts, r50k_base) of the text that reached the
+ *   client, prompt tokens the count of the last response that carried one,
+ *   else 0. A request the GPU refused or never started generated nothing and
+ *   is billed 0/0, which releases its hold.
+ * - a model that returns no counts at all is billed our tokenizer's counts of
+ *   its prompt and its text.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Reservation, ReserveRequest } from '../../../lib/billing-client';
+import type { Identity } from '../../../lib/identity';
+import type { Logger } from '../../../lib/log';
+import { countTokens } from '../../../lib/token-counter';
+import { MAX_TOKENS_PER_EVENT, type FinishReason, type Usage, type UsageEvent } from '../../../lib/usage-events';
+import type { PreparedCompletion } from '../completions/completion-request';
+import type { GenerationOutput } from '../completions/generation-tensors';
+import type { ModelInfo } from '../models/model-catalog';
+import { cacheHitTokens, promptPrefixes, type PromptCache, type PromptPrefix } from './prompt-cache';
+import type { UsagePublisher } from './usage-publisher';
+
+/** How an answer from the response cache is billed (INFERENCE_RESPONSE_CACHE_BILLING). */
+export type ResponseCacheBilling = 'free' | 'cache-hit';
+
+const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, totalTokens: 0, promptCacheHitTokens: 0, promptCacheMissTokens: 0 };
+
+/** Who is asking, as the subgraph's context has it. */
+export interface Caller {
+  identity: Identity;
+  /** Forwarded unchanged to billing, which takes the user and API key from it. */
+  identityHeader: string;
+}
+
+/** What metering needs of billing: BillingClient. */
+export interface Reserver {
+  reserve(identityHeader: string, body: ReserveRequest): Promise<Reservation>;
+}
+
+/** The most prompt tokens `prompt` can be: its UTF-8 bytes, at most the model's context. */
+export function promptTokenBound(prompt: string, contextLength: number | null): number {
+  const bytes = Buffer.byteLength(prompt, 'utf8');
+  return contextLength === null ? bytes : Math.min(bytes, contextLength);
+}
+
+export class Metering {
+  private readonly background = new Set<Promise<void>>();
+
+  constructor(
+    private readonly billing: Reserver,
+    private readonly promptCache: PromptCache,
+    private readonly publisher: UsagePublisher,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Reserves the request's maximum cost and looks up its prompt-cache hit.
+   * Throws billing's refusal as a coded GraphQL error; nothing is held then.
+   */
+  async begin(caller: Caller, prepared: PreparedCompletion): Promise<MeteredRequest> {
+    const { model, prompt } = prepared;
+    const userId = caller.identity.sub;
+    if (!userId) throw new TypeError('Metering.begin expects a signed-in caller (prepareCompletion refuses anonymous ones)');
+    const reservationId = randomUUID();
+    const prefixes = promptPrefixes(model.chatTemplate ?? undefined, prepared.messages, prompt);
+    const lookup = this.promptCache.longestSeen(userId, model.id, prefixes).catch((error: unknown) => {
+      // Only a discount is lost: the prompt is billed as cache misses.
+      this.log.warn('prompt-cache lookup failed; the prompt is billed as cache misses', { model: model.id, error: (error as Error).message });
+      return 0;
+    });
+    await this.billing.reserve(caller.identityHeader, {
+      reservationId,
+      model: model.id,
+      promptTokens: promptTokenBound(prompt, model.contextLength),
+      maxCompletionTokens: prepared.sampling.max_tokens,
+    });
+    return new MeteredRequest(this, { caller, userId, model, prompt, reservationId, prefixes, hitBytes: await lookup });
+  }
+
+  /**
+   * Runs an embedding call metered like a completion: its prompt tokens are
+   * reserved before any GPU work (each text's UTF-8 bytes, at most the model's `max_tokens`
+   * — the tokens it reads), then billed as counted: each text's r50k tokens
+   * after the embedding backend's normalisation (NFKC, lower case), at most
+   * `max_tokens`; output 0. A failed call bills nothing.
+   */
+  async embedding<T>(caller: Caller, model: ModelInfo, texts: readonly string[], run: (reserved: Promise<void>) => Promise<T>): Promise<T> {
+    const userId = caller.identity.sub;
+    if (!userId) throw new TypeError('Metering.embedding expects a signed-in caller');
+    const cap = model.maxInputTokens ?? Number.POSITIVE_INFINITY;
+    const sum = (count: (text: string) => number) => Math.min(MAX_TOKENS_PER_EVENT, texts.reduce((total, text) => total + Math.min(count(text), cap), 0));
+    const facts: RequestFacts = { caller, userId, model, prompt: '', reservationId: randomUUID(), prefixes: [], hitBytes: 0 };
+    // `run` may queue the texts while the reservation is pending; it must not call the GPU before `reserved` resolves.
+    const reserved = this.billing
+      .reserve(caller.identityHeader, { reservationId: facts.reservationId, model: model.id, promptTokens: sum((text) => Buffer.byteLength(text, 'utf8')), maxCompletionTokens: 0 })
+      .then(() => true as const);
+    const cleared = reserved.then(() => undefined);
+    // Its refusal is thrown below; `run` may never look at it (a batch that failed first).
+    cleared.catch(() => undefined);
+    let result: T;
+    try {
+      result = await run(cleared);
+    } catch (error) {
+      // A refused reservation held nothing; a failure after it was held releases it.
+      if (await reserved.catch(() => false)) this.record(facts, ZERO_USAGE, 'ERROR');
+      throw (await reserved.then(() => error, (refusal: unknown) => refusal)) as Error;
+    }
+    // As the backend reads it: normalised, and no further than its tokens can reach (32 characters per kept token).
+    const read = (text: string) => (Number.isFinite(cap) ? text.normalize('NFKC').toLowerCase().slice(0, cap * 32) : text.normalize('NFKC').toLowerCase());
+    const tokens = sum((text) => countTokens(read(text)));
+    this.record(facts, { promptTokens: tokens, completionTokens: 0, totalTokens: tokens, promptCacheHitTokens: 0, promptCacheMissTokens: tokens }, 'STOP');
+    return result;
+  }
+
+  /** Waits (at most `timeoutMs`) for events being published and prefixes being stored; true when all are done. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.background), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+    return (await this.publisher.drain(Math.max(0, timeoutMs - (Date.now() - started)))) && this.background.size === 0;
+  }
+
+  /** Called once per request by MeteredRequest.end. */
+  record(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
+    const event: UsageEvent = {
+      eventId: randomUUID(),
+      reservationId: request.reservationId,
+      userId: request.userId,
+      keyId: request.caller.identity.keyId ?? null,
+      model: request.model.id,
+      modelVersion: request.model.version,
+      promptTokens: usage.promptTokens,
+      promptCacheHitTokens: usage.promptCacheHitTokens,
+      promptCacheMissTokens: usage.promptCacheMissTokens,
+      completionTokens: usage.completionTokens,
+      finishReason,
+      endedAt: Date.now(),
+    };
+    try {
+      this.publisher.publish(event);
+    } catch (error) {
+      // An invalid event is our bug; the reservation expires unbilled rather than failing the client's request.
+      this.log.error('USAGE EVENT INVALID: not published; its reservation will expire unbilled', { error: (error as Error).message, event });
+    }
+    // Only a prompt that was billed may make later ones cheaper.
+    if (usage.promptTokens > 0) {
+      const stored = this.promptCache.remember(request.userId, request.model.id, request.prefixes).catch((error: unknown) => {
+        this.log.warn('prompt prefixes not stored; later requests will not get a cache hit for them', { model: request.model.id, error: (error as Error).message });
+      });
+      const task = stored.finally(() => this.background.delete(task));
+      this.background.add(task);
+    }
+  }
+}
+
+interface RequestFacts {
+  caller: Caller;
+  userId: string;
+  model: ModelInfo;
+  prompt: string;
+  reservationId: string;
+  prefixes: PromptPrefix[];
+  /** UTF-8 length of the longest prefix found in the prompt cache. */
+  hitBytes: number;
+}
+
+/** One reserved request, from reservation to its one usage event. */
+export class MeteredRequest {
+  private readonly outputs: GenerationOutput[] = [];
+  private sentText = '';
+  private usage: Usage | undefined;
+
+  constructor(
+    private readonly metering: Metering,
+    readonly facts: RequestFacts,
+  ) {}
+
+  get reservationId(): string {
+    return this.facts.reservationId;
+  }
+
+  get ended(): boolean {
+    return this.usage !== undefined;
+  }
+
+  /** A response of the GPU server (its text and counts). */
+  received(output: GenerationOutput): void {
+    this.outputs.push(output);
+  }
+
+  /** Text that reached the client. */
+  sent(text: string): void {
+    this.sentText += text;
+  }
+
+  /**
+   * Ends the request: the first call works out the usage, publishes the
+   * event and returns the usage; later calls return the same usage and
+   * publish nothing. `finished`: the server's final response arrived.
+   */
+  end(finishReason: FinishReason, finished: boolean): Usage {
+    if (this.usage) return this.usage;
+    const usage = this.measure(finished);
+    this.usage = usage;
+    this.metering.record(this.facts, usage, finishReason);
+    return usage;
+  }
+
+  /**
+   * Ends a request answered from the response cache, which touched no GPU:
+   * `free` bills nothing; `cache-hit` bills the replayed prompt and text alike
+   * as prompt tokens at the cache-hit price (the event says so in its parts).
+   */
+  endCached(hit: { promptTokens: number; completionTokens: number }, billing: ResponseCacheBilling): Usage {
+    if (this.usage) return this.usage;
+    const tokens = billing === 'free' ? 0 : hit.promptTokens + hit.completionTokens;
+    this.usage = { promptTokens: tokens, completionTokens: 0, totalTokens: tokens, promptCacheHitTokens: tokens, promptCacheMissTokens: 0 };
+    this.metering.record(this.facts, this.usage, 'STOP');
+    return this.usage;
+  }
+
+  private measure(finished: boolean): Usage {
+    const { prompt, hitBytes } = this.facts;
+    const reported = (n: number | null): n is number => n !== null;
+    const inputCounts = this.outputs.map((o) => o.inputTokens).filter(reported);
+    const outputCounts = this.outputs.map((o) => o.outputTokens).filter(reported);
+    let promptTokens: number;
+    let completionTokens: number;
+    if (finished) {
+      promptTokens = inputCounts.length ? inputCounts[inputCounts.length - 1] : countTokens(prompt);
+      completionTokens = outputCounts.length ? outputCounts.reduce((a, b) => a + b, 0) : countTokens(this.outputs.map((o) => o.text).join(''));
+    } else {
+      promptTokens = inputCounts.length ? inputCounts[inputCounts.length - 1] : 0;
+      completionTokens = countTokens(this.sentText);
+    }
+    const promptCacheHitTokens = cacheHitTokens(promptTokens, hitBytes, Buffer.byteLength(prompt, 'utf8'));
+    return {
+      promptTokens,
+      completionTokens,
+      totalTokens: promptTokens + completionTokens,
+      promptCacheHitTokens,
+      promptCacheMissTokens: promptTokens - promptCacheHitTokens,
+    };
+  }
+}
