@@ -6,5 +6,5 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts
 COPY . .
 # Model weights are built by the project's own deterministic script, never downloaded.
-RUN npx tsx gpu-server/scripts/build-models.ts
+RUN npx tsx gpu-server/model-builder/build-models.ts
 USER node

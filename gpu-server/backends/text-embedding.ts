@@ -1,7 +1,7 @@
 /**
  * The text-embedding backend: BYTES text in, FP32 unit vectors out. Text is
  * normalised (NFKC, lower case) and tokenized here with a BPE encoding from
- * gpt-tokenizer; the ONNX graph (see scripts/build-models.ts) takes the token
+ * gpt-tokenizer; the ONNX graph (see model-builder/build-models.ts) takes the token
  * ids and a mask and does the rest: embedding lookup, masked mean pooling and
  * L2 normalisation. `model.py` beside model.onnx does the same for Triton's
  * Python backend, so both servers give the same vectors.
@@ -71,7 +71,7 @@ export async function createTextEmbeddingRunner(context: RunnerContext): Promise
   const maxTokens = Number(configParameter(config, 'max_tokens') ?? 256);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error(`parameter 'max_tokens' expects a positive integer, but got '${configParameter(config, 'max_tokens')}'`);
   const file = path.join(versionDir, configParameter(config, 'onnx_model_filename') ?? config.default_model_filename ?? 'model.onnx');
-  if (!fs.existsSync(file)) throw new Error(`model file ${file} does not exist (run: npx tsx gpu-server/scripts/build-models.ts)`);
+  if (!fs.existsSync(file)) throw new Error(`model file ${file} does not exist (run: npx tsx gpu-server/model-builder/build-models.ts)`);
   const session = await ort.InferenceSession.create(file, instanceSessionOptions(context));
   for (const name of ['input_ids', 'attention_mask']) {
     if (!session.inputNames.includes(name)) throw new Error(`${file} expects graph input '${name}', but the graph has ${session.inputNames.join(', ')}`);

@@ -1,7 +1,7 @@
 /**
  * Time as the scheduler sees it: a monotonic clock and one-shot timers. The
  * real clock is process.hrtime and Node's timers; tests pass a manual clock
- * (core/manual-clock.ts) to step time and see exactly when batches form.
+ * (testing/manual-clock.ts) to step time and see exactly when batches form.
  */
 export interface Clock {
   /** Monotonic time in nanoseconds. */

@@ -126,7 +126,7 @@ function repositoryTarget(rpc: string, request: RepositoryModelRequest): string 
  * The client cancelling the call aborts every request of the call still
  * running (a generating model stops within one decode step); the call ends
  * once the client has half-closed and every request has finished. One request
- * can be cancelled alone with a Sluice cancel message (protocol/cancel.ts).
+ * can be cancelled alone with a Sluice cancel message (protocol/triton/cancel.ts).
  */
 function streamInfer(core: InferenceCore, logger: Logger): GRPCInferenceServiceHandlers['ModelStreamInfer'] {
   return (call) => {

@@ -1,6 +1,6 @@
 /**
  * The gRPC adapter over a real grpc-js server and client, with in-process
- * fake backends (core/fake-runners.ts): ModelStreamInfer for a decoupled model
+ * fake backends (testing/fake-runners.ts): ModelStreamInfer for a decoupled model
  * (multiplexing, final flags, empty final responses, errors, cancellation,
  * response statistics), request parameters, model control and health Watch.
  * The real models are exercised in ../server.test.ts.

@@ -181,7 +181,7 @@ function buildGraph(vocabSize: number, fingerprint: string): Uint8Array {
 
   const model = onnx.ModelProto.create({
     irVersion: 8,
-    producerName: 'sluice/gpu-server/scripts/build-causal-lm.ts',
+    producerName: 'sluice/gpu-server/model-builder/build-causal-lm.ts',
     producerVersion: String(p.graphRevision),
     opsetImport: [{ domain: '', version: p.opset }],
     graph: onnx.GraphProto.create({ name: 'sluice_causal_lm', initializer, input: inputs, output: outputs, node: nodes }),

@@ -7,7 +7,7 @@
  * is left alone. Writes go to a temporary file renamed into place, so
  * concurrent builds (global test setup + a test) never see half a file.
  *
- *   npx tsx gpu-server/scripts/build-models.ts [repository]
+ *   npx tsx gpu-server/model-builder/build-models.ts [repository]
  *
  * The graph, for token ids X [N,T] (int64) and mask M [N,T] (float):
  *   w      = M * Gather(token_weight, Min(X, V-1))     per-token weight [N,T]
@@ -121,7 +121,7 @@ function buildEmbeddingModel(fingerprint: string): Uint8Array {
   });
   const model = onnx.ModelProto.create({
     irVersion: 7,
-    producerName: 'sluice/gpu-server/scripts/build-models.ts',
+    producerName: 'sluice/gpu-server/model-builder/build-models.ts',
     producerVersion: String(p.graphRevision),
     opsetImport: [{ domain: '', version: p.opset }],
     graph,

@@ -1,7 +1,7 @@
 /**
  * Non-streamed generation on batching models (max_batch_size > 0): the
  * prompts of one batch (ModelLoaders) become the rows of a single ModelInfer
- * call — the same contract as the embedder: one call per batch, one result
+ * call — the same contract as the embedding batcher: one call per batch, one result
  * per prompt in order, and a failed call fails every prompt of its batch.
  * Prompts of different priorities (priority.ts) go in different batches,
  * since a call has one priority.

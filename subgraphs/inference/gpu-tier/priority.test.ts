@@ -36,7 +36,7 @@ describe('the priority parameter', () => {
     expect(generationRequest(chat, 'r', ['hi'], [sampling], false).parameters).toBeUndefined();
   });
 
-  it('the embedder batches callers of different priorities apart, each call carrying its priority', async () => {
+  it('the embedding batcher batches callers of different priorities apart, each call carrying its priority', async () => {
     const calls: ModelInferRequest[] = [];
     const triton = {
       modelInfer: (request: ModelInferRequest): Promise<ModelInferResponse> => {
