@@ -15,12 +15,14 @@ import type { GatewayPipeline } from './pipeline';
 export function refuseHttpSource(pipeline: GatewayPipeline, req: IncomingMessage, res: ServerResponse, body: unknown): boolean {
   if (!pipeline.sourceChecks.length) return false;
   if (req.method === 'GET' || req.method === 'HEAD') return refuseGetSource(pipeline, req, res);
-  for (const request of Array.isArray(body) ? body : [body]) {
-    if (typeof request !== 'object' || request === null) continue;
-    const refused = pipeline.requestDidStart(request as SourceRequest);
-    if (refused) return refuse(res, refused);
-  }
-  return false;
+  if (!Array.isArray(body)) return refuseOperationSource(pipeline, res, body);
+  return body.some((request) => refuseOperationSource(pipeline, res, request));
+}
+
+function refuseOperationSource(pipeline: GatewayPipeline, res: ServerResponse, request: unknown): boolean {
+  if (typeof request !== 'object' || request === null) return false;
+  const refused = pipeline.requestDidStart(request as SourceRequest);
+  return refused ? refuse(res, refused) : false;
 }
 
 function refuseGetSource(pipeline: GatewayPipeline, req: IncomingMessage, res: ServerResponse): boolean {

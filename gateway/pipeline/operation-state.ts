@@ -3,7 +3,10 @@ import type { GatewayContext } from '../auth/context';
 
 /** A typed place in an operation's state, one per feature that keeps something for the rest of the operation. */
 export class StateKey<T> {
+  private static count = 0;
   declare private readonly type: T;
+  /** Its slot: keys are made once per feature, at start, so the slots stay few. */
+  readonly index = StateKey.count++;
   constructor(readonly name: string) {}
 }
 
@@ -25,7 +28,7 @@ export class OperationState {
   schema!: GraphQLSchema;
   /** Apollo Server's hash of the document, which its query plan and the response cache are keyed by; changes with the document. */
   queryHash: string | undefined;
-  private slots: Map<StateKey<unknown>, unknown> | undefined;
+  private slots: unknown[] | undefined;
 
   constructor(
     readonly context: GatewayContext,
@@ -40,10 +43,10 @@ export class OperationState {
   }
 
   get<T>(key: StateKey<T>): T | undefined {
-    return this.slots?.get(key) as T | undefined;
+    return this.slots?.[key.index] as T | undefined;
   }
 
   set<T>(key: StateKey<T>, value: T): void {
-    (this.slots ??= new Map()).set(key, value);
+    (this.slots ??= [])[key.index] = value;
   }
 }

@@ -45,7 +45,9 @@ export class GatewayPipeline {
   /** The first refusal of the resolved operation, if any; the checks after a refusal do not run. */
   async operationDidResolve(operation: OperationState): Promise<Refusal | undefined> {
     for (const feature of this.operationChecks) {
-      const refused = await feature.operationDidResolve!(operation);
+      const result = feature.operationDidResolve!(operation);
+      // Most checks are synchronous (memoized): only a promise is waited for.
+      const refused = result instanceof Promise ? await result : result;
       if (refused?.length) return refused;
     }
     return undefined;
