@@ -10,7 +10,7 @@ import { apolloHttpHandler, ContextError } from './apollo-http';
 import { compiledSubscribe } from './compiled-subscriptions';
 import { ErrorCode } from './errors';
 import { enforceFieldAuthorization } from './field-authorization';
-import { serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
+import { CloseCode, serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
 import { Identity, IDENTITY_HEADER, IdentityError, IdentityVerifier } from './identity';
 import type { Logger } from './log';
@@ -129,7 +129,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(
 /**
  * The subgraph's subscriptions over graphql-ws on /graphql, for the gateway.
  * The signed identity arrives in `connection_init` (a WebSocket carries no
- * per-message headers); a connection without a valid one is closed with 4401
+ * per-message headers); a connection without a valid one is closed with CloseCode.Unauthorized
  * before any operation runs, as an HTTP request without one gets 401.
  */
 function serveSubscriptions<TContext extends SubgraphContext>(
@@ -171,7 +171,7 @@ function serveSubscriptions<TContext extends SubgraphContext>(
         } catch (error) {
           if (!(error instanceof IdentityError)) throw error;
           log.warn('refused subscription connection without a valid identity', { reason: error.message });
-          ctx.extra.socket.close(4401, `Unauthorized: ${error.message}`.slice(0, 120));
+          ctx.extra.socket.close(CloseCode.Unauthorized, `Unauthorized: ${error.message}`.slice(0, 120));
           return false;
         }
       },

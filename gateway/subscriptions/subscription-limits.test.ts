@@ -40,7 +40,7 @@ it('refuses past the per-connection limit, then admits again once one ends', asy
   await connection.close();
 });
 
-// The per-user limit is the rate limiter's, shared by every gateway: gateway/test/rate-limits-subscriptions.test.ts.
+// The per-user limit is the rate limiter's, shared by every gateway: gateway/rate-limits/rate-limits-subscriptions.test.ts.
 
 it('reports parse, validation and variable errors with their codes', () => {
   const subscriptions = service();

@@ -5,8 +5,8 @@
  * `@link(..., for: SECURITY)` feature it does not implement — the right
  * default, since ignoring one would leave fields open — and it implements
  * neither `authenticated` nor `requiresScopes`. Those two are enforced by
- * this gateway before @apollo/gateway sees an operation (apollo-plugin.ts,
- * subscriptions.ts), so they are passed on without their SECURITY purpose;
+ * this gateway before @apollo/gateway sees an operation (feature.ts, on
+ * every path), so they are passed on without their SECURITY purpose;
  * any other security feature (say `@policy`) still stops the gateway at start.
  */
 import { Kind, parse, print, visit } from 'graphql';
