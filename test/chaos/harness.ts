@@ -10,7 +10,8 @@
  *  - kept: the share of query answers during the outage that kept every
  *    part of the answer the fault does not own (`affects`). A part reached
  *    through a failed service cannot be kept (`balance` hangs off auth's `me`).
- *  - fail-fast: how long the answers missing a part took.
+ *  - fail-fast: how long the answers during the outage took (a hung service
+ *    shows here: its callers wait).
  *  - recovery: from the service being ready again to the end of the last
  *    answer still missing a part.
  *  - money: every user's balance, holds, usage, invoices and usage events
@@ -32,7 +33,8 @@ import { freeStackPorts } from '../support/stack';
 import { wsClient } from '../support/subscriptions';
 
 /** What can fail: a subgraph, Redis, or something every part needs to reach (none of these own a part). */
-export type Dependency = 'auth' | 'billing' | 'knowledge' | 'inference' | 'redis';
+export type Subgraph = 'auth' | 'billing' | 'knowledge' | 'inference';
+export type Dependency = Subgraph | 'redis';
 
 /** The parts of the load's query, each with what it needs besides the gateway. */
 export const QUERY_PARTS = {
@@ -70,8 +72,14 @@ export interface ChaosStack {
   logs: string[];
   /** The gRPC addresses of the gpu-servers, in the stack's order. */
   gpuAddresses: string[];
-  /** Stops Redis (SIGTERM: it writes its append-only file out) and starts it again on its address and data. */
-  restartRedis(downMs: number): Promise<void>;
+  /** Stops Redis (SIGTERM: it writes its append-only file out). */
+  stopRedis(): Promise<void>;
+  /** Starts Redis again on its address, over its append-only file. */
+  startRedis(): Promise<void>;
+  /** Freezes a subgraph's process (SIGSTOP): it keeps its sockets and answers nothing, like a hung service. */
+  pause(service: Subgraph): Promise<void>;
+  /** Lets a paused subgraph run again (SIGCONT). */
+  resume(service: Subgraph): void;
   /** The process ids of the gateway's workers answering now. */
   gatewayWorkerPids(): Promise<Set<number>>;
   stop(): Promise<void>;
@@ -108,6 +116,7 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
     throw error;
   }
   const port = Number(new URL(redis.url).port);
+  const paused = new Map<Subgraph, number>();
   return {
     stack,
     get redis() {
@@ -115,13 +124,26 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
     },
     logs,
     gpuAddresses: gpuServers(stack.ports, env).map((gpu) => `127.0.0.1:${gpu.grpc}`),
-    restartRedis: async (downMs) => {
-      await redis.stop();
-      await sleep(downMs);
+    stopRedis: () => redis.stop(),
+    startRedis: async () => {
       redis = await startRedisServer(redisDir, (line) => onLine('redis', line), port);
+    },
+    pause: async (service) => {
+      // Its pid from its own /health: the stack's kill waits for an exit, which SIGSTOP never brings.
+      const health = await fetch(`http://127.0.0.1:${stack.ports[service]}/health`, { signal: AbortSignal.timeout(5_000) });
+      const { pid } = (await health.json()) as { pid: number };
+      paused.set(service, pid);
+      process.kill(pid, 'SIGSTOP');
+    },
+    resume: (service) => {
+      const pid = paused.get(service);
+      if (pid === undefined) throw new Error(`cannot resume ${service}: it was not paused`);
+      paused.delete(service);
+      process.kill(pid, 'SIGCONT');
     },
     gatewayWorkerPids: () => gatewayWorkerPids(stack.gatewayUrl),
     stop: async () => {
+      for (const pid of paused.values()) process.kill(pid, 'SIGCONT');
       await stack.stop();
       await redis.stop();
       rmSync(dataDir, { recursive: true, force: true });
@@ -341,8 +363,8 @@ export interface ScenarioResult {
   outageAnswers: Outcome[];
   /** Share of them that kept every part the fault does not own (1 when there were none). */
   kept: number;
-  /** Latencies of query answers missing a part, during the outage: p50 and max, ms. */
-  failFast: { p50: number; max: number; count: number };
+  /** Latencies of the query answers started during the outage: p50 and max, ms. */
+  failFast: { p50: number; max: number };
   /** From ready to the end of the last answer still missing a part, ms (0: whole at once). */
   recoveryMs: number;
   money: Money;
@@ -366,7 +388,7 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const outageAnswers = queries.filter((o) => o.start >= faultAt && o.start < readyAt);
   const kept = partsKept(scenario.affects);
   const keptCount = outageAnswers.filter((o) => kept.every((p) => o.parts.includes(p))).length;
-  const missing = outageAnswers.filter((o) => o.parts.length < whole).map((o) => o.end - o.start);
+  const latencies = outageAnswers.map((o) => o.end - o.start);
   const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
   const money = await settledMoney(chaos, users, 30_000);
   if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
@@ -382,7 +404,7 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
     readyAt,
     outageAnswers,
     kept: outageAnswers.length ? keptCount / outageAnswers.length : 1,
-    failFast: { p50: percentile(missing, 50), max: missing.length ? Math.max(...missing) : NaN, count: missing.length },
+    failFast: { p50: percentile(latencies, 50), max: latencies.length ? Math.max(...latencies) : NaN },
     recoveryMs: lastBroken - readyAt,
     money,
   };

@@ -1,0 +1,162 @@
+/**
+ * The chaos table (issue 21): every fault the chaos suite knows, one after
+ * another on one stack (every service in its own process, two gpu-servers,
+ * two gateway workers, its own append-only Redis) under a steady load of
+ * mixed queries, completions and streams, with the gateway's default
+ * timeouts and breaker settings. For each fault: the share of query answers
+ * during the outage that kept every part of the answer the fault does not
+ * own, how many carried errors, how fast the answers missing a part came
+ * back, how long after the service was ready again answers were whole, what
+ * became of completions and streams, and whether every balance, hold, usage
+ * figure and usage event agreed afterwards.
+ *
+ *   npx tsx bench/chaos.ts [outage seconds, default 8] [only the faults whose name contains this]
+ */
+import * as os from 'node:os';
+import {
+  killAndRestart,
+  runScenario,
+  signUpUsers,
+  sleep,
+  startChaosStack,
+  type ChaosStack,
+  type LoadMix,
+  type Outcome,
+  type Scenario,
+  type ScenarioResult,
+} from '../test/chaos/harness';
+import { loadNote, percentile, recordResult } from './results';
+
+const OUTAGE_MS = Number(process.argv[2] ?? 8) * 1_000;
+const ONLY = process.argv[3] ?? '';
+const MIX: LoadMix = { queryClients: 6, completionClients: 2, streamClients: 2, streamTokens: 150, pauseMs: 20 };
+const PHASES = { beforeMs: 3_000, outageMs: OUTAGE_MS, afterMs: 8_000 };
+const ROLLED = ['auth', 'billing', 'knowledge', 'inference', 'gpu-server', 'gpu-server-2'] as const;
+
+/** Kills one gateway worker; recovery is the cluster's replacement answering. */
+function gatewayWorkerKilled(): Scenario {
+  let victim = -1;
+  return {
+    name: 'one of two gateway workers killed (SIGKILL)',
+    affects: [],
+    gpuCountsSurvive: true,
+    inject: async (chaos) => {
+      [victim] = await chaos.gatewayWorkerPids();
+      process.kill(victim, 'SIGKILL');
+    },
+    recover: async (chaos) => {
+      for (let i = 0; i < 300; i++) {
+        const pids = await chaos.gatewayWorkerPids();
+        if (pids.size >= 2 && !pids.has(victim)) return;
+        await sleep(100);
+      }
+      throw new Error('the gateway did not replace its killed worker within 30 s');
+    },
+  };
+}
+
+/** SIGTERM (drain), then start, for every service in turn, gateway workers last; the fault is the whole sequence. */
+function rollingRestart(): Scenario {
+  return {
+    name: 'rolling restart of every service (SIGTERM, drain, start), one process each',
+    affects: [],
+    gpuCountsSurvive: false,
+    inject: async (chaos) => {
+      for (const service of ROLLED) {
+        await chaos.stack.kill(service, 'SIGTERM');
+        await chaos.stack.restart(service);
+      }
+      for (const pid of await chaos.gatewayWorkerPids()) {
+        process.kill(pid, 'SIGTERM');
+        for (let i = 0; i < 300 && (await chaos.gatewayWorkerPids()).has(pid); i++) await sleep(100);
+      }
+    },
+    recover: async () => undefined,
+  };
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'auth killed, restarted', ...killAndRestart('auth', ['auth']) },
+  { name: 'billing killed, restarted (completions requested meanwhile)', ...killAndRestart('billing', ['billing']) },
+  { name: 'knowledge killed, restarted', ...killAndRestart('knowledge', ['knowledge']) },
+  { name: 'inference killed, restarted', ...killAndRestart('inference', ['inference']) },
+  { name: 'gpu-server killed mid-stream (one of two)', ...killAndRestart('gpu-server-2', []) },
+  {
+    name: 'billing hung (SIGSTOP, then SIGCONT)',
+    affects: ['billing'],
+    gpuCountsSurvive: true,
+    inject: (chaos) => chaos.pause('billing'),
+    recover: async (chaos) => chaos.resume('billing'),
+  },
+  {
+    name: 'Redis restarted (SIGTERM, append-only file kept)',
+    affects: ['redis'],
+    gpuCountsSurvive: true,
+    inject: (chaos) => chaos.stopRedis(),
+    recover: (chaos) => chaos.startRedis(),
+  },
+  gatewayWorkerKilled(),
+  rollingRestart(),
+];
+
+const pct = (n: number, of: number) => (of === 0 ? '–' : `${((100 * n) / of).toFixed(0)} %`);
+const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : '–');
+
+/** "12 ok, 30 SERVICE_UNAVAILABLE" for the requests of one kind. */
+function endings(outcomes: Outcome[]): string {
+  const counts = new Map<string, number>();
+  for (const o of outcomes) {
+    const key = o.ok ? 'ok' : o.codes.join('+') || 'no code';
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([key, n]) => `${n} ${key}`).join(', ') || '–';
+}
+
+function row(result: ScenarioResult): string {
+  const { outageAnswers: answers } = result;
+  const inOutage = (kind: Outcome['kind']) => result.outcomes.filter((o) => o.kind === kind && o.end > result.faultAt && o.start < result.readyAt);
+  const withErrors = answers.filter((o) => o.codes.length > 0).length;
+  const money = result.money.exact
+    ? `yes (${result.money.events} events${result.money.gpuRuns !== undefined ? `, ${result.money.gpuRuns} GPU runs` : ''})`
+    : `**no**: ${result.money.problems.join('; ')}`;
+  return `| ${result.name} | ${((result.readyAt - result.faultAt) / 1_000).toFixed(1)} s | ${pct(Math.round(result.kept * answers.length), answers.length)} of ${answers.length} | ${pct(withErrors, answers.length)} | ${ms(result.failFast.p50)} / ${ms(result.failFast.max)} | ${ms(result.recoveryMs)} | ${endings(inOutage('complete'))} | ${endings(inOutage('stream'))} | ${money} |`;
+}
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0];
+  let chaos: ChaosStack | undefined;
+  try {
+    chaos = await startChaosStack({ gpuServers: 2, gatewayWorkers: 2 });
+    const results: ScenarioResult[] = [];
+    for (const scenario of SCENARIOS.filter((s) => s.name.includes(ONLY))) {
+      process.stdout.write(`${scenario.name} … `);
+      const users = await signUpUsers(chaos, 4, 'chaos-bench');
+      const result = await runScenario(chaos, scenario, PHASES, MIX, users);
+      results.push(result);
+      process.stdout.write(`${row(result)}\n`);
+    }
+    const all = results.flatMap((r) => r.outcomes.filter((o) => o.kind === 'query'));
+    const body = [
+      `\`npx tsx bench/chaos.ts ${OUTAGE_MS / 1_000}\`: one stack (every service its own process, 2 gpu-servers, 2 gateway workers, its own Redis with appendonly yes), the gateway's default subgraph timeouts and breaker (5 failures, 5 s open), response cache off so answers come from the subgraphs. Load: ${MIX.queryClients} clients looping \`{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }\`, ${MIX.completionClients} looping \`complete\` (sluice-chat-batch, 4 tokens), ${MIX.streamClients} looping \`completionStream\` (sluice-chat, ${MIX.streamTokens} tokens), each pausing ${MIX.pauseMs} ms; fresh users per fault; ${PHASES.beforeMs / 1_000} s of load, the fault for ${OUTAGE_MS / 1_000} s (plus the restart's own time), then ${PHASES.afterMs / 1_000} s.`,
+      '',
+      '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) GPU generations = usage events.',
+      '',
+      '| fault | outage | answers with the others\' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...results.map(row),
+      '',
+      `All query answers: ${all.length}, latency p50 ${ms(percentile(all.map((o) => o.end - o.start), 50))}.`,
+      '',
+      loadNote(loadBefore),
+    ].join('\n');
+    recordResult('chaos', 'Issue 21: chaos, one fault at a time under load', body);
+    process.stdout.write(`${body}\n`);
+  } finally {
+    await chaos?.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
