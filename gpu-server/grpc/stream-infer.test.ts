@@ -93,6 +93,14 @@ afterAll(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
+/** Requests that fail in each way a streamed request can (unknown model, refused parameter, model failure), and one that succeeds. */
+const failingRequests = () => [
+  { ...generate('count:1', 'unknown'), model_name: 'nope' },
+  generate('count:1', 'seq', { sequence_id: { int64_param: 7 } }),
+  generate('count:3:fail-at:1', 'fails'),
+  generate('count:1', 'fine'),
+];
+
 describe('ModelStreamInfer on a decoupled model', () => {
   it('multiplexes requests on one stream: each id gets its responses in order, only the last final', async () => {
     log.instances.length = 0;
@@ -119,12 +127,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
   });
 
   it('reports errors as error_message with the request id, and keeps serving the stream', async () => {
-    const responses = await streamAll(client, [
-      { ...generate('count:1', 'unknown'), model_name: 'nope' },
-      generate('count:1', 'seq', { sequence_id: { int64_param: 7 } }),
-      generate('count:3:fail-at:1', 'fails'),
-      generate('count:1', 'fine'),
-    ]);
+    const responses = await streamAll(client, failingRequests());
     const byId = (id: string) => responses.filter((r) => r.infer_response?.id === id);
     expect(byId('unknown')).toEqual([expect.objectContaining({ error_message: "Request for unknown model: 'nope' is not found" })]);
     expect(byId('seq')[0].error_message).toBe(
@@ -135,12 +138,7 @@ describe('ModelStreamInfer on a decoupled model', () => {
   });
 
   it('names the gRPC status of each streamed error in the sluice_error_code parameter, and of nothing else', async () => {
-    const responses = await streamAll(client, [
-      { ...generate('count:1', 'unknown'), model_name: 'nope' },
-      generate('count:1', 'seq', { sequence_id: { int64_param: 7 } }),
-      generate('count:2:fail-at:1', 'fails'),
-      generate('count:1', 'fine'),
-    ]);
+    const responses = await streamAll(client, failingRequests());
     const codes = (id: string) => responses.filter((r) => r.infer_response?.id === id).map((r) => r.infer_response!.parameters[ERROR_CODE_PARAMETER]?.string_param);
     expect(codes('unknown')).toEqual(['NOT_FOUND']);
     expect(codes('seq')).toEqual(['INVALID_ARGUMENT']);

@@ -8,29 +8,24 @@
  * virtual field, e.g. `parameter_choice`).
  */
 export type { InferParameter, InferParameter__Output } from './generated/inference/InferParameter';
-export type { InferTensorContents, InferTensorContents__Output } from './generated/inference/InferTensorContents';
+export type { InferTensorContents__Output } from './generated/inference/InferTensorContents';
 export type {
   ModelInferRequest,
   ModelInferRequest__Output,
   _inference_ModelInferRequest_InferInputTensor as InferInputTensor,
-  _inference_ModelInferRequest_InferInputTensor__Output as InferInputTensor__Output,
 } from './generated/inference/ModelInferRequest';
 export type {
   ModelInferResponse,
   ModelInferResponse__Output,
-  _inference_ModelInferResponse_InferOutputTensor as InferOutputTensor,
   _inference_ModelInferResponse_InferOutputTensor__Output as InferOutputTensor__Output,
 } from './generated/inference/ModelInferResponse';
 export type { ModelStreamInferResponse, ModelStreamInferResponse__Output } from './generated/inference/ModelStreamInferResponse';
 export type { ModelConfigResponse__Output } from './generated/inference/ModelConfigResponse';
-export type { ModelMetadataResponse, ModelMetadataResponse__Output } from './generated/inference/ModelMetadataResponse';
-export type { ServerMetadataResponse } from './generated/inference/ServerMetadataResponse';
-export type { RepositoryIndexResponse, RepositoryIndexResponse__Output } from './generated/inference/RepositoryIndexResponse';
 export type {
-  _inference_RepositoryIndexResponse_ModelIndex as ModelIndex,
+  RepositoryIndexResponse__Output,
   _inference_RepositoryIndexResponse_ModelIndex__Output as ModelIndex__Output,
 } from './generated/inference/RepositoryIndexResponse';
-export type { ModelStatistics, ModelStatistics__Output } from './generated/inference/ModelStatistics';
-export type { ModelStatisticsResponse, ModelStatisticsResponse__Output } from './generated/inference/ModelStatisticsResponse';
+export type { ModelStatistics__Output } from './generated/inference/ModelStatistics';
+export type { ModelStatisticsResponse__Output } from './generated/inference/ModelStatisticsResponse';
 export type { GRPCInferenceServiceClient, GRPCInferenceServiceHandlers } from './generated/inference/GRPCInferenceService';
 export type { HealthHandlers } from './generated/grpc/health/v1/Health';

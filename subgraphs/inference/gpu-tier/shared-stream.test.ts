@@ -75,13 +75,24 @@ const until = async (check: () => boolean) => {
   expect(check()).toBe(true);
 };
 
-it('carries many requests on one call and routes interleaved responses by id', async () => {
+/** A new shared stream with requests `a` and `b` written on it and seen by the server. */
+async function twoRequests() {
   const stream = new SharedInferStream(client);
   const a = recorder();
   const b = recorder();
   stream.start(request('a'), a.route);
   stream.start(request('b'), b.route);
   await until(() => received.length === 2);
+  return { stream, a, b };
+}
+
+const serverError = (id: string, message: string, parameters: ReturnType<typeof errorCodeParameter> = {}): ModelStreamInferResponse => ({
+  error_message: message,
+  infer_response: { model_name: 'm', model_version: '', id, parameters, outputs: [], raw_output_contents: [] },
+});
+
+it('carries many requests on one call and routes interleaved responses by id', async () => {
+  const { stream, a, b } = await twoRequests();
   expect(calls).toHaveLength(1);
   const call = calls[0];
   call.write(response('b', 'b1', false));
@@ -96,18 +107,10 @@ it('carries many requests on one call and routes interleaved responses by id', a
 });
 
 it('reads the gRPC status a server error names in sluice_error_code, and none from a server that sends no code (NVIDIA Triton)', async () => {
-  const stream = new SharedInferStream(client);
-  const coded = recorder();
-  const plain = recorder();
-  stream.start(request('coded'), coded.route);
-  stream.start(request('plain'), plain.route);
-  await until(() => received.length === 2);
-  const failure = (id: string, parameters: ReturnType<typeof errorCodeParameter>) => ({
-    error_message: 'the prompt has 1100 tokens; the context length is 1024',
-    infer_response: { model_name: 'm', model_version: '', id, parameters, outputs: [], raw_output_contents: [] },
-  });
-  calls[0].write(failure('coded', errorCodeParameter(grpc.status.INVALID_ARGUMENT)));
-  calls[0].write(failure('plain', {}));
+  const { stream, a: coded, b: plain } = await twoRequests();
+  const tooLong = 'the prompt has 1100 tokens; the context length is 1024';
+  calls[0].write(serverError('a', tooLong, errorCodeParameter(grpc.status.INVALID_ARGUMENT)));
+  calls[0].write(serverError('b', tooLong));
   await Promise.all([coded.finished, plain.finished]);
   expect(coded.events[0].error).toMatchObject({ transport: false, status: grpc.status.INVALID_ARGUMENT });
   expect(plain.events[0].error).toMatchObject({ transport: false });
@@ -116,13 +119,8 @@ it('reads the gRPC status a server error names in sluice_error_code, and none fr
 });
 
 it("routes a server error message to its request only, as a non-transport error", async () => {
-  const stream = new SharedInferStream(client);
-  const a = recorder();
-  const b = recorder();
-  stream.start(request('a'), a.route);
-  stream.start(request('b'), b.route);
-  await until(() => received.length === 2);
-  calls[0].write({ error_message: "unexpected datatype for input 'x'", infer_response: { model_name: 'm', model_version: '', id: 'a', parameters: {}, outputs: [], raw_output_contents: [] } });
+  const { stream, a, b } = await twoRequests();
+  calls[0].write(serverError('a', "unexpected datatype for input 'x'"));
   await a.finished;
   expect(a.events[0].error).toMatchObject({ message: "unexpected datatype for input 'x'", transport: false });
   expect(stream.active).toBe(1);
