@@ -16,11 +16,12 @@ import type { ModelConfig } from '../../protocol/triton/model-config';
 import type { ModelRepository, ModelVersion } from '../repository/repository';
 import { withParameterInputs } from './parameter-inputs';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';
+import type { CoreInferInput, CoreInferRequest } from './infer-request';
 import { reservedParameters, type CoreParameterValue } from './request-parameters';
 import type { ModelVersionStatistics } from './statistics';
 import { elementCount, type Tensor } from './tensor';
 
-export type { CoreParameterValue };
+export type { CoreInferInput, CoreInferRequest, CoreParameterValue };
 
 export type ServerPhase = 'starting' | 'ready' | 'draining' | 'stopped';
 
@@ -49,28 +50,6 @@ export interface CoreModelIndexEntry {
   version: string;
   state: string;
   reason: string;
-}
-
-/** An input as received: datatype as sent (unchecked), data in the raw layout. */
-export interface CoreInferInput {
-  name: string;
-  datatype: string;
-  shape: number[];
-  data: Buffer;
-}
-
-export interface CoreInferRequest {
-  modelName: string;
-  modelVersion?: string;
-  id?: string;
-  inputs: CoreInferInput[];
-  /** Names of the outputs wanted; empty or absent: all. */
-  outputs?: string[];
-  /**
-   * Request parameters: `priority`, `timeout` (µs), `triton_enable_empty_final_response`;
-   * `sequence_*` are refused (see request-parameters.ts); others pass to the model.
-   */
-  parameters?: Record<string, CoreParameterValue>;
 }
 
 export interface CoreInferResponse {

@@ -12,7 +12,7 @@
  */
 import { encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import type { ModelConfig } from '../../protocol/triton/model-config';
-import type { CoreInferRequest } from './inference-core';
+import type { CoreInferRequest } from './infer-request';
 import type { CoreParameterValue } from './request-parameters';
 
 const RESERVED = new Set(['priority', 'timeout', 'sequence_id', 'sequence_start', 'sequence_end', 'binary_data_output']);
