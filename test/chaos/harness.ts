@@ -50,6 +50,8 @@ export const LOAD_QUERY = '{ me { email balance { total } documents(first: 1) { 
 const CHAT_MODELS = ['sluice-chat', 'sluice-chat-batch'];
 const MESSAGES = [{ role: 'user', content: 'Name a river.' }];
 const COMPLETE = 'mutation($i: CompletionInput!) { complete(input: $i) { id finishReason } }';
+/** How long a hold lasts when its request never settles (its inference process died). */
+const RESERVATION_TTL_MS = 20_000;
 /** What every user starts with (and all they have: nobody tops up). */
 const FREE_CREDIT_MICROS = 5_000_000;
 const STREAM = 'subscription($i: CompletionInput!) { completionStream(input: $i) { index finishReason error { code } } }';
@@ -104,6 +106,9 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
     BILLING_FREE_CREDIT_MICROS: String(FREE_CREDIT_MICROS),
     // A killed billing's unacknowledged usage events are claimed by the next one within a second.
     BILLING_CLAIM_IDLE_MS: '1000',
+    // The holds of requests a killed inference was serving are released when they expire: soon enough here to be checked.
+    BILLING_RESERVATION_TTL_MS: String(RESERVATION_TTL_MS),
+    BILLING_SWEEP_INTERVAL_MS: '1000',
     ...options.env,
   };
   let stack: Stack;
@@ -390,7 +395,7 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const keptCount = outageAnswers.filter((o) => kept.every((p) => o.parts.includes(p))).length;
   const latencies = outageAnswers.map((o) => o.end - o.start);
   const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
-  const money = await settledMoney(chaos, users, 30_000);
+  const money = await settledMoney(chaos, users, RESERVATION_TTL_MS + 10_000);
   if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
   if (money.gpuRuns !== undefined && money.gpuRuns !== money.events) {
     money.exact = false;
