@@ -18,9 +18,9 @@ export function tritonClient(port: number): TritonClient {
   const pkg = loadTritonProto();
   const client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  }) as unknown as grpc.Client & { ModelInfer: (r: ModelInferRequest, cb: (e: grpc.ServiceError | null, v: ModelInferResponse) => void) => void };
+  });
   return {
-    infer: (request) => new Promise((resolve, reject) => client.ModelInfer(request, (error, value) => (error ? reject(error) : resolve(value)))),
+    infer: (request) => new Promise((resolve, reject) => client.ModelInfer(request, (error, value) => (error ? reject(error) : resolve(value!)))),
     close: () => client.close(),
   };
 }
