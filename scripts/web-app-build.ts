@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Supergraph } from '@apollo/federation-internals';
@@ -101,12 +101,23 @@ export function isWebAppBuilt(): boolean {
   return existsSync(STAMP) && readFileSync(STAMP, 'utf8') === webAppSourceHash();
 }
 
-/** Builds the web app when it is missing or stale; says which through `log`. */
+/**
+ * Builds the web app when it is missing or stale, in a child process (Vite and
+ * the code generator are ES modules with their own memory; a caller such as a
+ * jest test cannot load them), passing its output lines to `log`.
+ */
 export async function ensureWebAppBuilt(log: (line: string) => void): Promise<void> {
   if (isWebAppBuilt()) return;
   log(existsSync(STAMP) ? 'the web app changed since it was built: building it again…' : 'the web app is not built yet: building it…');
   const started = Date.now();
-  await buildWebApp();
+  const child = spawn(process.execPath, ['--import', 'tsx', __filename], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding('utf8').on('data', (text: string) => output.push(...text.split('\n').filter(Boolean)));
+  }
+  const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+  output.forEach((line) => log(line));
+  if (code !== 0) throw new Error(`the web app build failed (exit ${code}); its output is above`);
   log(`web app built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -355,7 +355,7 @@ describe('web app', () => {
     await form.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Admin' }).click();
     const endpoints = page.getByRole('table', { name: 'GPU endpoints of sluice-chat' });
-    await expect(endpoints.getByRole('cell', { name: 'closed' }).count()).resolves.toBeGreaterThan(0);
+    await endpoints.getByRole('cell', { name: 'closed' }).first().waitFor();
     await expect(endpoints.locator('tbody th code').first().textContent()).resolves.toMatch(new RegExp(`:${stack.ports.gpuGrpc}$`));
     // Live: the page asks again on its own.
     for (let i = 0; i < 2; i++) await page.waitForRequest((request) => request.url().endsWith('/graphql') && (request.postData() ?? '').includes('AdminModels'), { timeout: 10_000 });

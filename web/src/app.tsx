@@ -1,15 +1,19 @@
-import { useEffect } from 'react';
-import { AccountPage } from './account/account-page';
-import { AdminPage } from './admin/admin-page';
+import { lazy, Suspense, useEffect } from 'react';
 import { SignInPage, SignUpPage } from './auth/auth-pages';
 import { setSession, useSession, type Session } from './auth/session';
-import { ChatPage } from './chat/chat-page';
 import { client, resetForNewSession } from './graph/client';
 import { graphql } from './gql';
-import { DocumentPage } from './knowledge/document-page';
-import { KnowledgePage } from './knowledge/knowledge-page';
 import { navigate, usePath } from './router';
 import { Layout } from './ui/layout';
+import { Loading } from './ui/notices';
+
+// Each signed-in page is its own chunk (Markdown, the chart library…), so the sign-in page, the first a
+// newcomer sees, loads only what it needs; a page's chunk is fetched the first time it is opened.
+const ChatPage = lazy(() => import('./chat/chat-page').then((m) => ({ default: m.ChatPage })));
+const KnowledgePage = lazy(() => import('./knowledge/knowledge-page').then((m) => ({ default: m.KnowledgePage })));
+const DocumentPage = lazy(() => import('./knowledge/document-page').then((m) => ({ default: m.DocumentPage })));
+const AccountPage = lazy(() => import('./account/account-page').then((m) => ({ default: m.AccountPage })));
+const AdminPage = lazy(() => import('./admin/admin-page').then((m) => ({ default: m.AdminPage })));
 
 const LOGOUT = graphql(`
   mutation Logout {
@@ -32,7 +36,7 @@ function SignedIn({ session, path }: { session: Session; path: string }) {
     path === '/knowledge' ? <KnowledgePage /> : documentId ? <DocumentPage id={decodeURIComponent(documentId)} /> : path === '/account' ? <AccountPage session={session} /> : path === '/admin' && session.scopes.includes('admin') ? <AdminPage /> : <ChatPage session={session} />;
   return (
     <Layout session={session} onSignOut={() => void signOut()}>
-      {page}
+      <Suspense fallback={<Loading what="the page" />}>{page}</Suspense>
     </Layout>
   );
 }
@@ -47,6 +51,9 @@ export function App() {
     if (!session && path !== signInPage) navigate(signInPage, { replace: true });
     else if (session && (path === '/sign-in' || path === '/sign-up' || path === '/')) navigate('/chat', { replace: true });
   }, [session, path, signInPage]);
+
+  // For bench/web-app.ts: when the first page was on screen, in the page's own clock.
+  useEffect(() => void performance.mark('sluice:app-rendered'), []);
 
   useEffect(() => {
     document.title = `${TITLES[path] ?? (path.startsWith('/knowledge/') ? 'Document' : 'Chat')} · Sluice`;
