@@ -217,7 +217,7 @@ export class Completions {
       const events = new EventQueue<{ output?: GenerationOutput; final?: boolean; error?: StreamError | Error; unsubscribed?: true }>();
       let stream: StreamHandle | undefined;
       const timer = setTimeout(() => {
-        stream?.endpoint.breaker.failed(); // a stream that never finishes says the endpoint is unwell
+        stream?.endpoint.breaker.observe(false); // a stream that never finishes says the endpoint is unwell
         events.push({ error: new Error(`the generation did not finish within ${this.options.streamDeadlineMs} ms`) });
       }, this.options.streamDeadlineMs);
       signal?.addEventListener('abort', () => events.push({ unsubscribed: true }), { once: true });

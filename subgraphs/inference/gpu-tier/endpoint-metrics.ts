@@ -14,10 +14,10 @@
  * - sluice_gpu_endpoint_breaker_state: 0 closed, 1 half-open, 2 open, gauge.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CircuitState } from './circuit-breaker';
+import type { BreakerState } from '../../../lib/circuit-breaker';
 import type { GpuTier } from './gpu-tier';
 
-const BREAKER_VALUES: Record<CircuitState, number> = { closed: 0, 'half-open': 1, open: 2 };
+const BREAKER_VALUES: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
 export function endpointMetrics(tier: GpuTier): string {
   const lines: string[] = [];

@@ -13,7 +13,7 @@
  * replica) and needs no metrics port, which a Triton address does not tell us.
  */
 import type { ModelIndex__Output as ModelIndex, ModelStatistics__Output } from '../../../protocol/triton/messages';
-import { CircuitBreaker } from './circuit-breaker';
+import { CircuitBreaker } from '../../../lib/circuit-breaker';
 import { SharedInferStream } from './shared-stream';
 import { TritonClient } from './triton-client';
 
@@ -46,8 +46,8 @@ export class GpuEndpoint {
     options: GpuEndpointOptions,
   ) {
     this.client = new TritonClient(address, options.deadlineMs);
-    this.breaker = new CircuitBreaker({ failureThreshold: options.failureThreshold, cooldownMs: options.cooldownMs });
-    this.stream = new SharedInferStream(this.client, () => this.breaker.failed());
+    this.breaker = new CircuitBreaker({ failureThreshold: options.failureThreshold, openMs: options.cooldownMs });
+    this.stream = new SharedInferStream(this.client, () => this.breaker.observe(false));
   }
 
   /** Requests of ours on this endpoint now: unary calls weighted by their batch rows, plus live streamed requests. */
@@ -118,7 +118,7 @@ export class GpuEndpoint {
         const [index, statistics] = await Promise.all([this.client.repositoryIndex(), this.client.modelStatistics()]);
         this.models = groupVersions(index.models);
         this.updateQueues(statistics.model_stats);
-        this.breaker.succeeded();
+        this.breaker.observe(true);
       }
       this.reachable = ready;
     } catch {

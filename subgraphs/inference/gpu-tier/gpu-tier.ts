@@ -28,7 +28,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode } from '../../../lib/errors';
 import type { Logger } from '../../../lib/log';
 import type { ModelIndex__Output as ModelIndex, ModelInferRequest, RepositoryIndexResponse__Output as RepositoryIndexResponse } from '../../../protocol/triton/messages';
-import type { CircuitState } from './circuit-breaker';
+import type { BreakerState } from '../../../lib/circuit-breaker';
 import { EndpointFile } from './endpoint-list';
 import { GpuEndpoint } from './gpu-endpoint';
 import { leastLoaded, NoEndpointError } from './router';
@@ -81,7 +81,7 @@ export interface StreamHandle {
   cancel(): void;
 }
 
-const BREAKER_NAMES: Record<CircuitState, ModelEndpoint['breaker']> = { closed: 'CLOSED', open: 'OPEN', 'half-open': 'HALF_OPEN' };
+const BREAKER_NAMES: Record<BreakerState, ModelEndpoint['breaker']> = { closed: 'CLOSED', open: 'OPEN', 'half-open': 'HALF_OPEN' };
 
 export class GpuTier implements TritonApi {
   private active: GpuEndpoint[] = [];
@@ -203,12 +203,12 @@ export class GpuTier implements TritonApi {
       const endpoint = this.pick(request.model_name ?? '', request.model_version ?? '');
       const cancel = endpoint.stream.start(request, {
         response: (response, final) => {
-          endpoint.breaker.succeeded();
+          endpoint.breaker.observe(true);
           route.response(response, final);
         },
         error: (error) => {
           // A per-request error is the server's answer: the endpoint is healthy. A broken call was counted by the shared stream.
-          if (!error.transport) endpoint.breaker.succeeded();
+          if (!error.transport) endpoint.breaker.observe(true);
           if (!error.neverStarted || cancelled || attempt >= attempts) return route.error(error);
           endpoint.reachable = false; // until a poll reaches it again
           this.options.log.warn('GPU stream did not start; moving the request to another endpoint', { endpoint: endpoint.address, model: request.model_name, attempt, error: error.message });
@@ -290,7 +290,7 @@ export class GpuTier implements TritonApi {
       try {
         const result = await call(endpoint.client);
         endpoint.end(weight, false);
-        endpoint.breaker.succeeded();
+        endpoint.breaker.observe(true);
         return result;
       } catch (error) {
         const refused = refusedAsNotReady(error);
@@ -298,13 +298,13 @@ export class GpuTier implements TritonApi {
         endpoint.end(weight, transport);
         if (refused) {
           // A healthy server's answer: the endpoint is fine, the model is not (there).
-          endpoint.breaker.succeeded();
+          endpoint.breaker.observe(true);
           endpoint.markNotReady(model, (error as grpc.ServiceError).details);
         } else if (transport) {
-          endpoint.breaker.failed();
+          endpoint.breaker.observe(false);
           if (neverStarted(error)) endpoint.reachable = false; // until a poll reaches it again
         } else {
-          endpoint.breaker.succeeded();
+          endpoint.breaker.observe(true);
           throw error;
         }
         if (!neverStarted(error) || attempt >= attempts) throw error;

@@ -78,7 +78,7 @@ describe('GpuTier.pick', () => {
     tier.endpoints[2].reachable = false;
     a.reachable = false;
     expect(tier.pick('m')).toBe(b);
-    b.breaker.failed(); // threshold 1: open
+    b.breaker.observe(false); // threshold 1: open
     expect(() => tier.pick('m')).toThrow(NoEndpointError);
     // A half-open circuit: pretend the cooldown has passed.
     Object.assign(b.breaker, { now: () => Date.now() + 120_000 });
@@ -122,7 +122,7 @@ describe('GpuTier.pick', () => {
     serve(1, { m: [READY] }).reachable = false;
     a.begin(3);
     a.queued.set('m', 1.5);
-    a.breaker.failed();
+    a.breaker.observe(false);
     expect(tier.endpointsOf('m')).toEqual([
       { address: addresses[0], ready: false, state: 'READY', inFlight: 3, queued: 1.5, breaker: 'OPEN' },
       { address: addresses[1], ready: false, state: 'UNAVAILABLE', inFlight: 0, queued: 0, breaker: 'CLOSED' },
