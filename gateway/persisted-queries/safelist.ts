@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { GraphQLError, stripIgnoredCharacters } from 'graphql';
 import { ConfigError, type Env } from '../../lib/config';
 import { ErrorCode } from '../../lib/errors';
+import type { SourceRequest } from '../pipeline/feature';
 
 export const MANIFEST_FORMAT = 'apollo-persisted-query-manifest';
 
@@ -21,12 +22,6 @@ export interface ManifestOperation {
   body: string;
   name: string;
   type: 'query' | 'mutation' | 'subscription';
-}
-
-/** What a GraphQL request carries that the safelist looks at (a POST body, GET parameters, a graphql-ws payload). */
-export interface PersistedRequest {
-  query?: unknown;
-  extensions?: unknown;
 }
 
 export class Safelist {
@@ -51,7 +46,7 @@ export class Safelist {
    * registered one when it sends only an id; otherwise the refusal. A request
    * with neither a document nor an id is left to Apollo Server to answer.
    */
-  resolve(request: PersistedRequest): string | GraphQLError | undefined {
+  resolve(request: SourceRequest): string | GraphQLError | undefined {
     const id = persistedQueryHash(request.extensions);
     if (typeof request.query === 'string' && request.query !== '') {
       if (this.bodies.has(request.query) || this.normalized.has(normalize(request.query) ?? '')) return request.query;

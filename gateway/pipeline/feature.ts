@@ -2,9 +2,10 @@
  * One gateway feature (operation limits, the safelist, demand control,
  * authorization, rate limits, the response cache, metrics) as hooks named by
  * when they run. The same hooks run on every operation, whichever way it
- * came: `apollo-adapter.ts` runs them for what Apollo Server serves (HTTP,
- * and queries and mutations over WebSocket), `subscription-pipeline.ts` for
- * the subscriptions the gateway runs itself (graphql-ws and multipart HTTP).
+ * came: `apollo-adapter.ts` (with `http-source.ts` before it) runs them for
+ * what Apollo Server serves (HTTP, and queries and mutations over
+ * WebSocket), `SubscriptionService` (gateway/subscriptions) for the
+ * subscriptions the gateway runs itself (graphql-ws and multipart HTTP).
  * So each check is written once and refuses the same operation with the same
  * code on both paths. A feature implements only the hooks it needs.
  *
