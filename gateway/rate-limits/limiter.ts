@@ -22,11 +22,13 @@ import { LocalRateStore, RedisRateStore, WINDOW_SECONDS, type LeaseRef, type Rat
 export type OnRedisError = 'open' | 'closed';
 
 export interface RateLimiterOptions {
+  /** Each caller's limits (GATEWAY_RATE_LIMITS, see plans.ts; `streams` defaults to GATEWAY_SUBSCRIPTIONS_PER_USER). @default nothing limited but 32 streams per user */
   plans: RatePlans;
+  /** While Redis is away: limit in each process (`open`), or refuse with SERVICE_UNAVAILABLE (`closed`) (GATEWAY_RATE_LIMIT_ON_REDIS_ERROR). @default open */
   onRedisError: OnRedisError;
-  /** How long Redis may take to decide before the limiter acts as if it were unreachable. */
+  /** How long Redis may take to decide, in ms, before the limiter acts as if it were unreachable (GATEWAY_RATE_LIMIT_REDIS_TIMEOUT_MS). @default 1000 */
   redisTimeoutMs: number;
-  /** A live stream's lease in Redis, renewed at a third of it: how long a dead gateway's streams keep counting. */
+  /** A live stream's lease in Redis, in ms, renewed at a third of it: how long a dead gateway's streams keep counting (GATEWAY_RATE_LIMIT_STREAM_LEASE_MS). @default 30000 */
   leaseMs: number;
 }
 
