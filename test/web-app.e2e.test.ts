@@ -278,6 +278,9 @@ describe('web app', () => {
     });
     const lakes = page.getByRole('progressbar', { name: 'Ingestion of lakes' });
     expect(await settled(async () => Number(await lakes.getAttribute('value')), 100, 60_000)).toBe(100);
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete lakes' }).click();
+    await lakes.waitFor({ state: 'detached' });
 
     await page.getByLabel('Search your documents').fill('Where does the Nile flow?');
     await page.getByRole('button', { name: 'Search' }).click();

@@ -84,9 +84,9 @@ describe('web app handler', () => {
     const robots = await get('/app/robots.txt');
     expect([robots.statusCode, robots.headers['cache-control']]).toEqual([200, 'no-cache']);
     await robots.body.dump();
-    const escape = await get('/app/..%2fsecret.txt');
-    expect(escape.statusCode).toBe(404);
-    expect(await escape.body.text()).not.toContain('outside the build');
+    const outside = await get('/app/..%2fsecret.txt');
+    expect(outside.statusCode).toBe(404);
+    expect(await outside.body.text()).not.toContain('outside the build');
   });
 
   it('redirects /app to /app/, refuses writes, and leaves every other path to the gateway', async () => {

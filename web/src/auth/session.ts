@@ -26,9 +26,9 @@ function load(): Session | null {
   }
 }
 
+/** The session, or null once it has expired (the graph would refuse its token). */
 export function getSession(): Session | null {
-  if (current && Date.parse(current.expiresAt) <= Date.now()) setSession(null);
-  return current;
+  return current && Date.parse(current.expiresAt) > Date.now() ? current : null;
 }
 
 export function setSession(session: Session | null): void {

@@ -137,7 +137,7 @@ export function ChatPage({ session }: { session: Session }) {
         {conversations.length === 0 ? (
           <p className="hint">Your conversations are kept in this browser.</p>
         ) : (
-          <ul>
+          <ul className="conversation-list">
             {conversations.map((c) => (
               <li key={c.id} className={c.id === currentId ? 'current' : undefined}>
                 <button type="button" className="link" aria-current={c.id === currentId ? 'true' : undefined} onClick={() => setCurrentId(c.id)} disabled={busy}>

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import type { FinishReason, StreamUsage } from './stream';
 
 /**
@@ -43,22 +43,30 @@ export function newConversation(): Conversation {
   return { id: crypto.randomUUID(), title: 'New conversation', updatedAt: Date.now(), messages: [] };
 }
 
-/** The user's conversations, newest first, with `save` (insert or replace one) and `remove`. */
+/**
+ * The user's conversations, newest first, with `save` (insert or replace one)
+ * and `remove`. Each change is written to storage at once, not in a state
+ * updater: an answer stopped because its page closed is still kept.
+ */
 export function useConversations(userId: string) {
   const [conversations, setConversations] = useState(() => load(userId));
-  useEffect(() => setConversations(load(userId)), [userId]);
+  const current = useRef(conversations);
+  useEffect(() => {
+    current.current = load(userId);
+    setConversations(current.current);
+  }, [userId]);
 
   const write = useCallback(
-    (change: (list: Conversation[]) => Conversation[]) =>
-      setConversations((list) => {
-        const next = change(list).sort((a, b) => b.updatedAt - a.updatedAt);
-        try {
-          localStorage.setItem(keyFor(userId), JSON.stringify(next));
-        } catch {
-          // Storage full or disabled: the conversation still lives in this tab.
-        }
-        return next;
-      }),
+    (change: (list: Conversation[]) => Conversation[]) => {
+      const next = change(current.current).sort((a, b) => b.updatedAt - a.updatedAt);
+      current.current = next;
+      try {
+        localStorage.setItem(keyFor(userId), JSON.stringify(next));
+      } catch {
+        // Storage full or disabled: the conversation still lives in this tab.
+      }
+      setConversations(next);
+    },
     [userId],
   );
   const save = useCallback((conversation: Conversation) => write((list) => [conversation, ...list.filter((c) => c.id !== conversation.id)]), [write]);

@@ -96,7 +96,7 @@ export function Documents() {
   return (
     <section aria-labelledby={`${ids}-title`}>
       <h2 id={`${ids}-title`}>Documents</h2>
-      <div
+      <fieldset
         className={`drop-zone${dragging ? ' dragging' : ''}`}
         onDragOver={(event) => {
           event.preventDefault();
@@ -105,6 +105,7 @@ export function Documents() {
         onDragLeave={() => setDragging(false)}
         onDrop={onDrop}
       >
+        <legend>Add documents</legend>
         <p>Drop text or Markdown files here, or choose them:</p>
         <div className="field">
           <label htmlFor={`${ids}-files`}>Files to add</label>
@@ -118,7 +119,7 @@ export function Documents() {
           </p>
         </div>
         {uploading.length > 0 && <p role="status">Adding {uploading.join(', ')}…</p>}
-      </div>
+      </fieldset>
       {error && (
         <p className="notice notice-error" role="alert">
           {error}

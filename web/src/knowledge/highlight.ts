@@ -7,15 +7,22 @@
 export interface Segment {
   text: string;
   match: boolean;
+  /** Where the piece starts in the text (a stable key for it). */
+  start: number;
 }
 
 export function highlight(text: string, query: string): Segment[] {
   const words = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) ?? [])];
-  if (words.length === 0 || text === '') return text === '' ? [] : [{ text, match: false }];
+  if (words.length === 0 || text === '') return text === '' ? [] : [{ text, match: false, start: 0 }];
   // Words are letters and digits only, so they need no escaping; longest first, so "indexes" is marked whole rather than as "index" + "es".
   const pattern = new RegExp(`(${words.sort((a, b) => b.length - a.length).join('|')})`, 'giu');
+  let start = 0;
   return text
     .split(pattern)
     .filter((part) => part !== '')
-    .map((part) => ({ text: part, match: words.includes(part.toLowerCase()) }));
+    .map((part) => {
+      const segment = { text: part, match: words.includes(part.toLowerCase()), start };
+      start += part.length;
+      return segment;
+    });
 }

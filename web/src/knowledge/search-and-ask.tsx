@@ -68,7 +68,8 @@ export function Search() {
   return (
     <section aria-labelledby={`${ids}-title`}>
       <h2 id={`${ids}-title`}>Search</h2>
-      <form role="search" className="row" onSubmit={submit}>
+      <search>
+      <form className="row" onSubmit={submit}>
         <div className="field inline grow">
           <label htmlFor={`${ids}-q`}>Search your documents</label>
           <input id={`${ids}-q`} type="search" value={query} onChange={(e) => setQuery(e.target.value)} />
@@ -78,6 +79,7 @@ export function Search() {
           {loading ? 'Searching…' : 'Search'}
         </button>
       </form>
+      </search>
       <ErrorNotice error={error} />
       {called && !loading && !error && data?.search?.length === 0 && <p className="hint">Nothing in your ready documents matches.</p>}
       <ol className="hits">
@@ -89,7 +91,7 @@ export function Search() {
             </Link>
             <span className="hint"> similarity {hit.score.toFixed(2)}</span>
             <p className="chunk">
-              {highlight(hit.chunk.text, searched).map((segment, i) => (segment.match ? <mark key={i}>{segment.text}</mark> : <span key={i}>{segment.text}</span>))}
+              {highlight(hit.chunk.text, searched).map((segment) => (segment.match ? <mark key={segment.start}>{segment.text}</mark> : <span key={segment.start}>{segment.text}</span>))}
             </p>
           </li>
         ))}
