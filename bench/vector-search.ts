@@ -17,7 +17,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type SearchHit, UserVectors } from '../subgraphs/knowledge/user-vectors';
 import { loadNote, percentile, recordResult } from './results';
-import { prng as random } from '../gpu-server/core/prng';
+import { prng as random } from '../lib/prng';
 
 const VECTORS = Number(process.argv[2] ?? 100_000);
 const QUERIES = Number(process.argv[3] ?? 500);

@@ -9,7 +9,7 @@ import { onnx } from 'onnx-proto';
 
 export const { DataType } = onnx.TensorProto;
 
-export { prng } from '../core/prng';
+export { prng } from '../../lib/prng';
 
 /** `count` normal samples with standard deviation `std`, drawn from `random`. */
 export function gaussian(random: () => number, count: number, std: number): Float32Array {

@@ -6,7 +6,7 @@ import { startTestRedis, type TestRedis } from '../../test/support/redis';
 import { type SearchHit, UserVectors } from './user-vectors';
 import { VectorIndex } from './vector-index';
 import { VectorStore } from './vector-store';
-import { prng as random } from '../../gpu-server/core/prng';
+import { prng as random } from '../../lib/prng';
 
 const next = random(7);
 const randomVector = (dimensions: number) => Float32Array.from({ length: dimensions }, () => next() * 2 - 1);

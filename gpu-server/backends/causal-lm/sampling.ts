@@ -4,7 +4,7 @@
  * as numbers or as numeric strings ("0.7"); unknown keys are refused rather
  * than silently ignored.
  */
-import { prng } from '../../core/prng';
+import { prng } from '../../../lib/prng';
 
 export interface SamplingParams {
   /** Tokens to generate at most (vLLM's default: 16). */
