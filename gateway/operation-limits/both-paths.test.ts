@@ -4,7 +4,7 @@
  * (a plain POST) or the gateway runs it (graphql-ws, multipart HTTP), at the
  * source stage (its size) and once resolved (its aliases).
  */
-import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../pipeline/test-gateway';
+import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../testing/gateway-on-port-0';
 
 let gateway: TestGateway;
 let token: string;

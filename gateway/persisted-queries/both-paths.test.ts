@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../pipeline/test-gateway';
+import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../testing/gateway-on-port-0';
 import { MANIFEST_FORMAT } from './safelist';
 
 let gateway: TestGateway;

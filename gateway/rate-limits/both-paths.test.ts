@@ -4,7 +4,7 @@
  * RATE_LIMITED whether Apollo Server gets it (a plain POST) or the gateway
  * runs it (graphql-ws, multipart HTTP), with 429 over HTTP.
  */
-import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../pipeline/test-gateway';
+import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../testing/gateway-on-port-0';
 
 let gateway: TestGateway;
 let token: string;

@@ -7,7 +7,7 @@
  */
 import { parse } from 'graphql';
 import { executeFederatedSubscription } from './federated-subscription';
-import { callerContext, silent, TICKS, TicksSubgraph, ticksSupergraph } from './test-subgraphs';
+import { callerContext, silent, TICKS, TicksSubgraph, ticksSupergraph } from './testing/ticks-subgraphs';
 import { UpstreamConnections, type UpstreamEvent } from './upstream';
 
 const ticks = new TicksSubgraph();

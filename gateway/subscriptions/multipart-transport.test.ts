@@ -12,7 +12,7 @@ import { readMultipart } from '../../test/support/subscriptions';
 import { GatewayPipeline } from '../pipeline/pipeline';
 import { serveMultipartSubscription } from './multipart-transport';
 import { SubscriptionService } from './subscription-service';
-import { callerContext, silent, TICKS, TicksSubgraph, ticksService, ticksSupergraph } from './test-subgraphs';
+import { callerContext, silent, TICKS, TicksSubgraph, ticksService, ticksSupergraph } from './testing/ticks-subgraphs';
 
 const HEARTBEAT_MS = 100;
 const ticks = new TicksSubgraph();

@@ -5,7 +5,7 @@
  * and by abort, even while waiting for an event), and a dropped connection.
  */
 import { IDENTITY_HEADER } from '../../lib/identity';
-import { callerContext, TicksSubgraph } from './test-subgraphs';
+import { callerContext, TicksSubgraph } from './testing/ticks-subgraphs';
 import { UpstreamClosedError, UpstreamConnections, type UpstreamEvent } from './upstream';
 
 const ticks = new TicksSubgraph();

@@ -11,7 +11,7 @@ import { CloseCode } from '../../lib/graphql-ws-endpoint';
 import { HttpService } from '../../lib/http-service';
 import { wsClient } from '../../test/support/subscriptions';
 import type { GatewayContext } from '../auth/context';
-import { callerContext, silent, TICKS, TicksSubgraph, ticksService } from './test-subgraphs';
+import { callerContext, silent, TICKS, TicksSubgraph, ticksService } from './testing/ticks-subgraphs';
 import { ConnectionRefused, serveGatewayWs } from './ws-transport';
 
 const ticks = new TicksSubgraph();

@@ -5,7 +5,7 @@
  * it (a plain POST: answered without execution) or the gateway runs it
  * (graphql-ws, multipart HTTP: refused before anything is planned).
  */
-import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../../pipeline/test-gateway';
+import { overHttp, overMultipart, overWebSocket, startTestGateway, type TestGateway } from '../../testing/gateway-on-port-0';
 
 let gateway: TestGateway;
 beforeAll(async () => {

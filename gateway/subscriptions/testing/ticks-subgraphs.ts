@@ -14,11 +14,11 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import { parse } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import { generateIdentityKeyPair, IdentitySigner } from '../../lib/identity';
-import type { Logger } from '../../lib/log';
-import { SignedIdentity, type GatewayContext } from '../auth/context';
-import { SubscriptionPlanner } from './planner';
-import { SubscriptionService } from './subscription-service';
+import { generateIdentityKeyPair, IdentitySigner } from '../../../lib/identity';
+import type { Logger } from '../../../lib/log';
+import { SignedIdentity, type GatewayContext } from '../../auth/context';
+import { SubscriptionPlanner } from '../planner';
+import { SubscriptionService } from '../subscription-service';
 
 export const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
