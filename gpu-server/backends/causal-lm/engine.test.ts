@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { GenerationEngine, type ForwardPass, type GenerationRequest } from './engine';
+import { PrefixCache, PrefixCacheCounter } from './prefix-cache';
 import type { CausalLmGeometry } from './model-files';
 
 /**
@@ -35,8 +36,9 @@ function fakeSession(delayMs = 0) {
           logits[(r * s + j) * VOCAB + ((sum + Number(positions[r * s + j])) % (VOCAB - 1))] = 10;
         }
       }
-      const kv = new ort.Tensor('float32', present, [b, 1, total, 1]);
-      return { logits: new ort.Tensor('float32', logits, [b, s, VOCAB]), 'present.0.key': kv, 'present.0.value': kv };
+      // Values are a copy of the keys in their own tensor, as a real graph's presents are distinct buffers.
+      const kv = (data: Float32Array) => new ort.Tensor('float32', data, [b, 1, total, 1]);
+      return { logits: new ort.Tensor('float32', logits, [b, s, VOCAB]), 'present.0.key': kv(present), 'present.0.value': kv(present.slice()) };
     },
   };
 }
@@ -146,7 +148,7 @@ describe('GenerationEngine (continuous batching)', () => {
       ),
       engine.generate(request([2], 15, kept)),
     ]);
-    expect(x).toEqual({ finishReason: 'cancelled', outputTokens: 5 });
+    expect(x).toEqual({ finishReason: 'cancelled', outputTokens: 5, cachedPromptTokens: 0 });
     expect(cancelled).toHaveLength(5);
     expect(y.finishReason).toBe('length');
     expect(kept).toEqual(reference([2], 15));
@@ -157,12 +159,12 @@ describe('GenerationEngine (continuous batching)', () => {
     const engine = new GenerationEngine(fakeSession(), geometry, 8);
     const tokens: number[] = [];
     const sampleEos: GenerationRequest = { ...request([4], 10, tokens), sample: () => EOS };
-    expect(await engine.generate(sampleEos)).toEqual({ finishReason: 'stop', outputTokens: 1 });
+    expect(await engine.generate(sampleEos)).toEqual({ finishReason: 'stop', outputTokens: 1, cachedPromptTokens: 0 });
     expect(tokens).toEqual([]);
 
     const long: number[] = [];
     // Context 8 = 3 prompt tokens + 5 generated.
-    expect(await engine.generate(request([1, 2, 3], 100, long))).toEqual({ finishReason: 'length', outputTokens: 5 });
+    expect(await engine.generate(request([1, 2, 3], 100, long))).toEqual({ finishReason: 'length', outputTokens: 5, cachedPromptTokens: 0 });
     expect(long).toEqual(reference([1, 2, 3], 5));
     await expect(engine.generate(request([1, 2, 3, 4, 5, 6, 7, 8], 1, []))).rejects.toThrow('the prompt has 8 tokens, but the context length is 8');
 
@@ -172,5 +174,71 @@ describe('GenerationEngine (continuous batching)', () => {
     slow.close();
     await expect(pending).rejects.toThrow('the model instance was unloaded while the request was generating');
     await expect(slow.generate(request([1], 1, []))).rejects.toThrow('unloaded');
+  });
+});
+
+describe('GenerationEngine with a prefix cache', () => {
+  const cached = (budgetBytes = 1 << 20) => new PrefixCache(4, budgetBytes, geometry);
+  const shared = [7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9];
+
+  it('prefills only what follows the cached blocks, at the true positions, and reports the reused tokens', async () => {
+    const cache = cached();
+    const engine = new GenerationEngine(fakeSession(), geometry, 512, cache);
+    const passes: ForwardPass[] = [];
+    engine.observe((p) => passes.push(p));
+    const first: number[] = [];
+    expect(await engine.generate(request([...shared, 3], 6, first))).toMatchObject({ cachedPromptTokens: 0 });
+    const again: number[] = [];
+    passes.length = 0;
+    // 13 prompt tokens: blocks 0-2 (12 tokens) are cached, the 13th is prefilled.
+    expect(await engine.generate(request([...shared, 3], 6, again))).toMatchObject({ cachedPromptTokens: 12 });
+    expect(passes[0]).toEqual({ kind: 'prefill', sequences: 1, tokens: 1 });
+    expect(again).toEqual(first);
+    expect(again).toEqual(reference([...shared, 3], 6));
+    // A prompt that is exactly the cached blocks still prefills its last token (for logits): 2 blocks reused, not 3.
+    const exact: number[] = [];
+    expect(await engine.generate(request(shared, 3, exact))).toMatchObject({ cachedPromptTokens: 8 });
+    expect(exact).toEqual(reference(shared, 3));
+    expect(cache.counters[PrefixCacheCounter.HitTokens]).toBe(20);
+    expect(cache.counters[PrefixCacheCounter.MissTokens]).toBe(13 + 1 + 4);
+  });
+
+  it('batches sequences with different cached lengths in one prefill and the same decode steps, each with its own tokens', async () => {
+    const engine = new GenerationEngine(fakeSession(1), geometry, 512, cached());
+    await engine.generate(request([...shared, 50, 51, 52, 53, 54], 2, []));
+    const passes: ForwardPass[] = [];
+    engine.observe((p) => passes.push(p));
+    // Cached 16, 12, 8, 4 and 0 tokens, rests of 3, 1, 6, 2 and 5 tokens: gaps between past and rest in every row but one.
+    const prompts = [
+      [...shared, 50, 51, 52, 53, 54, 60, 61],
+      [...shared, 3],
+      [...shared.slice(0, 8), 9, 9, 9, 9, 9, 9],
+      [...shared.slice(0, 4), 30, 31],
+      [90, 91, 92, 93, 94],
+    ];
+    const outputs = prompts.map(() => [] as number[]);
+    const results = await Promise.all(prompts.map((p, i) => engine.generate(request(p, 10 + i, outputs[i]))));
+    expect(results.map((r) => r.cachedPromptTokens)).toEqual([16, 12, 8, 4, 0]);
+    expect(passes[0]).toEqual({ kind: 'prefill', sequences: 5, tokens: 5 * 6 });
+    expect(passes[1]).toEqual({ kind: 'decode', sequences: 5, tokens: 5 });
+    prompts.forEach((p, i) => expect(outputs[i]).toEqual(reference(p, 10 + i)));
+  });
+
+  it('evicts least-recently-used blocks within its budget, the tails of prefixes first', async () => {
+    // Fake K/V: 2 tensors × 1 head × 4 tokens × 1 float × 4 bytes = 32 bytes a block; room for 3.
+    const cache = cached(96);
+    const engine = new GenerationEngine(fakeSession(), geometry, 512, cache);
+    const a = [1, 1, 1, 1, 2, 2, 2, 2, 3];
+    const b = [4, 4, 4, 4, 5, 5, 5, 5, 6];
+    await engine.generate(request(a, 1, []));
+    await engine.generate(request(b, 1, []));
+    expect(cache.size).toBe(3);
+    expect(cache.counters[PrefixCacheCounter.EvictedBlocks]).toBe(1);
+    expect(cache.counters[PrefixCacheCounter.Bytes]).toBe(96);
+    // a's tail block went first: its first block still hits.
+    const tokens: number[] = [];
+    expect(await engine.generate(request(a, 4, tokens))).toMatchObject({ cachedPromptTokens: 4 });
+    expect(tokens).toEqual(reference(a, 4));
+    expect(cache.counters[PrefixCacheCounter.Bytes]).toBeLessThanOrEqual(96);
   });
 });

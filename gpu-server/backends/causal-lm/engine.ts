@@ -5,7 +5,9 @@
  *      with finish reason "cancelled"; their KV cache is released);
  *   2. prefills the requests that arrived since the last turn in one forward
  *      pass over their prompts (left-padded to the longest, padding masked),
- *      sampling each one's first token;
+ *      each from the end of its longest prefix in the instance's prefix
+ *      cache (prefix-cache.ts; the cached K/V are its past), sampling each
+ *      one's first token, and caches the prompts' whole blocks;
  *   3. runs ONE decode forward pass over every live sequence: each feeds its
  *      last token at its own position, the KV caches are left-padded to the
  *      longest past with attention_mask zeros over the padding, and the graph
@@ -25,6 +27,7 @@
 import { invalidArgument } from '../../core/errors';
 import * as ort from 'onnxruntime-node';
 import type { CausalLmGeometry } from './model-files';
+import type { PrefixCache } from './prefix-cache';
 import type { Sampler } from './sampling';
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -49,6 +52,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   /** Tokens generated, an end-of-sequence token included. */
   outputTokens: number;
+  /** Prompt tokens served from the prefix cache (not prefilled). */
+  cachedPromptTokens: number;
 }
 
 /** One call of the graph, reported to observers (tests, statistics). */
@@ -78,6 +83,8 @@ interface Sequence {
   length: number;
   lastToken: number;
   generated: number;
+  /** Prompt tokens whose K/V came from the prefix cache. */
+  cached: number;
 }
 
 export class GenerationEngine {
@@ -97,6 +104,8 @@ export class GenerationEngine {
     private readonly geometry: CausalLmGeometry,
     /** Longest sequence, prompt plus generated tokens. */
     readonly contextLength: number,
+    /** Reused prompt prefixes of this instance; none when caching is off. */
+    private readonly prefixCache?: PrefixCache,
   ) {}
 
   /** Requests waiting to join plus sequences being generated. */
@@ -119,7 +128,7 @@ export class GenerationEngine {
       return Promise.reject(invalidArgument(`the prompt has ${prompt} tokens, but the context length is ${this.contextLength}: it must be shorter to leave room for one generated token`));
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ request, resolve, reject, length: 0, lastToken: -1, generated: 0 });
+      this.pending.push({ request, resolve, reject, length: 0, lastToken: -1, generated: 0, cached: 0 });
       if (!this.running) {
         this.running = true;
         // Started on the next turn, so requests arriving together (one message batch) share the first prefill.
@@ -153,7 +162,7 @@ export class GenerationEngine {
               if (!seq.kv) return; // closed during the pass: already rejected by close()
               if (seq.request.signal.aborted) {
                 seq.kv = undefined;
-                seq.resolve({ finishReason: 'cancelled', outputTokens: 0 });
+                seq.resolve({ finishReason: 'cancelled', outputTokens: 0, cachedPromptTokens: seq.cached });
               } else if (!this.accept(seq, seq.request.sample(logits[i]))) {
                 this.live.push(seq);
               }
@@ -181,7 +190,7 @@ export class GenerationEngine {
     const keep = (seq: Sequence) => {
       if (!seq.request.signal.aborted) return true;
       seq.kv = undefined;
-      seq.resolve({ finishReason: 'cancelled', outputTokens: seq.generated });
+      seq.resolve({ finishReason: 'cancelled', outputTokens: seq.generated, cachedPromptTokens: seq.cached });
       return false;
     };
     this.pending = this.pending.filter(keep);
@@ -194,7 +203,7 @@ export class GenerationEngine {
     seq.lastToken = token;
     const finish = (finishReason: FinishReason) => {
       seq.kv = undefined;
-      seq.resolve({ finishReason, outputTokens: seq.generated });
+      seq.resolve({ finishReason, outputTokens: seq.generated, cachedPromptTokens: seq.cached });
       return true;
     };
     if (seq.request.stopOnEos && this.geometry.eosTokenIds.includes(token)) return finish('stop');
@@ -214,44 +223,68 @@ export class GenerationEngine {
   }
 
   /**
-   * One pass over the prompts of `batch`, left-padded to the longest (padding
-   * masked, each prompt at positions 0…n-1), so each row ends with its last
-   * prompt token and its cache is right-aligned as decode steps expect.
-   * Returns each sequence's logits for its first generated token.
+   * One pass over the prompts of `batch`, each fed only from where its cached
+   * prefix ends: the cached K/V are the past (right-aligned, left-padded to
+   * the longest cached prefix P), the rest of the prompt is left-padded to
+   * the longest rest W, everything padded masked, each token at its true
+   * position. Row r then holds [pad | cached c | pad | rest u] in its
+   * P + W present columns; the cached part is moved right against the rest,
+   * so each row's cache is contiguous and right-aligned as decode steps
+   * expect. Returns each sequence's logits for its first generated token.
    */
   private async prefill(batch: Sequence[]): Promise<Float32Array[]> {
     const { layers, kvHeads, headDim, vocabSize } = this.geometry;
     const b = batch.length;
-    const width = Math.max(...batch.map((s) => s.request.promptIds.length));
+    const cache = this.prefixCache;
+    const hashes = batch.map((seq) => cache?.hashes(seq.request.promptIds) ?? []);
+    const reused = batch.map((seq, r) => cache?.lookup(hashes[r], seq.request.promptIds.length) ?? []);
+    batch.forEach((seq, r) => (seq.cached = reused[r].length * (cache?.blockTokens ?? 0)));
+    const past = Math.max(...batch.map((s) => s.cached));
+    const width = Math.max(...batch.map((s) => s.request.promptIds.length - s.cached));
     const ids = new BigInt64Array(b * width);
-    const mask = new BigInt64Array(b * width);
+    const mask = new BigInt64Array(b * (past + width));
     const positions = new BigInt64Array(b * width);
     batch.forEach((seq, r) => {
-      const prompt = seq.request.promptIds;
-      const offset = r * width + (width - prompt.length);
-      prompt.forEach((id, j) => {
+      const rest = seq.request.promptIds.slice(seq.cached);
+      const offset = r * width + (width - rest.length);
+      mask.fill(1n, r * (past + width) + past - seq.cached, r * (past + width) + past);
+      mask.fill(1n, (r + 1) * (past + width) - rest.length, (r + 1) * (past + width));
+      rest.forEach((id, j) => {
         ids[offset + j] = BigInt(id);
-        mask[offset + j] = 1n;
-        positions[offset + j] = BigInt(j);
+        positions[offset + j] = BigInt(seq.cached + j);
       });
     });
+    const pastData = Array.from({ length: 2 * layers }, () => new Float32Array(b * kvHeads * past * headDim));
+    reused.forEach((blocks, r) => blocks.forEach((block, i) => cache!.copyOut(block, { tensors: pastData, width: past, row: r, column: past - batch[r].cached + i * cache!.blockTokens })));
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [b, width]),
-      attention_mask: new ort.Tensor('int64', mask, [b, width]),
+      attention_mask: new ort.Tensor('int64', mask, [b, past + width]),
     };
     if (this.geometry.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positions, [b, width]);
-    if (this.geometry.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(0), [1]);
+    if (this.geometry.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(past > 0 ? 1 : 0), [1]);
     for (let l = 0; l < layers; l++) {
-      for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [b, kvHeads, 0, headDim]);
+      ['key', 'value'].forEach((kind, k) => (feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', pastData[2 * l + k], [b, kvHeads, past, headDim])));
     }
     const out = await this.session.run(feeds);
     this.report({ kind: 'prefill', sequences: b, tokens: b * width });
     const presents = this.presents(out);
+    const presentData = presents.map((t) => t.data as Float32Array);
     const logits = out.logits.data as Float32Array;
     return batch.map((seq, r) => {
+      const prompt = seq.request.promptIds.length;
+      const gap = width - (prompt - seq.cached);
+      if (seq.cached > 0 && gap > 0) {
+        for (const data of presentData) {
+          for (let h = 0; h < kvHeads; h++) {
+            const start = ((r * kvHeads + h) * (past + width) + past - seq.cached) * headDim;
+            data.copyWithin(start + gap * headDim, start, start + seq.cached * headDim);
+          }
+        }
+      }
+      cache?.store(hashes[r], { tensors: presentData, width: past + width, row: r, column: past + width - prompt });
       // A sequence closed during the pass keeps no cache.
-      if (!this.closed) seq.kv = { tensors: presents, row: r, past: width };
-      seq.length = seq.request.promptIds.length;
+      if (!this.closed) seq.kv = { tensors: presents, row: r, past: past + width };
+      seq.length = prompt;
       const last = (r * width + width - 1) * vocabSize;
       return logits.slice(last, last + vocabSize);
     });

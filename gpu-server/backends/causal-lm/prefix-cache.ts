@@ -1,0 +1,156 @@
+/**
+ * Automatic prefix caching for one model instance, as vLLM does it: a
+ * prompt is cut into blocks of `blockTokens` tokens, and each whole block's
+ * keys and values (every layer) are kept under the hash of the WHOLE prefix
+ * up to its end — a chain hash, h_i = sha256(h_{i-1} ‖ tokens of block i) —
+ * so equal hashes mean equal prefixes and a block is only ever reused after
+ * the very tokens it was computed after (its K/V depend on all of them).
+ * A new prompt reuses the longest run of cached blocks from its start.
+ *
+ * Eviction is least-recently-used within `budgetBytes`. A chain is touched
+ * from its last block back to its first, so the first blocks of a prefix are
+ * always younger than its tail: eviction eats prefixes from the end, and what
+ * stays cached is still reachable (a lookup stops at the first missing
+ * block, so a surviving tail behind an evicted block would be dead weight).
+ *
+ * Only prompt blocks are cached, not generated ones: a conversation's next
+ * turn re-renders the answer as text, whose tokens need not be the sampled
+ * ones, while its earlier prompt comes back verbatim.
+ */
+import { createHash } from 'node:crypto';
+
+/** Slots of the counters array (shared with the main thread for metrics, see PREFIX_CACHE_COUNTERS). */
+export enum PrefixCacheCounter {
+  /** Prompt tokens whose K/V came from the cache. */
+  HitTokens,
+  /** Prompt tokens prefilled (not found in the cache, or the one token always prefilled). */
+  MissTokens,
+  /** Blocks evicted to stay within the budget. */
+  EvictedBlocks,
+  /** Bytes of K/V held now. */
+  Bytes,
+}
+
+export const PREFIX_CACHE_COUNTERS = 4;
+
+/** Where one block's K/V sits in a tensor set [batch, kvHeads, width, headDim] (index layer × 2 + 0 key / 1 value). */
+export interface KvSlice {
+  tensors: readonly Float32Array[];
+  /** Width of the tensors' sequence axis. */
+  width: number;
+  row: number;
+  /** First column of the block in that row. */
+  column: number;
+}
+
+export interface KvShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+export class PrefixCache {
+  /** Blocks by chain hash, in recency order (oldest first); each holds [layer×2+kind][head][token][dim]. */
+  private readonly blocks = new Map<string, Float32Array>();
+  readonly blockBytes: number;
+
+  constructor(
+    readonly blockTokens: number,
+    readonly budgetBytes: number,
+    private readonly shape: KvShape,
+    /** PREFIX_CACHE_COUNTERS slots, indexed by PrefixCacheCounter; may live in shared memory. */
+    readonly counters: Float64Array = new Float64Array(PREFIX_CACHE_COUNTERS),
+  ) {
+    if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new RangeError(`PrefixCache expects a block size of at least 1 token, but got ${blockTokens}`);
+    this.blockBytes = 2 * shape.layers * shape.kvHeads * blockTokens * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
+  }
+
+  /** Chain hashes of the whole blocks at the start of `ids`. */
+  hashes(ids: readonly number[]): string[] {
+    const hashes: string[] = [];
+    let previous = Buffer.alloc(0);
+    for (let end = this.blockTokens; end <= ids.length; end += this.blockTokens) {
+      const tokens = Int32Array.from(ids.slice(end - this.blockTokens, end));
+      previous = createHash('sha256').update(previous).update(new Uint8Array(tokens.buffer)).digest();
+      hashes.push(previous.toString('base64'));
+    }
+    return hashes;
+  }
+
+  /**
+   * The cached blocks at the start of a prompt of `promptLength` tokens with
+   * block hashes `hashes`, longest run first to last; at least one prompt
+   * token is always left out, so the prefill has a position to take logits
+   * from. Counts the hit and the miss.
+   */
+  lookup(hashes: readonly string[], promptLength: number): Float32Array[] {
+    const usable = Math.min(hashes.length, Math.floor((promptLength - 1) / this.blockTokens));
+    const found: Float32Array[] = [];
+    for (let i = 0; i < usable; i++) {
+      const block = this.blocks.get(hashes[i]);
+      if (!block) break;
+      found.push(block);
+    }
+    this.touch(hashes.slice(0, found.length));
+    const hit = found.length * this.blockTokens;
+    this.counters[PrefixCacheCounter.HitTokens] += hit;
+    this.counters[PrefixCacheCounter.MissTokens] += promptLength - hit;
+    return found;
+  }
+
+  /** Copies `block` into `into` (a past tensor set), right-aligned so the block's first token lands at `into.column`. */
+  copyOut(block: Float32Array, into: KvSlice): void {
+    const { kvHeads, headDim } = this.shape;
+    const span = this.blockTokens * headDim;
+    into.tensors.forEach((tensor, t) => {
+      for (let h = 0; h < kvHeads; h++) {
+        tensor.set(block.subarray((t * kvHeads + h) * span, (t * kvHeads + h + 1) * span), ((into.row * kvHeads + h) * into.width + into.column) * headDim);
+      }
+    });
+  }
+
+  /**
+   * Keeps the blocks of a prefilled prompt: block i of `hashes` is read from
+   * `from` at column `from.column + i × blockTokens`. Blocks already cached
+   * are only touched. Then evicts least-recently-used blocks over the budget.
+   */
+  store(hashes: readonly string[], from: KvSlice): void {
+    if (this.blockBytes > this.budgetBytes) return;
+    const { kvHeads, headDim } = this.shape;
+    const span = this.blockTokens * headDim;
+    hashes.forEach((hash, i) => {
+      if (this.blocks.has(hash)) return;
+      const block = new Float32Array(this.blockBytes / Float32Array.BYTES_PER_ELEMENT);
+      from.tensors.forEach((tensor, t) => {
+        for (let h = 0; h < kvHeads; h++) {
+          const start = ((from.row * kvHeads + h) * from.width + from.column + i * this.blockTokens) * headDim;
+          block.set(tensor.subarray(start, start + span), (t * kvHeads + h) * span);
+        }
+      });
+      this.blocks.set(hash, block);
+      this.counters[PrefixCacheCounter.Bytes] += this.blockBytes;
+    });
+    this.touch(hashes);
+    for (const hash of this.blocks.keys()) {
+      if (this.counters[PrefixCacheCounter.Bytes] <= this.budgetBytes) break;
+      this.blocks.delete(hash);
+      this.counters[PrefixCacheCounter.Bytes] -= this.blockBytes;
+      this.counters[PrefixCacheCounter.EvictedBlocks]++;
+    }
+  }
+
+  /** Blocks held now. */
+  get size(): number {
+    return this.blocks.size;
+  }
+
+  /** Marks a chain used now, its first block most recent (see the file comment). */
+  private touch(hashes: readonly string[]): void {
+    for (let i = hashes.length - 1; i >= 0; i--) {
+      const block = this.blocks.get(hashes[i]);
+      if (!block) continue;
+      this.blocks.delete(hashes[i]);
+      this.blocks.set(hashes[i], block);
+    }
+  }
+}
