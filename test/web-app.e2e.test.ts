@@ -197,6 +197,8 @@ describe('web app', () => {
     await available.waitFor();
     expect(Number(await available.getAttribute('data-micros'))).toBe(before - costMicros);
     expect(shown).toMatch(/^\$0\.\d+$/);
+    await page.locator('.chart canvas').first().waitFor();
+    await screenshot(page, 'account-usage');
     await page.goBack();
 
     // A long answer: its text grows over several frames, then Stop ends it where it is.
@@ -229,6 +231,7 @@ describe('web app', () => {
 
     // The conversation is kept in the browser.
     await page.reload();
+    await page.locator('.message.assistant').nth(1).waitFor();
     await expect(page.locator('.message.user').count()).resolves.toBe(2);
     await expectAccessible(page, 'chat');
     const images = path.resolve(__dirname, '..', 'docs', 'images');

@@ -137,7 +137,7 @@ export function Documents() {
               <div className="document-head">
                 <Link to={`/knowledge/documents/${doc.id}`}>{doc.title}</Link>
                 <span className="hint">
-                  {formatCount(doc.sizeBytes)} bytes{doc.chunkCount ? ` · ${doc.chunkCount} chunks` : ''}
+                  {formatCount(doc.sizeBytes)} bytes{doc.chunkCount ? ` · ${doc.chunkCount} ${doc.chunkCount === 1 ? 'chunk' : 'chunks'}` : ''}
                 </span>
                 <button type="button" className="secondary small" onClick={() => void remove(doc.id, doc.title)}>
                   Delete<span className="visually-hidden"> {doc.title}</span>
