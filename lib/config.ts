@@ -114,8 +114,13 @@ export function envPort(name: PortName): number {
  * fits in one environment line. Secrets are never logged.
  */
 export function envSecret(name: string): string | undefined {
-  const inline = process.env[name];
+  return envSecretFrom(process.env, name);
+}
+
+/** envSecret from a given set of variables. */
+export function envSecretFrom(source: EnvSource, name: string): string | undefined {
+  const inline = source[name];
   if (inline) return inline.replace(/\\n/g, '\n');
-  const file = process.env[`${name}_FILE`];
+  const file = source[`${name}_FILE`];
   return file ? readFileSync(file, 'utf8') : undefined;
 }

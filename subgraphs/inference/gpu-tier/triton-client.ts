@@ -9,6 +9,7 @@ import type {
   RepositoryIndexResponse__Output,
 } from '../../../protocol/triton/messages';
 import { loadTritonProto } from '../../../protocol/triton/loader';
+import { ConfigError, envSecret } from '../../../lib/config';
 
 /** The unary calls the inference subgraph makes: one endpoint, or a tier of them. */
 export interface TritonApi {
@@ -29,14 +30,27 @@ type UnaryCall<Res> = (metadata: grpc.Metadata, options: grpc.CallOptions, callb
  * only the standard protocol, so it works unchanged against NVIDIA's Triton
  * and against our gpu-server. Every call has a deadline: a GPU tier that stops
  * answering yields an error, never a hang.
+ *
+ * Every call carries the restricted-protocol key when one is configured
+ * (`restrictedKey`, else `INFERENCE_GPU_SERVER_KEY` or its `_FILE`, as
+ * `<key>=<value>`): the metadata `triton-grpc-protocol-<key>: <value>` that a
+ * Triton or gpu-server started with `--grpc-restricted-protocol=…:<key>=<value>` demands.
  */
 export class TritonClient implements TritonApi {
   private readonly client: GRPCInferenceServiceClient;
+  /** What every call carries: the restricted-protocol header, or nothing. */
+  private readonly metadata = new grpc.Metadata();
 
   constructor(
     readonly address: string,
     private readonly deadlineMs: number,
+    restrictedKey = envSecret('INFERENCE_GPU_SERVER_KEY')?.trim(),
   ) {
+    if (restrictedKey) {
+      const equals = restrictedKey.indexOf('=');
+      if (equals <= 0 || equals === restrictedKey.length - 1) throw new ConfigError('INFERENCE_GPU_SERVER_KEY expects <key>=<value>, as the tail of the GPU server\'s --grpc-restricted-protocol, but got a value without both');
+      this.metadata.set(`triton-grpc-protocol-${restrictedKey.slice(0, equals).toLowerCase()}`, restrictedKey.slice(equals + 1));
+    }
     const Service = loadTritonProto().inference.GRPCInferenceService;
     this.client = new Service(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -88,7 +102,7 @@ export class TritonClient implements TritonApi {
    * caller's to enforce.
    */
   modelStreamInfer(): InferStreamCall {
-    return this.client.ModelStreamInfer(new grpc.Metadata(), {});
+    return this.client.ModelStreamInfer(this.metadata.clone(), {});
   }
 
   /** The channel is connected (or idle and able to connect). */
@@ -102,7 +116,7 @@ export class TritonClient implements TritonApi {
 
   private unary<Res>(start: UnaryCall<Res>, deadlineMs = this.deadlineMs): Promise<Res> {
     return new Promise((resolve, reject) =>
-      start(new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (error, response) => (error ? reject(error) : resolve(response!))),
+      start(this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (error, response) => (error ? reject(error) : resolve(response!))),
     );
   }
 }
