@@ -18,6 +18,7 @@ import { withParameterInputs } from './parameter-inputs';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';
 import type { CoreInferInput, CoreInferRequest } from './infer-request';
 import { reservedParameters, type CoreParameterValue } from './request-parameters';
+import { responseParameters } from './response-parameters';
 import type { ModelVersionStatistics } from './statistics';
 import { elementCount, type Tensor } from './tensor';
 
@@ -57,13 +58,15 @@ export interface CoreInferResponse {
   modelVersion: string;
   id: string;
   outputs: Tensor[];
+  /** Set by the model's runner (response-parameters.ts), e.g. `cached_prompt_tokens`. */
+  parameters: Record<string, CoreParameterValue>;
 }
 
 /** One response of `inferStream`. */
 export interface CoreStreamResponse extends CoreInferResponse {
   /** The last response of its request. */
   final: boolean;
-  /** At least `triton_final_response: final`. */
+  /** The runner's, and `triton_final_response: final`. */
   parameters: Record<string, CoreParameterValue>;
 }
 
@@ -82,6 +85,8 @@ export interface CoreInstanceStatistics {
   busyNs: number;
   /** Live sequences now (decoupled models; 0 otherwise). */
   activeSequences: number;
+  /** The instance's prefix-cache counters, indexed by PrefixCacheCounter (all 0 without a prefix cache). */
+  prefixCache: Float64Array;
 }
 
 export class InferenceCore {
@@ -201,7 +206,7 @@ export class InferenceCore {
     const { priority, timeoutMicroseconds } = reservedParameters(v.name, request.parameters);
     return this.tracked(async () => {
       const outputs = await v.scheduler!.schedule({ inputs, batchSize, priority, timeoutMicroseconds, signal: this.untilStopped(signal) });
-      return { modelName: v.name, modelVersion: v.version, id: request.id ?? '', outputs: pick(v.name, outputs, wanted) };
+      return { modelName: v.name, modelVersion: v.version, id: request.id ?? '', outputs: pick(v.name, outputs, wanted), parameters: responseParameters(outputs) };
     });
   }
 
@@ -219,11 +224,11 @@ export class InferenceCore {
     const v = this.admit(given);
     const request = withParameterInputs(v.config, given);
     const id = request.id ?? '';
-    const respond = (outputs: Tensor[], final: boolean) =>
-      onResponse({ modelName: v.name, modelVersion: v.version, id, outputs, final, parameters: { triton_final_response: final } });
+    const respond = (outputs: Tensor[], final: boolean, parameters: Record<string, CoreParameterValue>) =>
+      onResponse({ modelName: v.name, modelVersion: v.version, id, outputs, final, parameters: { ...parameters, triton_final_response: final } });
     if (!v.dispatcher) {
       const response = await this.infer(request, signal);
-      respond(response.outputs, true);
+      respond(response.outputs, true, response.parameters);
       return;
     }
     const { inputs } = validateInputs(v.config, request);
@@ -235,12 +240,16 @@ export class InferenceCore {
         inputs,
         (outputs, final) => {
           if (outputs.size === 0) {
-            if (final && (enableEmptyFinalResponse || sent === 0)) respond([], true);
+            if (final && (enableEmptyFinalResponse || sent === 0)) respond([], true, {});
             return;
           }
           sent++;
           // A streaming model may leave an output out of a response (e.g. a count only in the last one).
-          respond(wanted.filter((name) => outputs.has(name)).map((name) => outputs.get(name)!), final);
+          respond(
+            wanted.filter((name) => outputs.has(name)).map((name) => outputs.get(name)!),
+            final,
+            responseParameters(outputs),
+          );
         },
         this.untilStopped(signal),
       ),
@@ -266,6 +275,7 @@ export class InferenceCore {
         executions: counters[i].executions,
         busyNs: counters[i].busyNs,
         activeSequences: active?.[i] ?? 0,
+        prefixCache: v.prefixCacheCounters[i],
       }));
     });
   }

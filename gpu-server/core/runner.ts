@@ -44,6 +44,8 @@ export interface RunnerContext {
   version: string;
   /** The model instance this runner is, and the device it is bound to. */
   instance: InstanceBinding;
+  /** Where a backend with a prefix cache counts its hits, misses, evictions and bytes (prefix-cache-counters.ts); absent in tests that need no metrics. */
+  prefixCacheCounters?: Float64Array;
 }
 
 /**

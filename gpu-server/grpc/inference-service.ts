@@ -67,7 +67,7 @@ export function toInferResponse(response: CoreInferResponse): ModelInferResponse
     model_name: response.modelName,
     model_version: response.modelVersion,
     id: response.id,
-    parameters: {},
+    parameters: parametersToProto(response.parameters),
     outputs: response.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape })),
     raw_output_contents: response.outputs.map((t) => t.data),
   };
@@ -75,7 +75,7 @@ export function toInferResponse(response: CoreInferResponse): ModelInferResponse
 
 /** A streamed response: the data response, with `triton_final_response` among its parameters. */
 export function toStreamResponse(response: CoreStreamResponse): ModelStreamInferResponse {
-  return { error_message: '', infer_response: { ...toInferResponse(response), parameters: parametersToProto(response.parameters) } };
+  return { error_message: '', infer_response: toInferResponse(response) };
 }
 
 /**
@@ -208,10 +208,17 @@ export function createInferenceHandlers(core: InferenceCore, logger: Logger): GR
     }),
     ModelStatistics: unary(logger, 'ModelStatistics', (r) => ({ model_stats: core.statistics(r.name, r.version) })),
     ModelInfer: unary(logger, 'ModelInfer', async (r, call) => {
-      // A client that cancels (or times out) while its request is queued frees its place.
+      // A client that cancels (or times out) while its request is queued frees its place. grpc-js also
+      // emits 'cancelled' when the stream closes after a normal answer: the listener is gone by then,
+      // so an answered call costs no abort (and no DOMException for its reason).
       const controller = new AbortController();
-      call.on('cancelled', () => controller.abort());
-      return toInferResponse(await core.infer(coreRequest(r), controller.signal));
+      const abort = () => controller.abort();
+      call.once('cancelled', abort);
+      try {
+        return toInferResponse(await core.infer(coreRequest(r), controller.signal));
+      } finally {
+        call.off('cancelled', abort);
+      }
     }),
     ModelStreamInfer: streamInfer(core, logger),
     SystemSharedMemoryStatus: unimplemented('SystemSharedMemoryStatus'),

@@ -141,6 +141,7 @@ export function encodeInferResponse(response: CoreInferResponse, binaryOutput: (
       model_name: response.modelName,
       model_version: response.modelVersion,
       id: response.id || undefined,
+      parameters: Object.keys(response.parameters).length > 0 ? response.parameters : undefined,
       outputs,
     }),
   );

@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../lib/log';
 import type { Clock } from '../core/clock';
+import { newPrefixCacheCounters } from '../core/prefix-cache-counters';
 import { isStreamingRunner, type InstanceBinding, type ModelRunner, type RunnerFactory } from '../core/runner';
 import { DEFAULT_QUEUE_POLICY, Scheduler, type QueuePolicy, type SchedulerOptions } from '../core/scheduler';
 import { StatisticsRecorder } from '../core/statistics';
@@ -42,6 +43,8 @@ export interface ModelVersion {
   /** One per instance, in the order of `instances`. */
   runners: ModelRunner[];
   instances: InstanceBinding[];
+  /** One per instance, in the order of `instances`: its prefix cache's counters (zero for backends without one). */
+  prefixCacheCounters: Float64Array[];
   /** Set for a READY model that is not decoupled. */
   scheduler?: Scheduler;
   /** Set for a READY decoupled model (its runners all stream). */
@@ -194,11 +197,12 @@ export class ModelRepository {
     for (const version of versions) {
       const stats = new StatisticsRecorder(name, version);
       const instances = instanceBindings(config, this.cuda);
-      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [], instances };
+      const prefixCacheCounters = instances.map(() => newPrefixCacheCounters());
+      const modelVersion: ModelVersion = { name, version, state: 'LOADING', reason: '', config, stats, runners: [], instances, prefixCacheCounters };
       try {
         const base = { config, modelDir: dir, versionDir: path.join(dir, version), version };
         // Started one after another and kept as they come, so a failure part-way still closes those already started.
-        for (const instance of instances) modelVersion.runners.push(await factory({ ...base, instance }));
+        for (const [i, instance] of instances.entries()) modelVersion.runners.push(await factory({ ...base, instance, prefixCacheCounters: prefixCacheCounters[i] }));
         if (config.model_transaction_policy?.decoupled) {
           const streaming = modelVersion.runners.filter(isStreamingRunner);
           if (streaming.length !== modelVersion.runners.length) {

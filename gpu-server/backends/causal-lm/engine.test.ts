@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { GenerationEngine, type ForwardPass, type GenerationRequest } from './engine';
-import { PrefixCache, PrefixCacheCounter } from './prefix-cache';
+import { PrefixCacheCounter } from '../../core/prefix-cache-counters';
+import { PrefixCache } from './prefix-cache';
 import type { CausalLmGeometry } from './model-files';
 
 /**

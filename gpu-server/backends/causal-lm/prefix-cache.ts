@@ -18,20 +18,7 @@
  * ones, while its earlier prompt comes back verbatim.
  */
 import { createHash } from 'node:crypto';
-
-/** Slots of the counters array (shared with the main thread for metrics, see PREFIX_CACHE_COUNTERS). */
-export enum PrefixCacheCounter {
-  /** Prompt tokens whose K/V came from the cache. */
-  HitTokens,
-  /** Prompt tokens prefilled (not found in the cache, or the one token always prefilled). */
-  MissTokens,
-  /** Blocks evicted to stay within the budget. */
-  EvictedBlocks,
-  /** Bytes of K/V held now. */
-  Bytes,
-}
-
-export const PREFIX_CACHE_COUNTERS = 4;
+import { newPrefixCacheCounters, PrefixCacheCounter } from '../../core/prefix-cache-counters';
 
 /** Where one block's K/V sits in a tensor set [batch, kvHeads, width, headDim] (index layer × 2 + 0 key / 1 value). */
 export interface KvSlice {
@@ -58,8 +45,8 @@ export class PrefixCache {
     readonly blockTokens: number,
     readonly budgetBytes: number,
     private readonly shape: KvShape,
-    /** PREFIX_CACHE_COUNTERS slots, indexed by PrefixCacheCounter; may live in shared memory. */
-    readonly counters: Float64Array = new Float64Array(PREFIX_CACHE_COUNTERS),
+    /** Indexed by PrefixCacheCounter; shared with the main thread for metrics. */
+    readonly counters: Float64Array = newPrefixCacheCounters(),
   ) {
     if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new RangeError(`PrefixCache expects a block size of at least 1 token, but got ${blockTokens}`);
     this.blockBytes = 2 * shape.layers * shape.kvHeads * blockTokens * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
