@@ -83,7 +83,7 @@ beforeAll(async () => {
   fs.copyFileSync(source, path.join(repository, 'no-versions', 'config.pbtxt'));
   fs.writeFileSync(path.join(repository, 'no-versions', 'config.pbtxt'), fs.readFileSync(source, 'utf8').replace('name: "sluice-embed"', 'name: "no-versions"'));
 
-  server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'gpu-server' }) });
+  server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, modelControlMode: 'explicit', logger: createLogger({ test: 'gpu-server' }) });
   const pkg = loadTritonProto();
   client = tritonTestClient(`127.0.0.1:${server.grpcPort}`);
   health = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure()) as unknown as typeof health;

@@ -14,13 +14,17 @@
  *   POST /v2/models/{m}/generate[_stream]         Triton's generate extension (generate.ts)
  *
  * Errors are `{"error": "<message>"}` with the status of status.ts; a wrong
- * method is 405, an unknown path 404, a body over the limit 413.
+ * method is 405, an unknown path 404, a body over the limit 413. A route of a
+ * restricted category (../access/restrictions.ts) without its header is 403,
+ * and load/unload outside `explicit` model control 503, both as Triton.
  */
 import type * as http from 'node:http';
 import type { Logger } from '../../lib/log';
+import { httpRestrictedMessage, type RestrictedCategory, type Restrictions } from '../access/restrictions';
 import { invalidArgument, unimplemented } from '../core/errors';
 import type { InferenceCore } from '../core/inference-core';
 import { BodyTooLargeError, expectObject, jsonKind, parseJson, readBody } from './body';
+import { modelControlRefusal, type ModelControlMode } from '../repository/model-control';
 import { handleGenerate } from './generate';
 import { encodeInferResponse, INFERENCE_HEADER_CONTENT_LENGTH, parseInferRequest } from './infer-codec';
 import { sendBody, sendEmpty, sendError, sendJson } from './respond';
@@ -30,6 +34,10 @@ export interface HttpHandlerOptions {
   logger: Logger;
   /** Largest request body accepted; larger ones get 413 without being read. @default 64 MiB */
   maxBodyBytes?: number;
+  /** Categories that need a header (`--http-restricted-api`). @default none */
+  restrictions?: Restrictions;
+  /** Whether load/unload are allowed (`--model-control-mode`). @default 'none' */
+  modelControl?: ModelControlMode;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -38,6 +46,7 @@ type Method = 'GET' | 'POST';
 
 interface Route {
   method: Method;
+  category: RestrictedCategory;
   handle(ctx: RequestContext): Promise<void> | void;
 }
 
@@ -54,7 +63,8 @@ const REPOSITORY_PATH = /^\/v2\/repository(?:\/([^/]+))?\/(?:index|models\/([^/]
 
 export function createHttpHandler(core: InferenceCore, options: HttpHandlerOptions): http.RequestListener {
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const route = routes(core, options.logger);
+  const route = routes(core, options.logger, options.modelControl ?? 'none');
+  const restrictions = options.restrictions;
 
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -68,6 +78,8 @@ export function createHttpHandler(core: InferenceCore, options: HttpHandlerOptio
         if (method !== found.method) {
           return sendError(res, 405, `Method Not Allowed: ${req.method} ${path} expects ${found.method}`, { allow: found.method === 'GET' ? 'GET, HEAD' : found.method });
         }
+        const restriction = restrictions?.get(found.category);
+        if (restriction && !restriction.matches(req.headers[restriction.header])) return sendError(res, 403, httpRestrictedMessage(restriction));
         return found.handle(ctx);
       })
       .catch((error: unknown) => {
@@ -85,15 +97,16 @@ export function createHttpHandler(core: InferenceCore, options: HttpHandlerOptio
 }
 
 /** The route table: a path → its method and handler, or undefined. */
-function routes(core: InferenceCore, logger: Logger): (path: string) => Route | undefined {
-  const get = (handle: Route['handle']): Route => ({ method: 'GET', handle });
-  const post = (handle: Route['handle']): Route => ({ method: 'POST', handle });
+function routes(core: InferenceCore, logger: Logger, modelControl: ModelControlMode): (path: string) => Route | undefined {
+  const get = (category: RestrictedCategory, handle: Route['handle']): Route => ({ method: 'GET', category, handle });
+  const post = (category: RestrictedCategory, handle: Route['handle']): Route => ({ method: 'POST', category, handle });
   const fixed = new Map<string, Route>([
-    ['/v2/health/live', get(({ res }) => sendEmpty(res, core.isLive() ? 200 : 400))],
-    ['/v2/health/ready', get(({ res }) => sendEmpty(res, core.isReady() ? 200 : 400))],
-    ['/v2', get(({ res }) => sendJson(res, 200, core.serverMetadata()))],
-    ['/v2/models/stats', get(({ res }) => sendJson(res, 200, { model_stats: core.statistics() }))],
+    ['/v2/health/live', get('health', ({ res }) => sendEmpty(res, core.isLive() ? 200 : 400))],
+    ['/v2/health/ready', get('health', ({ res }) => sendEmpty(res, core.isReady() ? 200 : 400))],
+    ['/v2', get('metadata', ({ res }) => sendJson(res, 200, core.serverMetadata()))],
+    ['/v2/models/stats', get('statistics', ({ res }) => sendJson(res, 200, { model_stats: core.statistics() }))],
   ]);
+  const refusal = modelControlRefusal(modelControl);
 
   return (path) => {
     const found = fixed.get(path);
@@ -107,8 +120,9 @@ function routes(core: InferenceCore, logger: Logger): (path: string) => Route | 
     const repository = REPOSITORY_PATH.exec(path);
     if (repository) {
       const [, repositoryName, modelName, action] = repository;
-      return post(async ({ res, body }) => {
+      return post('model-repository', async ({ res, body }) => {
         if (repositoryName !== undefined) throw unimplemented(`'repository_name' specification is not supported: got '${decode(repositoryName)}'; use /v2/repository/…`);
+        if (modelName !== undefined && refusal) throw refusal;
         const json = await optionalJson(await body(), 'repository request');
         if (modelName === undefined) return sendJson(res, 200, repositoryIndex(core, json));
         if (action === 'load') await core.loadModel(loadTarget(decode(modelName), json));
@@ -122,17 +136,17 @@ function routes(core: InferenceCore, logger: Logger): (path: string) => Route | 
   function modelRoute(name: string, version: string, kind: string): Route {
     switch (kind) {
       case '':
-        return get(({ res }) => sendJson(res, 200, core.modelMetadata(name, version)));
+        return get('metadata', ({ res }) => sendJson(res, 200, core.modelMetadata(name, version)));
       case 'ready':
-        return get(({ res }) =>
+        return get('health', ({ res }) =>
           core.modelReady(name, version) ? sendEmpty(res, 200) : sendError(res, 400, `model '${name}'${version ? ` version ${version}` : ''} is not ready; see POST /v2/repository/index for the reason`),
         );
       case 'config':
-        return get(({ res }) => sendJson(res, 200, core.modelConfig(name, version)));
+        return get('model-config', ({ res }) => sendJson(res, 200, core.modelConfig(name, version)));
       case 'stats':
-        return get(({ res }) => sendJson(res, 200, { model_stats: core.statistics(name, version) }));
+        return get('statistics', ({ res }) => sendJson(res, 200, { model_stats: core.statistics(name, version) }));
       case 'infer':
-        return post(async ({ req, res, body }) => {
+        return post('inference', async ({ req, res, body }) => {
           if (core.isDecoupled(name, version)) {
             throw unimplemented(`HTTP end point doesn't support models with decoupled transaction policy: model '${name}' is decoupled; use /generate_stream or gRPC ModelStreamInfer`);
           }
@@ -148,7 +162,7 @@ function routes(core: InferenceCore, logger: Logger): (path: string) => Route | 
           else sendBody(res, 200, out, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_CONTENT_LENGTH]: headerLength });
         });
       default: // generate, generate_stream
-        return post(async ({ res, body }) =>
+        return post('inference', async ({ res, body }) =>
           handleGenerate(core, logger, parseJson((await body()).toString('utf8'), 'generate request'), res, name, version, kind === 'generate_stream'),
         );
     }

@@ -66,6 +66,7 @@ beforeAll(async () => {
     httpPort: 0,
     metricsPort: 0,
     maxHttpBodyBytes: 256 * 1024,
+    modelControlMode: 'explicit',
     logger: createLogger({ test: 'http' }),
   });
   base = `http://127.0.0.1:${server.httpPort}`;
