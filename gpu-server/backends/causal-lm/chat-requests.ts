@@ -6,7 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResponseSink, RunnerContext } from '../../core/runner';
+import { responseParameters } from '../../core/response-parameters';
 import type { Tensor } from '../../core/tensor';
+import { CACHED_PROMPT_TOKENS_PARAMETER } from '../../../protocol/triton/cached-prompt-tokens';
 import { decodeBytesTensor, encodeBytesTensor } from '../../../protocol/triton/bytes-tensor';
 import { parseModelConfig } from '../../repository/model-config';
 
@@ -65,6 +67,8 @@ export interface CollectedResponse {
   numInputTokens?: number;
   numOutputTokens?: number;
   finishReason?: string;
+  /** The `cached_prompt_tokens` response parameter. */
+  cachedPromptTokens?: number;
 }
 
 /** A sink that records every response, decoded. */
@@ -85,6 +89,7 @@ export function collectingSink(onResponse?: (r: CollectedResponse) => void): Res
         numInputTokens: count('num_input_tokens'),
         numOutputTokens: count('num_output_tokens'),
         finishReason: reason ? decodeBytesTensor(reason.data)[0].toString('utf8') : undefined,
+        cachedPromptTokens: responseParameters(outputs)[CACHED_PROMPT_TOKENS_PARAMETER] as number | undefined,
       };
       responses.push(r);
       onResponse?.(r);

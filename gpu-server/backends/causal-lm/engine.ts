@@ -42,10 +42,11 @@ export interface GenerationRequest {
   signal: AbortSignal;
   /**
    * Receives each generated token; `last` when the sequence ends with it
-   * anyway (max_tokens or the context length). Returns true when the request
-   * wants to stop (a stop string).
+   * anyway (max_tokens or the context length); `cachedPromptTokens`, the
+   * prompt tokens the prefill took from the prefix cache. Returns true when
+   * the request wants to stop (a stop string).
    */
-  onToken(id: number, last: boolean): boolean;
+  onToken(id: number, last: boolean, cachedPromptTokens: number): boolean;
 }
 
 export interface GenerationResult {
@@ -211,7 +212,7 @@ export class GenerationEngine {
     const atLength = seq.generated >= seq.request.maxTokens || seq.length + 1 >= this.contextLength;
     let stop: boolean;
     try {
-      stop = seq.request.onToken(token, atLength);
+      stop = seq.request.onToken(token, atLength, seq.cached);
     } catch (error) {
       seq.kv = undefined;
       seq.reject(asError(error));

@@ -49,6 +49,8 @@ describe('causal-lm runner: generation', () => {
     expect(streamed.responses.reduce((n, r) => n + (r.numOutputTokens ?? 0), 0)).toBe(whole.final.numOutputTokens);
     expect(whole.final.numInputTokens).toBeGreaterThanOrEqual(4);
     expect(streamed.final.numInputTokens).toBe(whole.final.numInputTokens);
+    // Every response with num_input_tokens says how many came from the prefix cache (none yet, for a prompt of one block or less).
+    expect(streamed.responses.every((r) => r.cachedPromptTokens === 0)).toBe(true);
     expect(whole.final.finishReason).toBe(whole.final.numOutputTokens === 24 ? 'length' : 'stop');
   });
 
@@ -178,5 +180,20 @@ describe('causal-lm runner: batched execute', () => {
     expect(failure).toBeInstanceOf(RowFailures);
     const row = (failure as RowFailures).failures.get(0);
     expect(row).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/stream=true needs a decoupled model/) });
+  });
+});
+
+describe('causal-lm runner: prefix cache', () => {
+  it('reports the prompt tokens it reused as cached_prompt_tokens, on every streamed response and the same text', async () => {
+    const prompt = `${'A shared system prompt that many conversations begin with. '.repeat(8)}Question one?`;
+    const request = { prompt, sampling: greedy, stream: true, returnCounts: true, returnFinishReason: true };
+    const cold = await run(request);
+    const warm = await run(request);
+    const tokens = warm.final.numInputTokens!;
+    expect(warm.text).toBe(cold.text);
+    expect(cold.final.cachedPromptTokens).toBe(0);
+    // Whole 16-token blocks, leaving the last prompt token to prefill.
+    expect(warm.responses.map((r) => r.cachedPromptTokens)).toEqual(warm.responses.map(() => Math.floor((tokens - 1) / 16) * 16));
+    expect(warm.final.cachedPromptTokens).toBeGreaterThan(48);
   });
 });

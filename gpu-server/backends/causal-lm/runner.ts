@@ -32,16 +32,25 @@
  * Runtime threads per instance, default 1: an instance is one execution slot
  * and its worker thread, parallelism comes from instances and batching; on
  * this 2-core machine a second intra-op thread made steps slower; 0 = ONNX
- * Runtime's default). `chat_template` is for clients (the inference subgraph
- * renders it); the runner takes text.
+ * Runtime's default), `prefix_cache_bytes` (the instance's prefix KV cache
+ * budget, prefix-cache.ts; 0 or absent: no cache) and
+ * `prefix_cache_block_tokens` (its block size, default 16). `chat_template`
+ * is for clients (the inference subgraph renders it); the runner takes text.
+ *
+ * Every response that carries `num_input_tokens` (and every batched row) also
+ * carries the int64 response parameter `cached_prompt_tokens`: the prompt
+ * tokens taken from the prefix cache instead of being prefilled.
  */
 import { instanceSessionOptions } from '../session-options';
 import { invalidArgument } from '../../core/errors';
 import { RowFailures, type ResponseSink, type RunnerContext, type StreamingRunner } from '../../core/runner';
+import { responseParameterTensor } from '../../core/response-parameters';
 import type { Tensor } from '../../core/tensor';
+import { CACHED_PROMPT_TOKENS_PARAMETER } from '../../../protocol/triton/cached-prompt-tokens';
 import { decodeBytesTensor, encodeBytesTensor, MalformedBytesTensorError } from '../../../protocol/triton/bytes-tensor';
 import { configParameter } from '../../../protocol/triton/model-config';
 import { GenerationEngine, type FinishReason } from './engine';
+import { PrefixCache } from './prefix-cache';
 import { openCausalLm } from './model-files';
 import { createSampler, parseSamplingParameters, type SamplingParams } from './sampling';
 import { IncrementalDetokenizer, OutputText } from './text-output';
@@ -66,6 +75,7 @@ interface Generated {
   rest: string;
   restTokens: number;
   inputTokens: number;
+  cachedPromptTokens: number;
   outputTokens: number;
   finishReason: FinishReason;
 }
@@ -74,19 +84,17 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
   const { config, versionDir } = context;
   const files = await openCausalLm(versionDir, configParameter(config, 'onnx_model_filename') ?? config.default_model_filename ?? 'model.onnx', instanceSessionOptions(context));
   const { tokenizer, session, geometry } = files;
-  const configured = configParameter(config, 'context_length');
-  let contextLength = geometry.maxPositions;
-  if (configured !== undefined) {
-    const n = Number(configured);
-    if (!Number.isInteger(n) || n < 2) throw new Error(`parameter 'context_length' expects an integer ≥ 2, but got '${configured}'`);
-    if (geometry.maxPositions !== undefined && n > geometry.maxPositions) {
-      throw new Error(`parameter 'context_length' is ${n}, but the model's max_position_embeddings is ${geometry.maxPositions}`);
-    }
-    contextLength = n;
+  const configured = integerParameter(config, 'context_length', 2);
+  if (configured !== undefined && geometry.maxPositions !== undefined && configured > geometry.maxPositions) {
+    throw new Error(`parameter 'context_length' is ${configured}, but the model's max_position_embeddings is ${geometry.maxPositions}`);
   }
+  const contextLength = configured ?? geometry.maxPositions;
   if (contextLength === undefined) throw new Error(`the model's context length is unknown: set parameter 'context_length' in config.pbtxt or max_position_embeddings in ${versionDir}/config.json`);
 
-  const engine = new GenerationEngine(session, geometry, contextLength);
+  const cacheBytes = integerParameter(config, 'prefix_cache_bytes', 0) ?? 0;
+  const blockTokens = integerParameter(config, 'prefix_cache_block_tokens', 1) ?? 16;
+  const prefixCache = cacheBytes > 0 ? new PrefixCache(blockTokens, cacheBytes, geometry, context.prefixCacheCounters) : undefined;
+  const engine = new GenerationEngine(session, geometry, contextLength, prefixCache);
   const batched = config.max_batch_size > 0;
   const decode = (ids: number[]) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
   const never = new AbortController().signal;
@@ -99,7 +107,7 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
    * (the last piece, held-back text, an end-of-sequence token) is in the
    * result's `rest`/`restTokens`, for the final response.
    */
-  const generate = async (input: GenerationInput, promptIds: number[], signal: AbortSignal, onPiece?: (text: string, tokens: number) => void): Promise<Generated> => {
+  const generate = async (input: GenerationInput, promptIds: number[], signal: AbortSignal, onPiece?: (text: string, tokens: number, cachedPromptTokens: number) => void): Promise<Generated> => {
     const detokenizer = new IncrementalDetokenizer(decode, promptIds);
     const output = new OutputText(input.params.stop);
     let seen = 0;
@@ -110,13 +118,13 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
       sample: createSampler(input.params),
       stopOnEos: !input.params.ignoreEos,
       signal,
-      onToken(id, last) {
+      onToken(id, last, cachedPromptTokens) {
         seen++;
         const stopped = output.append(detokenizer.push(id));
         if (onPiece && !last && !stopped) {
           const piece = output.take(false);
           if (piece !== '') {
-            onPiece(piece, seen - reported);
+            onPiece(piece, seen - reported, cachedPromptTokens);
             reported = seen;
           }
         }
@@ -129,6 +137,7 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
       rest: output.take(true),
       restTokens: result.outputTokens - reported,
       inputTokens: promptIds.length,
+      cachedPromptTokens: result.cachedPromptTokens,
       outputTokens: result.outputTokens,
       finishReason: result.finishReason,
     };
@@ -143,21 +152,25 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
       const rows = batched ? inputs.get('text_input')?.shape[0] ?? 1 : 1;
       if (rows !== 1) throw invalidArgument(`a streamed request expects one prompt, but got a batch of ${rows}`);
       const input = readInput(inputs, 0, 1);
-      const outputs = (text: string, inputTokens: number, outputTokens: number, finishReason?: FinishReason) => {
+      const outputs = (text: string, inputTokens: number, cachedPromptTokens: number, outputTokens: number, finishReason?: FinishReason) => {
         const out = new Map<string, Tensor>([['text_output', bytesTensor('text_output', [text], batched)]]);
-        if (input.returnInputTokens) out.set('num_input_tokens', uint32Tensor('num_input_tokens', [inputTokens], batched));
+        if (input.returnInputTokens) {
+          out.set('num_input_tokens', uint32Tensor('num_input_tokens', [inputTokens], batched));
+          const parameter = responseParameterTensor(CACHED_PROMPT_TOKENS_PARAMETER, [cachedPromptTokens], batched);
+          out.set(parameter.name, parameter);
+        }
         if (input.returnOutputTokens) out.set('num_output_tokens', uint32Tensor('num_output_tokens', [outputTokens], batched));
         if (input.returnFinishReason && finishReason) out.set('finish_reason', bytesTensor('finish_reason', [finishReason], batched));
         return out;
       };
       if (!input.stream) {
         const result = await generate(input, encode(input.prompt), signal);
-        sink.response(outputs((input.excludeInput ? '' : input.prompt) + result.text, result.inputTokens, result.outputTokens, result.finishReason), true);
+        sink.response(outputs((input.excludeInput ? '' : input.prompt) + result.text, result.inputTokens, result.cachedPromptTokens, result.outputTokens, result.finishReason), true);
         return;
       }
       const promptIds = encode(input.prompt);
-      const result = await generate(input, promptIds, signal, (text, tokens) => sink.response(outputs(text, promptIds.length, tokens), false));
-      sink.response(outputs(result.rest, result.inputTokens, result.restTokens, result.finishReason), true);
+      const result = await generate(input, promptIds, signal, (text, tokens, cached) => sink.response(outputs(text, promptIds.length, cached, tokens), false));
+      sink.response(outputs(result.rest, result.inputTokens, result.cachedPromptTokens, result.restTokens, result.finishReason), true);
     },
 
     async execute(inputs) {
@@ -197,6 +210,8 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
         const numeric = output.name === 'num_input_tokens' || output.name === 'num_output_tokens';
         out.set(output.name, numeric ? uint32Tensor(output.name, values as number[], batched) : bytesTensor(output.name, values as string[], batched));
       }
+      const cached = responseParameterTensor(CACHED_PROMPT_TOKENS_PARAMETER, results.map((done) => done?.result.cachedPromptTokens ?? 0), batched);
+      out.set(cached.name, cached);
       if (failures.size > 0) throw new RowFailures(out, failures);
       return out;
     },
@@ -253,6 +268,15 @@ function readInput(inputs: ReadonlyMap<string, Tensor>, row: number, rows: numbe
     returnOutputTokens: bool('return_num_output_tokens') ?? false,
     returnFinishReason: bool('return_finish_reason') ?? false,
   };
+}
+
+/** Config parameter `name` as an integer ≥ `min`; undefined when absent. */
+function integerParameter(config: RunnerContext['config'], name: string, min: number): number | undefined {
+  const raw = configParameter(config, name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`parameter '${name}' expects an integer ≥ ${min}, but got '${raw}'`);
+  return n;
 }
 
 function bytesTensor(name: string, values: string[], batched: boolean): Tensor {
