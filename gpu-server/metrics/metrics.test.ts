@@ -1,8 +1,8 @@
 /**
  * The metrics port over real HTTP: a gpu-server on free ports serving
  * sluice-embed twice — under its own name and under a name with a double
- * quote and a backslash, to see label escaping end to end — scraped before
- * and after inference.
+ * quote and a backslash, to see label escaping end to end — and sluice-chat
+ * (for its prefix cache), scraped before and after inference.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,6 +12,7 @@ import { startGpuServer, type GpuServer } from '../server';
 
 const MODEL = 'sluice-embed';
 const ODD = 'embed "quoted" \\ name';
+const CHAT = 'sluice-chat';
 const SOURCE = path.join(__dirname, '..', 'model_repository', MODEL);
 
 let repository: string;
@@ -72,6 +73,7 @@ beforeAll(async () => {
     fs.writeFileSync(path.join(repository, name, 'config.pbtxt'), config);
     fs.copyFileSync(path.join(SOURCE, '1', 'model.onnx'), path.join(repository, name, '1', 'model.onnx'));
   }
+  fs.cpSync(path.join(SOURCE, '..', CHAT), path.join(repository, CHAT), { recursive: true });
   server = await startGpuServer({ repository, host: '127.0.0.1', grpcPort: 0, httpPort: 0, metricsPort: 0, logger: createLogger({ test: 'metrics' }) });
 }, 60_000);
 
@@ -132,6 +134,32 @@ describe('GET /metrics', () => {
     expect(after.value('sluice_instance_execution_count', labels)! - before.value('sluice_instance_execution_count', labels)!).toBe(1);
     expect(after.value('sluice_instance_busy_duration_us', labels)!).toBeGreaterThan(0);
     expect(after.value('sluice_instance_active_sequences', labels)).toBe(0);
+  });
+
+  it('counts the prefix cache of a generation model: hit and missed prompt tokens, bytes held', async () => {
+    const labels = { model: CHAT, version: '1' };
+    const before = await scrape();
+    for (const name of ['sluice_prefix_cache_hit_tokens', 'sluice_prefix_cache_miss_tokens', 'sluice_prefix_cache_evicted_blocks']) expect(before.types.get(name)).toBe('counter');
+    expect(before.types.get('sluice_prefix_cache_bytes')).toBe('gauge');
+    expect(before.value('sluice_prefix_cache_hit_tokens', labels)).toBe(0);
+    expect(before.value('sluice_prefix_cache_bytes', { model: MODEL, version: '1' })).toBe(0);
+    const generate = async () => {
+      const response = await fetch(`http://127.0.0.1:${server.httpPort}/v2/models/${CHAT}/generate`, {
+        method: 'POST',
+        body: JSON.stringify({ text_input: 'A long shared system prompt, sent twice. '.repeat(10), return_num_input_tokens: true, parameters: { max_tokens: 2, temperature: 0 } }),
+      });
+      expect(response.status).toBe(200);
+      return (await response.json()) as { num_input_tokens: number; cached_prompt_tokens: number };
+    };
+    const cold = await generate();
+    const warm = await generate();
+    expect(cold.cached_prompt_tokens).toBe(0);
+    expect(warm.cached_prompt_tokens).toBe(Math.floor((warm.num_input_tokens - 1) / 16) * 16);
+    const after = await scrape();
+    expect(after.value('sluice_prefix_cache_hit_tokens', labels)).toBe(warm.cached_prompt_tokens);
+    expect(after.value('sluice_prefix_cache_miss_tokens', labels)).toBe(2 * warm.num_input_tokens - warm.cached_prompt_tokens);
+    expect(after.value('sluice_prefix_cache_bytes', labels)).toBe(Math.floor(warm.num_input_tokens / 16) * 16 * 2048);
+    expect(after.value('sluice_prefix_cache_evicted_blocks', labels)).toBe(0);
   });
 
   it('escapes label values: a model name with a quote and a backslash reads back intact', async () => {
