@@ -17,13 +17,20 @@ export function responseParameterTensor(name: string, values: readonly number[],
   return { name: RESPONSE_PARAMETER_TENSOR_PREFIX + name, datatype: 'INT64', shape: batched ? [values.length, 1] : [values.length], data: Buffer.from(BigInt64Array.from(values, BigInt).buffer) };
 }
 
-/** The parameters carried by one request's outputs (its rows summed: a request of several rows gets their total). */
+/**
+ * The parameters carried by one request's outputs. A parameter is one int64
+ * per response, so for a request of several rows (a client batching
+ * prompts of different callers) it is the rows' total, and
+ * `<name>_rows` (string) lists each row's value in row order, comma-separated.
+ */
 export function responseParameters(outputs: ReadonlyMap<string, Tensor>): Record<string, CoreParameterValue> {
   const parameters: Record<string, CoreParameterValue> = {};
   for (const [name, tensor] of outputs) {
     if (!name.startsWith(RESPONSE_PARAMETER_TENSOR_PREFIX)) continue;
-    const values = new BigInt64Array(tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength));
-    parameters[name.slice(RESPONSE_PARAMETER_TENSOR_PREFIX.length)] = Number(values.reduce((a, b) => a + b, 0n));
+    const values = Array.from(new BigInt64Array(tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength)), Number);
+    const parameter = name.slice(RESPONSE_PARAMETER_TENSOR_PREFIX.length);
+    parameters[parameter] = values.reduce((a, b) => a + b, 0);
+    if (values.length > 1) parameters[`${parameter}_rows`] = values.join(',');
   }
   return parameters;
 }
