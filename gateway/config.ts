@@ -8,6 +8,8 @@
 import { Env, type EnvSource } from '../lib/config';
 import { demandControlFromEnv, type DemandControlOptions } from './demand-control/cost';
 import { dedupSettingsFromEnv, type DedupSettings } from './dedup/settings';
+import { OPENAI_OPERATIONS } from './openai/operations';
+import { openAiFromEnv, type OpenAiOptions } from './openai/options';
 import { operationLimitsFromEnv, type OperationLimits } from './operation-limits/limits';
 import { apqSettingsFromEnv, type ApqSettings } from './persisted-queries/apq';
 import { safelistFromEnv, type Safelist } from './persisted-queries/safelist';
@@ -68,10 +70,13 @@ export interface GatewayConfig {
   /** The response cache; undefined when GATEWAY_RESPONSE_CACHE is off. */
   responseCache: ResponseCacheOptions | undefined;
   dedup: DedupSettings;
+  /** The OpenAI-compatible API on /v1; undefined when GATEWAY_OPENAI is off. */
+  openai: OpenAiOptions | undefined;
 }
 
 export function gatewayConfigFromEnv(source: EnvSource = process.env): GatewayConfig {
   const env = new Env(source);
+  const openai = openAiFromEnv(env);
   return {
     auth: {
       jwksUrl: env.string('GATEWAY_AUTH_JWKS_URL', 'http://127.0.0.1:4001/.well-known/jwks.json'),
@@ -98,8 +103,10 @@ export function gatewayConfigFromEnv(source: EnvSource = process.env): GatewayCo
     demandControl: demandControlFromEnv(env),
     rateLimits: rateLimitsFromEnv(env),
     apq: apqSettingsFromEnv(env),
-    safelist: safelistFromEnv(env),
+    // The /v1 door's fixed operations are always in the safelist: they are the project's own.
+    safelist: safelistFromEnv(env, openai ? OPENAI_OPERATIONS : []),
     responseCache: responseCacheFromEnv(env),
     dedup: dedupSettingsFromEnv(env),
+    openai,
   };
 }

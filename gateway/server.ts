@@ -30,6 +30,8 @@ import { operationMetrics } from './metrics/feature';
 import { gatewayMetrics } from './metrics/gateway-metrics';
 import { metricsEndpoint, observeHttp } from './metrics/metrics-endpoint';
 import { observeSubgraphFetches } from './metrics/subgraph-fetches';
+import { OPENAI_PREFIX, openAiDoor } from './openai/door';
+import { GraphOperations } from './openai/graph-operations';
 import { operationLimits } from './operation-limits/feature';
 import { persistedQueryOptions } from './persisted-queries/apq';
 import { safelistFeature } from './persisted-queries/feature';
@@ -135,25 +137,29 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
     gatewayMetrics.enableProcessMetrics();
     joinClusterMetrics(gatewayMetrics);
   }
+  /** The context of an HTTP request (/graphql and /v1); a ContextError refuses it. */
+  const httpContext = async (req: IncomingMessage) => {
+    try {
+      return await contextFor(req.headers.authorization, req, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
+    } catch (error) {
+      if (error instanceof AuthenticationError) throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
+      if (error instanceof KeysUnavailableError) {
+        log.error('cannot verify credentials', { error: error.message });
+        throw new ContextError(503, ErrorCode.ServiceUnavailable, 'credentials cannot be verified right now: the auth service is unreachable');
+      }
+      throw error;
+    }
+  };
   const graphql = apolloHttpHandler<GatewayContext>(apollo, {
     bodyLimitBytes: config.http.bodyLimitBytes,
-    context: async (req: IncomingMessage) => {
-      try {
-        return await contextFor(req.headers.authorization, req, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
-      } catch (error) {
-        if (error instanceof AuthenticationError) throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
-        if (error instanceof KeysUnavailableError) {
-          log.error('cannot verify credentials', { error: error.message });
-          throw new ContextError(503, ErrorCode.ServiceUnavailable, 'credentials cannot be verified right now: the auth service is unreachable');
-        }
-        throw error;
-      }
-    },
+    context: httpContext,
     intercept: async (req, res, body, context) => {
       if (refuseHttpSource(pipeline, req, res, body)) return true;
       return wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, config.subscriptions.multipartHeartbeatMs) : false;
     },
   });
+
+  const openai = config.openai && openAiDoor({ graph: new GraphOperations({ apollo, pipeline, subscriptions }), context: httpContext, options: config.openai, bodyLimitBytes: config.http.bodyLimitBytes });
 
   const http: HttpService = new HttpService({
     name: 'gateway',
@@ -164,6 +170,8 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/graphql' || path === '/') return observeHttp(req, res, graphql, gatewayMetrics);
       if (path === '/metrics' && serveMetrics) return serveMetrics(req, res);
+      // OpenAI's API, each route one fixed operation through the same pipeline (gateway/openai).
+      if (path.startsWith(OPENAI_PREFIX) && openai) return observeHttp(req, res, openai, gatewayMetrics);
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
     },
     // Everything else that uses Redis keeps serving without it (caches miss, limits fall back to each process):

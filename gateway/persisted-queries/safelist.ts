@@ -109,8 +109,8 @@ export function parseManifest(text: string, file: string): ManifestOperation[] {
   });
 }
 
-/** The safelist when GATEWAY_SAFELIST is on (then GATEWAY_SAFELIST_FILE is required), else undefined. */
-export function safelistFromEnv(env: Env): Safelist | undefined {
+/** The safelist when GATEWAY_SAFELIST is on (then GATEWAY_SAFELIST_FILE is required), else undefined; `builtIn` are the gateway's own operations, listed besides the file's. */
+export function safelistFromEnv(env: Env, builtIn: readonly ManifestOperation[] = []): Safelist | undefined {
   if (!env.bool('GATEWAY_SAFELIST', false)) return undefined;
   const file = env.string('GATEWAY_SAFELIST_FILE');
   if (!file) throw new ConfigError('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set');
@@ -120,5 +120,5 @@ export function safelistFromEnv(env: Env): Safelist | undefined {
   } catch (error) {
     throw new ConfigError(`GATEWAY_SAFELIST_FILE names ${file}, which cannot be read: ${(error as Error).message}`);
   }
-  return new Safelist(parseManifest(text, file));
+  return new Safelist([...builtIn, ...parseManifest(text, file)]);
 }

@@ -1,0 +1,152 @@
+/**
+ * POST /v1/chat/completions: the `complete` mutation answered as a
+ * `chat.completion`, or, with `stream: true`, the `completionStream`
+ * subscription answered as Server-Sent Events of `chat.completion.chunk`s,
+ * exactly as OpenAI sends them: a first chunk with the role, one per piece of
+ * text (flushed as it comes), one with `finish_reason`, a usage chunk
+ * (`choices: []`) when `stream_options.include_usage` asks, then
+ * `data: [DONE]`. A client that closes the connection unsubscribes, which
+ * cancels the generation on the GPU and bills the text sent, as on
+ * graphql-ws.
+ */
+import type { ServerResponse } from 'node:http';
+import type { GraphQLFormattedError } from 'graphql';
+import type { GatewayContext } from '../auth/context';
+import { fromGraphQLError, OpenAiError } from './errors';
+import type { GraphOperations } from './graph-operations';
+import { CHAT_COMPLETION, CHAT_COMPLETION_STREAM } from './operations';
+import { paramForChatField, parseChatCompletionRequest, type ChatCompletionRequest } from './protocol';
+import { SseWriter } from './sse';
+import { sendJson } from '../../lib/http-service';
+
+interface GraphUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  promptCacheHitTokens: number;
+  promptCacheMissTokens: number;
+}
+
+interface GraphModel {
+  id: string;
+  version: string;
+}
+
+interface Completion {
+  id: string;
+  text: string;
+  finishReason: string;
+  usage: GraphUsage;
+  model: GraphModel;
+}
+
+interface CompletionChunk {
+  id: string;
+  delta: string;
+  finishReason: string | null;
+  usage: GraphUsage | null;
+  error: { code: string; message: string } | null;
+  model: GraphModel;
+}
+
+/** OpenAI's finish reasons for the graph's; CANCELLED and ERROR never reach a client as a finish. */
+const FINISH_REASONS: Record<string, string> = { STOP: 'stop', LENGTH: 'length' };
+
+export async function serveChatCompletion(graph: GraphOperations, res: ServerResponse, body: unknown, context: GatewayContext, keepAliveMs: number): Promise<void> {
+  const request = parseChatCompletionRequest(body);
+  if (request.stream) return streamChatCompletion(graph, res, request, context, keepAliveMs);
+  const { data, headers } = await graph.execute(CHAT_COMPLETION, { input: request.input }, context, paramForChatField);
+  const completion = data.complete as Completion;
+  sendJson(res, 200, {
+    id: completionId(completion.id),
+    object: 'chat.completion',
+    created: nowSeconds(),
+    model: completion.model.id,
+    system_fingerprint: fingerprint(completion.model),
+    choices: [{ index: 0, message: { role: 'assistant', content: completion.text, refusal: null }, logprobs: null, finish_reason: finishReason(completion.finishReason) }],
+    usage: openAiUsage(completion.usage),
+  }, headers);
+}
+
+async function streamChatCompletion(graph: GraphOperations, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
+  // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile still ends it.
+  let clientGone = false;
+  res.once('close', () => (clientGone = true));
+  const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
+  res.once('close', () => void stream.close());
+  try {
+    // The answer's status waits for the first event: a refusal that comes as the stream's first event
+    // (INSUFFICIENT_BALANCE, a model not ready) is still answered with its status, 402 or 503.
+    const first = await stream.events.next();
+    if (clientGone) return;
+    if (first.done) throw new OpenAiError(503, 'server_error', 'service_unavailable', 'the completion stream ended before its first chunk; retry');
+    const refused = chunkError(first.value);
+    if (refused) throw refused;
+
+    const created = nowSeconds();
+    const opening = first.value.data!.completionStream as CompletionChunk;
+    const base = { id: completionId(opening.id), object: 'chat.completion.chunk', created, model: opening.model.id, system_fingerprint: fingerprint(opening.model) };
+    const usageField = request.includeUsage ? { usage: null } : {};
+    const sse = new SseWriter(res, keepAliveMs);
+    const send = (delta: Record<string, string>, finish: string | null) => sse.send({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+    send({ role: 'assistant', content: '' }, null);
+    try {
+      for (let event = first.value; ; ) {
+        const error = chunkError(event);
+        if (error) {
+          sse.send(error.body);
+          return;
+        }
+        const chunk = event.data!.completionStream as CompletionChunk;
+        if (chunk.delta !== '') send({ content: chunk.delta }, null);
+        if (chunk.finishReason) {
+          send({}, finishReason(chunk.finishReason));
+          if (request.includeUsage && chunk.usage) sse.send({ ...base, choices: [], usage: openAiUsage(chunk.usage) });
+          return;
+        }
+        const next = await stream.events.next();
+        if (next.done || clientGone) {
+          if (!clientGone) sse.send(new OpenAiError(503, 'server_error', 'service_unavailable', 'the completion stream ended without its last chunk').body);
+          return;
+        }
+        event = next.value;
+      }
+    } finally {
+      sse.end();
+    }
+  } finally {
+    await stream.close();
+  }
+}
+
+/** The OpenAI error a stream's event carries: GraphQL errors (a refusal, the upstream lost), or a last chunk with finishReason ERROR. */
+function chunkError(event: { data?: Record<string, unknown> | null; errors?: readonly GraphQLFormattedError[] }): OpenAiError | undefined {
+  if (event.errors?.length) return fromGraphQLError(event.errors[0], paramForChatField);
+  const chunk = event.data?.completionStream as CompletionChunk | undefined;
+  if (!chunk) return new OpenAiError(500, 'server_error', 'internal_error', 'the completion stream sent an event without a chunk');
+  if (chunk.error) return fromGraphQLError({ message: chunk.error.message, extensions: { code: chunk.error.code } });
+  return undefined;
+}
+
+function finishReason(graph: string): string {
+  const reason = FINISH_REASONS[graph];
+  if (!reason) throw new OpenAiError(500, 'server_error', 'internal_error', `the completion finished with ${graph}, which has no OpenAI finish_reason`);
+  return reason;
+}
+
+/** OpenAI's usage, with DeepSeek's prompt-cache fields and OpenAI's own name for the cached part. */
+function openAiUsage(usage: GraphUsage) {
+  return {
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    total_tokens: usage.totalTokens,
+    prompt_cache_hit_tokens: usage.promptCacheHitTokens,
+    prompt_cache_miss_tokens: usage.promptCacheMissTokens,
+    prompt_tokens_details: { cached_tokens: usage.promptCacheHitTokens },
+  };
+}
+
+const completionId = (id: string) => `chatcmpl-${id}`;
+/** The model and the version that generated the text: the same seed gives the same text only with the same fingerprint. */
+const fingerprint = (model: GraphModel) => `${model.id}@${model.version}`;
+const nowSeconds = () => Math.floor(Date.now() / 1000);

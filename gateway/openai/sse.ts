@@ -1,0 +1,42 @@
+/**
+ * Server-Sent Events as OpenAI streams them: `data: <json>\n\n` per event,
+ * written (and so flushed) at once, `: keep-alive` comments while nothing
+ * else is written for `keepAliveMs`, and always `data: [DONE]` last, after
+ * an error too.
+ */
+import type { ServerResponse } from 'node:http';
+
+export class SseWriter {
+  private idle: NodeJS.Timeout;
+  private ended = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    keepAliveMs: number,
+    headers: Record<string, string> = {},
+  ) {
+    res.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-store',
+      connection: 'keep-alive',
+      // nginx and others buffer responses unless told not to.
+      'x-accel-buffering': 'no',
+    });
+    this.idle = setInterval(() => this.res.write(': keep-alive\n\n'), keepAliveMs);
+  }
+
+  send(event: unknown): void {
+    if (this.ended) return;
+    this.idle.refresh();
+    this.res.write(`data: ${JSON.stringify(event)}\n\n`);
+  }
+
+  /** Ends the stream with `data: [DONE]` (once; a no-op when the client has gone). */
+  end(): void {
+    clearInterval(this.idle);
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.res.destroyed) this.res.end('data: [DONE]\n\n');
+  }
+}
