@@ -26,9 +26,11 @@ async function main(): Promise<void> {
   const ports = await stackPorts(envPort);
   let stack: Stack | undefined;
   let stopping = false;
+  const webBuild = new AbortController();
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
+    webBuild.abort();
     print('stack', 'stopping every service…');
     await stack?.stop();
     process.exit(code);
@@ -36,8 +38,15 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
 
-  // The web app is optional to the stack: a failed build is reported and GraphQL still starts.
-  await ensureWebAppBuilt((line) => print('web', line)).catch((error: unknown) => print('web', `ERROR the web app could not be built, so /app/ will say so: ${(error as Error).message}`));
+  // The web app builds (when its sources changed) while the services start: it is optional to the
+  // stack, so a failed build is reported and GraphQL still serves; stopping the stack stops the build.
+  const webApp = ensureWebAppBuilt((line) => print('web', line), webBuild.signal).then(
+    () => true,
+    (error: unknown) => {
+      if (!webBuild.signal.aborted) print('web', `ERROR the web app could not be built, so /app/ says so: ${(error as Error).message}`);
+      return false;
+    },
+  );
   stack = await startStack({
     ports,
     // Limits on by default for a stack people run: generous for one person, firm against a runaway client.
@@ -51,7 +60,8 @@ async function main(): Promise<void> {
     },
   });
   print('stack', `Redis: ${stack.redisUrl}${stack.mode === 'in-process' ? ' (in-memory, nothing is kept)' : ''}`);
-  print('stack', `Sluice is ready. Web app: http://localhost:${ports.gateway}/app/  ·  Apollo Sandbox: http://localhost:${ports.gateway}/  ·  GraphQL: http://localhost:${ports.gateway}/graphql`);
+  print('stack', `Sluice is ready. Apollo Sandbox: http://localhost:${ports.gateway}/  ·  GraphQL: http://localhost:${ports.gateway}/graphql`);
+  if (await webApp) print('stack', `Web app: http://localhost:${ports.gateway}/app/`);
 }
 
 main().catch((error: unknown) => {

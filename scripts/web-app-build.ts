@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Supergraph } from '@apollo/federation-internals';
 import { printSchema } from 'graphql';
@@ -101,24 +101,64 @@ export function isWebAppBuilt(): boolean {
   return existsSync(STAMP) && readFileSync(STAMP, 'utf8') === webAppSourceHash();
 }
 
+const LOCK = path.join(WEB, '.build.lock');
+
+/**
+ * Takes the build lock (web/.build.lock, holding the builder's pid), waiting
+ * while another live process holds it: `npm start` and a test run may both
+ * find the build stale, and two Vite builds into one folder would mix their
+ * files. A lock whose process is gone (killed mid-build) is taken over.
+ */
+async function acquireBuildLock(signal?: AbortSignal): Promise<() => void> {
+  for (;;) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      return () => rmSync(LOCK, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(readFileSync(LOCK, 'utf8'));
+    if (!isAlive(holder)) rmSync(LOCK, { force: true });
+    else await new Promise((resolve) => setTimeout(resolve, 250));
+    signal?.throwIfAborted();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Builds the web app when it is missing or stale, in a child process (Vite and
  * the code generator are ES modules with their own memory; a caller such as a
- * jest test cannot load them), passing its output lines to `log`.
+ * jest test cannot load them), passing its output lines to `log`. Aborting
+ * `signal` kills the build.
  */
-export async function ensureWebAppBuilt(log: (line: string) => void): Promise<void> {
+export async function ensureWebAppBuilt(log: (line: string) => void, signal?: AbortSignal): Promise<void> {
   if (isWebAppBuilt()) return;
-  log(existsSync(STAMP) ? 'the web app changed since it was built: building it again…' : 'the web app is not built yet: building it…');
-  const started = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', __filename], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding('utf8').on('data', (text: string) => output.push(...text.split('\n').filter(Boolean)));
+  const release = await acquireBuildLock(signal);
+  try {
+    // Another process may have built it while this one waited for the lock.
+    if (isWebAppBuilt()) return;
+    log(existsSync(STAMP) ? 'the web app changed since it was built: building it again…' : 'the web app is not built yet: building it…');
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', __filename], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], signal });
+    const output: string[] = [];
+    for (const stream of [child.stdout, child.stderr]) {
+      stream.setEncoding('utf8').on('data', (text: string) => output.push(...text.split('\n').filter(Boolean)));
+    }
+    const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+    output.forEach((line) => log(line));
+    if (code !== 0) throw new Error(`the web app build failed (exit ${code}); its output is above`);
+    log(`web app built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    release();
   }
-  const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
-  output.forEach((line) => log(line));
-  if (code !== 0) throw new Error(`the web app build failed (exit ${code}); its output is above`);
-  log(`web app built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 async function serveDev(): Promise<void> {
