@@ -42,7 +42,12 @@ export function UsageByDayChart({ buckets, from, to, currency }: { buckets: Usag
           { label: `Spend (${currency})`, stroke: '#2563eb', fill: 'rgba(37,99,235,0.15)', value: (_u, v) => (v == null ? '–' : formatMicros(Math.round(v * 1_000_000), currency)) },
           { label: 'Tokens', stroke: '#b45309', scale: 'tokens', value: (_u, v) => (v == null ? '–' : formatCount(v)) },
         ],
-        axes: [{}, { label: currency }, { side: 1, scale: 'tokens', grid: { show: false }, label: 'tokens' }],
+        axes: [
+          {},
+          // Spend is often a few millionths of a dollar: the axis shows it as money, never rounded to 0.
+          { label: currency, size: 90, values: (_u, splits) => splits.map((v) => formatMicros(Math.round(v * 1_000_000), currency)) },
+          { side: 1, scale: 'tokens', grid: { show: false }, label: 'tokens', values: (_u, splits) => splits.map((v) => formatCount(v)) },
+        ],
       },
       [days, spend, tokens],
       element,
@@ -67,7 +72,7 @@ export function UsageByModel({ buckets, currency }: { buckets: UsageBucket[]; cu
           <span className="bar-label">{b.key}</span>
           <span className="bar" style={{ width: `${Math.max(1, (b.amount / largest) * 100)}%` }} aria-hidden="true" />
           <span className="bar-value">
-            {formatMicros(b.amount, currency)} · {formatCount(b.requests)} requests · {formatCount(b.promptTokens + b.completionTokens)} tokens
+            {formatMicros(b.amount, currency)} · {formatCount(b.requests)} {b.requests === 1 ? 'request' : 'requests'} · {formatCount(b.promptTokens + b.completionTokens)} tokens
           </span>
         </li>
       ))}
