@@ -22,7 +22,8 @@ export function inputsFromRequest(request: ModelInferRequest): CoreInferInput[] 
     }
     const mixed = inputs.find((i) => hasContents(i.contents));
     if (mixed) throw invalidArgument(`input '${mixed.name}' has typed contents although raw_input_contents is used; use one form for all inputs`);
-    return inputs.map((input, i) => ({ name: input.name, datatype: input.datatype, shape: input.shape.map(Number), data: Buffer.from(raw[i]) }));
+    // Views into the decoded message, not copies: the hop to the instance's worker copies them once anyway.
+    return inputs.map((input, i) => ({ name: input.name, datatype: input.datatype, shape: input.shape.map(Number), data: raw[i] }));
   }
   return inputs.map((input) => ({
     name: input.name,
