@@ -7,16 +7,18 @@
  * carry 32 texts each and the variants have no dynamic batching, so every
  * request is one execution and the measure is how many executions run at
  * once; 8 closed-loop clients keep both instances busy. Measured over gRPC
- * (clients in a child process) and in process (`core.infer`, no network).
+ * (clients spread over child processes, default 2, so that one client
+ * process is not the bound; the CPU each side used is reported) and in
+ * process (`core.infer`, no network).
  * Rounds alternate; each figure is the median of the per-round ratios.
  *
- *   npx tsx bench/instances.ts [rounds, default 6] [requests per round, default 400]
+ *   npx tsx bench/instances.ts [rounds, default 6] [requests per round, default 400] [client processes, default 2]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { createLogger } from '../lib/log';
 import { alternate, closedLoop, median, sampleTexts, type LoadResult } from '../gpu-server/testing/load-generator';
-import { runEmbedLoadInChild } from '../gpu-server/testing/load-process';
+import { describeBound, runEmbedLoadInChildren } from '../gpu-server/testing/load-process';
 import { encodeBytesTensor } from '../protocol/triton/bytes-tensor';
 import { makeEmbedRepository } from '../gpu-server/testing/temp-repository';
 import { startGpuServer } from '../gpu-server/server';
@@ -26,6 +28,7 @@ const CONCURRENCY = 8;
 const TEXTS_PER_REQUEST = 32;
 const ROUNDS = Number(process.argv[2] ?? 6);
 const PER_ROUND = Number(process.argv[3] ?? 400);
+const PROCESSES = Number(process.argv[4] ?? 2);
 const TARGET = 1.7;
 const ONE = 'embed-1-instance';
 const TWO = 'embed-2-instances';
@@ -41,7 +44,7 @@ async function main(): Promise<void> {
   try {
     // Each child warms up (JIT, channel, sessions) before it measures.
     const overGrpc = (model: string) =>
-      runEmbedLoadInChild({ port: server.grpcPort, model, concurrency: CONCURRENCY, requests: PER_ROUND, textsPerRequest: TEXTS_PER_REQUEST });
+      runEmbedLoadInChildren({ port: server.grpcPort, model, concurrency: CONCURRENCY, requests: PER_ROUND, textsPerRequest: TEXTS_PER_REQUEST, processes: PROCESSES });
     const inProcess = (model: string, total = PER_ROUND) =>
       closedLoop(CONCURRENCY, total, (i) =>
         server.core.infer({
@@ -66,8 +69,10 @@ async function main(): Promise<void> {
       '',
       '| path | 1 instance, texts/s | 2 instances, texts/s | speed-up (median of per-round ratios) |',
       '| --- | ---: | ---: | ---: |',
-      `| gRPC, clients in a child process | ${textsPerSecond(grpcOne)} (${perRound(grpcOne)}) | ${textsPerSecond(grpcTwo)} (${perRound(grpcTwo)}) | **${verdict(ratio(grpcOne, grpcTwo))}** |`,
+      `| gRPC, clients in ${PROCESSES} child process${PROCESSES > 1 ? 'es' : ''} | ${textsPerSecond(grpcOne)} (${perRound(grpcOne)}) | ${textsPerSecond(grpcTwo)} (${perRound(grpcTwo)}) | **${verdict(ratio(grpcOne, grpcTwo))}** |`,
       `| in process, \`core.infer\` | ${textsPerSecond(coreOne)} (${perRound(coreOne)}) | ${textsPerSecond(coreTwo)} (${perRound(coreTwo)}) | **${verdict(ratio(coreOne, coreTwo))}** |`,
+      '',
+      `Where the CPU went over gRPC — 1 instance: ${describeBound(grpcOne, os.cpus().length)}; 2 instances: ${describeBound(grpcTwo, os.cpus().length)}.`,
       '',
       `Per instance: ${busy}. Each instance is its own worker thread with one ONNX Runtime thread, so two can only double throughput when two cores are free for them; on this 2-core machine the server's main thread (decoding and validating requests, forming batches, the hops to the workers) and, over gRPC, the client process take much of the second core: the busy times show two instances each idle part of the run, waiting for work.`,
       '',

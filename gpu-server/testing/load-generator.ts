@@ -74,12 +74,12 @@ export function sampleTexts(count: number, words = 16): string[] {
  * that comes and goes then hits both variants alike, and the median of the
  * per-round ratios is a fair figure.
  */
-export async function alternate<T>(rounds: number, variants: Array<() => Promise<T>>): Promise<T[][]> {
-  const results: T[][] = variants.map(() => []);
+export async function alternate<V extends Array<() => Promise<unknown>>>(rounds: number, variants: [...V]): Promise<{ [K in keyof V]: Array<Awaited<ReturnType<V[K]>>> }> {
+  const results: unknown[][] = variants.map(() => []);
   for (let r = 0; r < rounds; r++) {
     for (const [i, run] of variants.entries()) results[i].push(await run());
   }
-  return results;
+  return results as { [K in keyof V]: Array<Awaited<ReturnType<V[K]>>> };
 }
 
 /** The median of `values`. */
