@@ -78,7 +78,8 @@ export function fromGraphQLError(error: GraphQLFormattedError, paramOf: (field: 
   }
   const shape = OPENAI_SHAPE[code as ErrorCode];
   const status = shape.status ?? httpStatusFor(code as ErrorCode);
-  const param = typeof extensions.field === 'string' ? paramOf(extensions.field) : null;
+  // Only a bad argument names a parameter (other errors' `field` is the schema's, as authorization's `Mutation.complete`).
+  const param = code === ErrorCode.BadUserInput && typeof extensions.field === 'string' ? paramOf(extensions.field) : null;
   const headers = openAiRateLimitHeaders(extensions);
   const type = code === ErrorCode.RateLimited && extensions.kind === 'tpm' ? 'tokens' : shape.type;
   return new OpenAiError(status, type, shape.code, error.message, param, headers);
