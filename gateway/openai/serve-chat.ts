@@ -49,10 +49,13 @@ interface CompletionChunk {
   model: GraphModel;
 }
 
+/** What the route needs of the graph. */
+export type ChatGraph = Pick<GraphOperations, 'execute' | 'subscribe'>;
+
 /** OpenAI's finish reasons for the graph's; CANCELLED and ERROR never reach a client as a finish. */
 const FINISH_REASONS: Record<string, string> = { STOP: 'stop', LENGTH: 'length' };
 
-export async function serveChatCompletion(graph: GraphOperations, res: ServerResponse, body: unknown, context: GatewayContext, keepAliveMs: number): Promise<void> {
+export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse, body: unknown, context: GatewayContext, keepAliveMs: number): Promise<void> {
   const request = parseChatCompletionRequest(body);
   if (request.stream) return streamChatCompletion(graph, res, request, context, keepAliveMs);
   const { data, headers } = await graph.execute(CHAT_COMPLETION, { input: request.input }, context, paramForChatField);
@@ -68,7 +71,7 @@ export async function serveChatCompletion(graph: GraphOperations, res: ServerRes
   }, headers);
 }
 
-async function streamChatCompletion(graph: GraphOperations, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
+async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
   // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile still ends it.
   let clientGone = false;
   res.once('close', () => (clientGone = true));
