@@ -1,9 +1,12 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import Redis from 'ioredis';
+import { redisUrlAs } from '../lib/redis-acl';
 import { freePort } from './free-port';
 
 export interface RedisServer {
+  /** The operator's URL: the default user, with its password when the server has an ACL. */
   url: string;
   process: ChildProcess;
   stop(): Promise<void>;
@@ -18,20 +21,27 @@ export function hasRedisServer(): boolean {
  * Starts a private `redis-server` on a free loopback port (or `port`, to
  * restart one on its address) with append-only persistence under `dir`, and
  * waits until it answers PING. It is ours alone: nothing else on the machine
- * is touched.
+ * is touched. With `acl`, the server loads that ACL file (written to
+ * `<dir>/users.acl`; see lib/redis-acl.ts) and `url` carries the default
+ * user's password; a restart on the same port with the same `acl` keeps the users.
  */
-export async function startRedisServer(dir: string, onLine?: (line: string) => void, port?: number): Promise<RedisServer> {
+export async function startRedisServer(dir: string, onLine?: (line: string) => void, port?: number, acl?: { file: string; defaultPassword: string }): Promise<RedisServer> {
   mkdirSync(dir, { recursive: true });
   port ??= await freePort();
+  const aclFile = path.join(dir, 'users.acl');
+  if (acl) writeFileSync(aclFile, acl.file, { mode: 0o600 });
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'],
+    [
+      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+      ...(acl ? ['--aclfile', aclFile] : []),
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   for (const stream of [child.stdout, child.stderr]) {
     stream?.setEncoding('utf8').on('data', (chunk: string) => chunk.split('\n').filter(Boolean).forEach((line) => onLine?.(line)));
   }
-  const url = `redis://127.0.0.1:${port}`;
+  const url = acl ? redisUrlAs(`redis://127.0.0.1:${port}`, 'default', acl.defaultPassword) : `redis://127.0.0.1:${port}`;
   const exited = new Promise<never>((_, reject) =>
     child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} before it was ready`))),
   );

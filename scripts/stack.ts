@@ -1,9 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { ConfigError, PORT_VARIABLES, PortName } from '../lib/config';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
+import { redisAclFile, redisUrlAs, REDIS_SERVICE_USERS, type RedisServiceUser } from '../lib/redis-acl';
 import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
 
 /**
@@ -15,6 +17,14 @@ import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
  * started (data under `<dataDir>/redis`); else, when no binary exists, every
  * service runs inside this process around one in-memory store (services in
  * separate processes could not share it), with a warning that nothing is kept.
+ *
+ * Nothing behind the gateway trusts the network (docs/SECURITY.md): each run
+ * makes its own secrets (or takes them from the environment) and gives each
+ * service only its own — the gateway the identity signing key, auth the
+ * session-key sealing secret, inference the gpu-server's restricted-protocol
+ * key, every service its own Redis ACL user on a self-started redis-server —
+ * binds the gpu-server to loopback, and restricts every gpu-server category
+ * but health to the inference service's key.
  */
 export type ServiceName = 'gpu-server' | `gpu-server-${number}` | 'inference' | 'auth' | 'billing' | 'knowledge' | 'gateway';
 
@@ -113,20 +123,28 @@ const SERVICE_STAGES: ServiceSpec[][] = [
 export async function startStack(options: StackOptions): Promise<Stack> {
   let redis: RedisServer | undefined;
   let redisUrl = options.redisUrl;
+  let redisUsers: Record<RedisServiceUser, string> | undefined;
   if (!redisUrl) {
     if (hasRedisServer()) {
-      redis = await startRedisServer(path.join(options.dataDir, 'redis'), (line) => options.onLine('redis', line));
+      const passwords = redisPasswords();
+      redis = await startRedisServer(path.join(options.dataDir, 'redis'), (line) => options.onLine('redis', line), undefined, {
+        file: redisAclFile(passwords),
+        defaultPassword: passwords.default,
+      });
       redisUrl = redis.url;
+      redisUsers = Object.fromEntries(REDIS_SERVICE_USERS.map((user) => [user, redisUrlAs(redis!.url, user, passwords[user])])) as Record<RedisServiceUser, string>;
     } else {
       options.onLine('stack', 'WARN  no REDIS_URL and no redis-server binary: running every service in this process on an in-memory store; NOTHING IS KEPT when it stops. Install redis-server or set REDIS_URL to keep data.');
       redisUrl = IN_MEMORY_REDIS_URL;
     }
   }
   const env = stackEnv(options, redisUrl);
+  // The launcher is the stack's operator: its own calls to the gpu-server (tests, benchmarks) carry the key too.
+  process.env.INFERENCE_GPU_SERVER_KEY ??= env.INFERENCE_GPU_SERVER_KEY;
   const serviceStages = stages(options.ports, { ...process.env, ...env });
   let running: Running;
   try {
-    running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env, serviceStages);
+    running = redisUrl === IN_MEMORY_REDIS_URL ? await startInProcess(options, env) : await startProcesses(options, env, serviceStages, redisUsers);
   } catch (error) {
     await redis?.stop();
     throw error;
@@ -146,12 +164,37 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 }
 
+/** The gpu-server categories only the inference service may call; health stays open for probes. */
+export const GPU_RESTRICTED_CATEGORIES = 'metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging';
+
+const secret = () => randomBytes(24).toString('base64url');
+
+/** Passwords of this run's Redis users (REDIS_PASSWORD_<USER> from the environment, else new). */
+function redisPasswords(): Record<RedisServiceUser | 'default', string> {
+  const users = ['default', ...REDIS_SERVICE_USERS] as const;
+  return Object.fromEntries(users.map((user) => [user, process.env[`REDIS_PASSWORD_${user.toUpperCase()}`] || secret()])) as Record<RedisServiceUser | 'default', string>;
+}
+
 function stackEnv(options: StackOptions, redisUrl: string): Record<string, string> {
   const { ports } = options;
   const keys = process.env.SLUICE_IDENTITY_PRIVATE_KEY ? undefined : generateIdentityKeyPair();
+  const gpuKey = process.env.INFERENCE_GPU_SERVER_KEY || `sluice-gpu-key=${secret()}`;
+  const metricsToken = process.env.SLUICE_METRICS_TOKEN || secret();
   const env: Record<string, string> = {
     REDIS_URL: redisUrl,
     HOST: options.host ?? '0.0.0.0',
+    // Only the inference service calls the gpu-server, from this machine.
+    GPU_SERVER_HOST: '127.0.0.1',
+    // Model control for the operator (with the key): the default of a bare gpu-server is Triton's 'none'.
+    GPU_SERVER_MODEL_CONTROL_MODE: 'explicit',
+    GPU_SERVER_GRPC_RESTRICTED_PROTOCOL: `${GPU_RESTRICTED_CATEGORIES}:${gpuKey}`,
+    GPU_SERVER_HTTP_RESTRICTED_API: `${GPU_RESTRICTED_CATEGORIES}:${gpuKey}`,
+    INFERENCE_GPU_SERVER_KEY: gpuKey,
+    AUTH_SESSION_SEALING_KEY: process.env.AUTH_SESSION_SEALING_KEY || secret(),
+    SLUICE_METRICS_TOKEN: metricsToken,
+    GATEWAY_METRICS_TOKEN: process.env.GATEWAY_METRICS_TOKEN || metricsToken,
+    INFERENCE_METRICS_TOKEN: process.env.INFERENCE_METRICS_TOKEN || metricsToken,
+    GPU_SERVER_METRICS_TOKEN: process.env.GPU_SERVER_METRICS_TOKEN || metricsToken,
     INFERENCE_GPU_ENDPOINTS: gpuServers(ports, { ...process.env, ...options.env })
       .map((gpu) => `127.0.0.1:${gpu.grpc}`)
       .join(','),
@@ -175,7 +218,7 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function startProcesses(options: StackOptions, env: Record<string, string>, STAGES: ServiceSpec[][]): Promise<Running> {
+async function startProcesses(options: StackOptions, env: Record<string, string>, STAGES: ServiceSpec[][], redisUsers?: Record<RedisServiceUser, string>): Promise<Running> {
   const children = new Map<ServiceName, ChildProcess>();
   let stopping = false;
   const stopAll = async () => {
@@ -186,7 +229,8 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
     }
   };
   const start = async (spec: ServiceSpec) => {
-    const child = spawnService(spec, options, { ...env, ...spec.env });
+    const redisUser = redisUsers && redisUserOf(spec.name);
+    const child = spawnService(spec, options, { ...env, ...spec.env, ...(redisUser ? { REDIS_URL: redisUsers[redisUser] } : {}) });
     children.set(spec.name, child);
     child.once('exit', (code, signal) => {
       if (!stopping) options.onUnexpectedExit?.(spec.name, code, signal);
@@ -217,16 +261,43 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
   };
 }
 
+/** The Redis ACL user each service connects as (the gpu-server uses no Redis). */
+function redisUserOf(service: ServiceName): RedisServiceUser | undefined {
+  return (REDIS_SERVICE_USERS as readonly string[]).includes(service) ? (service as RedisServiceUser) : undefined;
+}
+
+type ServiceKind = 'gateway' | 'auth' | 'billing' | 'knowledge' | 'inference' | 'gpu-server';
+
 /**
- * A service's environment. Only the gateway gets the identity signing key: a
- * subgraph that could sign would be able to raise a caller's rights (or
- * invent a caller) when it calls a sibling, so the others get the public key
- * alone — as in docker-compose.yml, where only the gateway mounts the secret.
+ * Each secret and the only services that get it (with its `_FILE` form). The
+ * identity signing key is the gateway's alone: a subgraph that could sign
+ * would be able to raise a caller's rights (or invent a caller) when it calls
+ * a sibling, so the others get the public key alone — as in
+ * docker-compose.yml, where each service mounts only its own secrets.
  */
+const SECRET_OWNERS: Readonly<Record<string, readonly ServiceKind[]>> = {
+  SLUICE_IDENTITY_PRIVATE_KEY: ['gateway'],
+  AUTH_SESSION_SEALING_KEY: ['auth'],
+  AUTH_SESSION_PRIVATE_KEY: ['auth'],
+  INFERENCE_GPU_SERVER_KEY: ['inference'],
+  GPU_SERVER_GRPC_RESTRICTED_PROTOCOL: ['gpu-server'],
+  GPU_SERVER_HTTP_RESTRICTED_API: ['gpu-server'],
+  SLUICE_METRICS_TOKEN: [],
+  GATEWAY_METRICS_TOKEN: ['gateway'],
+  INFERENCE_METRICS_TOKEN: ['inference'],
+  GPU_SERVER_METRICS_TOKEN: ['gpu-server'],
+};
+
+/** A service's environment: everything but the secrets of other services. */
 export function serviceEnv(service: ServiceName, env: Record<string, string | undefined>): Record<string, string | undefined> {
-  if (service === 'gateway') return env;
-  const { SLUICE_IDENTITY_PRIVATE_KEY: _key, SLUICE_IDENTITY_PRIVATE_KEY_FILE: _file, ...rest } = env;
-  return rest;
+  const kind: ServiceKind = service.startsWith('gpu-server') ? 'gpu-server' : (service as ServiceKind);
+  const kept = { ...env };
+  for (const [variable, owners] of Object.entries(SECRET_OWNERS)) {
+    if (owners.includes(kind)) continue;
+    delete kept[variable];
+    delete kept[`${variable}_FILE`];
+  }
+  return kept;
 }
 
 function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<string, string>): ChildProcess {
@@ -280,6 +351,7 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   Object.assign(process.env, env);
   const { createLogger } = await import('../lib/log');
   const { startGpuServer } = await import('../gpu-server/server');
+  const { accessOptions } = await import('../gpu-server/access/options');
   const { buildModels } = await import('../gpu-server/model-builder/build-models');
   const { startInference } = await import('../subgraphs/inference/server');
   const { startAuth } = await import('../subgraphs/auth/server');
@@ -290,7 +362,7 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   const repository = path.join(ROOT, 'gpu-server', 'model_repository');
   await buildModels(repository);
   const gpus = await Promise.all(
-    gpuServers(options.ports, process.env).map((gpu) => startGpuServer({ repository, host, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics })),
+    gpuServers(options.ports, process.env).map((gpu) => startGpuServer({ repository, host: env.GPU_SERVER_HOST, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics, ...accessOptions([]) })),
   );
   const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
   const { ports } = options;

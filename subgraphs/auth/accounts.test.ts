@@ -6,6 +6,7 @@ import { createLogger } from '../../lib/log';
 import { connectRedis } from '../../lib/redis';
 import { Accounts } from './accounts';
 import { LoginThrottle } from './login-throttle';
+import { KeySealer } from './key-sealing';
 import { SessionKeyRing } from './session-key-ring';
 import { SessionStore } from './session-store';
 import { SessionTokens } from './session-tokens';
@@ -20,7 +21,7 @@ beforeEach(async () => {
   redis = connectRedis('memory://', createLogger());
   await redis.flushall();
   sessions = new SessionStore(redis, 3_600_000);
-  const ring = await SessionKeyRing.open(redis, { retainMs: 3_600_000 });
+  const ring = await SessionKeyRing.open(redis, { retainMs: 3_600_000, sealer: new KeySealer('a sealing secret for the tests') });
   const throttle = new LoginThrottle(redis, { maxFailuresPerAccount: 2, maxFailuresPerIp: 50, windowSeconds: 60 });
   accounts = new Accounts(new UserStore(redis), new SessionTokens(ring, sessions, 3600), sessions, throttle, ['Root@Example.test']);
 });

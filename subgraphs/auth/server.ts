@@ -12,6 +12,7 @@ import { ApiKeys } from './api-keys';
 import { authInternalRoutes } from './internal-routes';
 import { LoginThrottle } from './login-throttle';
 import { AuthContext, resolvers } from './resolvers';
+import { keySealerFromEnv } from './key-sealing';
 import { SessionKeyRing } from './session-key-ring';
 import { SessionStore } from './session-store';
 import { SessionTokens } from './session-tokens';
@@ -37,6 +38,7 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
   const sessionKeys = await SessionKeyRing.open(redis, {
     retainMs: ttlSeconds * 1000 + KEY_RETENTION_MARGIN_MS,
     privateKeyPem: envSecret('AUTH_SESSION_PRIVATE_KEY'),
+    sealer: keySealerFromEnv(),
   });
   const sessions = new SessionStore(redis, ttlSeconds * 1000);
   const throttle = new LoginThrottle(redis, {

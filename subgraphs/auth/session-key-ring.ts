@@ -2,12 +2,14 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, Key
 import type Redis from 'ioredis';
 import { exportJWK, type JWK } from 'jose';
 import { SESSION_ALGORITHM } from '../../lib/session-token';
+import type { KeySealer } from './key-sealing';
 
 /**
  * The Ed25519 keys session tokens are signed with, kept in Redis so that every
  * auth replica signs with the same current key and publishes the same JWKS.
  *
- * - `auth:session-keys` (hash): key id → `{"publicKey": PEM, "privateKey"?: PEM}`
+ * - `auth:session-keys` (hash): key id → `{"publicKey": PEM, "sealedPrivateKey"?: …}`, the
+ *   private half sealed with the auth service's own secret (key-sealing.ts): Redis never holds it in clear
  * - `auth:session-keys:current`: the id of the key that signs new tokens
  * - `auth:session-keys:retired` (sorted set): key id → when it stopped signing (ms)
  * - `auth:session-keys:from-env` (set): ids of keys taken from `AUTH_SESSION_PRIVATE_KEY`
@@ -24,7 +26,8 @@ import { SESSION_ALGORITHM } from '../../lib/session-token';
  * a secret store. Once rotated away from, it is not made current again by a
  * restart; setting a different key rotates to that one. Before this ring, one
  * key lived in `auth:session-key`; the first start imports it as the current
- * key, so sessions it signed stay valid, and deletes it.
+ * key, so sessions it signed stay valid, and deletes it. Keys stored in clear
+ * by earlier versions (`privateKey`) are sealed in place when the ring opens.
  */
 const KEYS_HASH = 'auth:session-keys';
 const CURRENT = 'auth:session-keys:current';
@@ -73,6 +76,8 @@ export interface SessionKey {
 
 interface StoredKey {
   publicKey: string;
+  sealedPrivateKey?: string;
+  /** Written by versions before sealing; sealed in place by open(). */
   privateKey?: string;
 }
 
@@ -88,18 +93,20 @@ export class SessionKeyRing {
     /** How long a retired key stays published: at least the session lifetime. */
     readonly retainMs: number,
     private readonly envKey: SessionKey | undefined,
+    private readonly sealer: KeySealer,
   ) {}
 
   /** Opens the ring, installing the environment's key, the legacy key or a new one as described above. */
-  static async open(redis: Redis, options: { retainMs: number; privateKeyPem?: string }): Promise<SessionKeyRing> {
+  static async open(redis: Redis, options: { retainMs: number; sealer: KeySealer; privateKeyPem?: string }): Promise<SessionKeyRing> {
     const envKey = options.privateKeyPem ? keyFromPrivatePem(options.privateKeyPem) : undefined;
-    const ring = new SessionKeyRing(redis, options.retainMs, envKey);
+    const ring = new SessionKeyRing(redis, options.retainMs, envKey, options.sealer);
+    await ring.sealClearKeys();
     if (envKey) {
       await ring.install('env', envKey.kid, { publicKey: publicPem(envKey.publicKey) });
     } else {
       const legacy = await redis.get(LEGACY);
       const candidate = legacy ? keyFromPrivatePem(legacy) : generateKey();
-      await ring.install('init', candidate.kid, toStored(candidate));
+      await ring.install('init', candidate.kid, ring.toStored(candidate));
     }
     return ring;
   }
@@ -119,7 +126,7 @@ export class SessionKeyRing {
   /** Makes a new key current; returns the key ids now published. */
   async rotate(now = Date.now()): Promise<string[]> {
     const key = generateKey();
-    await this.install('rotate', key.kid, toStored(key), now);
+    await this.install('rotate', key.kid, this.toStored(key), now);
     return (await this.jwks(now)).keys.map((jwk) => jwk.kid as string);
   }
 
@@ -147,6 +154,22 @@ export class SessionKeyRing {
     return { keys };
   }
 
+  /** Seals, in place, the private keys an earlier version stored in clear. */
+  private async sealClearKeys(): Promise<void> {
+    for (const [kid, raw] of Object.entries(await this.redis.hgetall(KEYS_HASH))) {
+      const stored = JSON.parse(raw) as StoredKey;
+      if (stored.privateKey === undefined) continue;
+      const sealed: StoredKey = { publicKey: stored.publicKey, sealedPrivateKey: this.sealer.seal(stored.privateKey, kid) };
+      // Only if unchanged meanwhile (another replica sealing it too writes the same meaning).
+      await this.redis.eval("if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end", 1, KEYS_HASH, kid, raw, JSON.stringify(sealed));
+    }
+  }
+
+  private toStored(key: SessionKey): StoredKey {
+    const privatePem = key.privateKey?.export({ type: 'pkcs8', format: 'pem' }).toString();
+    return { publicKey: publicPem(key.publicKey), ...(privatePem ? { sealedPrivateKey: this.sealer.seal(privatePem, key.kid) } : {}) };
+  }
+
   private async install(mode: 'init' | 'env' | 'rotate', kid: string, key: StoredKey, now = Date.now()): Promise<string> {
     return (await this.redis.eval(INSTALL, 5, KEYS_HASH, CURRENT, RETIRED, FROM_ENV, LEGACY, mode, kid, JSON.stringify(key), String(now), String(this.retainMs))) as string;
   }
@@ -162,7 +185,8 @@ export class SessionKeyRing {
     let key = this.parsed.get(kid);
     if (!key) {
       const stored = JSON.parse(raw) as StoredKey;
-      key = { kid, publicKey: createPublicKey(stored.publicKey), privateKey: stored.privateKey ? createPrivateKey(stored.privateKey) : undefined };
+      const privatePem = stored.sealedPrivateKey ? this.sealer.open(stored.sealedPrivateKey, kid) : stored.privateKey;
+      key = { kid, publicKey: createPublicKey(stored.publicKey), privateKey: privatePem ? createPrivateKey(privatePem) : undefined };
       this.parsed.set(kid, key);
     }
     return key;
@@ -186,10 +210,6 @@ function keyFromPrivatePem(pem: string): SessionKey {
 function generateKey(): SessionKey & { privateKey: KeyObject } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   return { kid: keyId(publicKey), publicKey, privateKey };
-}
-
-function toStored(key: SessionKey): StoredKey {
-  return { publicKey: publicPem(key.publicKey), privateKey: key.privateKey?.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
 function publicPem(key: KeyObject): string {

@@ -15,6 +15,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BreakerState } from '../../../lib/circuit-breaker';
+import { envSecret } from '../../../lib/config';
+import { bearerMatcher } from '../../../lib/secret-match';
 import type { GpuTier } from './gpu-tier';
 
 const BREAKER_VALUES: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
@@ -41,12 +43,22 @@ export function endpointMetrics(tier: GpuTier): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A `routes` handler for startSubgraph: answers GET /metrics, declines every other path. */
-export function metricsRoute(tier: GpuTier): (req: IncomingMessage, res: ServerResponse) => boolean {
+/**
+ * A `routes` handler for startSubgraph: answers GET /metrics, declines every
+ * other path. With a token (INFERENCE_METRICS_TOKEN or its _FILE), a scrape
+ * without `Authorization: Bearer <token>` is 401: the labels name the GPU
+ * endpoints' internal addresses.
+ */
+export function metricsRoute(tier: GpuTier, token = envSecret('INFERENCE_METRICS_TOKEN')?.trim()): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const authorized = bearerMatcher(token);
   return (req, res) => {
     if ((req.url ?? '/').split('?')[0] !== '/metrics') return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end(`/metrics expects GET, but got ${req.method}\n`);
+      return true;
+    }
+    if (authorized && !authorized(req.headers.authorization)) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain' }).end('/metrics expects Authorization: Bearer <INFERENCE_METRICS_TOKEN>\n');
       return true;
     }
     const body = endpointMetrics(tier);
