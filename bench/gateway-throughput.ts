@@ -137,7 +137,7 @@ function headerValue(raw: unknown, name: string): string | undefined {
 
 async function dedupedOperations(metricsUrl: string | undefined): Promise<number | undefined> {
   if (!metricsUrl) return undefined;
-  const text = await fetch(metricsUrl).then((r) => (r.ok ? r.text() : ''), () => '');
+  const text = await fetch(metricsUrl, { headers: { authorization: `Bearer ${process.env.SLUICE_METRICS_TOKEN}` } }).then((r) => (r.ok ? r.text() : ''), () => '');
   const line = text.split('\n').find((l) => l.startsWith('sluice_gateway_deduplicated_total{kind="operation"}'));
   return line ? Number(line.split(' ').pop()) : undefined;
 }

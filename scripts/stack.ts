@@ -139,8 +139,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     }
   }
   const env = stackEnv(options, redisUrl);
-  // The launcher is the stack's operator: its own calls to the gpu-server (tests, benchmarks) carry the key too.
+  // The launcher is the stack's operator: its own calls to the gpu-server and scrapes (tests, benchmarks) carry the keys too.
   process.env.INFERENCE_GPU_SERVER_KEY ??= env.INFERENCE_GPU_SERVER_KEY;
+  process.env.SLUICE_METRICS_TOKEN ??= env.SLUICE_METRICS_TOKEN;
   const serviceStages = stages(options.ports, { ...process.env, ...env });
   let running: Running;
   try {

@@ -24,7 +24,7 @@ afterAll(async () => {
 }, 60_000);
 
 async function deduplicated(kind: 'fetch' | 'operation'): Promise<number> {
-  const text = await (await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/metrics'))).text();
+  const text = await (await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/metrics'), { headers: { authorization: `Bearer ${stack.env.GATEWAY_METRICS_TOKEN}` } })).text();
   const line = text.split('\n').find((l) => l.startsWith(`sluice_gateway_deduplicated_total{kind="${kind}"}`));
   return Number(line?.split(' ').pop() ?? NaN);
 }

@@ -93,7 +93,7 @@ describe('/metrics', () => {
     await gql(stack.gatewayUrl, 'query Broken { nope }');
     const refused = await gql(stack.gatewayUrl, 'query Me { me { id } }', {}, { authorization: 'Bearer not-a-token' });
     expect(refused.status).toBe(401);
-    const response = await fetch(metricsUrl());
+    const response = await fetch(metricsUrl(), { headers: { authorization: `Bearer ${stack.env.GATEWAY_METRICS_TOKEN}` } });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toContain('text/plain');
     const text = await response.text();
