@@ -14,7 +14,6 @@ import { GpuTier } from './gpu-tier/gpu-tier';
 import { ModelCatalog } from './models/model-catalog';
 import { Metering, type ResponseCacheBilling } from './billing/usage-billing';
 import { parsePriorityByScope } from './gpu-tier/priority';
-import { PromptCache } from './billing/prompt-cache';
 import { ResponseCache } from './completions/response-cache';
 import { InferenceContext, resolvers } from './resolvers';
 import { UsagePublisher } from './billing/usage-publisher';
@@ -56,6 +55,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     cooldownMs: envInt('INFERENCE_GPU_BREAKER_COOLDOWN_MS', 5_000, { min: 100 }),
     endpointsFile: envString('INFERENCE_GPU_ENDPOINTS_FILE'),
     endpointsFilePollMs: envInt('INFERENCE_GPU_ENDPOINTS_FILE_POLL_MS', 2_000, { min: 100 }),
+    affinityMargin: envInt('INFERENCE_GPU_AFFINITY_MARGIN', 4, { min: 0 }),
   });
   // SIGHUP re-reads the endpoint list file at once, as servers conventionally reload on it.
   const onHangUp = () => tier.reloadEndpoints();
@@ -67,7 +67,6 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }) });
   const metering = new Metering(
     billing,
-    new PromptCache(redis, envInt('INFERENCE_PROMPT_CACHE_TTL_SECONDS', 3_600, { min: 1 })),
     new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }),
     config.log,
   );

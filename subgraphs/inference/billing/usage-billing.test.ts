@@ -2,7 +2,7 @@
  * Metering of completions (issue 9): a reservation before the GPU tier is
  * called, exactly one usage event per ended request whatever way it ends,
  * the event's usage equal to what the client is shown, and the prompt-cache
- * split. A real gpu-server runs in-process (sluice-chat streams,
+ * split as the GPU reported it. A real gpu-server runs in-process (sluice-chat streams,
  * sluice-chat-batch batches); billing is a fake that records reservations;
  * Redis is the in-memory store.
  */
@@ -27,7 +27,6 @@ import { Embeddings } from '../embeddings/embeddings';
 import { GpuTier } from '../gpu-tier/gpu-tier';
 import { Metering, type Caller, type Reserver } from './usage-billing';
 import { ModelCatalog } from '../models/model-catalog';
-import { PromptCache } from './prompt-cache';
 import { ResponseCache } from '../completions/response-cache';
 import { UsagePublisher } from './usage-publisher';
 
@@ -61,7 +60,7 @@ beforeAll(async () => {
   deadTier = new GpuTier({ endpoints: [`127.0.0.1:${await freePort()}`], deadlineMs: 2_000, log, backoffMs: 1 });
   redis = connectRedis('memory://', log);
   billing = new FakeBilling();
-  metering = new Metering(billing, new PromptCache(redis, 3_600), new UsagePublisher(redis, { log }), log);
+  metering = new Metering(billing, new UsagePublisher(redis, { log }), log);
   catalog = new ModelCatalog(tier, 60_000);
   completions = new Completions(catalog, tier, new BatchGenerator(tier, 2, 10_000), metering, { limits, streamDeadlineMs: 10_000, priorities: new Map(), ...responseCacheOff() });
 }, 60_000);
@@ -270,52 +269,59 @@ describe('one usage event per ended request, with the usage the client is shown'
   });
 });
 
-describe('prompt-cache accounting', () => {
-  const CONTINUED = [...MESSAGES, { role: 'assistant', content: 'The Nile.' }, { role: 'user', content: 'Another one?' }];
+describe('prompt-cache accounting: exactly what the GPU reused', () => {
+  const SYSTEM = { role: 'system', content: 'You are terse. Answer in one line, name your source, and never apologise for anything at all.' };
+  const conversation = (turns: number) => [
+    SYSTEM,
+    ...Array.from({ length: turns }, (_, i) => [
+      { role: 'user', content: `Name river number ${i + 1}, please.` },
+      ...(i + 1 < turns ? [{ role: 'assistant', content: `River ${i + 1} is the Nile.` }] : []),
+    ]).flat(),
+  ];
+  /** Prompt tokens the gpu-server's prefix caches have served, every model summed, as its metrics say. */
+  const gpuHits = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${gpu.metricsPort}/metrics`)).text();
+    return [...text.matchAll(/^sluice_prefix_cache_hit_tokens\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  };
 
-  it('bills a conversation continued by the same user on the same model as a cache hit up to its earlier turns', async () => {
+  it('bills no hit for a new conversation, then the cached_prompt_tokens the GPU reports as its earlier turns come back', async () => {
     const who = caller();
-    const first = await completions.complete(who, input());
+    const before = await gpuHits();
+    const first = await completions.complete(who, input({ messages: conversation(1) }));
     expect(first.usage).toMatchObject({ promptCacheHitTokens: 0, promptCacheMissTokens: first.usage.promptTokens });
-    await metering.drain(10_000); // its prefixes are stored
-    const second = await completions.complete(who, input({ messages: CONTINUED }));
-    // The longest prefix the model saw from them: the first conversation, without its opened assistant turn.
-    const hitBytes = Buffer.byteLength(renderChat(undefined, MESSAGES, { addGenerationPrompt: false }));
-    const promptBytes = Buffer.byteLength(renderChat(undefined, CONTINUED));
-    const hit = Math.floor((second.usage.promptTokens * hitBytes) / promptBytes);
-    expect(hit).toBeGreaterThan(0);
-    expect(second.usage).toMatchObject({ promptCacheHitTokens: hit, promptCacheMissTokens: second.usage.promptTokens - hit });
-    const events = await eventsOf(who);
-    expect(events.map(usageOf)).toEqual([first.usage, second.usage]);
+    const chunks = await drainStream(await completions.stream(who, input({ messages: conversation(2) })));
+    const second = chunks[chunks.length - 1].usage!;
+    // Whole 16-token blocks of the first prompt came from the GPU's cache.
+    expect(second.promptCacheHitTokens).toBeGreaterThanOrEqual(16);
+    expect(second.promptCacheHitTokens % 16).toBe(0);
+    expect(second.promptCacheHitTokens).toBeLessThan(first.usage.promptTokens);
+    expect(second.promptCacheMissTokens).toBe(second.promptTokens - second.promptCacheHitTokens);
+    expect((await gpuHits()) - before).toBe(second.promptCacheHitTokens);
+    expect((await eventsOf(who)).map(usageOf)).toEqual([first.usage, second]);
   });
 
-  it('bills the same prompt sent again as all cache hits, in the final chunk of a stream too', async () => {
-    const who = caller();
-    await completions.complete(who, input({ model: 'sluice-chat-batch' }));
-    await metering.drain(10_000);
-    const chunks = await drainStream(await completions.stream(who, input({ model: 'sluice-chat-batch', seed: 8 })));
-    const usage = chunks[chunks.length - 1].usage!;
-    expect(usage).toMatchObject({ promptCacheHitTokens: usage.promptTokens, promptCacheMissTokens: 0 });
-    expect(usageOf((await eventsOf(who))[1])).toEqual(usage);
+  it('bills each row of a batch its own hit (cached_prompt_tokens_rows)', async () => {
+    await completions.complete(caller(), input({ model: 'sluice-chat-batch', messages: conversation(3) }));
+    const before = await gpuHits();
+    const callers = [caller(), caller(), caller()];
+    // One shares the first turns, one the whole conversation, one nothing: all three in one ModelInfer batch.
+    const inputs = [conversation(2), conversation(3), [{ role: 'user', content: 'Something else entirely, with no shared prefix at all.' }]];
+    const results = await Promise.all(callers.map((who, i) => completions.complete(who, input({ model: 'sluice-chat-batch', messages: inputs[i], seed: i }))));
+    const hits = results.map((r) => r.usage.promptCacheHitTokens);
+    expect(hits[0]).toBeGreaterThan(0);
+    expect(hits[1]).toBe(Math.floor((results[1].usage.promptTokens - 1) / 16) * 16);
+    expect(hits[2]).toBe(0);
+    expect((await gpuHits()) - before).toBe(hits[0] + hits[1] + hits[2]);
+    for (const [i, who] of callers.entries()) expect((await eventsOf(who)).map(usageOf)).toEqual([results[i].usage]);
   });
 
-  it('gives no hit to another user, or on another model', async () => {
+  it('bills every prompt token as a miss when the server reports no cached_prompt_tokens (a real Triton)', async () => {
     const who = caller();
-    await completions.complete(who, input());
-    await metering.drain(10_000);
-    const other = await completions.complete(caller(), input());
-    const otherModel = await completions.complete(who, input({ model: 'sluice-chat-batch' }));
-    expect(other.usage.promptCacheHitTokens).toBe(0);
-    expect(otherModel.usage.promptCacheHitTokens).toBe(0);
-  });
-
-  it('remembers nothing from a request whose prompt was not billed', async () => {
-    const who = caller();
-    const iterator = await completions.stream(who, input());
-    await iterator.return(undefined); // 0/0
-    await metering.drain(10_000);
-    const next = await completions.complete(who, input());
-    expect(next.usage.promptCacheHitTokens).toBe(0);
+    const prompt = renderChat(undefined, MESSAGES);
+    const model = (await catalog.get('sluice-chat'))!;
+    const metered = await metering.begin(who, { model, messages: MESSAGES, prompt, sampling: { max_tokens: 8, temperature: 1, top_p: 1 } });
+    metered.received({ text: 'The Nile.', inputTokens: 30, outputTokens: 4, finishReason: 'stop', cachedPromptTokens: null });
+    expect(metered.end('STOP', true)).toEqual({ promptTokens: 30, completionTokens: 4, totalTokens: 34, promptCacheHitTokens: 0, promptCacheMissTokens: 30 });
   });
 });
 

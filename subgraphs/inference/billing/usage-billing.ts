@@ -25,6 +25,14 @@
  *   is billed 0/0, which releases its hold.
  * - a model that returns no counts at all is billed our tokenizer's counts of
  *   its prompt and its text.
+ *
+ * Prompt-cache hits are exactly what the GPU reused: the `cached_prompt_tokens`
+ * the gpu-server reports beside num_input_tokens (the prompt tokens its
+ * prefix KV cache served instead of prefilling, protocol/triton/README.md),
+ * taken from the same response as the prompt count; the rest of the prompt
+ * is cache misses. A server that does not report it (NVIDIA's Triton, whose
+ * vLLM backend keeps its prefix-cache hits to itself) gets every prompt token
+ * billed as a miss, as does a prompt counted by our own tokenizer.
  */
 import { randomUUID } from 'node:crypto';
 import type { Reservation, ReserveRequest } from '../../../lib/billing-client';
@@ -35,7 +43,6 @@ import { MAX_TOKENS_PER_EVENT, type FinishReason, type Usage, type UsageEvent } 
 import type { PreparedCompletion } from '../completions/completion-request';
 import type { GenerationOutput } from '../completions/generation-tensors';
 import type { ModelInfo } from '../models/model-catalog';
-import { cacheHitTokens, promptPrefixes, type PromptCache, type PromptPrefix } from './prompt-cache';
 import type { UsagePublisher } from './usage-publisher';
 
 /** How an answer from the response cache is billed (INFERENCE_RESPONSE_CACHE_BILLING). */
@@ -62,17 +69,14 @@ export function promptTokenBound(prompt: string, contextLength: number | null): 
 }
 
 export class Metering {
-  private readonly background = new Set<Promise<void>>();
-
   constructor(
     private readonly billing: Reserver,
-    private readonly promptCache: PromptCache,
     private readonly publisher: UsagePublisher,
     private readonly log: Logger,
   ) {}
 
   /**
-   * Reserves the request's maximum cost and looks up its prompt-cache hit.
+   * Reserves the request's maximum cost.
    * Throws billing's refusal as a coded GraphQL error; nothing is held then.
    */
   async begin(caller: Caller, prepared: PreparedCompletion): Promise<MeteredRequest> {
@@ -80,19 +84,13 @@ export class Metering {
     const userId = caller.identity.sub;
     if (!userId) throw new TypeError('Metering.begin expects a signed-in caller (prepareCompletion refuses anonymous ones)');
     const reservationId = randomUUID();
-    const prefixes = promptPrefixes(model.chatTemplate ?? undefined, prepared.messages, prompt);
-    const lookup = this.promptCache.longestSeen(userId, model.id, prefixes).catch((error: unknown) => {
-      // Only a discount is lost: the prompt is billed as cache misses.
-      this.log.warn('prompt-cache lookup failed; the prompt is billed as cache misses', { model: model.id, error: (error as Error).message });
-      return 0;
-    });
     await this.billing.reserve(caller.identityHeader, {
       reservationId,
       model: model.id,
       promptTokens: promptTokenBound(prompt, model.contextLength),
       maxCompletionTokens: prepared.sampling.max_tokens,
     });
-    return new MeteredRequest(this, { caller, userId, model, prompt, reservationId, prefixes, hitBytes: await lookup });
+    return new MeteredRequest(this, { caller, userId, model, prompt, reservationId });
   }
 
   /**
@@ -107,7 +105,7 @@ export class Metering {
     if (!userId) throw new TypeError('Metering.embedding expects a signed-in caller');
     const cap = model.maxInputTokens ?? Number.POSITIVE_INFINITY;
     const sum = (count: (text: string) => number) => Math.min(MAX_TOKENS_PER_EVENT, texts.reduce((total, text) => total + Math.min(count(text), cap), 0));
-    const facts: RequestFacts = { caller, userId, model, prompt: '', reservationId: randomUUID(), prefixes: [], hitBytes: 0 };
+    const facts: RequestFacts = { caller, userId, model, prompt: '', reservationId: randomUUID() };
     // `run` may queue the texts while the reservation is pending; it must not call the GPU before `reserved` resolves.
     const reserved = this.billing
       .reserve(caller.identityHeader, { reservationId: facts.reservationId, model: model.id, promptTokens: sum((text) => Buffer.byteLength(text, 'utf8')), maxCompletionTokens: 0 })
@@ -130,13 +128,9 @@ export class Metering {
     return result;
   }
 
-  /** Waits (at most `timeoutMs`) for events being published and prefixes being stored; true when all are done. */
-  async drain(timeoutMs: number): Promise<boolean> {
-    const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.background), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
-    return (await this.publisher.drain(Math.max(0, timeoutMs - (Date.now() - started)))) && this.background.size === 0;
+  /** Waits (at most `timeoutMs`) for events being published; true when all are done. */
+  drain(timeoutMs: number): Promise<boolean> {
+    return this.publisher.drain(timeoutMs);
   }
 
   /** Called once per request by MeteredRequest.end. */
@@ -161,14 +155,6 @@ export class Metering {
       // An invalid event is our bug; the reservation expires unbilled rather than failing the client's request.
       this.log.error('USAGE EVENT INVALID: not published; its reservation will expire unbilled', { error: (error as Error).message, event });
     }
-    // Only a prompt that was billed may make later ones cheaper.
-    if (usage.promptTokens > 0) {
-      const stored = this.promptCache.remember(request.userId, request.model.id, request.prefixes).catch((error: unknown) => {
-        this.log.warn('prompt prefixes not stored; later requests will not get a cache hit for them', { model: request.model.id, error: (error as Error).message });
-      });
-      const task = stored.finally(() => this.background.delete(task));
-      this.background.add(task);
-    }
   }
 }
 
@@ -178,9 +164,6 @@ interface RequestFacts {
   model: ModelInfo;
   prompt: string;
   reservationId: string;
-  prefixes: PromptPrefix[];
-  /** UTF-8 length of the longest prefix found in the prompt cache. */
-  hitBytes: number;
 }
 
 /** One reserved request, from reservation to its one usage event. */
@@ -239,20 +222,20 @@ export class MeteredRequest {
   }
 
   private measure(finished: boolean): Usage {
-    const { prompt, hitBytes } = this.facts;
-    const reported = (n: number | null): n is number => n !== null;
-    const inputCounts = this.outputs.map((o) => o.inputTokens).filter(reported);
-    const outputCounts = this.outputs.map((o) => o.outputTokens).filter(reported);
+    const { prompt } = this.facts;
+    // The prompt count and its cache hit come from the last response that reported a prompt count.
+    const counted = this.outputs.filter((o) => o.inputTokens !== null).at(-1);
+    const outputCounts = this.outputs.map((o) => o.outputTokens).filter((n): n is number => n !== null);
     let promptTokens: number;
     let completionTokens: number;
     if (finished) {
-      promptTokens = inputCounts.length ? inputCounts[inputCounts.length - 1] : countTokens(prompt);
+      promptTokens = counted?.inputTokens ?? countTokens(prompt);
       completionTokens = outputCounts.length ? outputCounts.reduce((a, b) => a + b, 0) : countTokens(this.outputs.map((o) => o.text).join(''));
     } else {
-      promptTokens = inputCounts.length ? inputCounts[inputCounts.length - 1] : 0;
+      promptTokens = counted?.inputTokens ?? 0;
       completionTokens = countTokens(this.sentText);
     }
-    const promptCacheHitTokens = cacheHitTokens(promptTokens, hitBytes, Buffer.byteLength(prompt, 'utf8'));
+    const promptCacheHitTokens = Math.min(counted?.cachedPromptTokens ?? 0, promptTokens);
     return {
       promptTokens,
       completionTokens,

@@ -18,17 +18,13 @@ export const DEFAULT_CHAT_TEMPLATE =
 
 const compiled = new Map<string, Template>();
 
-/**
- * Throws an Error naming the problem when the template itself is broken.
- * `addGenerationPrompt: false` renders the conversation alone, without the
- * opened assistant turn: what the prompt-cache hashes at message boundaries.
- */
-export function renderChat(template: string | undefined, messages: readonly ChatMessage[], { addGenerationPrompt = true } = {}): string {
+/** Throws an Error naming the problem when the template itself is broken. */
+export function renderChat(template: string | undefined, messages: readonly ChatMessage[]): string {
   const source = template ?? DEFAULT_CHAT_TEMPLATE;
   let parsed = compiled.get(source);
   if (!parsed) {
     parsed = new Template(source);
     compiled.set(source, parsed);
   }
-  return parsed.render({ messages, add_generation_prompt: addGenerationPrompt, bos_token: '', eos_token: '' });
+  return parsed.render({ messages, add_generation_prompt: true, bos_token: '', eos_token: '' });
 }

@@ -6,6 +6,7 @@
  * TensorRT-LLM model with a subset of these inputs accepts the request.
  */
 import { decodeBytesTensor, encodeBytesTensor } from '../../../protocol/triton/bytes-tensor';
+import { CACHED_PROMPT_TOKENS_PARAMETER, CACHED_PROMPT_TOKENS_ROWS_PARAMETER } from '../../../protocol/triton/cached-prompt-tokens';
 import type { InferInputTensor, ModelInferRequest, ModelInferResponse__Output as ModelInferResponse } from '../../../protocol/triton/messages';
 import type { ModelInfo } from '../models/model-catalog';
 
@@ -24,6 +25,8 @@ export interface GenerationOutput {
   outputTokens: number | null;
   /** vLLM's finish reason (stop, length, cancelled, abort…), or null when not returned. */
   finishReason: string | null;
+  /** Prompt tokens the server took from its prefix cache (`cached_prompt_tokens`); null when it does not say (a real Triton). */
+  cachedPromptTokens: number | null;
 }
 
 const FLAGS = ['exclude_input_in_output', 'return_num_input_tokens', 'return_num_output_tokens', 'return_finish_reason'] as const;
@@ -83,5 +86,17 @@ export function generationOutputs(model: ModelInfo, response: ModelInferResponse
   const outputTokens = counts('num_output_tokens');
   const reasons = tensor('finish_reason');
   const finish = reasons?.raw ? decodeBytesTensor(reasons.raw).map((b) => b.toString('utf8')) : [];
-  return texts.map((t, i) => ({ text: t, inputTokens: inputTokens[i], outputTokens: outputTokens[i], finishReason: finish[i] ?? null }));
+  const cached = cachedPromptTokens(response, rows);
+  return texts.map((t, i) => ({ text: t, inputTokens: inputTokens[i], outputTokens: outputTokens[i], finishReason: finish[i] ?? null, cachedPromptTokens: cached[i] }));
+}
+
+/** Each row's `cached_prompt_tokens`: the parameter itself for one row, its `_rows` list for several; nulls when absent or malformed. */
+function cachedPromptTokens(response: ModelInferResponse, rows: number): Array<number | null> {
+  const none = Array<null>(rows).fill(null);
+  if (rows > 1) {
+    const list = response.parameters?.[CACHED_PROMPT_TOKENS_ROWS_PARAMETER]?.string_param?.split(',').map(Number);
+    return list?.length === rows && list.every((n) => Number.isSafeInteger(n) && n >= 0) ? list : none;
+  }
+  const value = Number(response.parameters?.[CACHED_PROMPT_TOKENS_PARAMETER]?.int64_param);
+  return Number.isSafeInteger(value) && value >= 0 ? [value] : none;
 }

@@ -19,7 +19,6 @@ import { Completions, type CompletionChunk } from './completions';
 import { GpuTier } from '../gpu-tier/gpu-tier';
 import { Metering, type Caller, type ResponseCacheBilling } from '../billing/usage-billing';
 import { ModelCatalog } from '../models/model-catalog';
-import { PromptCache } from '../billing/prompt-cache';
 import { ResponseCache } from './response-cache';
 import { UsagePublisher } from '../billing/usage-publisher';
 
@@ -43,7 +42,7 @@ beforeAll(async () => {
   triton = new TritonClient(`127.0.0.1:${gpu.grpcPort}`, 10_000);
   redis = connectRedis('memory://', log);
   catalog = new ModelCatalog(tier, 60_000);
-  metering = new Metering(billing, new PromptCache(redis, 3_600), new UsagePublisher(redis, { log }), log);
+  metering = new Metering(billing, new UsagePublisher(redis, { log }), log);
 }, 60_000);
 
 afterAll(async () => {
