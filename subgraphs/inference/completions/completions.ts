@@ -25,6 +25,7 @@ import type { FinishReason, Usage } from '../../../lib/usage-events';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
 import { generationOutputs, generationRequest, type GenerationOutput } from './generation-tensors';
+import { conversationKey } from '../gpu-tier/prefix-affinity';
 import { errorCodeOfStatus, gpuError } from '../gpu-tier/gpu-errors';
 import type { GpuTier, StreamHandle } from '../gpu-tier/gpu-tier';
 import type { Caller, MeteredRequest, Metering, ResponseCacheBilling } from '../billing/usage-billing';
@@ -222,7 +223,7 @@ export class Completions {
       }, this.options.streamDeadlineMs);
       signal?.addEventListener('abort', () => events.push({ unsubscribed: true }), { once: true });
       try {
-        // The tier picks the least-loaded endpoint serving the model and moves a stream that never reached its server.
+        // The tier picks the endpoint that served this conversation before (its prompt is cached there) or the least-loaded one, and moves a stream that never reached its server.
         stream = this.tier.startStream(generationRequest(model, id, [prepared.prompt], [prepared.sampling], true, priority), {
           response: (response, final) => {
             try {
@@ -232,7 +233,7 @@ export class Completions {
             }
           },
           error: (error) => events.push({ error }),
-        });
+        }, conversationKey(metered.facts.userId, model.id, prepared.messages));
       } catch (error) {
         clearTimeout(timer);
         const coded = gpuError(error, model.id); // MODEL_NOT_FOUND / MODEL_NOT_READY (with retryAfter) / GPU_UNAVAILABLE

@@ -13,8 +13,12 @@
  *
  * Routing (router.ts): a call for a model goes to the least-loaded endpoint
  * on which that model is ready, that answers, and whose circuit lets it
- * through. A batch (one ModelInfer) goes whole to one endpoint. Streams stay
- * on the endpoint that started them (its shared stream, `startStream`).
+ * through. A stream given an affinity key (a conversation's,
+ * prefix-affinity.ts) goes back to the endpoint that last served that key,
+ * where its earlier prompt is in the prefix cache, unless that endpoint is
+ * busier than the least-loaded one by more than `affinityMargin`. A batch
+ * (one ModelInfer) goes whole to one endpoint. Streams stay on the endpoint
+ * that started them (its shared stream, `startStream`).
  *
  * Failover: a call is retried, on another endpoint, only when it provably
  * never started (`neverStarted` in triton-client.ts): nothing that may have
@@ -31,7 +35,8 @@ import type { ModelIndex__Output as ModelIndex, ModelInferRequest, RepositoryInd
 import type { BreakerState } from '../../../lib/circuit-breaker';
 import { EndpointFile } from './endpoint-list';
 import { GpuEndpoint } from './gpu-endpoint';
-import { leastLoaded, NoEndpointError } from './router';
+import { AffinityTable } from './prefix-affinity';
+import { NoEndpointError, withAffinity } from './router';
 import { StreamError, type StreamRoute } from './shared-stream';
 import { isTransportFailure, neverStarted, refusedAsNotReady, type TritonApi, type TritonClient } from './triton-client';
 
@@ -57,6 +62,14 @@ export interface GpuTierOptions {
   failureThreshold?: number;
   /** @default 5000 ms */
   cooldownMs?: number;
+  /**
+   * How much busier (requests in flight plus queued) than the least-loaded
+   * endpoint the endpoint that last served a conversation may be and still
+   * get its next turn (INFERENCE_GPU_AFFINITY_MARGIN). @default 4
+   */
+  affinityMargin?: number;
+  /** Conversations whose endpoint is remembered, the most recent kept. @default 100000 */
+  affinityKeys?: number;
 }
 
 /** One endpoint's view of one model, for `Model.endpoints`. */
@@ -90,8 +103,10 @@ export class GpuTier implements TritonApi {
   private polling: Promise<void> | undefined;
   private readonly probe: NodeJS.Timeout;
   private readonly file: EndpointFile | undefined;
+  private readonly affinity: AffinityTable;
 
   constructor(private readonly options: GpuTierOptions) {
+    this.affinity = new AffinityTable(options.affinityKeys ?? 100_000);
     this.setEndpoints(options.endpoints);
     if (options.endpointsFile) {
       this.file = new EndpointFile({
@@ -157,18 +172,25 @@ export class GpuTier implements TritonApi {
 
   /**
    * The endpoint for a call (or a stream) on `model`: ready there, answering,
-   * circuit letting the call through; the least loaded of those. Throws
-   * NoEndpointError, whose code says whether the model is unknown, not ready,
-   * or the tier unreachable.
+   * circuit letting the call through; the least loaded of those, or the one
+   * that last served `affinityKey` when it is within the affinity margin.
+   * Throws NoEndpointError, whose code says whether the model is unknown, not
+   * ready, or the tier unreachable.
    */
-  pick(model: string, version = ''): GpuEndpoint {
+  pick(model: string, version = '', affinityKey?: string): GpuEndpoint {
     const candidates = this.active.filter((e) => e.usableFor(model, version));
     const start = this.next++;
+    const last = affinityKey === undefined ? undefined : this.affinity.get(affinityKey);
+    const margin = this.options.affinityMargin ?? 4;
     while (candidates.length > 0) {
-      const index = leastLoaded(candidates, (e) => e.load(model), start % candidates.length);
+      const preferred = candidates.find((e) => e.address === last);
+      const index = withAffinity(candidates, (e) => e.load(model), start % candidates.length, preferred, margin);
       const endpoint = candidates[index];
       // A half-open circuit lets one trial call through at a time.
-      if (endpoint.breaker.tryAcquire()) return endpoint;
+      if (endpoint.breaker.tryAcquire()) {
+        if (affinityKey !== undefined) this.affinity.set(affinityKey, endpoint.address);
+        return endpoint;
+      }
       candidates.splice(index, 1);
     }
     throw this.unroutable(model, version);
@@ -189,18 +211,18 @@ export class GpuTier implements TritonApi {
   }
 
   /**
-   * Starts a streamed request on the endpoint `pick` chooses for its model,
-   * where it stays. If that endpoint's stream never reached the server
+   * Starts a streamed request on the endpoint `pick` chooses for its model
+   * (and its `affinityKey`, see prefix-affinity.ts), where it stays. If that endpoint's stream never reached the server
    * (StreamError.neverStarted: nothing of it began) the request starts again
    * on another endpoint, unseen by `route`; any other failure reaches `route`.
    * The handle's `endpoint` is where the request is now. Throws
    * NoEndpointError when no endpoint can take it at the start.
    */
-  startStream(request: ModelInferRequest, route: StreamRoute): StreamHandle {
+  startStream(request: ModelInferRequest, route: StreamRoute, affinityKey?: string): StreamHandle {
     const attempts = this.options.maxAttempts ?? 3;
     let cancelled = false;
     const start = (attempt: number): { endpoint: GpuEndpoint; cancel: () => void } => {
-      const endpoint = this.pick(request.model_name ?? '', request.model_version ?? '');
+      const endpoint = this.pick(request.model_name ?? '', request.model_version ?? '', affinityKey);
       const cancel = endpoint.stream.start(request, {
         response: (response, final) => {
           endpoint.breaker.observe(true);

@@ -11,7 +11,8 @@ import { endpointMetrics, metricsRoute } from './endpoint-metrics';
 import type { EndpointModel } from './gpu-endpoint';
 import { gpuError } from './gpu-errors';
 import { GpuTier } from './gpu-tier';
-import { leastLoaded, NoEndpointError } from './router';
+import { AffinityTable, conversationKey } from './prefix-affinity';
+import { leastLoaded, NoEndpointError, withAffinity } from './router';
 
 const READY: EndpointModel = { version: '1', state: 'READY', reason: '' };
 
@@ -22,6 +23,39 @@ describe('leastLoaded', () => {
     expect(leastLoaded([1, 1, 1], (x) => x, 2)).toBe(2);
     expect(leastLoaded([0, 5, 0], (x) => x, 1)).toBe(2);
     expect(leastLoaded([], (x: number) => x, 0)).toBe(-1);
+  });
+});
+
+describe('withAffinity', () => {
+  it('keeps the preferred candidate while it is within the margin of the least loaded, else takes the least loaded', () => {
+    const loads = [5, 1, 3];
+    const load = (i: number) => loads[i];
+    expect(withAffinity([0, 1, 2], load, 0, 2, 2)).toBe(2); // 3 - 1 = 2 ≤ 2
+    expect(withAffinity([0, 1, 2], load, 0, 0, 2)).toBe(1); // 5 - 1 = 4 > 2
+    expect(withAffinity([0, 1, 2], load, 0, 0, 4)).toBe(0);
+    expect(withAffinity([0, 1, 2], load, 0, undefined, 4)).toBe(1);
+    expect(withAffinity([0, 1, 2], load, 0, 7, 4)).toBe(1); // not a candidate (gone, or the model is not ready there)
+    expect(withAffinity([], load, 0, 0, 4)).toBe(-1);
+  });
+});
+
+describe('conversationKey and AffinityTable', () => {
+  it('gives every turn of a conversation one key, distinct per user, model and conversation', () => {
+    const turn1 = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
+    const turn2 = [...turn1, { role: 'assistant', content: 'Hello.' }, { role: 'user', content: 'And then?' }];
+    expect(conversationKey('u1', 'm', turn2)).toBe(conversationKey('u1', 'm', turn1));
+    expect(conversationKey('u2', 'm', turn1)).not.toBe(conversationKey('u1', 'm', turn1));
+    expect(conversationKey('u1', 'n', turn1)).not.toBe(conversationKey('u1', 'm', turn1));
+    expect(conversationKey('u1', 'm', [turn1[0], { role: 'user', content: 'Ho' }])).not.toBe(conversationKey('u1', 'm', turn1));
+  });
+
+  it('keeps the most recently used keys up to its capacity', () => {
+    const table = new AffinityTable(2);
+    table.set('a', 'x');
+    table.set('b', 'y');
+    table.set('a', 'z'); // a is now the most recent
+    table.set('c', 'x');
+    expect([table.get('a'), table.get('b'), table.get('c'), table.size]).toEqual(['z', undefined, 'x', 2]);
   });
 });
 
@@ -71,6 +105,24 @@ describe('GpuTier.pick', () => {
     c.queued.set('other', 100); // another model's queue does not count
     c.queued.set('m', 0);
     expect(tier.pick('m')).toBe(c);
+  });
+
+  it('sends a conversation back to the endpoint that served it, until that one is busier than the margin allows', () => {
+    const [a, b, c] = [0, 1, 2].map((i) => serve(i, { m: [READY] }));
+    const first = tier.pick('m', '', 'conversation');
+    // Idle, the tier would rotate; the key keeps the conversation where its prompt is cached.
+    for (let i = 0; i < 5; i++) expect(tier.pick('m', '', 'conversation')).toBe(first);
+    const others = [a, b, c].filter((e) => e !== first);
+    first.begin(4); // 4 busier than the idle ones: the default margin still allows it
+    expect(tier.pick('m', '', 'conversation')).toBe(first);
+    first.begin(1); // 5 busier: least loaded wins, and the conversation moves there
+    const moved = tier.pick('m', '', 'conversation');
+    expect(others).toContain(moved);
+    first.end(5, true);
+    expect(tier.pick('m', '', 'conversation')).toBe(moved);
+    // Another conversation is routed by load alone.
+    moved.begin(1);
+    expect(tier.pick('m', '', 'another')).not.toBe(moved);
   });
 
   it('skips endpoints that do not answer or whose circuit is open, and lets one trial call through a half-open one', () => {

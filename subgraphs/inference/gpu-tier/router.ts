@@ -31,6 +31,19 @@ export function leastLoaded<T>(candidates: readonly T[], load: (candidate: T) =>
 }
 
 /**
+ * Index of `preferred` (the candidate that served the same conversation
+ * before, prefix-affinity.ts) when its load exceeds the least-loaded
+ * candidate's by at most `margin`, else `leastLoaded`'s pick; -1 when there
+ * is no candidate.
+ */
+export function withAffinity<T>(candidates: readonly T[], load: (candidate: T) => number, start: number, preferred: T | undefined, margin: number): number {
+  const least = leastLoaded(candidates, load, start);
+  const index = preferred === undefined ? -1 : candidates.indexOf(preferred);
+  if (index < 0 || least < 0) return least;
+  return load(preferred!) - load(candidates[least]) <= margin ? index : least;
+}
+
+/**
  * No endpoint can take a call for a model. `code` says why, as the client
  * will see it: MODEL_NOT_FOUND (no endpoint lists the model), MODEL_NOT_READY
  * (listed, but ready on no endpoint that is up; `retryAfter` seconds is when
