@@ -10,6 +10,7 @@
  * model, exactly one for the others). Decoupled models are served by their
  * version's StreamDispatcher, the others by its Scheduler (dynamic batcher).
  */
+import { setMaxListeners } from 'node:events';
 import { MalformedBytesTensorError, decodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import { ELEMENT_SIZE, wireDatatype, type WireDatatype } from '../../protocol/triton/datatypes';
 import type { ModelConfig } from '../../protocol/triton/model-config';
@@ -97,7 +98,11 @@ export class InferenceCore {
   private readonly idleWaiters: Array<() => void> = [];
   private readonly phaseListeners = new Set<(phase: ServerPhase) => void>();
 
-  constructor(private readonly repository: ModelRepository) {}
+  constructor(private readonly repository: ModelRepository) {
+    // Every queued request of an in-process caller without its own signal listens on this one, so
+    // 64 concurrent callers are 64 listeners, not a leak: no limit, no MaxListenersExceededWarning.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   get phase(): ServerPhase {
     return this.currentPhase;
