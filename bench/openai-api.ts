@@ -60,6 +60,30 @@ async function readSse(response: Response, onChunk: (chunk: Record<string, any>)
   throw new Error('the SSE stream ended without [DONE]');
 }
 
+/**
+ * `streams` streams at once; each calls `chunk` per event with its text and,
+ * on the last, the server-counted completion tokens.
+ */
+async function round(streams: number, run: (chunk: (text: string, completionTokens?: number) => void) => Promise<void>): Promise<Round> {
+  const started = performance.now();
+  const ttft: number[] = [];
+  let tokens = 0;
+  await Promise.all(
+    Array.from({ length: streams }, async () => {
+      const t0 = performance.now();
+      let first = true;
+      await run((text, completionTokens) => {
+        if (first && text) {
+          ttft.push(performance.now() - t0);
+          first = false;
+        }
+        tokens += completionTokens ?? 0;
+      });
+    }),
+  );
+  return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
+}
+
 async function main(): Promise<void> {
   const loadAtStart = os.loadavg()[0];
   const { stack, token } = await benchStack();
@@ -67,49 +91,21 @@ async function main(): Promise<void> {
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
   const ws = wsClient(stack.gatewayUrl, token);
 
-  const viaSse = async (streams = STREAMS): Promise<Round> => {
-    const started = performance.now();
-    const ttft: number[] = [];
-    let tokens = 0;
-    await Promise.all(
-      Array.from({ length: streams }, async () => {
-        const t0 = performance.now();
-        let first = true;
-        const body = { model: 'sluice-chat', messages: MESSAGES, max_tokens: MAX_TOKENS, temperature: 0.8, stream: true, stream_options: { include_usage: true } };
-        await readSse(await fetch(`${v1}/chat/completions`, { method: 'POST', headers, body: JSON.stringify(body) }), (chunk) => {
-          if (first && chunk.choices[0]?.delta.content) {
-            ttft.push(performance.now() - t0);
-            first = false;
-          }
-          if (chunk.usage) tokens += chunk.usage.completion_tokens;
-        });
-      }),
-    );
-    return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
-  };
-
-  const viaWs = async (streams = STREAMS): Promise<Round> => {
-    const started = performance.now();
-    const ttft: number[] = [];
-    let tokens = 0;
-    await Promise.all(
-      Array.from({ length: streams }, async () => {
-        const t0 = performance.now();
-        let first = true;
-        const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: MAX_TOKENS, temperature: 0.8 };
-        for await (const event of ws.iterate<{ completionStream: { delta: string; usage: { completionTokens: number } | null } }>({ query: STREAM, variables: { i: input } })) {
-          if (event.errors) throw new Error(JSON.stringify(event.errors));
-          const chunk = event.data!.completionStream;
-          if (first && chunk.delta) {
-            ttft.push(performance.now() - t0);
-            first = false;
-          }
-          if (chunk.usage) tokens += chunk.usage.completionTokens;
-        }
-      }),
-    );
-    return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
-  };
+  const viaSse = (streams = STREAMS) =>
+    round(streams, async (chunk) => {
+      const body = { model: 'sluice-chat', messages: MESSAGES, max_tokens: MAX_TOKENS, temperature: 0.8, stream: true, stream_options: { include_usage: true } };
+      const response = await fetch(`${v1}/chat/completions`, { method: 'POST', headers, body: JSON.stringify(body) });
+      await readSse(response, (c) => chunk(c.choices[0]?.delta.content ?? '', c.usage?.completion_tokens));
+    });
+  const viaWs = (streams = STREAMS) =>
+    round(streams, async (chunk) => {
+      const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: MAX_TOKENS, temperature: 0.8 };
+      for await (const event of ws.iterate<{ completionStream: { delta: string; usage: { completionTokens: number } | null } }>({ query: STREAM, variables: { i: input } })) {
+        if (event.errors) throw new Error(JSON.stringify(event.errors));
+        const { delta, usage } = event.data!.completionStream;
+        chunk(delta, usage?.completionTokens);
+      }
+    });
 
   /** Whole completions per second from CLIENTS clients in a loop for WHOLE_SECONDS. */
   const wholeRate = async (request: () => Promise<void>): Promise<number> => {
