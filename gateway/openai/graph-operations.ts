@@ -12,6 +12,7 @@ import type { GatewayContext } from '../auth/context';
 import type { GatewayPipeline } from '../pipeline/pipeline';
 import type { SubscriptionService } from '../subscriptions/subscription-service';
 import type { UpstreamEvent } from '../subscriptions/upstream';
+import { CallerConnections } from './caller-connections';
 import { fromGraphQLError, OpenAiError } from './errors';
 import { openAiQuotaHeaders } from './rate-limit-headers';
 
@@ -31,13 +32,17 @@ export interface GraphStream {
 }
 
 export class GraphOperations {
+  private readonly connections: CallerConnections;
+
   constructor(
     private readonly deps: {
       apollo: ApolloServer<GatewayContext>;
       pipeline: GatewayPipeline;
       subscriptions: SubscriptionService;
     },
-  ) {}
+  ) {
+    this.connections = new CallerConnections(deps.subscriptions);
+  }
 
   /** Runs a query or mutation; its first error, if any, is thrown as the OpenAI error. */
   async execute(query: string, variables: Record<string, unknown>, context: GatewayContext, paramOf: ParamOf): Promise<GraphAnswer> {
@@ -63,16 +68,16 @@ export class GraphOperations {
     const request = { query, variables };
     const prepared = subscriptions.prepare(request);
     if (Array.isArray(prepared)) throw fromGraphQLError(prepared[0].toJSON(), paramOf);
-    const connection = subscriptions.openConnection(context);
+    const { connection, release } = this.connections.acquire(context);
     const events = await subscriptions.start(connection, prepared, request, context);
     if (Array.isArray(events)) {
-      await connection.close();
+      release();
       throw fromGraphQLError(events[0].toJSON(), paramOf);
     }
     let closing: Promise<void> | undefined;
     const close = async () => {
       await events.return(undefined);
-      await connection.close();
+      release();
     };
     // Called by the client leaving and by the end of the response alike: the first call does the work.
     return { events, close: () => (closing ??= close()) };
