@@ -74,7 +74,7 @@ async function main(): Promise<void> {
       '',
       `Where the CPU went over gRPC — 1 instance: ${describeBound(grpcOne, os.cpus().length)}; 2 instances: ${describeBound(grpcTwo, os.cpus().length)}.`,
       '',
-      `Per instance: ${busy}. Each instance is its own worker thread with one ONNX Runtime thread, so two can only double throughput when two cores are free for them; on this 2-core machine the server's main thread (decoding and validating requests, forming batches, the hops to the workers) and, over gRPC, the client process take much of the second core: the busy times show two instances each idle part of the run, waiting for work.`,
+      `Per instance: ${busy}. Each instance is its own worker thread with one ONNX Runtime thread, so two can only double throughput when two cores are free for them; on this 2-core machine the server's main thread (decoding and validating requests, forming batches, the hops to the workers) and, over gRPC, the client processes take much of the second core: the busy times show two instances each idle part of the run, waiting for work.`,
       '',
       load,
     ].join('\n');
