@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResponseSink, RunnerContext } from '../../core/runner';
+import { newPrefixCacheCounters } from '../../core/prefix-cache-counters';
 import { responseParameters } from '../../core/response-parameters';
 import type { Tensor } from '../../core/tensor';
 import { CACHED_PROMPT_TOKENS_PARAMETER } from '../../../protocol/triton/cached-prompt-tokens';
@@ -25,6 +26,12 @@ export function chatContext(model = 'sluice-chat', repository = MODEL_REPOSITORY
     version: '1',
     instance: { name: `${model}_0`, index: 0, kind: 'KIND_CPU', device: -1, executionProvider: 'cpu' },
   };
+}
+
+/** `context` with its prefix cache set to `bytes` (0: off), and counters of its own to read it by. */
+export function withPrefixCache(context: RunnerContext, bytes: number): RunnerContext & { prefixCacheCounters: Float64Array } {
+  const config = { ...context.config, parameters: { ...context.config.parameters, prefix_cache_bytes: { string_value: String(bytes) } } };
+  return { ...context, config, prefixCacheCounters: newPrefixCacheCounters() };
 }
 
 export interface ChatRequest {

@@ -7,21 +7,23 @@
  * up to float rounding. The engine's handling of mixed cached lengths is
  * tested token by token on a fake model in engine.test.ts.
  */
-import { newPrefixCacheCounters, PrefixCacheCounter } from '../../core/prefix-cache-counters';
+import { PrefixCacheCounter } from '../../core/prefix-cache-counters';
 import { isStreamingRunner, type StreamingRunner } from '../../core/runner';
 import { inWorker } from '../worker-host';
-import { chatContext, chatInputs, collectingSink } from './chat-requests';
+import { chatContext, chatInputs, collectingSink, withPrefixCache } from './chat-requests';
 import { CAUSAL_LM_RUNNER } from './runner';
 
 /** Our model's K/V per 16-token block: 2 (key, value) × 2 layers × 4 heads × 16 tokens × 32 dims × 4 bytes. */
 const BLOCK_BYTES = 2 * 2 * 4 * 16 * 32 * 4;
 
-async function instance(cacheBytes: number, counters = newPrefixCacheCounters()): Promise<StreamingRunner> {
-  const context = chatContext('sluice-chat');
-  context.config.parameters = { ...context.config.parameters, prefix_cache_bytes: { string_value: String(cacheBytes) }, prefix_cache_block_tokens: { string_value: '16' } };
-  const runner = await inWorker(CAUSAL_LM_RUNNER)({ ...context, prefixCacheCounters: counters });
+const runners: StreamingRunner[] = [];
+
+async function instance(cacheBytes: number): Promise<{ runner: StreamingRunner; counters: Float64Array }> {
+  const context = withPrefixCache(chatContext('sluice-chat'), cacheBytes);
+  const runner = await inWorker(CAUSAL_LM_RUNNER)(context);
   if (!isStreamingRunner(runner)) throw new Error('the causal-lm worker runner does not stream');
-  return runner;
+  runners.push(runner);
+  return { runner, counters: context.prefixCacheCounters };
 }
 
 async function greedy(runner: StreamingRunner, prompt: string) {
@@ -31,7 +33,6 @@ async function greedy(runner: StreamingRunner, prompt: string) {
   return { text: final.text, prompt: final.numInputTokens!, cached: final.cachedPromptTokens! };
 }
 
-const runners: StreamingRunner[] = [];
 afterAll(async () => {
   await Promise.all(runners.map((r) => r.close()));
 });
@@ -48,9 +49,7 @@ const prompts = [
 
 describe('prefix cache on the real model', () => {
   it('gives the same greedy text with the cache on and off, for prompts sharing prefixes, one by one and all at once', async () => {
-    const counters = newPrefixCacheCounters();
-    const [cached, uncached] = await Promise.all([instance(64 << 20, counters), instance(0)]);
-    runners.push(cached, uncached);
+    const [{ runner: cached, counters }, { runner: uncached }] = await Promise.all([instance(64 << 20), instance(0)]);
     const expected = [];
     for (const p of prompts) expected.push(await greedy(uncached, p));
     expect(expected.every((e) => e.cached === 0)).toBe(true);
@@ -71,9 +70,7 @@ describe('prefix cache on the real model', () => {
   });
 
   it('stays within a small budget by evicting, and still generates the same text', async () => {
-    const counters = newPrefixCacheCounters();
-    const [cached, uncached] = await Promise.all([instance(4 * BLOCK_BYTES, counters), instance(0)]);
-    runners.push(cached, uncached);
+    const [{ runner: cached, counters }, { runner: uncached }] = await Promise.all([instance(4 * BLOCK_BYTES), instance(0)]);
     for (const p of [prompts[0], prompts[13], prompts[0], prompts[8], prompts[13], prompts[0]]) {
       expect((await greedy(cached, p)).text).toBe((await greedy(uncached, p)).text);
       expect(counters[PrefixCacheCounter.Bytes]).toBe(4 * BLOCK_BYTES);
