@@ -27,16 +27,16 @@ export interface OpenAiDoorDeps {
   bodyLimitBytes: number;
 }
 
-type Route = (req: IncomingMessage, res: ServerResponse, body: unknown, context: GatewayContext) => Promise<void>;
+type Route = (res: ServerResponse, body: unknown, context: GatewayContext) => Promise<void>;
 
 export function openAiDoor(deps: OpenAiDoorDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { graph, options } = deps;
   const route = (method: string, path: string): Route | undefined => {
-    if (method === 'POST' && path === '/v1/chat/completions') return (_, res, body, context) => serveChatCompletion(graph, res, body, context, options.keepAliveMs);
-    if (method === 'POST' && path === '/v1/embeddings') return (_, res, body, context) => serveEmbeddings(graph, res, body, context);
-    if (method === 'GET' && path === '/v1/models') return (_, res, __, context) => serveModels(graph, res, context);
+    if (method === 'POST' && path === '/v1/chat/completions') return (res, body, context) => serveChatCompletion(graph, res, body, context, options.keepAliveMs);
+    if (method === 'POST' && path === '/v1/embeddings') return (res, body, context) => serveEmbeddings(graph, res, body, context);
+    if (method === 'GET' && path === '/v1/models') return (res, _, context) => serveModels(graph, res, context);
     const model = /^\/v1\/models\/(.+)$/.exec(path);
-    if (method === 'GET' && model) return (_, res, __, context) => serveModel(graph, res, decodeURIComponent(model[1]), context);
+    if (method === 'GET' && model) return (res, _, context) => serveModel(graph, res, modelId(model[1]), context);
     return undefined;
   };
 
@@ -47,13 +47,21 @@ export function openAiDoor(deps: OpenAiDoorDeps): (req: IncomingMessage, res: Se
       const serve = route(method, path);
       if (!serve) throw new OpenAiError(404, 'invalid_request_error', 'unknown_url', `Invalid URL (${method} ${path}): Sluice serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}`);
       const body = method === 'POST' ? await readJson(req, deps.bodyLimitBytes) : undefined;
-      await serve(req, res, body, await callerContext(deps, req));
+      await serve(res, body, await callerContext(deps, req));
     } catch (error) {
       if (!(error instanceof OpenAiError)) throw error;
       // Once a stream has started, its errors are events of the stream (serve-chat.ts).
       if (!res.headersSent) sendJson(res, error.status, error.body, error.headers);
     }
   };
+}
+
+function modelId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw invalidRequest('model', `the model id in the path expects URL encoding, but got ${JSON.stringify(segment)}`);
+  }
 }
 
 async function callerContext(deps: OpenAiDoorDeps, req: IncomingMessage): Promise<GatewayContext> {

@@ -2,8 +2,10 @@
  * POST /v1/embeddings: the `embed` query, answered as OpenAI's `list` of
  * `embedding` objects. The graph returns float vectors; `base64` is their
  * little-endian float32 bytes, encoded here, as OpenAI encodes them. The
- * usage is the texts' r50k_base tokens, the count billing charges for them
- * (each text up to the model's token limit).
+ * graph reports no usage for embeddings: `usage` is the texts' r50k_base
+ * tokens counted here, the encoding billing counts them in (billing caps each
+ * text at the model's token limit, so a text longer than that is billed
+ * less than reported).
  */
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '../../lib/http-service';
