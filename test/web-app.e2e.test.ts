@@ -26,6 +26,9 @@ declare class DragEvent extends Event {
   constructor(type: string, init: { dataTransfer: DataTransfer; bubbles: boolean; cancelable: boolean });
 }
 
+// A page waits on the whole stack (a generation, an ingestion); on a loaded machine one test can take half a minute.
+jest.setTimeout(120_000);
+
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOTS = path.resolve(__dirname, '..', '.data', 'screenshots');
