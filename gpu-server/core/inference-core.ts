@@ -59,7 +59,7 @@ export interface CoreInferResponse {
   modelVersion: string;
   id: string;
   outputs: Tensor[];
-  /** Set by the model's runner (response-parameters.ts), e.g. `cached_prompt_tokens`. */
+  /** Set by the model's runner (response-parameters.ts), e.g. `sluice_cached_prompt_tokens`. */
   parameters: Record<string, CoreParameterValue>;
 }
 

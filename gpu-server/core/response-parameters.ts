@@ -1,6 +1,6 @@
 /**
  * Response parameters set by a runner (e.g. the causal-lm backend's
- * `cached_prompt_tokens`). A runner reports one as an extra INT64 output
+ * `sluice_cached_prompt_tokens`). A runner reports one as an extra INT64 output
  * named `RESPONSE_PARAMETER_TENSOR_PREFIX + name` with one element per row:
  * it then crosses the worker hop and the dynamic batcher's split into
  * requests like any output, with no message or scheduler of its own, and the

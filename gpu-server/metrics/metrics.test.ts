@@ -149,15 +149,15 @@ describe('GET /metrics', () => {
         body: JSON.stringify({ text_input: 'A long shared system prompt, sent twice. '.repeat(10), return_num_input_tokens: true, parameters: { max_tokens: 2, temperature: 0 } }),
       });
       expect(response.status).toBe(200);
-      return (await response.json()) as { num_input_tokens: number; cached_prompt_tokens: number };
+      return (await response.json()) as { num_input_tokens: number; sluice_cached_prompt_tokens: number };
     };
     const cold = await generate();
     const warm = await generate();
-    expect(cold.cached_prompt_tokens).toBe(0);
-    expect(warm.cached_prompt_tokens).toBe(Math.floor((warm.num_input_tokens - 1) / 16) * 16);
+    expect(cold.sluice_cached_prompt_tokens).toBe(0);
+    expect(warm.sluice_cached_prompt_tokens).toBe(Math.floor((warm.num_input_tokens - 1) / 16) * 16);
     const after = await scrape();
-    expect(after.value('sluice_prefix_cache_hit_tokens', labels)).toBe(warm.cached_prompt_tokens);
-    expect(after.value('sluice_prefix_cache_miss_tokens', labels)).toBe(2 * warm.num_input_tokens - warm.cached_prompt_tokens);
+    expect(after.value('sluice_prefix_cache_hit_tokens', labels)).toBe(warm.sluice_cached_prompt_tokens);
+    expect(after.value('sluice_prefix_cache_miss_tokens', labels)).toBe(2 * warm.num_input_tokens - warm.sluice_cached_prompt_tokens);
     expect(after.value('sluice_prefix_cache_bytes', labels)).toBe(Math.floor(warm.num_input_tokens / 16) * 16 * 2048);
     expect(after.value('sluice_prefix_cache_evicted_blocks', labels)).toBe(0);
   });

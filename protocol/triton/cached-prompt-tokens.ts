@@ -8,5 +8,5 @@
  * Triton and its vLLM backend report neither: a client then counts every
  * prompt token as computed (a cache miss).
  */
-export const CACHED_PROMPT_TOKENS_PARAMETER = 'cached_prompt_tokens';
-export const CACHED_PROMPT_TOKENS_ROWS_PARAMETER = 'cached_prompt_tokens_rows';
+export const CACHED_PROMPT_TOKENS_PARAMETER = 'sluice_cached_prompt_tokens';
+export const CACHED_PROMPT_TOKENS_ROWS_PARAMETER = 'sluice_cached_prompt_tokens_rows';

@@ -74,7 +74,7 @@ export interface CollectedResponse {
   numInputTokens?: number;
   numOutputTokens?: number;
   finishReason?: string;
-  /** The `cached_prompt_tokens` response parameter. */
+  /** The `sluice_cached_prompt_tokens` response parameter. */
   cachedPromptTokens?: number;
 }
 

@@ -184,7 +184,7 @@ describe('causal-lm runner: batched execute', () => {
 });
 
 describe('causal-lm runner: prefix cache', () => {
-  it('reports the prompt tokens it reused as cached_prompt_tokens, on every streamed response and the same text', async () => {
+  it('reports the prompt tokens it reused as sluice_cached_prompt_tokens, on every streamed response and the same text', async () => {
     const prompt = `${'A shared system prompt that many conversations begin with. '.repeat(8)}Question one?`;
     const request = { prompt, sampling: greedy, stream: true, returnCounts: true, returnFinishReason: true };
     const cold = await run(request);

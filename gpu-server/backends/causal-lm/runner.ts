@@ -38,7 +38,7 @@
  * is for clients (the inference subgraph renders it); the runner takes text.
  *
  * Every response that carries `num_input_tokens` (and every batched row) also
- * carries the int64 response parameter `cached_prompt_tokens`: the prompt
+ * carries the int64 response parameter `sluice_cached_prompt_tokens`: the prompt
  * tokens taken from the prefix cache instead of being prefilled.
  */
 import { instanceSessionOptions } from '../session-options';

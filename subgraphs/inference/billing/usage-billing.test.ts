@@ -284,7 +284,7 @@ describe('prompt-cache accounting: exactly what the GPU reused', () => {
     return [...text.matchAll(/^sluice_prefix_cache_hit_tokens\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   };
 
-  it('bills no hit for a new conversation, then the cached_prompt_tokens the GPU reports as its earlier turns come back', async () => {
+  it('bills no hit for a new conversation, then the sluice_cached_prompt_tokens the GPU reports as its earlier turns come back', async () => {
     const who = caller();
     const before = await gpuHits();
     const first = await completions.complete(who, input({ messages: conversation(1) }));
@@ -300,7 +300,7 @@ describe('prompt-cache accounting: exactly what the GPU reused', () => {
     expect((await eventsOf(who)).map(usageOf)).toEqual([first.usage, second]);
   });
 
-  it('bills each row of a batch its own hit (cached_prompt_tokens_rows)', async () => {
+  it('bills each row of a batch its own hit (sluice_cached_prompt_tokens_rows)', async () => {
     await completions.complete(caller(), input({ model: 'sluice-chat-batch', messages: conversation(3) }));
     const before = await gpuHits();
     const callers = [caller(), caller(), caller()];
@@ -315,7 +315,7 @@ describe('prompt-cache accounting: exactly what the GPU reused', () => {
     for (const [i, who] of callers.entries()) expect((await eventsOf(who)).map(usageOf)).toEqual([results[i].usage]);
   });
 
-  it('bills every prompt token as a miss when the server reports no cached_prompt_tokens (a real Triton)', async () => {
+  it('bills every prompt token as a miss when the server reports no sluice_cached_prompt_tokens (a real Triton)', async () => {
     const who = caller();
     const prompt = renderChat(undefined, MESSAGES);
     const model = (await catalog.get('sluice-chat'))!;

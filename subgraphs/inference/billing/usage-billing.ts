@@ -26,7 +26,7 @@
  * - a model that returns no counts at all is billed our tokenizer's counts of
  *   its prompt and its text.
  *
- * Prompt-cache hits are exactly what the GPU reused: the `cached_prompt_tokens`
+ * Prompt-cache hits are exactly what the GPU reused: the `sluice_cached_prompt_tokens`
  * the gpu-server reports beside num_input_tokens (the prompt tokens its
  * prefix KV cache served instead of prefilling, protocol/triton/README.md),
  * taken from the same response as the prompt count; the rest of the prompt

@@ -25,7 +25,7 @@ export interface GenerationOutput {
   outputTokens: number | null;
   /** vLLM's finish reason (stop, length, cancelled, abort…), or null when not returned. */
   finishReason: string | null;
-  /** Prompt tokens the server took from its prefix cache (`cached_prompt_tokens`); null when it does not say (a real Triton). */
+  /** Prompt tokens the server took from its prefix cache (`sluice_cached_prompt_tokens`); null when it does not say (a real Triton). */
   cachedPromptTokens: number | null;
 }
 
@@ -90,7 +90,7 @@ export function generationOutputs(model: ModelInfo, response: ModelInferResponse
   return texts.map((t, i) => ({ text: t, inputTokens: inputTokens[i], outputTokens: outputTokens[i], finishReason: finish[i] ?? null, cachedPromptTokens: cached[i] }));
 }
 
-/** Each row's `cached_prompt_tokens`: the parameter itself for one row, its `_rows` list for several; nulls when absent or malformed. */
+/** Each row's `sluice_cached_prompt_tokens`: the parameter itself for one row, its `_rows` list for several; nulls when absent or malformed. */
 function cachedPromptTokens(response: ModelInferResponse, rows: number): Array<number | null> {
   const none = Array<null>(rows).fill(null);
   if (rows > 1) {
