@@ -38,21 +38,27 @@ interface Round {
   ttftMs: number[];
 }
 
+/** What the benchmark reads of a chunk (or of the error event a stream may end with). */
+interface SseChunk {
+  choices: Array<{ delta: { content?: string } }>;
+  usage?: { completion_tokens: number } | null;
+  error?: unknown;
+}
+
 /** Reads an OpenAI SSE response: calls `onChunk` with each parsed `data:` event until `[DONE]`. */
-async function readSse(response: Response, onChunk: (chunk: Record<string, any>) => void): Promise<void> {
+async function readSse(response: Response, onChunk: (chunk: SseChunk) => void): Promise<void> {
   if (response.status !== 200) throw new Error(`/v1/chat/completions answered ${response.status}: ${await response.text()}`);
   const decoder = new TextDecoder();
   let buffered = '';
   for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
     buffered += decoder.decode(bytes, { stream: true });
-    let end: number;
-    while ((end = buffered.indexOf('\n\n')) >= 0) {
+    for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
       const event = buffered.slice(0, end);
       buffered = buffered.slice(end + 2);
       if (!event.startsWith('data: ')) continue; // keep-alive comments
       const data = event.slice(6);
       if (data === '[DONE]') return;
-      const chunk = JSON.parse(data);
+      const chunk = JSON.parse(data) as SseChunk;
       if (chunk.error) throw new Error(`stream error: ${JSON.stringify(chunk.error)}`);
       onChunk(chunk);
     }

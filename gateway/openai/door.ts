@@ -11,7 +11,7 @@ import { ContextError } from '../../lib/apollo-http';
 import { sendJson } from '../../lib/http-service';
 import type { GatewayContext } from '../auth/context';
 import { fromGraphQLError, invalidRequest, OpenAiError } from './errors';
-import { GraphOperations } from './graph-operations';
+import type { GraphOperations } from './graph-operations';
 import type { OpenAiOptions } from './options';
 import { serveChatCompletion } from './serve-chat';
 import { serveEmbeddings } from './serve-embeddings';
