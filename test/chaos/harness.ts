@@ -282,8 +282,9 @@ export class Load {
       const ok = /^(STOP|LENGTH)$/.test(last?.finishReason ?? '');
       return { kind: 'stream', start, end: Date.now(), parts: [], ok, codes: last?.error ? [last.error.code] : ok ? [] : ['STREAM_ENDED_EARLY'], reasons: [] };
     } catch (error) {
-      // graphql-ws throws an operation's error message as an array of GraphQL errors, a closed socket as a CloseEvent.
-      const codes = Array.isArray(error) ? codesOf(error) : { codes: ['TRANSPORT'], reasons: [] };
+      // graphql-ws throws an operation's error message as an array of GraphQL errors, a closed socket as a CloseEvent (4503: credentials cannot be checked).
+      const close = (error as { code?: unknown } | null)?.code;
+      const codes = Array.isArray(error) ? codesOf(error) : { codes: [typeof close === 'number' ? `CLOSE_${close}` : 'TRANSPORT'], reasons: [] };
       return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codes };
     } finally {
       await ws.dispose();
