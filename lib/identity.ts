@@ -137,6 +137,11 @@ export class IdentityVerifier {
   }
 }
 
+/** When `identity` stops being accepted (its expiry plus the tolerated clock skew), in ms since the epoch. */
+export function identityDeadline(identity: Identity): number {
+  return (identity.exp + SKEW_SECONDS) * 1000;
+}
+
 export function generateIdentityKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   return {

@@ -12,7 +12,8 @@ import { ErrorCode } from './errors';
 import { enforceFieldAuthorization } from './field-authorization';
 import { CloseCode, serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
-import { Identity, IDENTITY_HEADER, IdentityError, IdentityVerifier } from './identity';
+import type { Extra } from 'graphql-ws/use/ws';
+import { Identity, IDENTITY_HEADER, identityDeadline, IdentityError, IdentityVerifier } from './identity';
 import type { Logger } from './log';
 import { redisIsReady } from './redis';
 
@@ -131,6 +132,13 @@ export async function startSubgraph<TContext extends SubgraphContext>(
  * The signed identity arrives in `connection_init` (a WebSocket carries no
  * per-message headers); a connection without a valid one is closed with CloseCode.Unauthorized
  * before any operation runs, as an HTTP request without one gets 401.
+ *
+ * Every subscription is checked again: its own identity (payload.extensions),
+ * which renews the connection's, or else the connection's, which must still
+ * be valid. When the connection's identity expires without renewal, the
+ * socket is closed with CloseCode.Unauthorized once the subscriptions it
+ * authorized have ended (a running one, like an HTTP response being streamed,
+ * finishes): a kept-open socket does not outlive its identity.
  */
 function serveSubscriptions<TContext extends SubgraphContext>(
   http: HttpService,
@@ -140,13 +148,30 @@ function serveSubscriptions<TContext extends SubgraphContext>(
   const log = options.config.log;
   type Caller = { identity: Identity; identityHeader: string };
   const callers = new WeakMap<object, Caller>();
+  const expiryTimers = new WeakMap<object, NodeJS.Timeout>();
+  type WsContext = { extra: Extra; subscriptions: Record<string, unknown> };
+  /** (Re)arms the close of `ctx`'s socket at its caller's identity deadline. */
+  const watchExpiry = (ctx: WsContext, caller: Caller) => {
+    clearTimeout(expiryTimers.get(ctx.extra));
+    const check = () => {
+      if (callers.get(ctx.extra) !== caller) return; // renewed meanwhile
+      // Still streaming what it authorized: look again shortly.
+      if (Object.keys(ctx.subscriptions).length > 0) return expiryTimers.set(ctx.extra, setTimeout(check, 1_000).unref());
+      log.info('closing a subscription connection whose identity expired', { sub: caller.identity.sub });
+      ctx.extra.socket.close(CloseCode.Unauthorized, `Unauthorized: the connection's ${IDENTITY_HEADER} expired; reconnect with a fresh one`);
+    };
+    expiryTimers.set(ctx.extra, setTimeout(check, Math.max(0, identityDeadline(caller.identity) - Date.now())).unref());
+  };
   // A connection can outlive its identity's signature; the gateway signs each
   // subscription afresh (payload.extensions), which is what a service calling a
   // sibling from this subscription must forward. It must name the connection's caller.
   const freshCaller = (connection: Caller, extensions: Record<string, unknown> | null | undefined): Caller | IdentityError => {
     const header = extensions?.[IDENTITY_HEADER];
-    if (header === undefined) return connection;
     try {
+      if (header === undefined) {
+        options.verifier.verify(connection.identityHeader); // still valid, or the subscription is refused
+        return connection;
+      }
       const identity = options.verifier.verify(typeof header === 'string' ? header : undefined);
       if (identity.sub !== connection.identity.sub) return new IdentityError(`the subscription's ${IDENTITY_HEADER} names another caller than the connection's`);
       return { identity, identityHeader: header as string };
@@ -166,7 +191,10 @@ function serveSubscriptions<TContext extends SubgraphContext>(
         const identityHeader = ctx.connectionParams?.[IDENTITY_HEADER];
         try {
           const identity = options.verifier.verify(typeof identityHeader === 'string' ? identityHeader : undefined);
-          callers.set(ctx.extra, { identity, identityHeader: identityHeader as string });
+          const caller = { identity, identityHeader: identityHeader as string };
+          callers.set(ctx.extra, caller);
+          watchExpiry(ctx, caller);
+          ctx.extra.socket.once('close', () => clearTimeout(expiryTimers.get(ctx.extra)));
           return true;
         } catch (error) {
           if (!(error instanceof IdentityError)) throw error;
@@ -177,8 +205,15 @@ function serveSubscriptions<TContext extends SubgraphContext>(
       },
       // Checked in onSubscribe (so a bad one is the operation's error), taken again in context: nothing is kept between the two.
       onSubscribe: (ctx, _id, payload) => {
-        const refused = freshCaller(callers.get(ctx.extra)!, payload.extensions);
-        return refused instanceof IdentityError ? [new GraphQLError(refused.message, { extensions: { code: ErrorCode.Unauthenticated } })] : undefined;
+        const connection = callers.get(ctx.extra)!;
+        const fresh = freshCaller(connection, payload.extensions);
+        if (fresh instanceof IdentityError) return [new GraphQLError(fresh.message, { extensions: { code: ErrorCode.Unauthenticated } })];
+        // A fresher identity of the same caller renews the connection's.
+        if (fresh !== connection && fresh.identity.exp > connection.identity.exp) {
+          callers.set(ctx.extra, fresh);
+          watchExpiry(ctx, fresh);
+        }
+        return undefined;
       },
       context: (ctx, _id, payload) => {
         const caller = callers.get(ctx.extra)!;

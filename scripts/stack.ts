@@ -62,6 +62,8 @@ export interface Stack {
   ports: StackPorts;
   /** Environment every service got (keys included), for tests that start extra pieces. */
   env: Record<string, string>;
+  /** Each service's Redis URL (as its own ACL user) on a self-started redis-server; absent otherwise. */
+  redisUserUrls?: Record<RedisServiceUser, string>;
   /** Sends a signal to one service's process (processes mode only). */
   kill(service: ServiceName, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a killed service again, on its port, and waits until it is healthy (processes mode only). */
@@ -156,6 +158,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     gatewayUrl: `http://127.0.0.1:${options.ports.gateway}/graphql`,
     ports: options.ports,
     env,
+    redisUserUrls: redisUsers,
     kill: running.kill,
     restart: running.restart,
     stop: async () => {
