@@ -1,5 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerMatcher } from '../../lib/secret-match';
 import { CACHE_STATUS_HEADER } from '../response-cache/feature';
 import type { GatewayMetrics } from './gateway-metrics';
 import { clusterMetricsText } from './cluster-metrics';
@@ -15,13 +15,13 @@ export interface MetricsEndpointOptions {
  * worker together when the gateway runs several (see cluster-metrics.ts).
  */
 export function metricsEndpoint({ metrics, token }: MetricsEndpointOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const expected = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
+  const authorized = bearerMatcher(token);
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end(`/metrics expects GET, but got ${req.method}\n`);
       return;
     }
-    if (expected && !matches(req.headers.authorization, expected)) {
+    if (authorized && !authorized(req.headers.authorization)) {
       res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain' }).end('/metrics expects Authorization: Bearer <GATEWAY_METRICS_TOKEN>\n');
       return;
     }
@@ -34,11 +34,6 @@ export function metricsEndpoint({ metrics, token }: MetricsEndpointOptions): (re
     }
     res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text);
   };
-}
-
-function matches(authorization: string | undefined, expected: Buffer): boolean {
-  const got = Buffer.from(authorization ?? '');
-  return got.length === expected.length && timingSafeEqual(got, expected);
 }
 
 /**
