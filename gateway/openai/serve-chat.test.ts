@@ -21,15 +21,16 @@ const chunk = (delta: string, rest: Record<string, unknown> = {}): UpstreamEvent
 
 let server: Server;
 let url: string;
-/** The events the next subscription yields; after them it waits until closed when `hang` is set. */
-let script: { events: UpstreamEvent[]; hang?: boolean };
+/** The events the next subscription yields, the first after `delayMs`; after them it waits until closed when `hang` is set. */
+let script: { events: UpstreamEvent[]; hang?: boolean; delayMs?: number };
+let keepAliveMs = 60_000;
 let closed: Promise<void>;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     let text = '';
     req.on('data', (c) => (text += c)).on('end', () => {
-      serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, 60_000).catch((error) => {
+      serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, keepAliveMs).catch((error) => {
         if (error instanceof OpenAiError && !res.headersSent) sendJson(res, error.status, error.body, error.headers);
       });
     });
@@ -42,13 +43,14 @@ afterAll(() => new Promise((resolve) => server.close(resolve)));
 function scriptedGraph(): ChatGraph {
   let markClosed!: () => void;
   closed = new Promise((resolve) => (markClosed = resolve));
-  const { events, hang } = script;
+  const { events, hang, delayMs = 0 } = script;
   return {
     execute: () => Promise.reject(new Error('the streamed route does not execute')),
     subscribe: async () => {
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
       const generator = (async function* () {
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
         yield* events;
         if (hang) await released;
       })();
@@ -110,7 +112,7 @@ it('sends an error after the stream started as an error event, then [DONE]', asy
 it('ends a stream cut short upstream with an error event, never a hang', async () => {
   script = { events: [chunk('a')] };
   const { events } = await stream();
-  expect(events.slice(-2)).toEqual([JSON.stringify({ error: { message: 'the completion stream ended without its last chunk', type: 'server_error', param: null, code: 'service_unavailable' } }), '[DONE]']);
+  expect(events.slice(-2)).toEqual([JSON.stringify({ error: { message: 'the completion stream ended without its last chunk; retry', type: 'server_error', param: null, code: 'service_unavailable' } }), '[DONE]']);
 });
 
 it('answers a refusal that comes as the first event with its status, not a stream', async () => {
@@ -119,6 +121,23 @@ it('answers a refusal that comes as the first event with its status, not a strea
   expect(status).toBe(402);
   expect(JSON.parse(events[0])).toEqual({ error: { message: 'the balance is 0', type: 'insufficient_quota', param: null, code: 'insufficient_balance' } });
   await closed;
+});
+
+it('starts the stream with keep-alives when the first event is slower than the keep-alive interval; a refusal then is an error event', async () => {
+  keepAliveMs = 50;
+  try {
+    script = { events: [chunk('a'), chunk('', { finishReason: 'STOP', usage: USAGE })], delayMs: 120 };
+    const answered = await stream();
+    expect(answered.status).toBe(200);
+    expect(answered.events[0]).toBe(': keep-alive');
+    expect(answered.events.filter((e) => !e.startsWith(':')).map((e) => (e === '[DONE]' ? e : JSON.parse(e).choices[0].finish_reason))).toEqual([null, null, 'stop', '[DONE]']);
+    script = { events: [{ errors: [{ message: 'the balance is 0', extensions: { code: 'INSUFFICIENT_BALANCE' } }] }], delayMs: 80 };
+    const refused = await stream();
+    expect(refused.status).toBe(200);
+    expect(refused.events.filter((e) => !e.startsWith(':'))).toEqual([JSON.stringify({ error: { message: 'the balance is 0', type: 'insufficient_quota', param: null, code: 'insufficient_balance' } }), '[DONE]']);
+  } finally {
+    keepAliveMs = 60_000;
+  }
 });
 
 it('closes the subscription when the client leaves mid-stream', async () => {

@@ -77,48 +77,61 @@ async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, reque
   res.once('close', () => (clientGone = true));
   const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
   res.once('close', () => void stream.close());
+  let sse: SseWriter | undefined;
   try {
-    // The answer's status waits for the first event: a refusal that comes as the stream's first event
-    // (INSUFFICIENT_BALANCE, a model not ready) is still answered with its status, 402 or 503.
-    const first = await stream.events.next();
+    // The answer's status waits for the first event, so a refusal that comes as that event (INSUFFICIENT_BALANCE,
+    // a model not ready: the subgraph reserves before generating) is answered with its status, 402 or 503. But
+    // not longer than a keep-alive interval: a request queued behind others gets its stream and keep-alives.
+    const pending = stream.events.next();
+    if ((await within(pending, keepAliveMs)) === undefined && !clientGone) {
+      sse = new SseWriter(res, keepAliveMs);
+      sse.keepAlive();
+    }
+    let step = await pending;
     if (clientGone) return;
-    if (first.done) throw new OpenAiError(503, 'server_error', 'service_unavailable', 'the completion stream ended before its first chunk; retry');
-    const refused = chunkError(first.value);
-    if (refused) throw refused;
-
-    const created = nowSeconds();
-    const opening = first.value.data!.completionStream as CompletionChunk;
-    const base = { id: completionId(opening.id), object: 'chat.completion.chunk', created, model: opening.model.id, system_fingerprint: fingerprint(opening.model) };
-    const usageField = request.includeUsage ? { usage: null } : {};
-    const sse = new SseWriter(res, keepAliveMs);
-    const send = (delta: Record<string, string>, finish: string | null) => sse.send({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
-    send({ role: 'assistant', content: '' }, null);
-    try {
-      for (let event = first.value; ; ) {
-        const error = chunkError(event);
-        if (error) {
-          sse.send(error.body);
-          return;
-        }
-        const chunk = event.data!.completionStream as CompletionChunk;
-        if (chunk.delta !== '') send({ content: chunk.delta }, null);
-        if (chunk.finishReason) {
-          send({}, finishReason(chunk.finishReason));
-          if (request.includeUsage && chunk.usage) sse.send({ ...base, choices: [], usage: openAiUsage(chunk.usage) });
-          return;
-        }
-        const next = await stream.events.next();
-        if (next.done || clientGone) {
-          if (!clientGone) sse.send(new OpenAiError(503, 'server_error', 'service_unavailable', 'the completion stream ended without its last chunk').body);
-          return;
-        }
-        event = next.value;
+    let opened: ReturnType<typeof openStream> | undefined;
+    for (;;) {
+      const error = step.done ? new OpenAiError(503, 'server_error', 'service_unavailable', 'the completion stream ended without its last chunk; retry') : chunkError(step.value);
+      if (error) {
+        if (!sse) throw error;
+        sse.send(error.body);
+        return;
       }
-    } finally {
-      sse.end();
+      const chunk = step.value.data!.completionStream as CompletionChunk;
+      sse ??= new SseWriter(res, keepAliveMs);
+      opened ??= openStream(sse, chunk, request.includeUsage);
+      if (chunk.delta !== '') opened.send({ content: chunk.delta }, null);
+      if (chunk.finishReason) {
+        opened.send({}, finishReason(chunk.finishReason));
+        if (request.includeUsage && chunk.usage) sse.send({ ...opened.base, choices: [], usage: openAiUsage(chunk.usage) });
+        return;
+      }
+      step = await stream.events.next();
+      if (clientGone) return;
     }
   } finally {
+    sse?.end();
     await stream.close();
+  }
+}
+
+/** Sends the stream's first chunk (the role) and returns how to send the next ones, which share its id, time and model. */
+function openStream(sse: SseWriter, first: CompletionChunk, includeUsage: boolean) {
+  const base = { id: completionId(first.id), object: 'chat.completion.chunk', created: nowSeconds(), model: first.model.id, system_fingerprint: fingerprint(first.model) };
+  // With include_usage, OpenAI puts `usage: null` on every chunk but the usage chunk.
+  const usageField = includeUsage ? { usage: null } : {};
+  const send = (delta: Record<string, string>, finish: string | null) => sse.send({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+  send({ role: 'assistant', content: '' }, null);
+  return { send, base };
+}
+
+/** The promise's value, or undefined when it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

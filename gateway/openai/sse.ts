@@ -23,7 +23,12 @@ export class SseWriter {
       // nginx and others buffer responses unless told not to.
       'x-accel-buffering': 'no',
     });
-    this.idle = setInterval(() => this.res.write(': keep-alive\n\n'), keepAliveMs);
+    this.idle = setInterval(() => this.keepAlive(), keepAliveMs);
+  }
+
+  /** A comment: keeps proxies and clients from timing the stream out while nothing else is sent. */
+  keepAlive(): void {
+    if (!this.ended) this.res.write(': keep-alive\n\n');
   }
 
   send(event: unknown): void {
