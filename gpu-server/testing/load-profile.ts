@@ -57,6 +57,18 @@ function frameName(frame: ProfileNode['callFrame']): string {
   return `${frame.functionName || '(anonymous)'}${file}`;
 }
 
+/** Nodes under a call into node:inspector: the profiler stopping and serialising itself, not the work measured. */
+function profilerNodes(profile: CpuProfile): Set<number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const own = new Set<number>();
+  const mark = (node: ProfileNode) => {
+    own.add(node.id);
+    for (const child of node.children ?? []) mark(byId.get(child)!);
+  };
+  for (const node of profile.nodes) if (node.callFrame.url === 'node:inspector' && !own.has(node.id)) mark(node);
+  return own;
+}
+
 /**
  * The `top` packages and functions by self time, as Markdown lists, in
  * percent of the busy (non-idle) time, with the idle share said first.
@@ -64,11 +76,13 @@ function frameName(frame: ProfileNode['callFrame']): string {
 export function summarizeProfile(profile: CpuProfile, top = 15): string {
   const selfUs = new Map<number, number>();
   profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const profiler = profilerNodes(profile);
   const byPlace = new Map<string, number>();
   const byFunction = new Map<string, number>();
   let idle = 0;
   let busy = 0;
   for (const node of profile.nodes) {
+    if (profiler.has(node.id)) continue;
     const us = selfUs.get(node.id) ?? 0;
     if (node.callFrame.functionName === IDLE) {
       idle += us;
