@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import { envSecret, envString } from './config';
 import type { Logger } from './log';
 
 /**
@@ -9,13 +10,22 @@ import type { Logger } from './log';
  */
 export const IN_MEMORY_REDIS_URL = 'memory://';
 
+/**
+ * A connection to `url`, as the service's own ACL user when `REDIS_USERNAME`
+ * and `REDIS_PASSWORD` (or `REDIS_PASSWORD_FILE`) are set (they win over
+ * credentials in the URL; see lib/redis-acl.ts).
+ */
 export function connectRedis(url: string, log: Logger): Redis {
   if (url === IN_MEMORY_REDIS_URL) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const RedisMock = require('ioredis-mock') as typeof Redis;
     return new RedisMock();
   }
+  const username = envString('REDIS_USERNAME');
+  const password = envSecret('REDIS_PASSWORD')?.trim();
   const client = new Redis(url, {
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
     lazyConnect: false,
     // Commands issued while Redis is away wait for the reconnection instead of
     // failing at once, but not forever: a GraphQL request gets an error, not a hang.

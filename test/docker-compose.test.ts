@@ -3,6 +3,9 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_PORTS, PORT_VARIABLES, PortName } from '../lib/config';
 import { readSupergraphConfig } from '../gateway/supergraph';
+import { parseRestrictions } from '../gpu-server/access/restrictions';
+import { REDIS_SERVICE_USERS } from '../lib/redis-acl';
+import { GPU_RESTRICTED_CATEGORIES } from '../scripts/stack';
 
 /**
  * No Docker engine runs here, so docker-compose.yml is checked as data: it
@@ -13,6 +16,7 @@ const ROOT = path.resolve(__dirname, '..');
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, any>;
   secrets: Record<string, { file: string }>;
+  networks: Record<string, { internal?: boolean }>;
 };
 
 describe('docker-compose.yml', () => {
@@ -25,13 +29,23 @@ describe('docker-compose.yml', () => {
     for (const subgraph of readSupergraphConfig(path.join(ROOT, 'supergraph.yaml'))) {
       const port = new URL(subgraph.url).port;
       const service = compose.services[subgraph.name];
-      expect({ name: subgraph.name, ports: service.ports }).toEqual({ name: subgraph.name, ports: [`${port}:${port}`] });
       expect(service.environment[PORT_VARIABLES[subgraph.name as PortName]]).toBe(port);
       expect(gatewayEnv[`SLUICE_SUBGRAPH_${subgraph.name.toUpperCase()}_URL`]).toBe(`http://${subgraph.name}:${port}/graphql`);
       expect(compose.services.gateway.depends_on[subgraph.name]).toEqual({ condition: 'service_healthy' });
       expect(Number(port)).toBe(DEFAULT_PORTS[subgraph.name as PortName]);
     }
     expect(compose.services.gateway.ports).toEqual([`${DEFAULT_PORTS.gateway}:${DEFAULT_PORTS.gateway}`]);
+  });
+
+  it('publishes the gateway only; everything else is on the internal network alone', () => {
+    expect(compose.networks.internal).toEqual({ internal: true });
+    for (const [name, service] of Object.entries(compose.services)) {
+      if (name === 'gateway') {
+        expect(service.networks).toEqual(['internal', 'public']);
+        continue;
+      }
+      expect({ name, ports: service.ports, networks: service.networks }).toEqual({ name, ports: undefined, networks: ['internal'] });
+    }
   });
 
   it('gives every service a health check probing its own port', () => {
@@ -43,17 +57,36 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('keeps Redis data with append-only persistence and starts services after it', () => {
-    expect(compose.services.redis.command).toEqual(expect.arrayContaining(['--appendonly', 'yes']));
-    for (const name of ['auth', 'billing', 'knowledge', 'inference', 'gateway']) {
-      expect(compose.services[name].environment.REDIS_URL).toBe('redis://redis:6379');
+  it('keeps Redis data with append-only persistence, with a password and one ACL user per service, and starts services after it', () => {
+    expect(compose.services.redis.command).toEqual(expect.arrayContaining(['--appendonly', 'yes', '--aclfile', '/run/secrets/redis_acl']));
+    expect(compose.services.redis.healthcheck.test.join(' ')).toContain('--user default --pass');
+    for (const name of REDIS_SERVICE_USERS) {
+      const service = compose.services[name];
+      expect(service.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379', REDIS_USERNAME: name, REDIS_PASSWORD_FILE: `/run/secrets/redis_${name}_password` });
+      expect(service.secrets).toContain(`redis_${name}_password`);
+      // Nobody else's password.
+      expect(service.secrets.filter((secret: string) => secret.startsWith('redis_'))).toEqual([`redis_${name}_password`]);
     }
     expect(compose.services.inference.depends_on['gpu-server']).toEqual({ condition: 'service_healthy' });
   });
 
-  it("publishes the gpu-server's three ports with the variables that set them", () => {
+  it("sets the gpu-server's three ports with the variables that set them, Triton's default model control, and every category but health behind the inference service's key", () => {
     const gpu = compose.services['gpu-server'];
-    expect(gpu.ports).toEqual([`${DEFAULT_PORTS.gpuHttp}:${DEFAULT_PORTS.gpuHttp}`, `${DEFAULT_PORTS.gpuGrpc}:${DEFAULT_PORTS.gpuGrpc}`, `${DEFAULT_PORTS.gpuMetrics}:${DEFAULT_PORTS.gpuMetrics}`]);
+    expect(gpu.environment).toMatchObject({
+      GPU_SERVER_MODEL_CONTROL_MODE: 'none',
+      GPU_SERVER_GRPC_RESTRICTED_PROTOCOL_FILE: '/run/secrets/gpu_restrictions',
+      GPU_SERVER_HTTP_RESTRICTED_API_FILE: '/run/secrets/gpu_restrictions',
+      GPU_SERVER_METRICS_TOKEN_FILE: '/run/secrets/metrics_token',
+    });
+    expect([...parseRestrictions([`${GPU_RESTRICTED_CATEGORIES}:k=v`], 'grpc', 'test').keys()].sort()).toEqual(
+      ['inference', 'logging', 'metadata', 'model-config', 'model-repository', 'shared-memory', 'statistics', 'trace'],
+    );
+    for (const [name, service] of Object.entries(compose.services)) {
+      const holds = (service.secrets ?? []).filter((secret: string) => secret === 'gpu_key' || secret === 'gpu_restrictions');
+      expect({ name, holds }).toEqual({ name, holds: name === 'inference' ? ['gpu_key'] : name === 'gpu-server' || name === 'triton' ? ['gpu_restrictions'] : [] });
+    }
+    expect(compose.services.triton.entrypoint.join(' ')).toContain('--grpc-restricted-protocol="$$(cat /run/secrets/gpu_restrictions)" --http-restricted-api="$$(cat /run/secrets/gpu_restrictions)"');
+    expect(compose.services.inference.environment.INFERENCE_GPU_SERVER_KEY_FILE).toBe('/run/secrets/gpu_key');
     expect(gpu.environment).toMatchObject({
       [PORT_VARIABLES.gpuHttp]: String(DEFAULT_PORTS.gpuHttp),
       [PORT_VARIABLES.gpuGrpc]: String(DEFAULT_PORTS.gpuGrpc),
@@ -70,11 +103,21 @@ describe('docker-compose.yml', () => {
     expect(compose.services.inference.environment.INFERENCE_GPU_ENDPOINT).toBe('${SLUICE_GPU_ENDPOINT:-gpu-server:8001}');
   });
 
-  it('gives the gateway the private identity key and the subgraphs only the public one', () => {
-    expect(compose.services.gateway.secrets).toEqual(['identity_private']);
+  it('gives the gateway the private identity key, the subgraphs only the public one, and auth alone the session sealing key', () => {
+    expect(compose.services.gateway.secrets).toEqual(['identity_private', 'redis_gateway_password']);
     for (const name of ['auth', 'billing', 'knowledge', 'inference']) {
-      expect(compose.services[name].secrets).toEqual(['identity_public']);
+      expect(compose.services[name].secrets).toContain('identity_public');
+      expect(compose.services[name].secrets).not.toContain('identity_private');
       expect(compose.services[name].environment.SLUICE_IDENTITY_PRIVATE_KEY_FILE).toBeUndefined();
     }
+    for (const [name, service] of Object.entries(compose.services)) expect({ name, sealing: (service.secrets ?? []).includes('session_sealing_key') }).toEqual({ name, sealing: name === 'auth' });
+  });
+
+  it('requires a token on every /metrics, and names an existing secret file for every secret', () => {
+    expect(compose.services.gateway.env_file).toEqual(['./.data/secrets/gateway-metrics.env']);
+    expect(compose.services.inference.environment.INFERENCE_METRICS_TOKEN_FILE).toBe('/run/secrets/metrics_token');
+    const used = new Set(Object.values(compose.services).flatMap((service) => service.secrets ?? []));
+    expect([...used].sort()).toEqual(Object.keys(compose.secrets).sort());
+    for (const { file } of Object.values(compose.secrets)) expect(file).toMatch(/^\.\/\.data\/secrets\/[a-z0-9.-]+$/);
   });
 });
