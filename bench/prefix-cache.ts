@@ -73,9 +73,14 @@ async function ttftRun(runner: StreamingRunner, prompt: (i: number) => string, c
   return results;
 }
 
+/** The next prompt of the unshared list no run has used (no prompt is sent twice, so none can be cached). */
+let nextUnshared = 0;
+
 /** Tokens/s of CONCURRENCY closed-loop streams of unshared prompts, `total` tokens; and the share of prompt tokens reused (0 when nothing is shared). */
 async function throughput(runner: StreamingRunner, prompts: string[], total: number, maxTokens: number): Promise<{ perSecond: number; reused: number }> {
   let started = 0;
+  const first = nextUnshared;
+  nextUnshared += Math.ceil(total / maxTokens) + CONCURRENCY;
   let tokens = 0;
   let promptTokens = 0;
   let cachedTokens = 0;
@@ -84,7 +89,7 @@ async function throughput(runner: StreamingRunner, prompts: string[], total: num
     Array.from({ length: CONCURRENCY }, async () => {
       while (started * maxTokens < total) {
         const sink = collectingSink();
-        await runner.stream(chatInputs({ prompt: prompts[started++ % prompts.length], sampling: { max_tokens: maxTokens, temperature: 0, ignore_eos: true }, stream: true, returnCounts: true }), sink, new AbortController().signal);
+        await runner.stream(chatInputs({ prompt: prompts[(first + started++) % prompts.length], sampling: { max_tokens: maxTokens, temperature: 0, ignore_eos: true }, stream: true, returnCounts: true }), sink, new AbortController().signal);
         tokens += sink.responses.reduce((n, r) => n + (r.numOutputTokens ?? 0), 0);
         const final = sink.responses[sink.responses.length - 1];
         promptTokens += final.numInputTokens!;
