@@ -115,4 +115,12 @@ describe('SessionKeyRing', () => {
     expect(migrated.privateKey).toBeUndefined();
     expect(SEALER.open(migrated.sealedPrivateKey, clearKid)).toBe(clear);
   });
+
+  it('changes the sealing secret with a fresh environment key: it signs, and the old keys stay published by their public halves', async () => {
+    const old = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER });
+    const oldKid = (await old.signer()).kid;
+    const renewed = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: new KeySealer('the new sealing secret'), privateKeyPem: pem() });
+    const newKid = (await renewed.signer()).kid;
+    expect(await kids(renewed)).toEqual([newKid, oldKid]);
+  });
 });

@@ -148,7 +148,8 @@ export class SessionKeyRing {
     const keys: JWK[] = [];
     for (const kid of kids) {
       if (!stored[kid]) continue;
-      const jwk = await exportJWK(this.parse(kid, stored[kid]).publicKey);
+      // Public halves only: publishing never needs to open a sealed private key.
+      const jwk = await exportJWK(this.parsed.get(kid)?.publicKey ?? createPublicKey((JSON.parse(stored[kid]) as StoredKey).publicKey));
       keys.push({ ...jwk, kid, alg: SESSION_ALGORITHM, use: 'sig' });
     }
     return { keys };
