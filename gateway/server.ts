@@ -50,6 +50,7 @@ import { SubscriptionPlanner } from './subscriptions/planner';
 import { SubscriptionService } from './subscriptions/subscription-service';
 import { ConnectionRefused, serveGatewayWs } from './subscriptions/ws-transport';
 import { composeSupergraph, readSupergraphConfig, subgraphUrlOverride } from './supergraph';
+import { webAppHandler } from './web-app/web-app-handler';
 
 export type { GatewayContext };
 
@@ -161,6 +162,8 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
 
   const openai = config.openai && openAiDoor({ graph: new GraphOperations({ apollo, pipeline, subscriptions }), context: httpContext, options: config.openai, bodyLimitBytes: config.http.bodyLimitBytes });
 
+  // The web app's built files at /app/ (web/), beside Sandbox on /.
+  const webApp = webAppHandler();
   const http: HttpService = new HttpService({
     name: 'gateway',
     host: service.host,
@@ -170,9 +173,10 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/graphql' || path === '/') return observeHttp(req, res, graphql, gatewayMetrics);
       if (path === '/metrics' && serveMetrics) return serveMetrics(req, res);
+      if (await webApp(req, res)) return;
       // OpenAI's API, each route one fixed operation through the same pipeline (gateway/openai).
       if (path.startsWith(OPENAI_PREFIX) && openai) return observeHttp(req, res, openai, gatewayMetrics);
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql\n`);
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`no route for ${path}: GraphQL and Sandbox are on /graphql, the web app on /app/, OpenAI's API on /v1\n`);
     },
     // Everything else that uses Redis keeps serving without it (caches miss, limits fall back to each process):
     // only a gateway that refuses without Redis is not ready without it.
