@@ -7,7 +7,8 @@
  * the very tokens it was computed after (its K/V depend on all of them).
  * A new prompt reuses the longest run of cached blocks from its start.
  *
- * Eviction is least-recently-used within `budgetBytes`. A chain is touched
+ * Eviction is least-recently-used within `budgetBytes` (a pool of
+ * floor(budget / block size) blocks). A chain is touched
  * from its last block back to its first, so the first blocks of a prefix are
  * always younger than its tail: eviction eats prefixes from the end, and what
  * stays cached is still reachable (a lookup stops at the first missing
@@ -37,9 +38,22 @@ export interface KvShape {
 }
 
 export class PrefixCache {
-  /** Blocks by chain hash, in recency order (oldest first); each holds [layer×2+kind][head][token][dim]. */
-  private readonly blocks = new Map<string, Float32Array>();
+  /**
+   * The block pool, as vLLM keeps one: `capacity` blocks of
+   * [layer×2+kind][head][token][dim] in one buffer, allocated at the first
+   * store: the instance's memory for the cache is bounded and taken once,
+   * a block costs no allocation, and a full cache is not tens of thousands
+   * of typed arrays for the garbage collector to trace and free.
+   */
+  private pool: Float32Array | undefined;
+  /** Slots handed out so far; slots after them were never used. */
+  private allocated = 0;
+  /** Slots by chain hash, in recency order (oldest first). */
+  private readonly blocks = new Map<string, number>();
   readonly blockBytes: number;
+  /** Blocks the budget holds. */
+  readonly capacity: number;
+  private readonly blockFloats: number;
 
   constructor(
     readonly blockTokens: number,
@@ -49,7 +63,9 @@ export class PrefixCache {
     readonly counters: Float64Array = newPrefixCacheCounters(),
   ) {
     if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new RangeError(`PrefixCache expects a block size of at least 1 token, but got ${blockTokens}`);
-    this.blockBytes = 2 * shape.layers * shape.kvHeads * blockTokens * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
+    this.blockFloats = 2 * shape.layers * shape.kvHeads * blockTokens * shape.headDim;
+    this.blockBytes = this.blockFloats * Float32Array.BYTES_PER_ELEMENT;
+    this.capacity = Math.floor(budgetBytes / this.blockBytes);
   }
 
   /** Chain hashes of the whole blocks at the start of `ids`. */
@@ -68,15 +84,16 @@ export class PrefixCache {
    * The cached blocks at the start of a prompt of `promptLength` tokens with
    * block hashes `hashes`, longest run first to last; at least one prompt
    * token is always left out, so the prefill has a position to take logits
-   * from. Counts the hit and the miss.
+   * from. Counts the hit and the miss. The blocks are views into the pool:
+   * copy them out (`copyOut`) before the next `store`.
    */
   lookup(hashes: readonly string[], promptLength: number): Float32Array[] {
     const usable = Math.min(hashes.length, Math.floor((promptLength - 1) / this.blockTokens));
     const found: Float32Array[] = [];
     for (let i = 0; i < usable; i++) {
-      const block = this.blocks.get(hashes[i]);
-      if (!block) break;
-      found.push(block);
+      const slot = this.blocks.get(hashes[i]);
+      if (slot === undefined) break;
+      found.push(this.pool!.subarray(slot * this.blockFloats, (slot + 1) * this.blockFloats));
     }
     this.touch(hashes.slice(0, found.length));
     const hit = found.length * this.blockTokens;
@@ -99,31 +116,27 @@ export class PrefixCache {
   /**
    * Keeps the blocks of a prefilled prompt: block i of `hashes` is read from
    * `from` at column `from.column + i × blockTokens`. Blocks already cached
-   * are only touched. Then evicts least-recently-used blocks over the budget.
+   * are only touched. A full pool gives up its least recently used block.
    */
   store(hashes: readonly string[], from: KvSlice): void {
-    if (this.blockBytes > this.budgetBytes) return;
+    if (this.capacity === 0) return;
+    this.pool ??= new Float32Array(this.capacity * this.blockFloats);
     const { kvHeads, headDim } = this.shape;
     const span = this.blockTokens * headDim;
     hashes.forEach((hash, i) => {
       if (this.blocks.has(hash)) return;
-      const block = new Float32Array(this.blockBytes / Float32Array.BYTES_PER_ELEMENT);
+      const slot = this.allocated < this.capacity ? this.allocated++ : this.evictOldest();
+      const block = this.pool!.subarray(slot * this.blockFloats, (slot + 1) * this.blockFloats);
       from.tensors.forEach((tensor, t) => {
         for (let h = 0; h < kvHeads; h++) {
           const start = ((from.row * kvHeads + h) * from.width + from.column + i * this.blockTokens) * headDim;
           block.set(tensor.subarray(start, start + span), (t * kvHeads + h) * span);
         }
       });
-      this.blocks.set(hash, block);
-      this.counters[PrefixCacheCounter.Bytes] += this.blockBytes;
+      this.blocks.set(hash, slot);
     });
     this.touch(hashes);
-    for (const hash of this.blocks.keys()) {
-      if (this.counters[PrefixCacheCounter.Bytes] <= this.budgetBytes) break;
-      this.blocks.delete(hash);
-      this.counters[PrefixCacheCounter.Bytes] -= this.blockBytes;
-      this.counters[PrefixCacheCounter.EvictedBlocks]++;
-    }
+    this.counters[PrefixCacheCounter.Bytes] = this.blocks.size * this.blockBytes;
   }
 
   /** Blocks held now. */
@@ -131,13 +144,21 @@ export class PrefixCache {
     return this.blocks.size;
   }
 
+  /** Drops the least recently used block; returns its slot. */
+  private evictOldest(): number {
+    const [hash, slot] = this.blocks.entries().next().value!;
+    this.blocks.delete(hash);
+    this.counters[PrefixCacheCounter.EvictedBlocks]++;
+    return slot;
+  }
+
   /** Marks a chain used now, its first block most recent (see the file comment). */
   private touch(hashes: readonly string[]): void {
     for (let i = hashes.length - 1; i >= 0; i--) {
-      const block = this.blocks.get(hashes[i]);
-      if (!block) continue;
+      const slot = this.blocks.get(hashes[i]);
+      if (slot === undefined) continue;
       this.blocks.delete(hashes[i]);
-      this.blocks.set(hashes[i], block);
+      this.blocks.set(hashes[i], slot);
     }
   }
 }
