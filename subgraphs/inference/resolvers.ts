@@ -2,7 +2,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import type { SubgraphContext } from '../../lib/subgraph-service';
 import type { CompletionInput } from './completions/completion-request';
 import type { CompletionChunk, Completions } from './completions/completions';
-import type { Embeddings } from './embeddings/embeddings';
+import { embedInput, type EmbedArguments, type Embeddings } from './embeddings/embeddings';
 import { gpuError } from './gpu-tier/gpu-errors';
 import type { GpuTier } from './gpu-tier/gpu-tier';
 import type { ModelCatalog, ModelInfo } from './models/model-catalog';
@@ -23,8 +23,10 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
   Query: {
     models: (_: unknown, __: unknown, { catalog }: InferenceContext) => catalogCall(catalog.list()),
     model: async (_: unknown, { id }: { id: string }, { catalog }: InferenceContext) => (await catalogCall(catalog.get(id))) ?? null,
-    embed: (_: unknown, args: { texts: string[]; model?: string | null }, { identity, identityHeader, embeddings }: InferenceContext) =>
-      embeddings.embed({ identity, identityHeader }, args.texts, args.model),
+    embed: (_: unknown, { model, ...args }: EmbedArguments & { model?: string | null }, { identity, identityHeader, embeddings }: InferenceContext) => {
+      const input = embedInput(args);
+      return 'texts' in input ? embeddings.embed({ identity, identityHeader }, input.texts, model) : embeddings.embedTokens({ identity, identityHeader }, input.tokens, model);
+    },
   },
   Mutation: {
     complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>

@@ -30,6 +30,8 @@ export interface ModelInfo {
   responseCache: boolean;
   /** The `max_tokens` parameter of an embedding model: the tokens of a text it reads, the rest cut off; null when not declared. */
   maxInputTokens: number | null;
+  /** The `tokenizer` parameter of an embedding model: the encoding its text is tokenized with, so the one token ids are in; null when not declared. */
+  tokenizer: string | null;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -117,6 +119,7 @@ function describe(id: string, version: string, state: string, reason: string, co
     chatTemplate: config?.parameters?.chat_template?.string_value || null,
     responseCache: config?.parameters?.response_cache?.string_value === 'true',
     maxInputTokens: positiveInteger(config?.parameters?.max_tokens?.string_value),
+    tokenizer: config?.parameters?.tokenizer?.string_value || null,
     inputs,
     outputs,
   };
