@@ -52,6 +52,8 @@ const MESSAGES = [{ role: 'user', content: 'Name a river.' }];
 const COMPLETE = 'mutation($i: CompletionInput!) { complete(input: $i) { id finishReason } }';
 /** How long a hold lasts when its request never settles (its inference process died). */
 const RESERVATION_TTL_MS = 20_000;
+/** Longest a load request may go unanswered before it is counted as lost (NO_ANSWER). */
+const REQUEST_DEADLINE_MS = 60_000;
 /** What every user starts with (and all they have: nobody tops up). */
 const FREE_CREDIT_MICROS = 5_000_000;
 const STREAM = 'subscription($i: CompletionInput!) { completionStream(input: $i) { index finishReason error { code } } }';
@@ -164,7 +166,7 @@ async function gatewayWorkerPids(gatewayUrl: string): Promise<Set<number>> {
         let body = '';
         res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve(Number(JSON.parse(body).pid)));
       });
-      req.on('timeout', () => req.destroy()).on('error', () => resolve(-1));
+      req.on('timeout', () => req.destroy(new Error('no answer within 2 s'))).on('error', () => resolve(-1));
     });
   const pids = new Set(await Promise.all(Array.from({ length: 20 }, healthPid)));
   pids.delete(-1);
@@ -227,9 +229,9 @@ export class Load {
   start(): this {
     this.running = true;
     const user = (i: number) => this.users[i % this.users.length];
-    for (let i = 0; i < this.mix.queryClients; i++) this.loops.push(this.loop(() => this.query(user(i))));
-    for (let i = 0; i < this.mix.completionClients; i++) this.loops.push(this.loop(() => this.complete(user(i), i)));
-    for (let i = 0; i < this.mix.streamClients; i++) this.loops.push(this.loop(() => this.stream(user(i), i)));
+    for (let i = 0; i < this.mix.queryClients; i++) this.loops.push(this.loop('query', () => this.query(user(i))));
+    for (let i = 0; i < this.mix.completionClients; i++) this.loops.push(this.loop('complete', () => this.complete(user(i), i)));
+    for (let i = 0; i < this.mix.streamClients; i++) this.loops.push(this.loop('stream', (deadline) => this.stream(user(i), i, deadline)));
     return this;
   }
 
@@ -240,9 +242,23 @@ export class Load {
     return this.outcomes;
   }
 
-  private async loop(request: () => Promise<Outcome>): Promise<void> {
+  /**
+   * One client's requests, one after another. A request that gets no answer
+   * within REQUEST_DEADLINE_MS (a connection the gateway's cluster handed to a
+   * worker as it died is never answered) is recorded as NO_ANSWER and left
+   * behind, so that a lost connection cannot stall the load.
+   */
+  private async loop(kind: Outcome['kind'], request: (deadline: AbortSignal) => Promise<Outcome>): Promise<void> {
     while (this.running) {
-      this.outcomes.push(await request());
+      const start = Date.now();
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), REQUEST_DEADLINE_MS);
+      const unanswered = new Promise<Outcome>((resolve) =>
+        deadline.signal.addEventListener('abort', () => resolve({ kind, start, end: Date.now(), parts: [], ok: false, codes: ['NO_ANSWER'], reasons: [] })),
+      );
+      const outcome = await Promise.race([request(deadline.signal), unanswered]);
+      clearTimeout(timer);
+      this.outcomes.push(outcome);
       await sleep(this.mix.pauseMs);
     }
   }
@@ -269,10 +285,11 @@ export class Load {
     }
   }
 
-  private async stream(user: ChaosUser, client: number): Promise<Outcome> {
+  private async stream(user: ChaosUser, client: number, deadline: AbortSignal): Promise<Outcome> {
     const start = Date.now();
     const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
     const ws = wsClient(this.gatewayUrl, user.token);
+    deadline.addEventListener('abort', () => void ws.dispose());
     let last: StreamChunk | undefined;
     try {
       for await (const event of ws.iterate<{ completionStream: StreamChunk }>({ query: STREAM, variables: { i: input } })) {
