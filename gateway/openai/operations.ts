@@ -18,8 +18,15 @@ export const CHAT_COMPLETION_STREAM = `subscription OpenAiChatCompletionStream($
   completionStream(input: $input) { id delta finishReason ${USAGE} error { code message } model { id version } }
 }`;
 
+const EMBEDDING = 'index vector model { id }';
+
 export const EMBEDDINGS = `query OpenAiEmbeddings($texts: [String!]!, $model: ID) {
-  embed(texts: $texts, model: $model) { index vector model { id } }
+  embed(texts: $texts, model: $model) { ${EMBEDDING} }
+}`;
+
+/** `input` given as token ids: the graph decodes them with the model's tokenizer. */
+export const TOKEN_EMBEDDINGS = `query OpenAiTokenEmbeddings($tokens: [[Int!]!]!, $model: ID) {
+  embed(tokens: $tokens, model: $model) { ${EMBEDDING} }
 }`;
 
 export const MODELS = `query OpenAiModels {
@@ -30,7 +37,7 @@ export const MODEL = `query OpenAiModel($id: ID!) {
   model(id: $id) { id }
 }`;
 
-const DOCUMENTS = { OpenAiChatCompletion: CHAT_COMPLETION, OpenAiChatCompletionStream: CHAT_COMPLETION_STREAM, OpenAiEmbeddings: EMBEDDINGS, OpenAiModels: MODELS, OpenAiModel: MODEL };
+const DOCUMENTS = { OpenAiChatCompletion: CHAT_COMPLETION, OpenAiChatCompletionStream: CHAT_COMPLETION_STREAM, OpenAiEmbeddings: EMBEDDINGS, OpenAiTokenEmbeddings: TOKEN_EMBEDDINGS, OpenAiModels: MODELS, OpenAiModel: MODEL };
 
 /** The operations as persisted query manifest entries (id: the body's SHA-256, as Apollo's manifest generator writes it). */
 export const OPENAI_OPERATIONS: readonly ManifestOperation[] = Object.entries(DOCUMENTS).map(([name, body]) => ({

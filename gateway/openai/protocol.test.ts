@@ -69,16 +69,30 @@ describe('parseChatCompletionRequest', () => {
 
 describe('parseEmbeddingsRequest', () => {
   it('takes a string or an array of strings, float by default', () => {
-    expect(parseEmbeddingsRequest({ model: 'e', input: 'x' })).toEqual({ model: 'e', texts: ['x'], encoding: 'float' });
-    expect(parseEmbeddingsRequest({ model: 'e', input: ['x', 'y'], encoding_format: 'base64', user: 'u' })).toEqual({ model: 'e', texts: ['x', 'y'], encoding: 'base64' });
+    expect(parseEmbeddingsRequest({ model: 'e', input: 'x' })).toEqual({ model: 'e', input: { texts: ['x'] }, encoding: 'float' });
+    expect(parseEmbeddingsRequest({ model: 'e', input: ['x', 'y'], encoding_format: 'base64', user: 'u' })).toEqual({ model: 'e', input: { texts: ['x', 'y'] }, encoding: 'base64' });
   });
 
-  it('refuses token ids, dimensions and unknown encodings with 400 naming the parameter', () => {
-    expect(refusal(() => parseEmbeddingsRequest({ model: 'e', input: [1, 2] }))).toMatchObject({ status: 400, param: 'input', code: 'unsupported_value' });
-    expect(refusal(() => parseEmbeddingsRequest({ model: 'e', input: [[1, 2]] }))).toMatchObject({ status: 400, param: 'input', code: 'unsupported_value' });
+  it('takes token ids, one array or an array of arrays, each array one text', () => {
+    expect(parseEmbeddingsRequest({ model: 'e', input: [64, 7850] })).toEqual({ model: 'e', input: { tokens: [[64, 7850]], flat: true }, encoding: 'float' });
+    expect(parseEmbeddingsRequest({ model: 'e', input: [[64], [0, 7850]] })).toEqual({ model: 'e', input: { tokens: [[64], [0, 7850]], flat: false }, encoding: 'float' });
+  });
+
+  it.each([
+    [{ model: 'e', input: [] }, 'input', 'input expects a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids, but got []'],
+    [{ model: 'e', input: ['x', 1] }, 'input', 'input expects a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids, but got ["x",1]'],
+    [{ model: 'e', input: [1, -2] }, 'input[1]', 'input[1] expects a token id (an integer from 0 to 2147483647), but got -2'],
+    [{ model: 'e', input: [1, 2.5] }, 'input[1]', 'input[1] expects a token id (an integer from 0 to 2147483647), but got 2.5'],
+    [{ model: 'e', input: [[1], [2, 2 ** 31]] }, 'input[1][1]', 'input[1][1] expects a token id (an integer from 0 to 2147483647), but got 2147483648'],
+    [{ model: 'e', input: [[1], ['x']] }, 'input[1][0]', 'input[1][0] expects a token id (an integer from 0 to 2147483647), but got "x"'],
+    [{ model: 'e', input: [[1], []] }, 'input[1]', 'input[1] expects a non-empty array of token ids, but got []'],
+    [{ model: 'e', input: 'x', encoding_format: 'int8' }, 'encoding_format', 'encoding_format expects "float" or "base64", but got "int8"'],
+  ])('refuses %j with 400 naming %s', (body, param, message) => {
+    expect(refusal(() => parseEmbeddingsRequest(body))).toMatchObject({ status: 400, param, message });
+  });
+
+  it('refuses dimensions as unsupported', () => {
     expect(refusal(() => parseEmbeddingsRequest({ model: 'e', input: 'x', dimensions: 64 }))).toMatchObject({ status: 400, param: 'dimensions', code: 'unsupported_parameter' });
-    expect(refusal(() => parseEmbeddingsRequest({ model: 'e', input: 'x', encoding_format: 'int8' }))).toMatchObject({ status: 400, param: 'encoding_format', message: 'encoding_format expects "float" or "base64", but got "int8"' });
-    expect(refusal(() => parseEmbeddingsRequest({ model: 'e', input: [] }))).toMatchObject({ status: 400, param: 'input', message: 'input expects a string or a non-empty array of strings, but got []' });
   });
 });
 
@@ -87,6 +101,12 @@ it("names OpenAI's parameter for the graph's field in an error", () => {
   expect(paramForChatField('input.topP')).toBe('top_p');
   expect(paramForChatField('input.messages[2].role')).toBe('messages[2].role');
   expect(paramForChatField('input.stop[1]')).toBe('stop[1]');
-  expect(paramForEmbeddingField('texts[3]')).toBe('input[3]');
-  expect(paramForEmbeddingField('model')).toBe('model');
+  const texts = paramForEmbeddingField({ texts: ['a'] });
+  expect(texts('texts[3]')).toBe('input[3]');
+  expect(texts('model')).toBe('model');
+  expect(paramForEmbeddingField({ tokens: [[1], [2]], flat: false })('tokens[1][0]')).toBe('input[1][0]');
+  const flat = paramForEmbeddingField({ tokens: [[1, 2]], flat: true });
+  expect(flat('tokens[0][1]')).toBe('input[1]');
+  expect(flat('tokens[0]')).toBe('input');
+  expect(flat('tokens')).toBe('input');
 });

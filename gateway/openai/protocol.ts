@@ -32,9 +32,16 @@ export interface ChatCompletionRequest {
   includeUsage: boolean;
 }
 
+/**
+ * What to embed: texts, or token ids (each array one text, in the model's
+ * tokenizer: the graph decodes them). `flat` is OpenAI's one-array form,
+ * `[1, 2, 3]`, which the graph receives as `[[1, 2, 3]]`.
+ */
+export type EmbeddingsInput = { texts: string[] } | { tokens: number[][]; flat: boolean };
+
 export interface EmbeddingsRequest {
   model: string;
-  texts: string[];
+  input: EmbeddingsInput;
   encoding: 'float' | 'base64';
 }
 
@@ -106,7 +113,7 @@ export function parseEmbeddingsRequest(body: unknown): EmbeddingsRequest {
   const model = requiredString(fields, 'model');
   const encoding = fields.encoding_format ?? 'float';
   if (encoding !== 'float' && encoding !== 'base64') throw invalidRequest('encoding_format', `encoding_format expects "float" or "base64", but got ${describe(encoding)}`);
-  return { model, texts: embeddingTexts(fields.input), encoding };
+  return { model, input: embeddingsInput(fields.input), encoding };
 }
 
 /** OpenAI's parameter for a chat completion's graph field (`extensions.field`): `input.maxTokens` → `max_tokens`. */
@@ -114,9 +121,13 @@ export function paramForChatField(field: string): string {
   return field.replace(/^input\./, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-/** OpenAI's parameter for an embedding's graph field: `texts[2]` → `input[2]`. */
-export function paramForEmbeddingField(field: string): string {
-  return field.replace(/^texts/, 'input');
+/**
+ * OpenAI's parameter for an embedding's graph field: `texts[2]` → `input[2]`,
+ * `tokens[0][5]` → `input[0][5]`, or `input[5]` when the ids came as one flat array.
+ */
+export function paramForEmbeddingField(input: EmbeddingsInput): (field: string) => string {
+  const flat = 'flat' in input && input.flat;
+  return (field) => (flat ? field.replace(/^tokens(\[0\])?/, 'input') : field.replace(/^(texts|tokens)/, 'input'));
 }
 
 function requestObject(body: unknown): Record<string, unknown> {
@@ -165,13 +176,30 @@ function stopStrings(value: unknown): string[] | undefined {
   throw invalidRequest('stop', `stop expects a string or an array of strings, but got ${describe(value)}`);
 }
 
-function embeddingTexts(value: unknown): string[] {
-  if (typeof value === 'string') return [value];
-  if (Array.isArray(value) && value.length > 0 && value.every((s) => typeof s === 'string')) return value;
-  if (Array.isArray(value) && value.length > 0 && value.every((t) => typeof t === 'number' || Array.isArray(t))) {
-    throw invalidRequest('input', 'input as token ids is not supported by Sluice: the graph embeds text; expected a string or an array of strings, but got an array of token ids', 'unsupported_value');
+/** OpenAI's `input`: a string, an array of strings, an array of token ids, or an array of such arrays. */
+function embeddingsInput(value: unknown): EmbeddingsInput {
+  const expected = 'a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids';
+  if (typeof value === 'string') return { texts: [value] };
+  if (!Array.isArray(value) || value.length === 0) throw invalidRequest('input', `input expects ${expected}, but got ${describe(value)}`);
+  if (value.every((s) => typeof s === 'string')) return { texts: value };
+  if (value.every((t) => typeof t === 'number')) return { tokens: [tokenIds(value, 'input')], flat: true };
+  if (value.every((row) => Array.isArray(row))) {
+    return {
+      tokens: value.map((row: unknown[], i) => {
+        if (row.length === 0) throw invalidRequest(`input[${i}]`, `input[${i}] expects a non-empty array of token ids, but got []`);
+        return tokenIds(row, `input[${i}]`);
+      }),
+      flat: false,
+    };
   }
-  throw invalidRequest('input', `input expects a string or a non-empty array of strings, but got ${describe(value)}`);
+  throw invalidRequest('input', `input expects ${expected}, but got ${describe(value)}`);
+}
+
+/** Token ids as the graph's `Int` holds them; whether each is a token of the model's tokenizer is the graph's to say. */
+function tokenIds(row: unknown[], param: string): number[] {
+  const bad = row.findIndex((id) => typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > INT32_MAX);
+  if (bad >= 0) throw invalidRequest(`${param}[${bad}]`, `${param}[${bad}] expects a token id (an integer from 0 to ${INT32_MAX}), but got ${describe(row[bad])}`);
+  return row as number[];
 }
 
 function requiredString(fields: Record<string, unknown>, name: string): string {

@@ -5,15 +5,17 @@
  * graph reports no usage for embeddings: `usage` is the texts' r50k_base
  * tokens counted here, the encoding billing counts them in (billing caps each
  * text at the model's token limit, so a text longer than that is billed
- * less than reported).
+ * less than reported), or the number of token ids given. `input` as token
+ * ids runs `embed(tokens:)`: the graph decodes them with the model's
+ * tokenizer and embeds, and bills, the text they encode.
  */
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '../../lib/http-service';
 import { countTokens } from '../../lib/token-counter';
 import type { GatewayContext } from '../auth/context';
 import type { GraphOperations } from './graph-operations';
-import { EMBEDDINGS } from './operations';
-import { paramForEmbeddingField, parseEmbeddingsRequest } from './protocol';
+import { EMBEDDINGS, TOKEN_EMBEDDINGS } from './operations';
+import { type EmbeddingsInput, paramForEmbeddingField, parseEmbeddingsRequest } from './protocol';
 
 interface Embedding {
   index: number;
@@ -22,16 +24,22 @@ interface Embedding {
 }
 
 export async function serveEmbeddings(graph: GraphOperations, res: ServerResponse, body: unknown, context: GatewayContext): Promise<void> {
-  const request = parseEmbeddingsRequest(body);
-  const { data, headers } = await graph.execute(EMBEDDINGS, { texts: request.texts, model: request.model }, context, paramForEmbeddingField);
+  const { model, input, encoding } = parseEmbeddingsRequest(body);
+  const { query, variables, tokens } = embedCall(input, model);
+  const { data, headers } = await graph.execute(query, variables, context, paramForEmbeddingField(input));
   const embeddings = data.embed as Embedding[];
-  const tokens = request.texts.reduce((sum, text) => sum + countTokens(text), 0);
   sendJson(res, 200, {
     object: 'list',
-    data: embeddings.map((e) => ({ object: 'embedding', index: e.index, embedding: request.encoding === 'base64' ? base64Float32(e.vector) : e.vector })),
-    model: embeddings[0]?.model.id ?? request.model,
+    data: embeddings.map((e) => ({ object: 'embedding', index: e.index, embedding: encoding === 'base64' ? base64Float32(e.vector) : e.vector })),
+    model: embeddings[0]?.model.id ?? model,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   }, headers);
+}
+
+/** The operation for this input, its variables, and the usage to report. */
+function embedCall(input: EmbeddingsInput, model: string): { query: string; variables: Record<string, unknown>; tokens: number } {
+  if ('texts' in input) return { query: EMBEDDINGS, variables: { texts: input.texts, model }, tokens: input.texts.reduce((sum, text) => sum + countTokens(text), 0) };
+  return { query: TOKEN_EMBEDDINGS, variables: { tokens: input.tokens, model }, tokens: input.tokens.reduce((sum, ids) => sum + ids.length, 0) };
 }
 
 export function base64Float32(vector: readonly number[]): string {
