@@ -173,6 +173,13 @@ export const GPU_RESTRICTED_CATEGORIES = 'metadata,inference,shared-memory,model
 
 const secret = () => randomBytes(24).toString('base64url');
 
+/** The HTTP header of the gpu-server's restricted key (`<key>: <value>`), for the operator's own calls to its restricted routes. */
+export function gpuServerHttpHeaders(env: Record<string, string | undefined>): Record<string, string> {
+  const key = env.INFERENCE_GPU_SERVER_KEY ?? '';
+  const equals = key.indexOf('=');
+  return equals > 0 ? { [key.slice(0, equals)]: key.slice(equals + 1) } : {};
+}
+
 /** Passwords of this run's Redis users (REDIS_PASSWORD_<USER> from the environment, else new). */
 function redisPasswords(): Record<RedisServiceUser | 'default', string> {
   const users = ['default', ...REDIS_SERVICE_USERS] as const;
