@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
+import { encode as encodeR50k } from 'gpt-tokenizer/cjs/encoding/r50k_base';
 import OpenAI from 'openai';
 import { decodeUsageEvent, USAGE_EVENTS_STREAM } from '../lib/usage-events';
 import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
@@ -186,9 +187,39 @@ describe('embeddings and models', () => {
     decoded.data[0].embedding.forEach((x, i) => expect(x).toBeCloseTo(vector[i], 6));
   });
 
-  it('refuses token-id input and dimensions with 400 naming the parameter', async () => {
-    await expect(client.embeddings.create({ model: 'sluice-embed', input: [[1, 2, 3]] })).rejects.toMatchObject({ status: 400, param: 'input', code: 'unsupported_value' });
+  it('embeds token ids in the model tokenizer (r50k_base for sluice-embed) as the text they encode', async () => {
+    const texts = ['a river', 'The Sea, café 日本'];
+    const ids = texts.map((text) => encodeR50k(text));
+    const byText = await client.embeddings.create({ model: 'sluice-embed', input: texts, encoding_format: 'float' });
+    const byIds = await client.embeddings.create({ model: 'sluice-embed', input: ids, encoding_format: 'float' });
+    expect(byIds.data.map((e) => e.index)).toEqual([0, 1]);
+    expect(byIds.data.map((e) => e.embedding)).toEqual(byText.data.map((e) => e.embedding));
+    const given = ids.flat().length;
+    expect(byIds.usage).toEqual({ prompt_tokens: given, total_tokens: given });
+    // One flat array is one text; the client's default asks for base64.
+    const one = await client.embeddings.create({ model: 'sluice-embed', input: ids[1] });
+    expect(one.data).toHaveLength(1);
+    one.data[0].embedding.forEach((x, i) => expect(x).toBeCloseTo(byText.data[1].embedding[i], 6));
+  });
+
+  it('refuses ids that are not tokens, ids given to a chat model, and dimensions, with 400 naming the parameter', async () => {
+    await expect(client.embeddings.create({ model: 'sluice-embed', input: [[64], [64, 7850, 50257]] })).rejects.toMatchObject({
+      status: 400,
+      param: 'input[1][2]',
+      message: expect.stringContaining('tokens[1][2] is 50257, which is not one of its tokens'),
+    });
+    await expect(client.embeddings.create({ model: 'sluice-embed', input: [64, 99_999] })).rejects.toMatchObject({ status: 400, param: 'input[1]' });
+    await expect(client.embeddings.create({ model: 'sluice-embed', input: [-1] })).rejects.toMatchObject({ status: 400, param: 'input[0]' });
+    await expect(client.embeddings.create({ model: 'sluice-chat', input: [[64]] })).rejects.toMatchObject({ status: 400, param: 'model' });
     await expect(client.embeddings.create({ model: 'sluice-embed', input: 'x', dimensions: 8 })).rejects.toMatchObject({ status: 400, param: 'dimensions', code: 'unsupported_parameter' });
+  });
+
+  it('embed takes exactly one of texts and tokens over GraphQL too', async () => {
+    const both = await gql(stack.gatewayUrl, '{ embed(texts: ["a"], tokens: [[64]]) { index } }', {}, bearer(user.token));
+    expect(both.errors?.[0]).toMatchObject({ message: expect.stringContaining('embed expects exactly one of texts (strings) or tokens (arrays of token ids), but got both'), extensions: { code: 'BAD_USER_INPUT' } });
+    const byIds = await gql(stack.gatewayUrl, '{ embed(tokens: [[64, 7850]]) { index dimensions } }', {}, bearer(user.token));
+    expect(byIds.errors).toBeUndefined();
+    expect(byIds.data).toEqual({ embed: [{ index: 0, dimensions: 128 }] });
   });
 
   it('lists and retrieves models, and answers an unknown one with 404 model_not_found', async () => {
