@@ -7,6 +7,7 @@ import { connectRedis } from '../../lib/redis';
 import { Accounts } from './accounts';
 import { LoginThrottle } from './login-throttle';
 import { KeySealer } from './key-sealing';
+import { SignUpLimit } from './sign-up-limit';
 import { SessionKeyRing } from './session-key-ring';
 import { SessionStore } from './session-store';
 import { SessionTokens } from './session-tokens';
@@ -23,7 +24,7 @@ beforeEach(async () => {
   sessions = new SessionStore(redis, 3_600_000);
   const ring = await SessionKeyRing.open(redis, { retainMs: 3_600_000, sealer: new KeySealer('a sealing secret for the tests') });
   const throttle = new LoginThrottle(redis, { maxFailuresPerAccount: 2, maxFailuresPerIp: 50, windowSeconds: 60 });
-  accounts = new Accounts(new UserStore(redis), new SessionTokens(ring, sessions, 3600), sessions, throttle, ['Root@Example.test']);
+  accounts = new Accounts(new UserStore(redis), new SessionTokens(ring, sessions, 3600), sessions, throttle, ['Root@Example.test'], new SignUpLimit(redis, { perIp: 3, windowSeconds: 60 }));
 });
 
 afterEach(() => redis.disconnect());
@@ -42,6 +43,17 @@ describe('Accounts', () => {
     const user = await accounts.signUp('user@example.test', PASSWORD, 'User');
     expect(decodeJwt(admin.token).scopes).toContain('admin');
     expect(decodeJwt(user.token).scopes).toEqual(['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read']);
+  });
+
+  it('limits sign-up attempts per address: past the limit RATE_LIMITED with retryAfter, no account made; other addresses unaffected', async () => {
+    await accounts.signUp('s1@example.test', PASSWORD, 'S', '10.0.0.9');
+    await rejection(accounts.signUp('s1@example.test', PASSWORD, 'S', '10.0.0.9')); // an attempt that fails counts too
+    await accounts.signUp('s2@example.test', PASSWORD, 'S', '10.0.0.9');
+    const refused = await rejection(accounts.signUp('s3@example.test', PASSWORD, 'S', '10.0.0.9'));
+    expect(refused.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: expect.any(Number), limit: { signUps: 3, windowSeconds: 60, per: 'ip' } });
+    expect(refused.message).toMatch(/^signUp refused: too many sign-ups from this address \(at most 3 per 60 s\); try again in \d+ s$/);
+    expect(await redis.exists('auth:email:s3@example.test')).toBe(0);
+    await accounts.signUp('s3@example.test', PASSWORD, 'S', '10.0.0.10');
   });
 
   it('throttles before checking the password: past the limit even the right password is RATE_LIMITED with retryAfter', async () => {

@@ -2,6 +2,7 @@ import { ErrorCode, codedError } from '../../lib/errors';
 import type { Identity } from '../../lib/identity';
 import type { LoginThrottle } from './login-throttle';
 import { decoyHash, hashPassword, verifyPassword } from './passwords';
+import type { SignUpLimit } from './sign-up-limit';
 import { ADMIN_SCOPE, SESSION_SCOPES } from './scopes';
 import type { SessionStore } from './session-store';
 import type { SessionTokens } from './session-tokens';
@@ -34,11 +35,21 @@ export class Accounts {
     private readonly sessions: SessionStore,
     private readonly throttle: LoginThrottle,
     adminEmails: readonly string[] = [],
+    private readonly signUps?: SignUpLimit,
   ) {
     this.adminEmails = new Set(adminEmails.map(normalizeEmail));
   }
 
-  async signUp(email: string, password: string, name: string): Promise<AuthPayload> {
+  /** `ip` is the caller's address from the signed identity, for the per-address limit. */
+  async signUp(email: string, password: string, name: string, ip?: string): Promise<AuthPayload> {
+    const verdict = await this.signUps?.attempt(ip);
+    if (verdict && !verdict.allowed) {
+      const { perIp, windowSeconds } = this.signUps!.limits;
+      throw codedError(ErrorCode.RateLimited, `signUp refused: too many sign-ups from this address (at most ${perIp} per ${windowSeconds} s); try again in ${verdict.retryAfterSeconds} s`, {
+        retryAfter: verdict.retryAfterSeconds,
+        limit: { signUps: perIp, windowSeconds, per: 'ip' },
+      });
+    }
     const cleanEmail = email.trim();
     const cleanName = name.trim();
     if (!EMAIL.test(cleanEmail) || cleanEmail.length > MAX_EMAIL) {

@@ -57,8 +57,8 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
     me: (_: unknown, __: unknown, { identity, users }: AuthContext) => (identity.sub ? users.byId(identity.sub) : null),
   },
   Mutation: {
-    signUp: (_: unknown, args: { email: string; password: string; name: string }, { accounts }: AuthContext) =>
-      accounts.signUp(args.email, args.password, args.name),
+    signUp: (_: unknown, args: { email: string; password: string; name: string }, { accounts, identity }: AuthContext) =>
+      accounts.signUp(args.email, args.password, args.name, identity.ip),
     login: (_: unknown, args: { email: string; password: string }, { accounts, identity }: AuthContext) =>
       accounts.login(args.email, args.password, identity.ip),
     logout: (_: unknown, __: unknown, { accounts, identity }: AuthContext) => {

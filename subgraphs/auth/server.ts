@@ -14,6 +14,7 @@ import { LoginThrottle } from './login-throttle';
 import { AuthContext, resolvers } from './resolvers';
 import { keySealerFromEnv } from './key-sealing';
 import { SessionKeyRing } from './session-key-ring';
+import { SignUpLimit } from './sign-up-limit';
 import { SessionStore } from './session-store';
 import { SessionTokens } from './session-tokens';
 import { UserStore } from './user-store';
@@ -48,7 +49,11 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
   });
   const users = new UserStore(redis);
   const adminEmails = envString('AUTH_ADMIN_EMAILS', '').split(',').map((email) => email.trim()).filter(Boolean);
-  const accounts = new Accounts(users, new SessionTokens(sessionKeys, sessions, ttlSeconds), sessions, throttle, adminEmails);
+  const signUps = new SignUpLimit(redis, {
+    perIp: envInt('AUTH_SIGNUPS_PER_IP', 100, { min: 1 }),
+    windowSeconds: envInt('AUTH_SIGNUP_WINDOW_SECONDS', 3600, { min: 1 }),
+  });
+  const accounts = new Accounts(users, new SessionTokens(sessionKeys, sessions, ttlSeconds), sessions, throttle, adminEmails, signUps);
   const apiKeys = new ApiKeys(new ApiKeyStore(redis));
   const internal = internalRouter(authInternalRoutes({ apiKeys, sessions }), { verifier, log: config.log });
   return startSubgraph<AuthContext>({
