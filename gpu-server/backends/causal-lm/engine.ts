@@ -154,7 +154,8 @@ export class GenerationEngine {
     try {
       while (!this.closed && this.pending.length + this.live.length > 0) {
         this.dropCancelled();
-        const joining = (this.prefilling = this.pending.splice(0));
+        const joining = this.pending.splice(0);
+        this.prefilling = joining;
         if (joining.length > 0) {
           try {
             const logits = await this.prefill(joining);

@@ -12,7 +12,7 @@
  * server's queue) is only added to the exact part. The rotation makes an idle
  * tier round-robin, so sequential requests spread too.
  */
-import { ErrorCode } from '../../../lib/errors';
+import type { ErrorCode } from '../../../lib/errors';
 
 /** Index of the least-loaded candidate, scanning from `start` so that ties rotate; -1 when there is none. */
 export function leastLoaded<T>(candidates: readonly T[], load: (candidate: T) => number, start: number): number {
