@@ -415,9 +415,10 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
   const money = await settledMoney(chaos, users, RESERVATION_TTL_MS + 10_000);
   if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
-  if (money.gpuRuns !== undefined && money.gpuRuns !== money.events) {
+  // More events than runs is no loss: a stream cancelled before the GPU counted it still gets its (empty) event.
+  if (money.gpuRuns !== undefined && money.gpuRuns > money.events) {
     money.exact = false;
-    money.problems.push(`the GPU servers ran ${money.gpuRuns} generations, but ${money.events} usage events were published for them`);
+    money.problems.push(`the GPU servers ran ${money.gpuRuns} generations, but only ${money.events} usage events were published for them`);
   }
   return {
     name: scenario.name,
