@@ -47,7 +47,7 @@ export interface EmbeddingsRequest {
 
 /**
  * OpenAI chat fields Sluice does not serve, and the values that ask for
- * nothing (accepted). docs/OPENAI.md lists them with the error they get.
+ * nothing (accepted). The README's "OpenAI-compatible API" section lists them with the error they get.
  */
 export const UNSUPPORTED_CHAT_FIELDS: Record<string, (value: unknown) => boolean> = {
   n: (v) => v === 1,
