@@ -8,8 +8,9 @@
  * model instance with its own thread and ONNX Runtime session: on the main
  * thread, sessions of different instances would not overlap (DESIGN §7).
  *
- * The worker loads TypeScript through tsx's require hook, so it works the same
- * under `tsx`, under jest, and in a plain Node process.
+ * Run from TypeScript (tsx, jest) the worker loads its TypeScript through
+ * tsx's require hook; run from the production build (dist/), it is plain
+ * JavaScript and needs no hook.
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -18,7 +19,7 @@ import type { Tensor } from '../core/tensor';
 import { fromWireError, fromWireTensors, toWireTensors, transferList, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker-main');
-const BOOTSTRAP = `require('tsx/cjs'); require(${JSON.stringify(WORKER_MAIN)});`;
+const BOOTSTRAP = `${__filename.endsWith('.ts') ? "require('tsx/cjs'); " : ''}require(${JSON.stringify(WORKER_MAIN)});`;
 
 interface Waiter {
   resolve(outputs: Map<string, Tensor>): void;
