@@ -26,7 +26,7 @@ return redis.call('HMGET', KEYS[1], 'granted', 'toppedUp', 'held')
 `;
 
 /**
- * Balances in integer micro-units under `billing:balance:<user>`. A new user
+ * Balances in integer micro-units under `billing:{<user>}:balance`. A new user
  * starts with a configurable free credit (the granted part).
  */
 export class BalanceStore {

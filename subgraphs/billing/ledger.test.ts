@@ -101,7 +101,10 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
     expect(await reserve(user, { reservationId: first.reservationId })).toEqual(first);
     expect((await balances.forUser(user)).reserved).toBe(first.amountMicros);
     expect((await refusal(reserve(user, { reservationId: first.reservationId, maxCompletionTokens: 5 }))).extensions.code).toBe('CONFLICT');
-    expect((await refusal(reserve(newUser(), { reservationId: first.reservationId }))).extensions.code).toBe('CONFLICT');
+    // Reservation ids are the user's own: another user's reservation with the same id holds their money, not this one's.
+    const other = newUser();
+    expect(await reserve(other, { reservationId: first.reservationId })).toMatchObject({ state: 'held', amountMicros: first.amountMicros });
+    expect((await balances.forUser(user)).reserved).toBe(first.amountMicros);
   });
 
   it('refuses a model without a price, before and after', async () => {
@@ -136,7 +139,7 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
     expect((await balances.forUser(user)).reserved).toBe(2_800_000);
     await Promise.all([sweeper.sweep(now + TTL), new ReservationSweeper(ledger, createLogger(), 1_000).sweep(now + TTL)]); // two replicas at once
     expect((await balances.forUser(user)).reserved).toBe(0);
-    expect(await redis.hget(billingKeys.reservation(held.reservationId), 'state')).toBe('expired');
+    expect(await redis.hget(billingKeys.reservation(user, held.reservationId), 'state')).toBe('expired');
     await sweeper.sweep(now + TTL); // released once: a later sweep finds nothing held
     expect((await balances.forUser(user)).reserved).toBe(0);
     // Meanwhile other requests spent most of the balance.
@@ -152,7 +155,7 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
   it('dead-letters an event that does not match its reservation, or a second event for a settled reservation', async () => {
     const user = newUser();
     const held = await reserve(user);
-    expect(await ledger.settle(usageEvent({ userId: newUser(), model, reservationId: held.reservationId }))).toEqual({ status: 'refused', reason: "the event's userId differs from its reservation's" });
+    expect(await ledger.settle(usageEvent({ userId: user, keyId: 'k-other', model, reservationId: held.reservationId }))).toEqual({ status: 'refused', reason: "the event's keyId differs from its reservation's" });
     const first = usageEvent({ userId: user, model, reservationId: held.reservationId });
     await ledger.settle(first);
     expect(await ledger.settle(usageEvent({ userId: user, model, reservationId: held.reservationId }))).toEqual({

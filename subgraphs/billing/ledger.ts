@@ -1,10 +1,9 @@
-import type { ChainableCommander } from 'ioredis';
 import type Redis from 'ioredis';
 import type { Reservation } from '../../lib/billing-client';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { ID_PATTERN, MAX_TOKENS_PER_EVENT, UUID_PATTERN, type UsageEvent } from '../../lib/usage-events';
 import { billingKeys as K, utcDay, utcMonth } from './keys';
-import { RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-lua';
+import { CLAIM_TOP_UP, INDEX_USER, REINDEX_USER, RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-lua';
 
 /** Largest balance (granted + topped up) an account may reach: 10^9 units, far inside 2^53 for every sum. */
 export const MAX_BALANCE_MICROS = 1_000_000_000_000_000;
@@ -46,18 +45,27 @@ export type SettleOutcome =
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
+/** Reserved reservation ids and expiries a sweep pass looks at per user. */
+const RELEASE_BATCH = 500;
+
 /**
- * Every money change of billing, each one Lua script (see ledger-lua.ts):
- * reserve, settle, release an expired reservation, top up.
+ * Every money change of billing, each one Lua script over one user's keys
+ * (see ledger-lua.ts): reserve, settle, release an expired reservation, top
+ * up. What is shared by all users (prices, the sweeper's index of users, top-up
+ * idempotency keys) is read or written in steps of its own, ordered so that a
+ * crash between steps loses and doubles nothing (README.md, "Redis Cluster").
  */
 export class Ledger {
   constructor(
     private readonly redis: Redis,
     private readonly options: LedgerOptions,
   ) {
-    redis.defineCommand('billingReserve', { numberOfKeys: 8, lua: RESERVE });
-    redis.defineCommand('billingSettle', { numberOfKeys: 11, lua: SETTLE });
+    redis.defineCommand('billingReserve', { numberOfKeys: 7, lua: RESERVE });
+    redis.defineCommand('billingSettle', { numberOfKeys: 10, lua: SETTLE });
     redis.defineCommand('billingReleaseExpired', { numberOfKeys: 4, lua: RELEASE_EXPIRED });
+    redis.defineCommand('billingIndexUser', { numberOfKeys: 2, lua: INDEX_USER });
+    redis.defineCommand('billingReindexUser', { numberOfKeys: 2, lua: REINDEX_USER });
+    redis.defineCommand('billingClaimTopUp', { numberOfKeys: 1, lua: CLAIM_TOP_UP });
     redis.defineCommand('billingTopUp', { numberOfKeys: 2, lua: TOP_UP });
   }
 
@@ -66,11 +74,16 @@ export class Ledger {
     validateReservation(request);
     const { reservationId, userId, model } = request;
     const keyId = request.keyId ?? '';
+    const [, missPrice, outPrice] = await this.prices(model);
+    // The user is indexed for the sweeper before the hold (a crash after the hold
+    // cannot leave it unswept) and again after it (a sweep that looked at the user
+    // in between does not forget them): see REINDEX_USER.
+    const expiresAt = now + this.options.reservationTtlMs;
+    await this.indexUser(userId, expiresAt);
     const reply = (await this.script('billingReserve')(
-      K.reservation(reservationId),
+      K.reservation(userId, reservationId),
       K.balance(userId),
-      K.expiringReservations,
-      K.price(model),
+      K.expiringReservations(userId),
       K.keyLimit(userId, keyId),
       K.keySpendDay(userId, keyId, utcDay(now)),
       K.keySpendMonth(userId, keyId, utcMonth(now)),
@@ -84,7 +97,10 @@ export class Ledger {
       now,
       this.options.reservationTtlMs,
       this.options.freeCreditMicros,
+      missPrice,
+      outPrice,
     )) as string[];
+    if (reply[0] === 'reserved' || reply[0] === 'exists') await this.indexUser(userId, Number(reply[2]));
     switch (reply[0]) {
       case 'reserved':
         return { reservationId, amountMicros: Number(reply[1]), expiresAt: Number(reply[2]), state: 'held' };
@@ -122,48 +138,64 @@ export class Ledger {
   }
 
   /**
-   * Settles events in one pipeline (one script per event, so each stays
-   * atomic); the outcomes are in the events' order. Throws when Redis cannot
-   * be reached, leaving the events to be delivered again; an event whose
-   * script Redis refused (an error reply: it would fail again) is `refused`,
-   * so one poisoned event cannot hold back the others forever.
+   * Settles events together (one script per event, so each stays atomic; the
+   * events' users live in different Cluster slots, so auto-pipelining, not one
+   * pipeline, sends them in one write per node); the outcomes are in the
+   * events' order. Throws when Redis cannot be reached, leaving the events to
+   * be delivered again (the ones that did settle are then duplicates); an
+   * event whose script Redis refused (an error reply: it would fail again) is
+   * `refused`, so one poisoned event cannot hold back the others forever.
    */
   async settleMany(events: readonly UsageEvent[], now = Date.now()): Promise<SettleOutcome[]> {
     if (events.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const event of events) this.queueSettle(pipeline, event, now);
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([error, reply], i) => {
+    const prices = new Map<string, Promise<string[]>>();
+    for (const { model } of events) if (!prices.has(model)) prices.set(model, this.prices(model));
+    const results = await Promise.allSettled(events.map(async (event) => this.settleOne(event, await prices.get(event.model)!, now)));
+    return results.map((result, i) => {
+      if (result.status === 'fulfilled') return settleOutcome(result.value as string[]);
+      const error = result.reason as Error;
       if (error?.name === 'ReplyError') return { status: 'refused', reason: `Redis refused its settlement: ${error.message}` };
-      if (error) throw new Error(`settling usage event ${events[i].eventId} failed: ${error.message}`);
-      return settleOutcome(reply as string[]);
+      throw new Error(`settling usage event ${events[i].eventId} failed: ${error?.message}`);
     });
   }
 
-  /** Releases held reservations that expired by `now`, at most `limit`; returns how many it released. */
-  async releaseExpired(now = Date.now(), limit = 500): Promise<number> {
-    const ids = await this.redis.zrangebyscore(K.expiringReservations, '-inf', now, 'LIMIT', 0, limit);
-    if (ids.length === 0) return 0;
+  /**
+   * Releases the held reservations that expired by `now` of at most `limit`
+   * users; returns how many it released, and whether users were left for
+   * another pass.
+   */
+  async releaseExpired(now = Date.now(), limit = 100): Promise<{ released: number; more: boolean }> {
+    const users = await this.redis.zrangebyscore(K.reservationUsers, '-inf', now, 'LIMIT', 0, limit);
+    const released = await Promise.all(users.map((userId) => this.releaseExpiredOf(userId, now)));
+    return { released: released.reduce((sum, n) => sum + n, 0), more: users.length === limit };
+  }
+
+  private async releaseExpiredOf(userId: string, now: number): Promise<number> {
+    // Read before looking at the user's reservations: a reservation made after this read changes it, and then REINDEX_USER keeps the user.
+    const version = (await this.redis.hget(K.reservationUserVersions, userId)) ?? '';
+    const expiring = K.expiringReservations(userId);
+    const ids = await this.redis.zrangebyscore(expiring, '-inf', now, 'LIMIT', 0, RELEASE_BATCH);
+    // One user's keys share a slot, so these pipelines are fine on a Cluster.
     const reads = this.redis.pipeline();
-    for (const id of ids) reads.hmget(K.reservation(id), 'userId', 'keyId');
-    const owners = ((await reads.exec()) ?? []).map(([, value]) => value as (string | null)[]);
+    for (const id of ids) reads.hget(K.reservation(userId, id), 'keyId');
+    const keyIds = ((await reads.exec()) ?? []).map(([, value]) => (value as string | null) ?? '');
     const releases = this.redis.pipeline();
     ids.forEach((id, i) => {
-      const userId = owners[i]?.[0] ?? '';
-      const keyId = owners[i]?.[1] ?? '';
       (releases as unknown as Record<string, ScriptFn>).billingReleaseExpired(
-        K.reservation(id),
-        K.expiringReservations,
+        K.reservation(userId, id),
+        expiring,
         K.balance(userId),
-        K.keyHeld(userId, keyId),
+        K.keyHeld(userId, keyIds[i]),
         id,
         now,
         this.options.retentionMs,
         userId,
-        keyId,
+        keyIds[i],
       );
     });
-    const results = (await releases.exec()) ?? [];
+    const results = ids.length === 0 ? [] : ((await releases.exec()) ?? []);
+    const next = await this.redis.zrange(expiring, 0, 0, 'WITHSCORES');
+    await this.script('billingReindexUser')(K.reservationUsers, K.reservationUserVersions, userId, version, next[1] ?? '');
     return results.filter(([error, reply]) => !error && reply === 'released').length;
   }
 
@@ -180,15 +212,12 @@ export class Ledger {
     if (idempotencyKey.length < 1 || idempotencyKey.length > 200) {
       throw codedError(ErrorCode.BadUserInput, `topUp expects an idempotencyKey of 1 to 200 characters, but got ${idempotencyKey.length}`, { field: 'idempotencyKey' });
     }
-    const reply = (await this.script('billingTopUp')(
-      K.topUp(idempotencyKey),
-      K.balance(userId),
-      userId,
-      amountMicros,
-      this.options.freeCreditMicros,
-      now,
-      MAX_BALANCE_MICROS,
-    )) as string[];
+    // The key is claimed for this user and amount first, then the user is credited once for it: a retry after a crash between the two finishes the top-up.
+    const claim = (await this.script('billingClaimTopUp')(K.topUpClaim(idempotencyKey), userId, amountMicros, now)) as string[];
+    const reply =
+      claim[0] === 'conflict'
+        ? claim
+        : ((await this.script('billingTopUp')(K.topUpCredited(userId, idempotencyKey), K.balance(userId), amountMicros, this.options.freeCreditMicros, now, MAX_BALANCE_MICROS)) as string[]);
     switch (reply[0]) {
       case 'credited':
         return true;
@@ -207,18 +236,17 @@ export class Ledger {
     }
   }
 
-  private queueSettle(pipeline: ChainableCommander, event: UsageEvent, now: number): void {
+  private settleOne(event: UsageEvent, [hitPrice, missPrice, outPrice]: string[], now: number): Promise<unknown> {
     const { userId, model } = event;
     const keyId = event.keyId ?? '';
     const reservationId = event.reservationId ?? '';
     const day = utcDay(event.endedAt);
     const month = utcMonth(event.endedAt);
-    (pipeline as unknown as Record<string, ScriptFn>).billingSettle(
-      K.settled(event.eventId),
+    return this.script('billingSettle')(
+      K.settled(userId, event.eventId),
       K.balance(userId),
-      K.reservation(reservationId),
-      K.expiringReservations,
-      K.price(model),
+      K.reservation(userId, reservationId),
+      K.expiringReservations(userId),
       K.usageDay(userId, day),
       K.usageMonth(userId, month),
       K.usageMonths(userId),
@@ -240,7 +268,20 @@ export class Ledger {
       month.replace('-', ''),
       KEY_DAY_SPEND_TTL_MS,
       KEY_MONTH_SPEND_TTL_MS,
+      hitPrice,
+      missPrice,
+      outPrice,
     );
+  }
+
+  /** The model's cache-hit, cache-miss and output prices as the scripts take them: '' each when the model has none. */
+  private async prices(model: string): Promise<string[]> {
+    const [currency, ...parts] = await this.redis.hmget(K.price(model), 'currency', 'inputCacheHit', 'inputCacheMiss', 'output');
+    return currency === null ? ['', '', ''] : parts.map((part) => part ?? '0');
+  }
+
+  private indexUser(userId: string, expiresAt: number): Promise<unknown> {
+    return this.script('billingIndexUser')(K.reservationUsers, K.reservationUserVersions, userId, expiresAt);
   }
 
   private script(name: string): ScriptFn {

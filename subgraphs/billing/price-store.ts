@@ -20,7 +20,7 @@ const FIELDS = ['inputCacheHit', 'inputCacheMiss', 'output'] as const;
  */
 export const MAX_PRICE_MICROS_PER_MILLION = 200_000_000;
 
-/** Per-model prices in Redis (`billing:price:<model>`), seeded from the prices file. */
+/** Per-model prices in Redis (`billing:{price}:<model>`), seeded from the prices file. */
 export class PriceStore {
   constructor(private readonly redis: Redis) {}
 

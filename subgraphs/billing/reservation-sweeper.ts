@@ -1,13 +1,15 @@
 import type { Logger } from '../../lib/log';
 import type { Ledger } from './ledger';
 
-const BATCH = 500;
+/** Users per pass. */
+const BATCH = 100;
 
 /**
  * Releases reservations whose request never settled (inference crashed, or
- * its usage event is stuck) once they expire. Every billing replica runs one:
- * each release is a script that first checks the reservation is still held,
- * so two replicas sweeping together release each hold once.
+ * its usage event is stuck) once they expire, user by user from the index of
+ * users who may hold one. Every billing replica runs one: each release is a
+ * script that first checks the reservation is still held, so two replicas
+ * sweeping together release each hold once.
  */
 export class ReservationSweeper {
   private timer: NodeJS.Timeout | undefined;
@@ -36,9 +38,9 @@ export class ReservationSweeper {
     let total = 0;
     try {
       for (;;) {
-        const released = await this.ledger.releaseExpired(now, BATCH);
+        const { released, more } = await this.ledger.releaseExpired(now, BATCH);
         total += released;
-        if (released < BATCH) break;
+        if (!more) break;
       }
     } catch (error) {
       this.log.warn('reservation sweep failed; will retry', { error });

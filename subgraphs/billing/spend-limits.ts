@@ -18,7 +18,7 @@ export interface SpendLimit {
 
 /**
  * Per-API-key spend caps, set by the key's owner and stored under the owner
- * (`billing:keylimit:<user>:<key>`), so only the owner's own requests through
+ * (`billing:{<user>}:keylimit:<key>`), so only the owner's own requests through
  * that key are capped: a caller naming someone else's key id caps nothing of
  * theirs. Enforcement is in the reservation script, which counts settled spend
  * and live reservations in the same atomic step that holds the new one.
