@@ -18,7 +18,7 @@ import { ResponseCache } from './completions/response-cache';
 import { InferenceContext, resolvers } from './resolvers';
 import { UsagePublisher } from './billing/usage-publisher';
 
-/** `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port), else `INFERENCE_GPU_ENDPOINT`. */
+/** `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port or `dns:///name:port`), else `INFERENCE_GPU_ENDPOINT`. */
 export function gpuEndpoints(): string[] {
   return parseEndpointList(envString('INFERENCE_GPU_ENDPOINTS', envString('INFERENCE_GPU_ENDPOINT', '127.0.0.1:8001')));
 }
@@ -55,9 +55,10 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     cooldownMs: envInt('INFERENCE_GPU_BREAKER_COOLDOWN_MS', 5_000, { min: 100 }),
     endpointsFile: envString('INFERENCE_GPU_ENDPOINTS_FILE'),
     endpointsFilePollMs: envInt('INFERENCE_GPU_ENDPOINTS_FILE_POLL_MS', 2_000, { min: 100 }),
+    dnsRefreshMs: envInt('INFERENCE_GPU_DNS_REFRESH_MS', 5_000, { min: 100 }),
     affinityMargin: envInt('INFERENCE_GPU_AFFINITY_MARGIN', 4, { min: 0 }),
   });
-  // SIGHUP re-reads the endpoint list file at once, as servers conventionally reload on it.
+  // SIGHUP re-reads the endpoint list file and re-resolves its DNS targets at once, as servers conventionally reload on it.
   const onHangUp = () => tier.reloadEndpoints();
   process.on('SIGHUP', onHangUp);
   const priorities = parsePriorityByScope(envString('INFERENCE_PRIORITY_BY_SCOPE', ''));

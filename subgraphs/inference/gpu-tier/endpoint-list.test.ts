@@ -18,7 +18,7 @@ describe('parseEndpointList', () => {
   });
 
   it('refuses an entry that is not host:port, naming it', () => {
-    expect(() => parseEndpointList('a:1,gpu-node-2')).toThrow('a GPU endpoint is expected as host:port, but got "gpu-node-2"');
+    expect(() => parseEndpointList('a:1,gpu-node-2')).toThrow('a GPU endpoint is expected as host:port or dns:///name:port, but got "gpu-node-2"');
   });
 });
 

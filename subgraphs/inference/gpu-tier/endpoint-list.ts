@@ -1,8 +1,10 @@
 /**
  * Where the GPU endpoints come from, reloadable without a restart.
  *
- * - `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port, else the single
- *   `INFERENCE_GPU_ENDPOINT`): the list at start.
+ * - `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port or
+ *   `dns:///name:port`, else the single `INFERENCE_GPU_ENDPOINT`): the list at
+ *   start. A `dns:` entry is re-resolved while the service runs
+ *   (dns-endpoints.ts); so is one in the file below.
  * - `INFERENCE_GPU_ENDPOINTS_FILE`: a file holding the list (commas or one
  *   address per line, `#` comments). When set, it replaces the variable's list
  *   as soon as it can be read, and is re-read every
@@ -18,8 +20,14 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../../lib/log';
+import { isDnsTarget, parseDnsTarget } from './dns-endpoints';
 
-/** `a:1, b:2` or one address per line; blank lines and `#` comments are skipped; duplicates are dropped. */
+/**
+ * `a:1, b:2` or one address per line; blank lines and `#` comments are
+ * skipped; duplicates are dropped. An entry may also be a DNS target
+ * (`dns:///name:port`, dns-endpoints.ts), which stands for the addresses the
+ * name resolves to.
+ */
 export function parseEndpointList(text: string): string[] {
   const addresses = text
     .split('\n')
@@ -28,8 +36,9 @@ export function parseEndpointList(text: string): string[] {
     .map((address) => address.trim())
     .filter(Boolean);
   for (const address of addresses) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(address) && !/^\[[0-9a-f:.]+\]:\d{1,5}$/i.test(address)) {
-      throw new TypeError(`a GPU endpoint is expected as host:port, but got ${JSON.stringify(address)}`);
+    if (isDnsTarget(address)) parseDnsTarget(address);
+    else if (!/^[^\s:]+:\d{1,5}$/.test(address) && !/^\[[0-9a-f:.]+\]:\d{1,5}$/i.test(address)) {
+      throw new TypeError(`a GPU endpoint is expected as host:port or dns:///name:port, but got ${JSON.stringify(address)}`);
     }
   }
   return [...new Set(addresses)];

@@ -11,7 +11,13 @@
  * - sluice_gpu_endpoint_queued{model}: mean requests waiting in its queue
  *   over the last poll interval (gpu-endpoint.ts), gauge;
  * - sluice_gpu_endpoint_up: 1 while it answers ServerReady, gauge;
- * - sluice_gpu_endpoint_breaker_state: 0 closed, 1 half-open, 2 open, gauge.
+ * - sluice_gpu_endpoint_breaker_state: 0 closed, 1 half-open, 2 open, gauge;
+ *
+ * and about each DNS target of the endpoint list (dns-endpoints.ts):
+ *
+ * - sluice_gpu_dns_addresses{target}: addresses in force from it, gauge;
+ * - sluice_gpu_dns_failures_total{target}: resolutions that failed, timed out
+ *   or answered no address, the last addresses being kept, counter.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BreakerState } from '../../../lib/circuit-breaker';
@@ -40,6 +46,12 @@ export function endpointMetrics(tier: GpuTier): string {
   );
   family('sluice_gpu_endpoint_up', 'gauge', 'Whether the GPU endpoint answered its last ServerReady probe.', each((e) => (e.reachable ? 1 : 0)));
   family('sluice_gpu_endpoint_breaker_state', 'gauge', "The GPU endpoint's circuit breaker: 0 closed, 1 half-open, 2 open.", each((e) => BREAKER_VALUES[e.breaker.state]));
+  const names = tier.dnsNames;
+  if (names.length > 0) {
+    const perName = (value: (n: (typeof names)[number]) => number): Array<[Record<string, string>, number]> => names.map((n) => [{ target: n.target.entry }, value(n)]);
+    family('sluice_gpu_dns_addresses', 'gauge', 'GPU endpoint addresses in force from the DNS target (its last answer that listed any).', perName((n) => n.addresses?.length ?? 0));
+    family('sluice_gpu_dns_failures_total', 'counter', 'Resolutions of the DNS target that failed, timed out or listed no address (the last addresses were kept).', perName((n) => n.failures));
+  }
   return `${lines.join('\n')}\n`;
 }
 

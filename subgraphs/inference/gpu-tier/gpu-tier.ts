@@ -3,8 +3,11 @@
  * Triton) endpoints, not all serving the same models, behind one router.
  *
  * Endpoints: the list given at start, or the file of endpoint-list.ts, which
- * can change it at run time; an endpoint dropped from the list takes no new
- * work and is closed once its requests are done.
+ * can change it at run time; either may name DNS targets (dns-endpoints.ts),
+ * whose addresses follow the name's records. An endpoint dropped from the
+ * list (or from a name's answer) takes no new work and is closed once its
+ * requests are done — its started streams and calls finish there; one that
+ * comes back before then is taken back as it is.
  *
  * Knowledge: every `probeIntervalMs` each endpoint is polled (gpu-endpoint.ts:
  * ServerReady, RepositoryIndex, ModelStatistics). `repositoryIndex()` polls
@@ -33,6 +36,7 @@ import { ErrorCode } from '../../../lib/errors';
 import type { Logger } from '../../../lib/log';
 import type { ModelIndex__Output as ModelIndex, ModelInferRequest, RepositoryIndexResponse__Output as RepositoryIndexResponse } from '../../../protocol/triton/messages';
 import type { BreakerState } from '../../../lib/circuit-breaker';
+import { DnsEndpoints, type DnsName } from './dns-endpoints';
 import { EndpointFile } from './endpoint-list';
 import { GpuEndpoint } from './gpu-endpoint';
 import { AffinityTable } from './prefix-affinity';
@@ -44,12 +48,14 @@ export { GpuEndpoint } from './gpu-endpoint';
 export { NoEndpointError } from './router';
 
 export interface GpuTierOptions {
-  /** host:port of each endpoint (may be empty when `endpointsFile` lists them). */
+  /** host:port of each endpoint, or a DNS target `dns:///name:port` standing for the name's addresses (may be empty when `endpointsFile` lists them). */
   endpoints: string[];
   /** A file listing the endpoints, re-read when it changes (endpoint-list.ts); it wins over `endpoints` once readable. */
   endpointsFile?: string;
   /** How often the file's stat is checked. @default 2000 ms */
   endpointsFilePollMs?: number;
+  /** How often the DNS targets of the list are resolved again (INFERENCE_GPU_DNS_REFRESH_MS). @default 5000 ms */
+  dnsRefreshMs?: number;
   deadlineMs: number;
   log: Logger;
   /** @default 3 */
@@ -103,21 +109,24 @@ export class GpuTier implements TritonApi {
   private polling: Promise<void> | undefined;
   private readonly probe: NodeJS.Timeout;
   private readonly file: EndpointFile | undefined;
+  private readonly dns: DnsEndpoints;
   private readonly affinity: AffinityTable;
 
   constructor(private readonly options: GpuTierOptions) {
     this.affinity = new AffinityTable(options.affinityKeys ?? 100_000);
+    this.dns = new DnsEndpoints({ refreshMs: options.dnsRefreshMs ?? 5_000, log: options.log, onChange: (addresses) => this.applyAddresses(addresses) });
     this.setEndpoints(options.endpoints);
     if (options.endpointsFile) {
       this.file = new EndpointFile({
         file: options.endpointsFile,
         pollMs: options.endpointsFilePollMs ?? 2_000,
         log: options.log,
-        onChange: (addresses) => this.setEndpoints(addresses),
+        onChange: (entries) => this.setEndpoints(entries),
       });
       this.file.reload();
     }
-    if (this.active.length === 0) {
+    // A DNS target counts though it has not answered yet: until it does, the tier is not ready (isReady), which is what a readiness probe is for.
+    if (this.active.length === 0 && this.dns.names.length === 0) {
       this.close();
       throw new TypeError(`GpuTier expects at least one endpoint, but got none from the list${options.endpointsFile ? ` or from ${options.endpointsFile}` : ''}`);
     }
@@ -130,11 +139,23 @@ export class GpuTier implements TritonApi {
     return this.active;
   }
 
+  /** The DNS targets of the list and what each last resolved to (for /metrics). */
+  get dnsNames(): readonly DnsName[] {
+    return this.dns.names;
+  }
+
+  /** Makes `entries` (host:port addresses and DNS targets, as parseEndpointList returns them) the endpoint list. */
+  setEndpoints(entries: readonly string[]): void {
+    this.dns.setList(entries);
+  }
+
   /**
    * Makes `addresses` the endpoints. Kept ones keep their state; new ones are
-   * polled at once; dropped ones take no new work and close when idle.
+   * polled at once; dropped ones take no new work and close when idle; a
+   * retiring one that is listed again is taken back (its work and breaker
+   * carry on).
    */
-  setEndpoints(addresses: readonly string[]): void {
+  private applyAddresses(addresses: readonly string[]): void {
     const current = new Map(this.active.map((e) => [e.address, e]));
     const added: GpuEndpoint[] = [];
     this.active = addresses.map((address) => {
@@ -142,6 +163,11 @@ export class GpuTier implements TritonApi {
       if (kept) {
         current.delete(address);
         return kept;
+      }
+      const retired = [...this.retiring].find((e) => e.address === address);
+      if (retired) {
+        this.retiring.delete(retired);
+        return retired;
       }
       const endpoint = new GpuEndpoint(address, {
         deadlineMs: this.options.deadlineMs,
@@ -159,9 +185,10 @@ export class GpuTier implements TritonApi {
     }
   }
 
-  /** Re-reads the endpoint file now (the service calls it on SIGHUP); a no-op without a file. */
+  /** Re-reads the endpoint file and resolves the DNS targets now (the service calls it on SIGHUP). */
   reloadEndpoints(): void {
     this.file?.reload();
+    void this.dns.refresh();
   }
 
   /** True while at least one endpoint answers. */
@@ -299,6 +326,7 @@ export class GpuTier implements TritonApi {
   close(): void {
     clearInterval(this.probe);
     this.file?.close();
+    this.dns.close();
     for (const e of [...this.active, ...this.retiring]) e.close();
     this.retiring.clear();
   }
@@ -339,6 +367,10 @@ export class GpuTier implements TritonApi {
 
   private unroutable(model: string, version: string): NoEndpointError {
     const named = `model ${JSON.stringify(model)}${version ? ` version ${version}` : ''}`;
+    if (this.active.length === 0) {
+      const names = this.dns.names.map((n) => n.target.entry).join(', ');
+      return new NoEndpointError(`${named} cannot be routed: there is no GPU endpoint yet, no address has come from ${names}`, ErrorCode.GpuUnavailable);
+    }
     const listing = this.active.filter((e) => e.lists(model));
     if (listing.length === 0) {
       const silent = this.active.filter((e) => !e.models);
