@@ -6,6 +6,7 @@ import { readSupergraphConfig } from '../gateway/supergraph';
 import { parseRestrictions } from '../gpu-server/access/restrictions';
 import { REDIS_SERVICE_USERS } from '../lib/redis-acl';
 import { GPU_RESTRICTED_CATEGORIES } from '../scripts/stack';
+import { envRequirements, isSet, SERVICE_MAINS, type ServiceName } from './support/service-requirements';
 
 /**
  * No Docker engine runs here, so docker-compose.yml is checked as data: it
@@ -119,5 +120,28 @@ describe('docker-compose.yml', () => {
     const used = new Set(Object.values(compose.services).flatMap((service) => service.secrets ?? []));
     expect([...used].sort()).toEqual(Object.keys(compose.secrets).sort());
     for (const { file } of Object.values(compose.secrets)) expect(file).toMatch(/^\.\/\.data\/secrets\/[a-z0-9.-]+$/);
+  });
+
+  it('runs each Sluice service from its compiled entry point in the image (npm run build), with its port variable and a health check on that port', () => {
+    for (const [name, main] of Object.entries(SERVICE_MAINS)) {
+      const service = compose.services[name];
+      expect(service.command).toEqual(['node', `dist/${main.replace(/\.ts$/, '.js')}`]);
+      const ports = name === 'gpu-server' ? (['gpuHttp'] as PortName[]) : [name as PortName];
+      for (const port of ports) {
+        const value = service.environment[PORT_VARIABLES[port]];
+        expect({ name, value }).toEqual({ name, value: String(DEFAULT_PORTS[port]) });
+        expect(service.healthcheck.test.join(' ')).toContain(`127.0.0.1:${value}/`);
+      }
+    }
+  });
+
+  it("sets every variable whose default in a service's code is a loopback address, and mounts every *_FILE it names", () => {
+    for (const name of Object.keys(SERVICE_MAINS) as ServiceName[]) {
+      const { environment, secrets = [] } = compose.services[name];
+      for (const variable of envRequirements(name).loopbackDefaults) expect({ name, variable, set: isSet(environment, variable) }).toEqual({ name, variable, set: true });
+      for (const [variable, file] of Object.entries(environment as Record<string, string>).filter(([variable]) => variable.endsWith('_FILE'))) {
+        expect({ name, variable, mounted: file.startsWith('/run/secrets/') && secrets.includes(file.slice('/run/secrets/'.length)) }).toEqual({ name, variable, mounted: true });
+      }
+    }
   });
 });
