@@ -5,9 +5,10 @@
  * Endpoints: the list given at start, or the file of endpoint-list.ts, which
  * can change it at run time; either may name DNS targets (dns-endpoints.ts),
  * whose addresses follow the name's records. An endpoint dropped from the
- * list (or from a name's answer) takes no new work and is closed once its
- * requests are done — its started streams and calls finish there; one that
- * comes back before then is taken back as it is.
+ * list (or from a name's answer) takes no new work (unless no listed
+ * endpoint can take it yet: see `pick`) and is closed once its requests are
+ * done — its started streams and calls finish there; one that comes back
+ * before then is taken back as it is.
  *
  * Knowledge: every `probeIntervalMs` each endpoint is polled (gpu-endpoint.ts:
  * ServerReady, RepositoryIndex, ModelStatistics). `repositoryIndex()` polls
@@ -200,12 +201,15 @@ export class GpuTier implements TritonApi {
   /**
    * The endpoint for a call (or a stream) on `model`: ready there, answering,
    * circuit letting the call through; the least loaded of those, or the one
-   * that last served `affinityKey` when it is within the affinity margin.
+   * that last served `affinityKey` when it is within the affinity margin;
+   * among the listed endpoints, else among those draining out of the list.
    * Throws NoEndpointError, whose code says whether the model is unknown, not
    * ready, or the tier unreachable.
    */
   pick(model: string, version = '', affinityKey?: string): GpuEndpoint {
-    const candidates = this.active.filter((e) => e.usableFor(model, version));
+    let candidates = this.active.filter((e) => e.usableFor(model, version));
+    // An endpoint that left the list still serves while none listed can: when a DNS answer swaps one pod for another, the newcomer takes no work until its first poll answers, and the pod that left is draining, not gone.
+    if (candidates.length === 0) candidates = [...this.retiring].filter((e) => e.usableFor(model, version));
     const start = this.next++;
     const last = affinityKey === undefined ? undefined : this.affinity.get(affinityKey);
     const margin = this.options.affinityMargin ?? 4;
