@@ -98,7 +98,8 @@ describe('docker-compose.yml', () => {
   it('runs NVIDIA Triton on the same model repository with a GPU reservation, only in the triton profile', () => {
     const triton = compose.services.triton;
     expect(triton.profiles).toEqual(['triton']);
-    expect(triton.image).toMatch(/^nvcr\.io\/nvidia\/tritonserver:/);
+    expect(triton.build).toBe('./deploy/triton');
+    expect(readFileSync(path.join(ROOT, 'deploy', 'triton', 'Dockerfile'), 'utf8')).toMatch(new RegExp(`^FROM nvcr\\.io/nvidia/tritonserver:${triton.image.split(':')[1]}-py3$`, 'm'));
     expect(triton.volumes).toEqual(['./gpu-server/model_repository:/models:ro']);
     expect(triton.deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
     expect(compose.services.inference.environment.INFERENCE_GPU_ENDPOINT).toBe('${SLUICE_GPU_ENDPOINT:-gpu-server:8001}');

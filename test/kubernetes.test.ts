@@ -267,7 +267,9 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     const [triton] = pod.containers;
     expect(init.image).toBe('registry.example.com/sluice:0.1.0');
     expect(init.command.join(' ')).toContain('cp -R gpu-server/model_repository/. /models/');
-    expect(triton.image).toMatch(/^registry\.example\.com\/sluice-triton:/);
+    // The image deploy/triton/Dockerfile builds, tagged with its Triton version.
+    const [, tritonVersion] = readFileSync(path.join(ROOT, 'deploy', 'triton', 'Dockerfile'), 'utf8').match(/^FROM nvcr\.io\/nvidia\/tritonserver:([\d.]+)-py3$/m) ?? [];
+    expect(triton.image).toBe(`registry.example.com/sluice-triton:${tritonVersion}-0.1.0`);
     expect(triton.resources.limits['nvidia.com/gpu']).toBe(1);
     expect(pod.tolerations).toEqual(expect.arrayContaining([expect.objectContaining({ key: 'nvidia.com/gpu' })]));
     expect(triton.command.join(' ')).toContain('--model-repository=/models --model-control-mode=none --grpc-restricted-protocol="$(cat /run/secrets/sluice/gpu-restrictions)" --http-restricted-api="$(cat /run/secrets/sluice/gpu-restrictions)"');

@@ -23,6 +23,7 @@ import os
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+from execution_providers import execution_providers
 from tokenizers import Tokenizer
 
 SAMPLING_KEYS = {"max_tokens", "temperature", "top_p", "seed", "stop", "ignore_eos"}
@@ -36,7 +37,7 @@ class TritonPythonModel:
         hf_file = os.path.join(version_dir, "config.json")
         hf = json.load(open(hf_file)) if os.path.exists(hf_file) else {}
         self.session = ort.InferenceSession(
-            os.path.join(version_dir, params.get("onnx_model_filename", "model.onnx")), providers=["CPUExecutionProvider"]
+            os.path.join(version_dir, params.get("onnx_model_filename", "model.onnx")), providers=execution_providers(args)
         )
         self.tokenizer = Tokenizer.from_file(os.path.join(version_dir, "tokenizer.json"))
         inputs = {i.name: i for i in self.session.get_inputs()}

@@ -6,7 +6,8 @@ with the r50k_base BPE (tiktoken's is the same vocabulary as gpt-tokenizer's),
 keep at most `max_tokens` tokens (reading at most 32 characters per kept token), and run model.onnx (token ids + mask ->
 unit-length embedding) with ONNX Runtime.
 
-Needs `onnxruntime` and `tiktoken` in the Python backend's environment.
+Needs `onnxruntime` (`onnxruntime-gpu` for GPU instances) and `tiktoken` in the Python
+backend's environment: deploy/triton/Dockerfile installs them.
 """
 import json
 import os
@@ -16,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import tiktoken
 import triton_python_backend_utils as pb_utils
+from execution_providers import execution_providers
 
 
 class TritonPythonModel:
@@ -27,7 +29,7 @@ class TritonPythonModel:
         model_file = os.path.join(
             args["model_repository"], args["model_version"], params.get("onnx_model_filename", "model.onnx")
         )
-        self.session = ort.InferenceSession(model_file, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model_file, providers=execution_providers(args))
 
     def execute(self, requests):
         # Triton's dynamic batcher hands us several requests; run them as one batch.

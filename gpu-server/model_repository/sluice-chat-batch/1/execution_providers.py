@@ -1,0 +1,1 @@
+../../sluice-chat/1/execution_providers.py
