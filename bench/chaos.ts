@@ -102,6 +102,15 @@ const SCENARIOS: Scenario[] = [
   rollingRestart(),
 ];
 
+/** What keeps a row from its target (100 % kept, recovery ≤ 2 s, zero-downtime restarts), where it does not meet it. */
+const BOUNDS = [
+  'What bounds the rows below target:',
+  '- **auth down, Redis down**: every signed-in request checks that its session was not logged out (auth, which reads Redis; answers cached `GATEWAY_CREDENTIALS_CACHE_MS`, 10 s). Once that cache runs out the whole request is refused with 503 `SERVICE_UNAVAILABLE` (streams: WebSocket close 4503), so `models` and `pricing` are lost with the rest. Serving the last known "not logged out" answer while auth cannot be asked would keep them: no logout can be recorded while auth is down anyway.',
+  '- **Redis down**: answers wait for the services\' Redis clients to give up or reconnect (p50 about 1.7 s).',
+  '- **inference killed**: a generation the GPU finished for a request whose inference process died has no usage event: the text never reached the client, and its hold is released when the reservation expires (`BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default). This did not happen in every run.',
+  '- **rolling restart**: one process per service, so while a subgraph restarts (drain, then start: 10–25 s here) its fields are null and its mutations fail; auth restarting refuses signed-in callers as above; the second gpu-server is restarted before the inference router has seen the first ready again (MODEL_NOT_READY). Zero downtime needs two replicas per service behind one address, restarted one at a time on their `/ready` (it turns 503 when the drain starts), with the gateway retrying a mutation whose connection was refused (it never reached the subgraph). Gateway workers restart one at a time without failing a request; a stream whose subgraph restarts ends with `SERVICE_UNAVAILABLE`, `retryable: true`, naming the service.',
+];
+
 const pct = (n: number, of: number) => (of === 0 ? '–' : `${((100 * n) / of).toFixed(0)} %`);
 const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : '–');
 
@@ -149,6 +158,8 @@ async function main(): Promise<void> {
       ...results.map(row),
       '',
       `All query answers: ${all.length}, latency p50 ${ms(percentile(all.map((o) => o.end - o.start), 50))}.`,
+      '',
+      ...BOUNDS,
       '',
       loadNote(loadBefore),
     ].join('\n');
