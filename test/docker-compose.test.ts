@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import ts from 'typescript';
 import YAML from 'yaml';
 import { DEFAULT_PORTS, PORT_VARIABLES, PortName } from '../lib/config';
 import { readSupergraphConfig } from '../gateway/supergraph';
@@ -124,7 +125,11 @@ describe('docker-compose.yml', () => {
   });
 
   it('runs each Sluice service from its compiled entry point in the image (npm run build), with its port variable and a health check on that port', () => {
+    const buildConfig = path.join(ROOT, 'tsconfig.build.json');
+    const built = ts.parseJsonConfigFileContent(ts.readConfigFile(buildConfig, ts.sys.readFile).config, ts.sys, ROOT, undefined, buildConfig);
+    expect(built.options.outDir).toBe(path.join(ROOT, 'dist'));
     for (const [name, main] of Object.entries(SERVICE_MAINS)) {
+      expect(built.fileNames).toContain(path.join(ROOT, main));
       const service = compose.services[name];
       expect(service.command).toEqual(['node', `dist/${main.replace(/\.ts$/, '.js')}`]);
       const ports = name === 'gpu-server' ? (['gpuHttp'] as PortName[]) : [name as PortName];
