@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import path from 'node:path';
 import { BillingClient } from '../lib/billing-client';
 import { generateIdentityKeyPair, IdentitySigner } from '../lib/identity';
+import { identityAudience } from '../lib/service-calls';
 import { createLogger } from '../lib/log';
 import { connectRedis } from '../lib/redis';
 import { startRedisServer } from '../scripts/redis-server';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
     const ledger = new Ledger(redis, { freeCreditMicros: 5_000_000, reservationTtlMs: 900_000, retentionMs: 86_400_000 });
     await ledger.topUp(user, 500_000_000_000_000, randomUUID());
     await new SpendLimits(redis).set(user, keyId, 400_000_000_000_000, null);
-    const identity = new IdentitySigner(createPrivateKey(keys.privateKeyPem), 3600).sign({ sub: user, scopes: ['inference:invoke'], keyId });
+    const identity = new IdentitySigner(createPrivateKey(keys.privateKeyPem), 3600).sign({ sub: user, scopes: ['inference:invoke'], keyId }, identityAudience('inference'));
     const request = () => ({ reservationId: randomUUID(), model: MODEL, promptTokens: 2000, maxCompletionTokens: 1000 });
 
     const timed = async (calls: number, reserve: () => Promise<unknown>): Promise<number[]> => {

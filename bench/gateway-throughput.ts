@@ -28,6 +28,7 @@ import { Agent, request } from 'node:http';
 import * as os from 'node:os';
 import autocannon from 'autocannon';
 import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
+import { identityAudience } from '../lib/service-calls';
 import { SESSION_SCOPES } from '../subgraphs/auth/scopes';
 import { bearer, gql } from '../test/support/graphql';
 import { startSecondGateway } from './rate-limit-load';
@@ -319,7 +320,7 @@ async function main(): Promise<void> {
 
     // 2. Overhead: the gateway with the response cache off vs the inference subgraph called directly.
     const overheadBody = JSON.stringify({ query: OVERHEAD_QUERY });
-    const anonymous = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY), 3600).sign({ sub: null, scopes: [] });
+    const anonymous = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY), 3600).sign({ sub: null, scopes: [] }, identityAudience('inference'));
     const paths = [
       { label: `Sluice gateway (response cache off, ${workers} workers)`, url: targets[1].url, headers: {} as Record<string, string> },
       { label: 'inference subgraph directly (signed identity header)', url: stack.env.SLUICE_SUBGRAPH_INFERENCE_URL, headers: { [IDENTITY_HEADER]: anonymous } },

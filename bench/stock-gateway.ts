@@ -20,6 +20,7 @@ import { ApolloServer } from '@apollo/server';
 import { startStandaloneServer } from '@apollo/server/standalone';
 import { freePort } from '../scripts/free-port';
 import { IDENTITY_HEADER, identitySignerFromEnv } from '../lib/identity';
+import { FORWARDS_IDENTITY_TO } from '../lib/service-calls';
 import { supergraphForGateway } from '../gateway/auth/authorization/gateway-supergraph';
 import { composeSupergraph, readSupergraphConfig } from '../gateway/supergraph';
 
@@ -64,7 +65,7 @@ async function serve(): Promise<void> {
   const sub = process.env.STOCK_GATEWAY_SUB;
   if (!sub) throw new Error('STOCK_GATEWAY_SUB is required: the user id every subgraph fetch is signed for');
   const scopes = (process.env.STOCK_GATEWAY_SCOPES ?? '').split(',').filter(Boolean);
-  const identity = identitySignerFromEnv(IDENTITY_TTL_SECONDS).sign({ sub, scopes });
+  const identity = identitySignerFromEnv(IDENTITY_TTL_SECONDS).sign({ sub, scopes }, Object.keys(FORWARDS_IDENTITY_TO));
   class SignedFetches extends RemoteGraphQLDataSource {
     override willSendRequest({ request }: GraphQLDataSourceProcessOptions): void {
       request.http?.headers.set(IDENTITY_HEADER, identity);

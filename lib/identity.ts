@@ -9,9 +9,13 @@ import { envSecret } from './config';
  * signed with Ed25519 by the gateway. Only the gateway holds the private key,
  * so a subgraph (or anyone who reaches one directly) can verify an identity
  * but never mint or raise one; a service calling a sibling forwards the header
- * it received, unchanged.
+ * it received, unchanged. Each header names its audience, the services it may
+ * be presented to (lib/service-calls.ts): a header one subgraph received is
+ * refused by any service it was not also signed for.
  *
- * Wire format: `v1.<base64url(JSON claims)>.<base64url(signature over "v1.<claims>")>`.
+ * Wire format: `v2.<base64url(JSON claims)>.<base64url(signature over "v2.<claims>")>`.
+ * v1 (an older gateway's, without an audience) is refused, not read as "any
+ * service": during a rolling upgrade, upgrade the gateway before the subgraphs.
  */
 export const IDENTITY_HEADER = 'x-sluice-identity';
 
@@ -30,19 +34,28 @@ export interface Identity {
   exp: number;
 }
 
+/** What the header carries: the identity and the services it may be presented to (a matter for the verifier, not for resolvers). */
+interface SignedClaims extends Identity {
+  /** The service the gateway sent the header to, and the siblings that one forwards it to. */
+  aud: readonly string[];
+}
+
 export type IdentityClaims = Pick<Identity, 'sub' | 'scopes' | 'keyId' | 'sessionId' | 'ip'>;
 
 export class IdentityError extends Error {
   override name = 'IdentityError';
 }
 
-const VERSION = 'v1';
+const VERSION = 'v2';
+/** The format before audiences, named in its refusal so that a mixed-version deployment is diagnosed at once. */
+const AUDIENCELESS_VERSION = 'v1';
 /** Clock skew tolerated between the gateway's and a subgraph's clocks. */
 const SKEW_SECONDS = 5;
 /**
  * How many signed headers a signer keeps for reuse, and a verifier keeps as
- * verified: one per caller active within a lifetime, so the bound only bites
- * with more distinct callers than that in a minute (then the oldest go).
+ * verified: one per caller and audience active within a lifetime (a caller
+ * reaches one to four subgraphs), so the bound only bites with thousands of
+ * distinct callers in a minute (then the oldest go).
  */
 const REMEMBERED = 10_000;
 
@@ -55,9 +68,11 @@ export class IdentitySigner {
     readonly ttlSeconds = 60,
   ) {}
 
-  sign(claims: IdentityClaims, now = Date.now()): string {
+  /** A new header for `claims`, to be presented to the services in `audience` only. */
+  sign(claims: IdentityClaims, audience: readonly string[], now = Date.now()): string {
+    if (audience.length === 0) throw new TypeError('IdentitySigner.sign expects an audience of at least one service, but got none');
     const iat = Math.floor(now / 1000);
-    const body: Identity = { sub: claims.sub, scopes: claims.scopes, iat, exp: iat + this.ttlSeconds };
+    const body: SignedClaims = { sub: claims.sub, scopes: claims.scopes, aud: audience, iat, exp: iat + this.ttlSeconds };
     if (claims.keyId) body.keyId = claims.keyId;
     if (claims.sessionId) body.sessionId = claims.sessionId;
     if (claims.ip) body.ip = claims.ip;
@@ -67,18 +82,18 @@ export class IdentitySigner {
   }
 
   /**
-   * A header for `claims`: the one signed for the same claims less than half
+   * A header for `claims` and `audience`: the one signed for the same less than half
    * a lifetime ago, else a new one. Signing (and each subgraph verifying) one
    * header per request was a tenth of the CPU a federated request costs; a
    * reused header is still valid for at least half its lifetime, long enough
    * for any request, and the gateway authenticates every request before it
    * asks, so a revoked key or session never gets one.
    */
-  current(claims: IdentityClaims, now = Date.now()): string {
-    const key = JSON.stringify([claims.sub, claims.scopes, claims.keyId ?? null, claims.sessionId ?? null, claims.ip ?? null]);
+  current(claims: IdentityClaims, audience: readonly string[], now = Date.now()): string {
+    const key = JSON.stringify([claims.sub, claims.scopes, claims.keyId ?? null, claims.sessionId ?? null, claims.ip ?? null, audience]);
     const last = this.recent.get(key);
     if (last && now >= last.at && now - last.at <= (this.ttlSeconds * 1000) / 2) return last.header;
-    const header = this.sign(claims, now);
+    const header = this.sign(claims, audience, now);
     remember(this.recent, key, { header, at: now }, REMEMBERED);
     return header;
   }
@@ -86,14 +101,18 @@ export class IdentitySigner {
 
 export class IdentityVerifier {
   /** Headers whose signature and claims checked out, with their claims: a header is verified once, its times on every use. */
-  private readonly verified = new Map<string, Identity>();
+  private readonly verified = new Map<string, SignedClaims>();
 
   constructor(private readonly publicKeys: KeyObject[]) {
     if (publicKeys.length === 0) throw new TypeError('IdentityVerifier expects at least one public key');
   }
 
-  /** Returns the identity, or throws an IdentityError saying what was wrong with the header. */
-  verify(header: string | undefined, now = Date.now()): Identity {
+  /**
+   * Returns the identity, or throws an IdentityError saying what was wrong
+   * with the header; `service` is the verifying service's name, which the
+   * header's audience must include.
+   */
+  verify(header: string | undefined, service: string, now = Date.now()): Identity {
     if (!header) throw new IdentityError(`missing ${IDENTITY_HEADER} header: requests must come through the gateway`);
     const remembered = this.verified.get(header);
     const identity = remembered ?? this.checkSignatureAndClaims(header);
@@ -104,13 +123,19 @@ export class IdentityVerifier {
     if (identity.iat - SKEW_SECONDS > seconds) {
       throw new IdentityError(`${IDENTITY_HEADER} header was issued in the future`);
     }
-    // Only a header usable now is remembered: replayed expired ones must not push out live ones.
+    if (!identity.aud.includes(service)) {
+      throw new IdentityError(`${IDENTITY_HEADER} header was issued for ${identity.aud.join(', ')}; expected one issued for ${service}`);
+    }
+    // Only a header usable here and now is remembered: replayed or misdirected ones must not push out live ones.
     if (!remembered) remember(this.verified, header, identity, REMEMBERED);
     return identity;
   }
 
-  private checkSignatureAndClaims(header: string): Identity {
+  private checkSignatureAndClaims(header: string): SignedClaims {
     const parts = header.split('.');
+    if (parts.length === 3 && parts[0] === AUDIENCELESS_VERSION) {
+      throw new IdentityError(`${IDENTITY_HEADER} header is ${AUDIENCELESS_VERSION}, which names no audience; expected ${VERSION} (is the gateway older than this service?)`);
+    }
     if (parts.length !== 3 || parts[0] !== VERSION) {
       throw new IdentityError(`malformed ${IDENTITY_HEADER} header: expected "${VERSION}.<claims>.<signature>"`);
     }
@@ -119,9 +144,9 @@ export class IdentityVerifier {
     if (!this.publicKeys.some((key) => verify(null, payload, key, signature))) {
       throw new IdentityError(`${IDENTITY_HEADER} header has an invalid signature`);
     }
-    let identity: Identity;
+    let identity: SignedClaims;
     try {
-      identity = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as Identity;
+      identity = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as SignedClaims;
     } catch {
       throw new IdentityError(`${IDENTITY_HEADER} header claims are not valid JSON`);
     }
@@ -131,8 +156,12 @@ export class IdentityVerifier {
     if (!Array.isArray(identity.scopes) || (identity.sub !== null && typeof identity.sub !== 'string')) {
       throw new IdentityError(`${IDENTITY_HEADER} header claims expect "sub" (string or null) and "scopes" (array)`);
     }
+    if (!Array.isArray(identity.aud) || identity.aud.length === 0 || !identity.aud.every((name) => typeof name === 'string')) {
+      throw new IdentityError(`${IDENTITY_HEADER} header claims expect "aud" (a non-empty array of service names), but got ${JSON.stringify(identity.aud)}`);
+    }
     // Shared by every request that carries this header: nobody may change it.
     Object.freeze(identity.scopes);
+    Object.freeze(identity.aud);
     return Object.freeze(identity);
   }
 }

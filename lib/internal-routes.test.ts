@@ -27,7 +27,7 @@ beforeAll(async () => {
         },
       },
     ],
-    { verifier: new IdentityVerifier([keys.publicKey]), log: createLogger({ test: 'internal-routes' }) },
+    { service: 'echo', verifier: new IdentityVerifier([keys.publicKey]), log: createLogger({ test: 'internal-routes' }) },
   );
   server = createServer((req, res) => {
     if (!router(req, res)) res.writeHead(404).end();
@@ -38,7 +38,7 @@ beforeAll(async () => {
 
 afterAll(() => new Promise((resolve) => server.close(resolve)));
 
-async function post(body: string, identity = signer.sign({ sub: 'u1', scopes: [] })) {
+async function post(body: string, identity = signer.sign({ sub: 'u1', scopes: [] }, ['echo'])) {
   const response = await fetch(`${base}/internal/echo`, { method: 'POST', headers: { [IDENTITY_HEADER]: identity }, body });
   return { status: response.status, cache: response.headers.get('cache-control'), body: await response.json() };
 }
@@ -62,6 +62,11 @@ describe('internalRouter', () => {
     const get = await fetch(`${base}/internal/echo`);
     expect([get.status, get.headers.get('allow'), await get.json()]).toEqual([405, 'POST', { error: '/internal/echo expects POST, but got GET', code: 'BAD_USER_INPUT' }]);
     expect(await post('{"word": "hi"}', 'not-a-header')).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' } });
+    expect(await post('{"word": "hi"}', signer.sign({ sub: 'u1', scopes: [] }, ['auth']))).toEqual({
+      status: 401,
+      cache: 'no-store',
+      body: { error: 'x-sluice-identity header was issued for auth; expected one issued for echo', code: 'UNAUTHENTICATED' },
+    });
     expect(await post('[1]')).toMatchObject({ status: 400, body: { error: '/internal/echo expects a JSON object {"word": "<string>"}' } });
     expect(await post('{')).toMatchObject({ status: 400, body: { error: '/internal/echo expects a JSON body {"word": "<string>"}' } });
     expect(await post(JSON.stringify({ word: 'x'.repeat(5000) }))).toMatchObject({ status: 413, body: { error: '/internal/echo expects a body of at most 4096 bytes', code: 'PAYLOAD_TOO_LARGE' } });

@@ -2,7 +2,8 @@
  * The JSON routes services answer each other outside GraphQL (auth's key and
  * session checks for the gateway, billing's reservations for inference). Each
  * is `POST` with a small JSON object and the caller's signed identity header,
- * which only the gateway can make, so nobody else can reach them; the answer
+ * which only the gateway can make, issued for the service that serves the
+ * route (its audience), so nobody else can reach them; the answer
  * is never cached.
  *
  * 200 is the handler's result. A refusal is `{error: <message>, code:
@@ -44,12 +45,12 @@ export class RouteRefusal extends Error {
 }
 
 /** A `routes` function for startSubgraph: true when the request was for one of `routes` (it is then answered). */
-export function internalRouter(routes: readonly InternalRoute[], deps: { verifier: IdentityVerifier; log: Logger }) {
+export function internalRouter(routes: readonly InternalRoute[], deps: { service: string; verifier: IdentityVerifier; log: Logger }) {
   const byPath = new Map(routes.map((route) => [route.path, route]));
   return (req: IncomingMessage, res: ServerResponse): boolean => {
     const route = byPath.get((req.url ?? '/').split('?')[0]);
     if (!route) return false;
-    serve(req, res, route, deps.verifier).catch((error: unknown) => {
+    serve(req, res, route, deps).catch((error: unknown) => {
       const refusal = asRefusal(error);
       if (refusal) return refuse(res, httpStatusFor(refusal.code), refusal);
       deps.log.error('internal route failed', { error, path: route.path });
@@ -60,7 +61,7 @@ export function internalRouter(routes: readonly InternalRoute[], deps: { verifie
   };
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, route: InternalRoute, verifier: IdentityVerifier): Promise<void> {
+async function serve(req: IncomingMessage, res: ServerResponse, route: InternalRoute, deps: { service: string; verifier: IdentityVerifier }): Promise<void> {
   if (req.method !== 'POST') {
     req.resume();
     return refuse(res, 405, new RouteRefusal(ErrorCode.BadUserInput, `${route.path} expects POST, but got ${req.method}`), { allow: 'POST' });
@@ -68,7 +69,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, route: InternalR
   const header = req.headers[IDENTITY_HEADER];
   let identity: Identity;
   try {
-    identity = verifier.verify(Array.isArray(header) ? header[0] : header);
+    identity = deps.verifier.verify(Array.isArray(header) ? header[0] : header, deps.service);
   } catch (error) {
     if (!(error instanceof IdentityError)) throw error;
     req.resume();

@@ -43,6 +43,7 @@ export interface ServiceConfig {
 }
 
 export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
+  /** The service's name, which every identity it accepts must name in its audience (lib/service-calls.ts). */
   name: string;
   schemaFile: string;
   resolvers: GraphQLResolverMap<TContext>;
@@ -61,8 +62,8 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
 /**
  * Starts a Federation 2 subgraph over its own `schema.graphql`.
  *
- * Every GraphQL request must carry a valid signed identity (DESIGN §4); one
- * without gets HTTP 401 and an UNAUTHENTICATED error before any resolver runs,
+ * Every GraphQL request must carry a valid signed identity (DESIGN §4) issued
+ * for this service (its audience names `options.name`); one without gets HTTP 401 and an UNAUTHENTICATED error before any resolver runs,
  * so reaching a subgraph directly yields nothing.
  */
 export async function startSubgraph<TContext extends SubgraphContext>(
@@ -88,7 +89,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(
       const header = req.headers[IDENTITY_HEADER];
       const identityHeader = Array.isArray(header) ? header[0] : header;
       try {
-        const identity = options.verifier.verify(identityHeader);
+        const identity = options.verifier.verify(identityHeader, name);
         return options.context({ identity, identityHeader: identityHeader as string, log });
       } catch (error) {
         if (error instanceof IdentityError) {
@@ -169,10 +170,10 @@ function serveSubscriptions<TContext extends SubgraphContext>(
     const header = extensions?.[IDENTITY_HEADER];
     try {
       if (header === undefined) {
-        options.verifier.verify(connection.identityHeader); // still valid, or the subscription is refused
+        options.verifier.verify(connection.identityHeader, options.name); // still valid, or the subscription is refused
         return connection;
       }
-      const identity = options.verifier.verify(typeof header === 'string' ? header : undefined);
+      const identity = options.verifier.verify(typeof header === 'string' ? header : undefined, options.name);
       if (identity.sub !== connection.identity.sub) return new IdentityError(`the subscription's ${IDENTITY_HEADER} names another caller than the connection's`);
       return { identity, identityHeader: header as string };
     } catch (error) {
@@ -190,7 +191,7 @@ function serveSubscriptions<TContext extends SubgraphContext>(
       onConnect: (ctx) => {
         const identityHeader = ctx.connectionParams?.[IDENTITY_HEADER];
         try {
-          const identity = options.verifier.verify(typeof identityHeader === 'string' ? identityHeader : undefined);
+          const identity = options.verifier.verify(typeof identityHeader === 'string' ? identityHeader : undefined, options.name);
           const caller = { identity, identityHeader: identityHeader as string };
           callers.set(ctx.extra, caller);
           watchExpiry(ctx, caller);

@@ -184,7 +184,7 @@ describe('the auth subgraph on its own', () => {
   it('repeats the gateway\'s checks for a validly signed identity sent straight to it', async () => {
     const gateway = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY));
     const direct = (query: string, claims: { sub: string | null; scopes: string[] }) =>
-      gql(authUrl('/graphql'), query, {}, { [IDENTITY_HEADER]: gateway.sign(claims) });
+      gql(authUrl('/graphql'), query, {}, { [IDENTITY_HEADER]: gateway.sign(claims, ['auth']) });
     const user = await signUp();
     const rotate = await direct('mutation { rotateSessionKey }', { sub: user.id, scopes: ['knowledge:read'] });
     expect(rotate.errors![0]).toMatchObject({ extensions: { code: 'FORBIDDEN', missingScopes: ['admin'] } });

@@ -7,6 +7,7 @@
  */
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
+import { FORWARDS_IDENTITY_TO } from '../lib/service-calls';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
 
@@ -30,7 +31,7 @@ async function signUp(name: string) {
 
 /** A subgraph asked directly, as the gateway would, with `as`'s signed identity. */
 function asUser(port: number, as: string, query: string, variables: Record<string, unknown> = {}) {
-  const identity = signer.sign({ sub: as, scopes: ['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read'] });
+  const identity = signer.sign({ sub: as, scopes: ['inference:invoke', 'knowledge:read', 'knowledge:write', 'billing:read'] }, Object.keys(FORWARDS_IDENTITY_TO));
   return gql(`http://127.0.0.1:${port}/graphql`, query, variables, { [IDENTITY_HEADER]: identity });
 }
 

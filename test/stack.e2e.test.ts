@@ -180,7 +180,7 @@ describe('subgraphs called directly', () => {
 
   it('refuse an identity signed with a key that is not the gateway\'s', async () => {
     const forger = new IdentitySigner(createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' })));
-    const header = forger.sign({ sub: 'someone', scopes: ['admin'] });
+    const header = forger.sign({ sub: 'someone', scopes: ['admin'] }, Object.keys(subgraphs()));
     for (const [name, port] of Object.entries(subgraphs())) {
       const res = await gql(`http://127.0.0.1:${port}/graphql`, '{ __typename }', {}, { 'x-sluice-identity': header });
       expect({ name, status: res.status, message: res.errors?.[0].message }).toEqual({ name, status: 401, message: 'x-sluice-identity header has an invalid signature' });
@@ -189,7 +189,7 @@ describe('subgraphs called directly', () => {
 
   it('accept the gateway-signed identity (the refusals above are about the signature, not the route)', async () => {
     const signer = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY));
-    const res = await gql(`http://127.0.0.1:${stack.ports.billing}/graphql`, '{ __typename }', {}, { 'x-sluice-identity': signer.sign({ sub: null, scopes: [] }) });
+    const res = await gql(`http://127.0.0.1:${stack.ports.billing}/graphql`, '{ __typename }', {}, { 'x-sluice-identity': signer.sign({ sub: null, scopes: [] }, ['billing']) });
     expect(res).toMatchObject({ status: 200, data: { __typename: 'Query' } });
   });
 });

@@ -54,7 +54,7 @@ class FakeAuth {
     if (req.method === 'GET' && req.url === '/.well-known/jwks.json') return [200, { keys: [jwk] }];
     let identity;
     try {
-      identity = this.verifier.verify(req.headers[IDENTITY_HEADER] as string | undefined);
+      identity = this.verifier.verify(req.headers[IDENTITY_HEADER] as string | undefined, 'auth');
     } catch (error) {
       return [401, { error: (error as Error).message }];
     }

@@ -1,4 +1,5 @@
 import type { IdentityClaims, IdentitySigner } from '../../lib/identity';
+import { identityAudience } from '../../lib/service-calls';
 
 /** What every operation through the gateway carries, over HTTP and WebSocket alike. */
 export interface GatewayContext {
@@ -15,10 +16,11 @@ export interface GatewayContext {
 }
 
 /**
- * The caller's claims and their signed header. A subscription can outlive
- * one signature (60 s by default); the signer hands out a header with at
- * least half its lifetime left, so entity fetches made for a late event still
- * carry a valid identity, and the claims themselves never change.
+ * The caller's claims and their signed headers, one per subgraph. A
+ * subscription can outlive one signature (60 s by default); the signer hands
+ * out a header with at least half its lifetime left, so entity fetches made
+ * for a late event still carry a valid identity, and the claims themselves
+ * never change.
  */
 export class SignedIdentity {
   constructor(
@@ -26,7 +28,8 @@ export class SignedIdentity {
     private readonly signer: IdentitySigner,
   ) {}
 
-  header(now = Date.now()): string {
-    return this.signer.current(this.claims, now);
+  /** The header to send to `subgraph`: valid there and at the siblings it forwards it to, refused everywhere else. */
+  header(subgraph: string, now = Date.now()): string {
+    return this.signer.current(this.claims, identityAudience(subgraph), now);
   }
 }

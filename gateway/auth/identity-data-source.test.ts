@@ -3,12 +3,12 @@
  * trace context) and the coded error a caller gets for a subgraph the
  * gateway could not use.
  */
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
-import { generateIdentityKeyPair, IDENTITY_HEADER, IdentitySigner } from '../../lib/identity';
+import { generateIdentityKeyPair, IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../lib/identity';
 import { SignedIdentity, type GatewayContext } from './context';
 import { SignedIdentityDataSource } from './identity-data-source';
 import { SubgraphClient } from '../subgraph-calls/subgraph-client';
@@ -33,7 +33,9 @@ afterAll(async () => {
 beforeEach(() => (seen = []));
 
 const settings = { timeoutMs: 1_000, retries: 1, retryBackoffMs: 1, breakerFailures: 1, breakerOpenMs: 60_000, connections: 2, keepAliveMs: 1_000 };
-const signer = new IdentitySigner(createPrivateKey(generateIdentityKeyPair().privateKeyPem));
+const identityKeys = generateIdentityKeyPair();
+const signer = new IdentitySigner(createPrivateKey(identityKeys.privateKeyPem));
+const verifier = new IdentityVerifier([createPublicKey(identityKeys.publicKeyPem)]);
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 function options(context: GatewayContext): GraphQLDataSourceProcessOptions<GatewayContext> {
@@ -48,14 +50,18 @@ function options(context: GatewayContext): GraphQLDataSourceProcessOptions<Gatew
 const context: GatewayContext = { identity: new SignedIdentity({ sub: 'u1', scopes: [] }, signer), requestId: 'req-7', traceparent: TRACEPARENT, tracestate: 'vendor=1' };
 
 describe('SignedIdentityDataSource', () => {
-  it('forwards the signed identity, the request id and the trace context through the subgraph client', async () => {
+  it("forwards the identity signed for the subgraph's audience, the request id and the trace context through the subgraph client", async () => {
     const client = new SubgraphClient('inference', url, settings);
     try {
       const response = await new SignedIdentityDataSource('inference', url, client).process(options(context));
       expect(response.data).toEqual({ models: [] });
       expect(seen).toHaveLength(1);
       expect(seen[0]).toMatchObject({ 'x-request-id': 'req-7', traceparent: TRACEPARENT, tracestate: 'vendor=1' });
-      expect(seen[0][IDENTITY_HEADER]).toBe(context.identity.header());
+      const header = seen[0][IDENTITY_HEADER] as string;
+      expect(header).toBe(context.identity.header('inference'));
+      // Good at inference and at billing, where inference reserves the request's cost; nowhere else.
+      expect(verifier.verify(header, 'billing')).toMatchObject({ sub: 'u1', aud: ['inference', 'billing'] });
+      expect(() => verifier.verify(header, 'knowledge')).toThrow('issued for inference, billing; expected one issued for knowledge');
     } finally {
       await client.close();
     }

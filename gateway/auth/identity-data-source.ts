@@ -7,7 +7,8 @@ import { SubgraphCallError } from '../subgraph-calls/call-error';
 import type { SubgraphClient } from '../subgraph-calls/subgraph-client';
 
 /**
- * Forwards the caller's signed identity (never their token), the request id
+ * Forwards the caller's signed identity (never their token; signed for this
+ * subgraph's audience, lib/service-calls.ts), the request id
  * and the W3C trace context on every subgraph fetch: the operation's own
  * fetches and the entity fetches made for each subscription event. Fetches go
  * through the subgraph's client (keep-alive pool, timeout, retries, circuit
@@ -27,7 +28,7 @@ export class SignedIdentityDataSource extends RemoteGraphQLDataSource<GatewayCon
 
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
     if (!('identity' in context)) return; // the gateway's own health checks carry no caller
-    request.http?.headers.set(IDENTITY_HEADER, context.identity.header());
+    request.http?.headers.set(IDENTITY_HEADER, context.identity.header(this.service));
     request.http?.headers.set('x-request-id', context.requestId);
     if (context.traceparent) request.http?.headers.set('traceparent', context.traceparent);
     if (context.traceparent && context.tracestate) request.http?.headers.set('tracestate', context.tracestate);

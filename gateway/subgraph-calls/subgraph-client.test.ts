@@ -62,7 +62,7 @@ const signer = new IdentitySigner(createPrivateKey(generateIdentityKeyPair().pri
 const QUERY = JSON.stringify({ query: 'query Q__billing__0{balance{micros}}', variables: {}, operationName: 'Q__billing__0' });
 const MUTATION = JSON.stringify({ query: 'mutation M__billing__0{topUp{micros}}', variables: {}, operationName: 'M__billing__0' });
 function init(body: string, sub = 'user-1', now = Date.now()) {
-  return { method: 'POST', headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: signer.sign({ sub, scopes: ['billing:read'] }, now), 'x-request-id': `r-${now}` }, body };
+  return { method: 'POST', headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: signer.sign({ sub, scopes: ['billing:read'] }, ['billing'], now), 'x-request-id': `r-${now}` }, body };
 }
 
 async function failure(promise: Promise<unknown>): Promise<SubgraphCallError> {

@@ -1,7 +1,7 @@
 /**
  * The gateway's side of subscriptions toward subgraphs: graphql-ws, the same
- * protocol clients use, with the caller's signed identity in
- * `connection_init`. One upstream connection per subgraph is shared by all
+ * protocol clients use, with the caller's signed identity (for that subgraph's
+ * audience) in `connection_init`. One upstream connection per subgraph is shared by all
  * subscriptions of one client connection (they carry the same identity), so
  * a subscription costs one `subscribe` message, not a WebSocket handshake.
  */
@@ -48,7 +48,7 @@ export class UpstreamConnections {
     const client = this.client(subgraph);
     // Signed afresh per subscription: the connection's own identity may be older than its lifetime,
     // and a subgraph forwards this one when it calls a sibling on the caller's behalf.
-    const events = client.iterate<Record<string, unknown>>({ ...request, extensions: { [IDENTITY_HEADER]: this.identity.header() } });
+    const events = client.iterate<Record<string, unknown>>({ ...request, extensions: { [IDENTITY_HEADER]: this.identity.header(subgraph) } });
     signal?.addEventListener('abort', () => void events.return?.(undefined), { once: true });
     return (async function* () {
       try {
@@ -78,7 +78,7 @@ export class UpstreamConnections {
         url: this.urlOf(subgraph).replace(/^http/, 'ws'),
         webSocketImpl: WebSocket,
         // Signed when the connection opens; the subgraph checks it once, at connection_init.
-        connectionParams: () => ({ [IDENTITY_HEADER]: this.identity.header() }),
+        connectionParams: () => ({ [IDENTITY_HEADER]: this.identity.header(subgraph) }),
         // Opened with the client connection's first subscription and kept until the client connection
         // closes (close() disposes it): later subscriptions skip the handshake. Not lazy, because a lazy
         // client's close timer would outlive dispose() and hold a stopping gateway open.

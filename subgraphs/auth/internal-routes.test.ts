@@ -27,7 +27,7 @@ beforeEach(async () => {
   await redis.flushall();
   apiKeys = new ApiKeys(new ApiKeyStore(redis));
   sessions = new SessionStore(redis, 3_600_000);
-  const routes = internalRouter(authInternalRoutes({ apiKeys, sessions }), { verifier: new IdentityVerifier([gatewayKeys.publicKey]), log: createLogger() });
+  const routes = internalRouter(authInternalRoutes({ apiKeys, sessions }), { service: 'auth', verifier: new IdentityVerifier([gatewayKeys.publicKey]), log: createLogger() });
   server = createServer((req, res) => {
     if (!routes(req, res)) res.writeHead(404).end();
   });
@@ -40,7 +40,7 @@ afterEach(async () => {
   redis.disconnect();
 });
 
-async function post(path: string, body: unknown, identity: string | undefined = gateway.sign({ sub: null, scopes: [] })) {
+async function post(path: string, body: unknown, identity: string | undefined = gateway.sign({ sub: null, scopes: [] }, ['auth'])) {
   const response = await fetch(base + path, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(identity ? { [IDENTITY_HEADER]: identity } : {}) },
@@ -76,9 +76,9 @@ describe('internal routes', () => {
     const missing = await post(VERIFY_API_KEY_PATH, { secret }, '');
     expect(missing.status).toBe(401);
     expect(missing.body.error).toContain(`missing ${IDENTITY_HEADER} header`);
-    const forged = await post(SESSION_STATUS_PATH, { sessionId: 's1' }, forger.sign({ sub: 'u1', scopes: ['admin'] }));
+    const forged = await post(SESSION_STATUS_PATH, { sessionId: 's1' }, forger.sign({ sub: 'u1', scopes: ['admin'] }, ['auth']));
     expect(forged).toEqual({ status: 401, body: { error: `${IDENTITY_HEADER} header has an invalid signature`, code: 'UNAUTHENTICATED' } });
-    const expired = await post(VERIFY_API_KEY_PATH, { secret }, gateway.sign({ sub: null, scopes: [] }, Date.now() - 3_600_000));
+    const expired = await post(VERIFY_API_KEY_PATH, { secret }, gateway.sign({ sub: null, scopes: [] }, ['auth'], Date.now() - 3_600_000));
     expect(expired.status).toBe(401);
     expect(expired.body.error).toContain('expired');
   });

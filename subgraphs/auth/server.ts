@@ -55,7 +55,7 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
   });
   const accounts = new Accounts(users, new SessionTokens(sessionKeys, sessions, ttlSeconds), sessions, throttle, adminEmails, signUps);
   const apiKeys = new ApiKeys(new ApiKeyStore(redis));
-  const internal = internalRouter(authInternalRoutes({ apiKeys, sessions }), { verifier, log: config.log });
+  const internal = internalRouter(authInternalRoutes({ apiKeys, sessions }), { service: 'auth', verifier, log: config.log });
   return startSubgraph<AuthContext>({
     name: 'auth',
     schemaFile: path.join(__dirname, 'schema.graphql'),

@@ -41,9 +41,9 @@ afterAll(async () => {
   await testRedis.stop();
 });
 
-const session = (sub: string | null) => signer.sign({ sub, scopes: SESSION_SCOPES });
-const admin = () => signer.sign({ sub: 'admin-1', scopes: [...SESSION_SCOPES, 'admin'] });
-const withKey = (sub: string, keyId: string) => signer.sign({ sub, scopes: ['inference:invoke', 'billing:read'], keyId });
+const session = (sub: string | null) => signer.sign({ sub, scopes: SESSION_SCOPES }, ['billing']);
+const admin = () => signer.sign({ sub: 'admin-1', scopes: [...SESSION_SCOPES, 'admin'] }, ['billing']);
+const withKey = (sub: string, keyId: string) => signer.sign({ sub, scopes: ['inference:invoke', 'billing:read'], keyId }, ['billing']);
 const query = (identity: string, text: string, variables: Record<string, unknown> = {}) => gql(`${url}/graphql`, text, variables, { [IDENTITY_HEADER]: identity });
 const entities = (identity: string, id: string, selection: string) =>
   query(identity, `query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { ${selection} } } }`, { r: [{ __typename: 'User', id }] });
@@ -93,7 +93,7 @@ it('refuses over the route with coded errors the client re-raises', async () => 
   expect(bad.message).toBe('reservation reservationId expects a UUID, but got "not-a-uuid"');
   const anonymous = await refused(client.reserve(session(null), { reservationId: randomUUID(), model: 'sluice-chat', promptTokens: 1, maxCompletionTokens: 1 }));
   expect(anonymous.extensions.code).toBe('UNAUTHENTICATED');
-  const forged = new IdentitySigner(createPrivateKey(generateIdentityKeyPair().privateKeyPem)).sign({ sub: user, scopes: SESSION_SCOPES });
+  const forged = new IdentitySigner(createPrivateKey(generateIdentityKeyPair().privateKeyPem)).sign({ sub: user, scopes: SESSION_SCOPES }, ['billing']);
   expect((await refused(client.reserve(forged, { reservationId: randomUUID(), model: 'sluice-chat', promptTokens: 1, maxCompletionTokens: 1 }))).extensions.code).toBe('UNAUTHENTICATED');
 });
 

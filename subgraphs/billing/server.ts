@@ -34,7 +34,7 @@ export async function startBilling(config: ServiceConfig): Promise<RunningServic
       ? new UsageStreamPoller(redis, settlement, config.log)
       : new UsageStreamConsumer(redis, settlement, config.log, { claimIdleMs: settings.claimIdleMs, streamRetentionMs: settings.streamRetentionMs });
   const sweeper = new ReservationSweeper(ledger, config.log, settings.sweepIntervalMs);
-  const reserve = internalRouter([reservationRoute(ledger)], { verifier, log: config.log });
+  const reserve = internalRouter([reservationRoute(ledger)], { service: 'billing', verifier, log: config.log });
   await usage.start();
   sweeper.start();
   return startSubgraph<BillingContext>({

@@ -1,4 +1,5 @@
 import { IDENTITY_HEADER, type IdentitySigner } from '../../../lib/identity';
+import type { ServiceName } from '../../../lib/service-calls';
 import { KeysUnavailableError } from './errors';
 
 /** What auth says of an API key: who it speaks for, or that it is not valid (unknown, malformed or revoked: auth never says which). */
@@ -6,14 +7,16 @@ export type ApiKeyAnswer = { valid: true; sub: string; scopes: string[]; keyId: 
 
 /** The exact refusal of `POST /internal/api-keys/verify` for a bad key; any other 401 means auth refused the gateway itself. */
 const INVALID_KEY = 'the API key is not valid';
+/** The gateway's own identity is for auth's internal routes, which forward it nowhere: no other service accepts it. */
+const AUTH_ONLY: readonly ServiceName[] = ['auth'];
 /** A credential check sits in front of every request: a slow auth service must fail it, not hang it. */
 const TIMEOUT_MS = 5_000;
 
 /**
  * The gateway's client of the auth service's internal routes (not GraphQL:
  * these answer the gateway, never a caller). Each request carries a freshly
- * signed gateway identity (`sub: null`, no scopes): auth only checks that the
- * gateway signed it, which no one else can.
+ * signed gateway identity (`sub: null`, no scopes, audience auth alone): auth
+ * only checks that the gateway signed it for auth, which no one else can.
  *
  * Anything but a clear answer — unreachable, timed out, 5xx, an unexpected
  * body, or auth refusing the gateway's identity (mismatched keys) — throws
@@ -49,7 +52,7 @@ export class AuthServiceClient {
     try {
       response = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: this.signer.sign({ sub: null, scopes: [] }) },
+        headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: this.signer.sign({ sub: null, scopes: [] }, AUTH_ONLY) },
         body: JSON.stringify(payload),
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
