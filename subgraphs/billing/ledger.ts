@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import type { Reservation } from '../../lib/billing-client';
 import { codedError, ErrorCode } from '../../lib/errors';
+import { runReplicated } from '../../lib/redis';
 import { ID_PATTERN, MAX_TOKENS_PER_EVENT, UUID_PATTERN, type UsageEvent } from '../../lib/usage-events';
 import { billingKeys as K, utcDay, utcMonth } from './keys';
 import { CLAIM_TOP_UP, INDEX_USER, REINDEX_USER, RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-lua';
@@ -139,9 +140,9 @@ export class Ledger {
 
   /**
    * Settles events together (one script per event, so each stays atomic; the
-   * events' users live in different Cluster slots, so auto-pipelining, not one
-   * pipeline, sends them in one write per node); the outcomes are in the
-   * events' order. Throws when Redis cannot be reached, leaving the events to
+   * events' users live in different Cluster slots, so no one pipeline can
+   * carry them: on one server auto-pipelining still sends them in one write);
+   * the outcomes are in the events' order. Throws when Redis cannot be reached, leaving the events to
    * be delivered again (the ones that did settle are then duplicates); an
    * event whose script Redis refused (an error reply: it would fail again) is
    * `refused`, so one poisoned event cannot hold back the others forever.
@@ -175,7 +176,8 @@ export class Ledger {
     const version = (await this.redis.hget(K.reservationUserVersions, userId)) ?? '';
     const expiring = K.expiringReservations(userId);
     const ids = await this.redis.zrangebyscore(expiring, '-inf', now, 'LIMIT', 0, RELEASE_BATCH);
-    // One user's keys share a slot, so these pipelines are fine on a Cluster.
+    // One user's keys share a slot, so these pipelines are fine on a Cluster. A release
+    // lost in a failover is harmless: the hold is still held and expired, and is released again.
     const reads = this.redis.pipeline();
     for (const id of ids) reads.hget(K.reservation(userId, id), 'keyId');
     const keyIds = ((await reads.exec()) ?? []).map(([, value]) => (value as string | null) ?? '');
@@ -284,8 +286,9 @@ export class Ledger {
     return this.script('billingIndexUser')(K.reservationUsers, K.reservationUserVersions, userId, expiresAt);
   }
 
+  /** Every money script answers only once it is replicated (on a Cluster: see runReplicated), so a failover cannot undo a change the caller saw. */
   private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+    return (...args) => runReplicated(this.redis, name, args);
   }
 }
 
