@@ -13,12 +13,12 @@ import { freePort } from '../scripts/free-port';
 import { buildModels } from '../gpu-server/model-builder/build-models';
 import { startGpuServer, type GpuServer } from '../gpu-server/server';
 import { PROJECT_REPOSITORY } from '../gpu-server/testing/temp-repository';
-import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
 import { EmbeddingBatcher } from '../subgraphs/inference/embeddings/embedding-batcher';
 import { GpuTier } from '../subgraphs/inference/gpu-tier/gpu-tier';
 import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/models/model-catalog';
 import { startDnsServer, type TestDnsServer } from '../subgraphs/inference/testing/dns-server';
 import { inferenceCount, repositoryOf } from './support/gpu-processes';
+import { runStream as runTierStream } from './support/tier-streams';
 
 const NAME = 'triton-headless.sluice.test';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -59,32 +59,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   throw new Error(`${what}: still not so after 6 s (endpoints: ${tier.endpoints.map((e) => e.address).join(', ') || 'none'})`);
 }
 
-interface Stream {
-  outcome: Promise<{ endpoint: string; responses: number; final: boolean; error?: Error }>;
-  live: () => { endpoint: string; responses: number; done: boolean };
-}
-
-function runStream(model: ModelInfo, i: number, maxTokens: number): Stream {
-  let responses = 0;
-  let done = false;
-  let resolve!: Awaited<Stream['outcome']> extends infer O ? (o: O) => void : never;
-  const outcome = new Promise<Awaited<Stream['outcome']>>((r) => (resolve = r));
-  const handle = tier.startStream(generationRequest(model, `dns-${i}-${Date.now()}`, [`<|user|>\nTell me a long story number ${i}\n<|assistant|>\n`], [{ max_tokens: maxTokens, temperature: 0.9, top_p: 1, seed: i }], true), {
-    response: (response, final) => {
-      generationOutputs(model, response, 1);
-      responses++;
-      if (final) {
-        done = true;
-        resolve({ endpoint: handle.endpoint.address, responses, final: true });
-      }
-    },
-    error: (error) => {
-      done = true;
-      resolve({ endpoint: handle.endpoint.address, responses, final: false, error });
-    },
-  });
-  return { outcome, live: () => ({ endpoint: handle.endpoint.address, responses, done }) };
-}
+const runStream = (model: ModelInfo, i: number, maxTokens: number) => runTierStream(tier, model, i, maxTokens);
 
 it('follows the DNS answer under load: the pod that leaves finishes its streams, the pod that joins takes the work, and no request fails', async () => {
   await until(() => tier.endpoints.length === 1 && tier.endpoints[0].usableFor('sluice-chat') && tier.endpoints[0].usableFor('sluice-embed'), 'endpoint A ready');

@@ -17,11 +17,10 @@ import { buildModels } from '../gpu-server/model-builder/build-models';
 import { PROJECT_REPOSITORY } from '../gpu-server/testing/temp-repository';
 import { BatchGenerator } from '../subgraphs/inference/completions/batch-generator';
 import { EmbeddingBatcher } from '../subgraphs/inference/embeddings/embedding-batcher';
-import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
 import { GpuTier } from '../subgraphs/inference/gpu-tier/gpu-tier';
 import { ModelCatalog, type ModelInfo } from '../subgraphs/inference/models/model-catalog';
-import type { StreamError } from '../subgraphs/inference/gpu-tier/shared-stream';
 import { inferenceCount as inferences, repositoryOf, startGpuProcess, stopGpuProcess, type GpuProcess } from './support/gpu-processes';
+import { runStream as runTierStream } from './support/tier-streams';
 
 const SETS = { A: ['sluice-chat', 'sluice-embed'], B: ['sluice-chat-batch', 'sluice-embed'], C: ['sluice-chat', 'sluice-chat-batch', 'sluice-embed'] } as const;
 type Name = keyof typeof SETS;
@@ -84,35 +83,7 @@ it('300 concurrent requests over three endpoints serving the model: none takes m
   for (const n of delta) expect(n).toBeLessThanOrEqual(150);
 }, 60_000);
 
-interface StreamOutcome {
-  endpoint: string;
-  responses: number;
-  /** Responses received when C was killed. */
-  error?: StreamError;
-  final: boolean;
-}
-
-function runStream(model: ModelInfo, i: number, maxTokens: number): { outcome: Promise<StreamOutcome>; live: () => { endpoint: string; responses: number; done: boolean } } {
-  let responses = 0;
-  let done = false;
-  let resolve!: (o: StreamOutcome) => void;
-  const outcome = new Promise<StreamOutcome>((r) => (resolve = r));
-  const handle = tier.startStream(generationRequest(model, `e2e-${i}-${Date.now()}`, [`<|user|>\nTell me a long story number ${i}\n<|assistant|>\n`], [{ max_tokens: maxTokens, temperature: 0.9, top_p: 1, seed: i }], true), {
-    response: (response, final) => {
-      generationOutputs(model, response, 1);
-      responses++;
-      if (final) {
-        done = true;
-        resolve({ endpoint: handle.endpoint.address, responses, final: true });
-      }
-    },
-    error: (error) => {
-      done = true;
-      resolve({ endpoint: handle.endpoint.address, responses, error, final: false });
-    },
-  });
-  return { outcome, live: () => ({ endpoint: handle.endpoint.address, responses, done }) };
-}
+const runStream = (model: ModelInfo, i: number, maxTokens: number) => runTierStream(tier, model, i, maxTokens);
 
 it('killing an endpoint under load loses no unstarted request, ends its started streams with an error, and it rejoins after a restart', async () => {
   const chat = (await catalog.get('sluice-chat'))!;

@@ -8,7 +8,7 @@ import dns2 from 'dns2';
 const { Packet } = dns2;
 
 /** What the server does with a question about a name: answer these IPv4 addresses, say NXDOMAIN, or never reply. */
-export type DnsAnswer = string[] | 'nxdomain' | 'silent';
+export type DnsAnswer = readonly string[] | 'nxdomain' | 'silent';
 
 export interface TestDnsServer {
   /** `127.0.0.1:<port>`, for a `dns://<server>/name:port` target. */
