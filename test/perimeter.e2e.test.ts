@@ -7,9 +7,9 @@
  * they were), and the legitimate path must still work in the same run.
  *
  * Where an attack needs something an insider could have captured (an
- * identity header that has since expired, another service's Redis
- * password), the test, as the stack's operator, makes it from the stack's
- * own secrets.
+ * identity header that has since expired, one the gateway sent to another
+ * subgraph, another service's Redis password), the test, as the stack's
+ * operator, makes it from the stack's own secrets.
  */
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import os from 'node:os';
@@ -17,7 +17,9 @@ import * as grpc from '@grpc/grpc-js';
 import { createClient } from 'graphql-ws';
 import Redis, { type RedisOptions } from 'ioredis';
 import WebSocket from 'ws';
+import { RESERVATIONS_PATH } from '../lib/billing-client';
 import { IDENTITY_HEADER, IdentitySigner, type IdentityClaims } from '../lib/identity';
+import { identityAudience } from '../lib/service-calls';
 import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
@@ -38,7 +40,10 @@ const redisClients: Redis[] = [];
 const attackerTriton = () => track(new TritonClient(`127.0.0.1:${stack.ports.gpuGrpc}`, 5_000, ''));
 const operatorTriton = () => track(new TritonClient(`127.0.0.1:${stack.ports.gpuGrpc}`, 5_000, stack.env.INFERENCE_GPU_SERVER_KEY));
 const subgraphUrl = (name: 'auth' | 'billing' | 'knowledge' | 'inference') => `http://127.0.0.1:${stack.ports[name]}/graphql`;
-const adminClaims = (): IdentityClaims => ({ sub: userId, scopes: ['admin', 'billing:read', 'inference:invoke', 'knowledge:read'] });
+const adminClaims = (): IdentityClaims => ({ sub: userId, scopes: ['admin', 'billing:read', 'inference:invoke', 'knowledge:read', 'knowledge:write'] });
+/** The header the gateway would send `subgraph` for `claims`, as an insider could capture it there. */
+const capturedAt = (subgraph: string, claims = adminClaims(), signer = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY))) =>
+  signer.sign(claims, identityAudience(subgraph));
 
 function track<T extends { close(): unknown }>(client: T): T {
   opened.push(client);
@@ -132,8 +137,8 @@ describe('direct subgraph calls', () => {
     const forger = new IdentitySigner(generateKeyPairSync('ed25519').privateKey);
     const attempts: Array<[Record<string, string>, string]> = [
       [{}, `missing ${IDENTITY_HEADER} header`],
-      [{ [IDENTITY_HEADER]: operator.sign(adminClaims(), Date.now() - 10 * 60_000) }, `${IDENTITY_HEADER} header expired at`],
-      [{ [IDENTITY_HEADER]: forger.sign(adminClaims()) }, `${IDENTITY_HEADER} header has an invalid signature`],
+      [{ [IDENTITY_HEADER]: operator.sign(adminClaims(), identityAudience('inference'), Date.now() - 10 * 60_000) }, `${IDENTITY_HEADER} header expired at`],
+      [{ [IDENTITY_HEADER]: forger.sign(adminClaims(), identityAudience('inference')) }, `${IDENTITY_HEADER} header has an invalid signature`],
     ];
     for (const [headers, message] of attempts) {
       for (const url of [subgraphUrl('billing'), subgraphUrl('inference')]) {
@@ -155,15 +160,62 @@ describe('direct subgraph calls', () => {
           void client.dispose();
         });
       });
-    const replayed = await closeOf(operator.sign(adminClaims(), Date.now() - 10 * 60_000));
+    const replayed = await closeOf(operator.sign(adminClaims(), identityAudience('inference'), Date.now() - 10 * 60_000));
     expect(replayed).toMatchObject({ code: 4401, reason: expect.stringContaining('expired') });
 
     const started = Date.now();
-    const expiring = await closeOf(operator.sign(adminClaims()));
+    const expiring = await closeOf(operator.sign(adminClaims(), identityAudience('inference')));
     expect(expiring).toMatchObject({ code: 4401, reason: expect.stringContaining('expired') });
     // Its lifetime (1 s) plus the tolerated skew, not at once.
     expect(Date.now() - started).toBeGreaterThan(1_000);
   }, 30_000);
+
+  it("refuse a subgraph's identity used at another subgraph (audience) with 401 UNAUTHENTICATED naming both, over HTTP and internal routes", async () => {
+    // What the gateway sends auth, presented to billing: an admin's top-up, and a reservation on billing's internal route.
+    const fromAuth = capturedAt('auth');
+    const toBilling = await gql(subgraphUrl('billing'), topUp, { u: userId }, { [IDENTITY_HEADER]: fromAuth });
+    expect(toBilling.status).toBe(401);
+    expect(toBilling.errors![0]).toMatchObject({ message: `${IDENTITY_HEADER} header was issued for auth; expected one issued for billing`, extensions: { code: 'UNAUTHENTICATED' } });
+    const reserve = await fetch(`http://127.0.0.1:${stack.ports.billing}${RESERVATIONS_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: fromAuth },
+      body: JSON.stringify({ reservationId: 'perimeter-attack', model: 'sluice-chat', promptTokens: 1, maxCompletionTokens: 1 }),
+    });
+    expect({ status: reserve.status, body: await reserve.json() }).toEqual({
+      status: 401,
+      body: { error: `${IDENTITY_HEADER} header was issued for auth; expected one issued for billing`, code: 'UNAUTHENTICATED' },
+    });
+    // What the gateway sends knowledge reaches inference and billing through it, never auth; inference's never reaches knowledge.
+    const toAuth = await gql(subgraphUrl('auth'), '{ me { id } }', {}, { [IDENTITY_HEADER]: capturedAt('knowledge') });
+    expect(toAuth.status).toBe(401);
+    expect(toAuth.errors![0]).toMatchObject({ message: `${IDENTITY_HEADER} header was issued for knowledge, inference, billing; expected one issued for auth`, extensions: { code: 'UNAUTHENTICATED' } });
+    const toKnowledge = await gql(subgraphUrl('knowledge'), '{ search(query: "x", k: 1) { score } }', {}, { [IDENTITY_HEADER]: capturedAt('inference') });
+    expect(toKnowledge.status).toBe(401);
+    expect(toKnowledge.errors![0]).toMatchObject({ message: `${IDENTITY_HEADER} header was issued for inference, billing; expected one issued for knowledge`, extensions: { code: 'UNAUTHENTICATED' } });
+  });
+
+  it("refuse another subgraph's identity on a graphql-ws connection (4401) and on a subscription (UNAUTHENTICATED)", async () => {
+    const url = subgraphUrl('inference').replace(/^http/, 'ws');
+    const connect = (header: string) => createClient({ url, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, connectionParams: { [IDENTITY_HEADER]: header }, onNonLazyError: () => undefined });
+    const refused = connect(capturedAt('auth'));
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => refused.on('closed', (event) => resolve(event as { code: number; reason: string })));
+    await refused.dispose();
+    expect(closed).toEqual(expect.objectContaining({ code: 4401, reason: `Unauthorized: ${IDENTITY_HEADER} header was issued for auth; expected one issued for inference` }));
+
+    // A connection opened with inference's own identity, then a subscription signed for auth.
+    const connection = connect(capturedAt('inference'));
+    try {
+      const errors = await new Promise<unknown>((resolve) =>
+        connection.subscribe(
+          { query: 'subscription { completionStream(input: { messages: [{ role: "user", content: "free" }], maxTokens: 1 }) { delta } }', extensions: { [IDENTITY_HEADER]: capturedAt('auth') } },
+          { next: () => resolve('an event'), error: resolve, complete: () => resolve('completed') },
+        ),
+      );
+      expect(errors).toEqual([expect.objectContaining({ message: `${IDENTITY_HEADER} header was issued for auth; expected one issued for inference`, extensions: { code: 'UNAUTHENTICATED' } })]);
+    } finally {
+      await connection.dispose();
+    }
+  });
 });
 
 describe('Redis', () => {
@@ -236,6 +288,23 @@ describe('after every attack', () => {
     expect(await balance()).toBe(balanceBefore);
     expect(await admin.hgetall('auth:session-keys')).toEqual(sessionKeysBefore);
   });
+
+  it('the legitimate path still works: through the gateway, knowledge ingests with inference, which reserves at billing, with the identities the gateway signed', async () => {
+    const added = await gql(stack.gatewayUrl, 'mutation { addDocument(title: "Perimeter", content: "The perimeter holds when every service checks its audience.") { id } }', {}, bearer(token));
+    expect(added.errors).toBeUndefined();
+    const document = 'query($d: ID!) { document(id: $d) { status } }';
+    const deadline = Date.now() + 60_000;
+    let status = 'INGESTING';
+    while (status === 'INGESTING' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      status = (await gql(stack.gatewayUrl, document, { d: added.data!.addDocument.id }, bearer(token))).data!.document.status;
+    }
+    expect(status).toBe('READY');
+    const search = await gql(stack.gatewayUrl, '{ search(query: "audience", k: 1) { document { title } } }', {}, bearer(token));
+    expect(search.errors).toBeUndefined();
+    expect(search.data!.search).toEqual([{ document: { title: 'Perimeter' } }]);
+    expect(await balance()).toBeLessThan(balanceBefore);
+  }, 90_000);
 
   it('the legitimate path still works: through the gateway, the inference service reaches the gpu-server with its key', async () => {
     const res = await gql(stack.gatewayUrl, EMBED, {}, bearer(token));
