@@ -3,7 +3,7 @@ import { BillingClient } from '../../lib/billing-client';
 import { ConfigError, envBool, envInt, envString } from '../../lib/config';
 import { identityVerifierFromEnv } from '../../lib/identity';
 import { connectRedis } from '../../lib/redis';
-import { RunningService, ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
+import { type RunningService, type ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
 import { BatchGenerator } from './completions/batch-generator';
 import { Completions } from './completions/completions';
 import { EmbeddingBatcher } from './embeddings/embedding-batcher';
@@ -15,7 +15,7 @@ import { ModelCatalog } from './models/model-catalog';
 import { Metering, type ResponseCacheBilling } from './billing/usage-billing';
 import { parsePriorityByScope } from './gpu-tier/priority';
 import { ResponseCache } from './completions/response-cache';
-import { InferenceContext, resolvers } from './resolvers';
+import { type InferenceContext, resolvers } from './resolvers';
 import { UsagePublisher } from './billing/usage-publisher';
 
 /** `INFERENCE_GPU_ENDPOINTS` (comma-separated host:port or `dns:///name:port`), else `INFERENCE_GPU_ENDPOINT`. */

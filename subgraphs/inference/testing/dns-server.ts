@@ -54,7 +54,11 @@ export async function startDnsServer(): Promise<TestDnsServer> {
       return questions;
     },
     answer: (name, answer) => void answers.set(name.toLowerCase(), answer),
-    stop: () => new Promise<void>((resolve) => (socket ? socket.close(() => resolve()) : resolve())).then(() => void (socket = undefined)),
+    stop: async () => {
+      const closing = socket;
+      socket = undefined;
+      if (closing) await new Promise<void>((resolve) => closing.close(() => resolve()));
+    },
     start: listen,
   };
 }
