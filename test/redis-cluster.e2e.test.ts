@@ -6,6 +6,7 @@ import { BalanceStore } from '../subgraphs/billing/balance-store';
 import { billingKeys } from '../subgraphs/billing/keys';
 import { Ledger } from '../subgraphs/billing/ledger';
 import { ReservationSweeper } from '../subgraphs/billing/reservation-sweeper';
+import { RedisRateStore } from '../gateway/rate-limits/stores';
 import { CHAT_PRICES, expectedCharge, newUser, pricedModel, usageEvent } from '../subgraphs/billing/testing/fixtures';
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster';
 
@@ -102,4 +103,41 @@ it('billing: a master killed mid-load loses and doubles nothing: every balance i
     const balance = await balances.forUser(user);
     expect({ user, total: balance.total, reserved: balance.reserved }).toEqual({ user, total: FREE + topUps.get(user)! - charges.get(user)!, reserved: 0 });
   }
+}, 120_000);
+
+it('rate limits: windows of different slots are all or none, and a master killed mid-load admits no more than the limit', async () => {
+  const store = new RedisRateStore(redis);
+  const caller = `gw:rl:{user:${randomUUID()}}:rpm`;
+  const ip = `gw:rl:{ip:${randomUUID()}}:ip-rpm`;
+  expect((await store.charge([{ key: caller, limit: 10, cost: 1 }, { key: ip, limit: 1, cost: 1 }])).admitted).toBe(true);
+  expect((await store.charge([{ key: caller, limit: 10, cost: 1 }, { key: ip, limit: 1, cost: 1 }])).admitted).toBe(false);
+  expect((await store.charge([{ key: caller, limit: 10, cost: 0 }])).windows[0].used).toBe(1); // the refused decision was refunded
+
+  const LIMIT = 300;
+  const key = `gw:rl:{user:${randomUUID()}}:rpm`;
+  const victim = await cluster.masterOf(key);
+  let admitted = 0;
+  let stop = false;
+  const clients = Array.from({ length: 8 }, async () => {
+    while (!stop) {
+      try {
+        if ((await store.charge([{ key, limit: LIMIT, cost: 1 }])).admitted) admitted++;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the gateway's own fallback is not under test here
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const before = admitted;
+  cluster.kill(victim);
+  await cluster.waitUntilHealthy();
+  await cluster.restart(victim);
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  stop = true;
+  await Promise.all(clients);
+  expect(before).toBeGreaterThan(0);
+  expect(before).toBeLessThan(LIMIT); // the kill came mid-load, before the limit was reached
+  expect(admitted).toBeLessThanOrEqual(LIMIT);
+  expect((await store.charge([{ key, limit: LIMIT, cost: 0 }])).windows[0].used).toBeGreaterThanOrEqual(admitted);
 }, 120_000);

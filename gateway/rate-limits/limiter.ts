@@ -136,7 +136,7 @@ export class RateLimiter {
     const holder = claims.sub ? { scope: 'user' as const, id: claims.sub } : { scope: 'ip' as const, id: claims.ip ?? 'unknown' };
     if (plan.streams === null) return { admitted: true, lease: NO_LEASE };
     const limit = plan.streams;
-    const ref: LeaseRef = { key: `gw:rl:streams:${holder.scope}:${holder.id}`, id: randomUUID() };
+    const ref: LeaseRef = { key: `gw:rl:{${holder.scope}:${holder.id}}:streams`, id: randomUUID() };
     const result = await this.withStore((store) => store.acquire(ref.key, limit, ref.id, this.options.leaseMs));
     if (result instanceof Unavailable) return this.unavailable();
     const { verdict, store } = result;
@@ -179,7 +179,8 @@ export class RateLimiter {
         ? { scope: 'user' as const, id: claims.sub }
         : { scope: 'ip' as const, id: claims.ip ?? 'unknown' };
     const counters: Counter[] = [];
-    const key = (kind: QuotaKind, scope: QuotaScope, id: string) => `gw:rl:${kind}:${scope}:${id}`;
+    // The hash tag is the counted one: on a Redis Cluster a caller's windows share a slot (charged in one script), its IP's are in another.
+    const key = (kind: QuotaKind, scope: QuotaScope, id: string) => `gw:rl:{${scope}:${id}}:${kind}`;
     if (plan.rpm !== null) counters.push({ kind: 'rpm', scope: subject.scope, charge: { key: key('rpm', subject.scope, subject.id), limit: plan.rpm, cost: 1 } });
     if (plan.ipRpm !== null && claims.ip) counters.push({ kind: 'ip-rpm', scope: 'ip', charge: { key: key('ip-rpm', 'ip', claims.ip), limit: plan.ipRpm, cost: 1 } });
     if (plan.tpm !== null && tokens > 0) counters.push({ kind: 'tpm', scope: subject.scope, charge: { key: key('tpm', subject.scope, subject.id), limit: plan.tpm, cost: tokens } });

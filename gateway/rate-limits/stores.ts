@@ -4,6 +4,7 @@
  * fallback while Redis is unreachable, with the same rules per process).
  */
 import type Redis from 'ioredis';
+import { isCluster, runReplicated } from '../../lib/redis';
 import { ACQUIRE_LEASE, CHARGE_WINDOWS, CORRECT_WINDOW, RENEW_LEASE } from './scripts';
 
 export interface WindowCharge {
@@ -87,10 +88,33 @@ export class RedisRateStore implements RateStore {
     return this.now ? this.now() : 0;
   }
 
+  /**
+   * On one Redis every window is charged in one script. On a Cluster a
+   * script cannot span slots, so the windows are charged per hash tag (the
+   * caller's own windows share one, its IP's another), at once, and when one
+   * group is refused the groups that were admitted are refunded. A crash
+   * before the refund leaves units counted that were not used: the limits
+   * then admit fewer, never more, than they allow.
+   */
   async charge(charges: readonly WindowCharge[]): Promise<WindowVerdict> {
-    const args = charges.flatMap((c) => [c.limit, c.cost]);
     if (charges.length < 1 || charges.length > MAX_CHARGES) throw new RangeError(`a decision charges 1 to ${MAX_CHARGES} windows, not ${charges.length}`);
-    const out = await this.redis[`gwRateCharge${charges.length}`](...charges.map((c) => c.key), this.time(), WINDOW_SECONDS, ...args);
+    const groups = isCluster(this.redis) ? bySlot(charges) : [charges];
+    const verdicts = await Promise.all(groups.map((group) => this.chargeTogether(group)));
+    const admitted = verdicts.every((v) => v.admitted);
+    if (!admitted && groups.length > 1) {
+      await Promise.all(
+        groups.flatMap((group, g) => (verdicts[g].admitted ? group.filter((c) => c.cost > 0).map((c) => this.correct(c.key, verdicts[g].bucket, -c.cost)) : [])),
+      );
+    }
+    const byCharge = new Map(groups.flatMap((group, g) => group.map((c, i) => [c, verdicts[g].windows[i]] as const)));
+    // The bucket of the last window (the tokens' when they are charged), for its correction.
+    const last = groups.findIndex((group) => group.includes(charges[charges.length - 1]));
+    return { admitted, bucket: verdicts[last].bucket, windows: charges.map((c) => byCharge.get(c)!) };
+  }
+
+  private async chargeTogether(charges: readonly WindowCharge[]): Promise<WindowVerdict> {
+    const args = charges.flatMap((c) => [c.limit, c.cost]);
+    const out = (await runReplicated(this.redis, `gwRateCharge${charges.length}`, [...charges.map((c) => c.key), this.time(), WINDOW_SECONDS, ...args])) as number[];
     const windows = charges.map((_, i) => {
       const [used, retry, reset] = out.slice(2 + 3 * i, 5 + 3 * i);
       return { used, retryMs: retry < 0 ? null : retry, resetMs: reset };
@@ -99,11 +123,11 @@ export class RedisRateStore implements RateStore {
   }
 
   async correct(key: string, bucket: number, delta: number): Promise<void> {
-    await this.redis.gwRateCorrect(key, bucket, delta, this.time(), WINDOW_SECONDS);
+    await runReplicated(this.redis, 'gwRateCorrect', [key, bucket, delta, this.time(), WINDOW_SECONDS]);
   }
 
   async acquire(key: string, limit: number, id: string, ttlMs: number): Promise<LeaseVerdict> {
-    const [admitted, held, resetMs] = await this.redis.gwRateAcquire(key, this.time(), limit, id, ttlMs);
+    const [admitted, held, resetMs] = (await runReplicated(this.redis, 'gwRateAcquire', [key, this.time(), limit, id, ttlMs])) as number[];
     return { admitted: admitted === 1, held, resetMs };
   }
 
@@ -115,6 +139,22 @@ export class RedisRateStore implements RateStore {
   async release(lease: LeaseRef): Promise<void> {
     await this.redis.zrem(lease.key, lease.id);
   }
+}
+
+function bySlot(charges: readonly WindowCharge[]): WindowCharge[][] {
+  const groups = new Map<string, WindowCharge[]>();
+  for (const charge of charges) {
+    const tag = hashTag(charge.key);
+    groups.set(tag, [...(groups.get(tag) ?? []), charge]);
+  }
+  return [...groups.values()];
+}
+
+/** A key's Redis Cluster hash tag (what decides its slot): the text in its first `{…}`, else the whole key. */
+function hashTag(key: string): string {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
 }
 
 /** The same rules in this process's memory: the fallback while Redis is away, limits per process. */
