@@ -2,11 +2,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import YAML from 'yaml';
-import { DEFAULT_PORTS, PORT_VARIABLES, PortName } from '../lib/config';
+import { DEFAULT_PORTS, PORT_VARIABLES, type PortName } from '../lib/config';
 import { readSupergraphConfig } from '../gateway/supergraph';
 import { parseRestrictions } from '../gpu-server/access/restrictions';
 import { REDIS_SERVICE_USERS } from '../lib/redis-acl';
 import { GPU_RESTRICTED_CATEGORIES } from '../scripts/stack';
+import type { Manifest } from './support/kustomize';
 import { envRequirements, isSet, SERVICE_MAINS, type ServiceName } from './support/service-requirements';
 
 /**
@@ -16,7 +17,7 @@ import { envRequirements, isSet, SERVICE_MAINS, type ServiceName } from './suppo
  */
 const ROOT = path.resolve(__dirname, '..');
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
-  services: Record<string, any>;
+  services: Record<string, Manifest>;
   secrets: Record<string, { file: string }>;
   networks: Record<string, { internal?: boolean }>;
 };
@@ -80,9 +81,16 @@ describe('docker-compose.yml', () => {
       GPU_SERVER_HTTP_RESTRICTED_API_FILE: '/run/secrets/gpu_restrictions',
       GPU_SERVER_METRICS_TOKEN_FILE: '/run/secrets/metrics_token',
     });
-    expect([...parseRestrictions([`${GPU_RESTRICTED_CATEGORIES}:k=v`], 'grpc', 'test').keys()].sort()).toEqual(
-      ['inference', 'logging', 'metadata', 'model-config', 'model-repository', 'shared-memory', 'statistics', 'trace'],
-    );
+    expect([...parseRestrictions([`${GPU_RESTRICTED_CATEGORIES}:k=v`], 'grpc', 'test').keys()].sort()).toEqual([
+      'inference',
+      'logging',
+      'metadata',
+      'model-config',
+      'model-repository',
+      'shared-memory',
+      'statistics',
+      'trace',
+    ]);
     for (const [name, service] of Object.entries(compose.services)) {
       const holds = (service.secrets ?? []).filter((secret: string) => secret === 'gpu_key' || secret === 'gpu_restrictions');
       expect({ name, holds }).toEqual({ name, holds: name === 'inference' ? ['gpu_key'] : name === 'gpu-server' || name === 'triton' ? ['gpu_restrictions'] : [] });
@@ -103,6 +111,7 @@ describe('docker-compose.yml', () => {
     expect(readFileSync(path.join(ROOT, 'deploy', 'triton', 'Dockerfile'), 'utf8')).toMatch(new RegExp(`^FROM nvcr\\.io/nvidia/tritonserver:${triton.image.split(':')[1]}-py3$`, 'm'));
     expect(triton.volumes).toEqual(['./gpu-server/model_repository:/models:ro']);
     expect(triton.deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's own interpolation, kept as written
     expect(compose.services.inference.environment.INFERENCE_GPU_ENDPOINT).toBe('${SLUICE_GPU_ENDPOINT:-gpu-server:8001}');
   });
 

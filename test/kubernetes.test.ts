@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { readSupergraphConfig } from '../gateway/supergraph';
 import { DEFAULT_PORTS, PORT_VARIABLES, type PortName } from '../lib/config';
 import { REDIS_SERVICE_USERS } from '../lib/redis-acl';
-import { podContainers, renderKustomization, type K8sObject } from './support/kustomize';
+import { type K8sObject, type Manifest, podContainers, renderKustomization } from './support/kustomize';
 import { envRequirements, isSet, reads, type ServiceName } from './support/service-requirements';
 
 /**
@@ -46,15 +46,21 @@ const OVERLAYS = { dev: { gpuTier: 'gpu-server', redis: true }, production: { gp
 const byKind = (objects: K8sObject[], kind: string) => objects.filter((o) => o.kind === kind);
 const find = (objects: K8sObject[], kind: string, name: string) => {
   const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
-  if (!found) throw new Error(`expected a ${kind} named ${name}, found ${byKind(objects, kind).map((o) => o.metadata.name).join(', ') || 'none'}`);
+  if (!found)
+    throw new Error(
+      `expected a ${kind} named ${name}, found ${
+        byKind(objects, kind)
+          .map((o) => o.metadata.name)
+          .join(', ') || 'none'
+      }`,
+    );
   return found;
 };
-const matches = (selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) =>
-  Object.entries(selector ?? {}).every(([key, value]) => labels?.[key] === value);
+const matches = (selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) => Object.entries(selector ?? {}).every(([key, value]) => labels?.[key] === value);
 const component = (workload: K8sObject): string => workload.spec.template.metadata.labels['app.kubernetes.io/component'];
 
 /** A container's variables as the kubelet sets them: its ConfigMaps' keys, then its own env (values from secrets as `<secret:name/key>`). */
-function containerEnv(objects: K8sObject[], container: any): Record<string, string> {
+function containerEnv(objects: K8sObject[], container: Manifest): Record<string, string> {
   const env: Record<string, string> = {};
   for (const source of container.envFrom ?? []) Object.assign(env, find(objects, 'ConfigMap', source.configMapRef.name).data);
   for (const { name, value, valueFrom } of container.env ?? []) {
@@ -64,7 +70,7 @@ function containerEnv(objects: K8sObject[], container: any): Record<string, stri
 }
 
 /** The container port a Service's targetPort or a probe's port names, in `container`. */
-const containerPort = (container: any, port: string | number) =>
+const containerPort = (container: Manifest, port: string | number) =>
   (container.ports ?? []).find((p: { name?: string; containerPort: number }) => (typeof port === 'number' ? p.containerPort === port : p.name === port));
 
 describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overlay, { gpuTier, redis }) => {
@@ -104,7 +110,8 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
       expect(matches(workload.spec.selector.matchLabels, workload.spec.template.metadata.labels)).toBe(true);
       for (const container of podContainers(workload)) {
         const where = `${workload.metadata.name}/${container.name}`;
-        for (const kind of ['requests', 'limits']) expect({ where, kind, resources: Object.keys(container.resources?.[kind] ?? {}) }).toEqual({ where, kind, resources: expect.arrayContaining(['cpu', 'memory']) });
+        for (const kind of ['requests', 'limits'])
+          expect({ where, kind, resources: Object.keys(container.resources?.[kind] ?? {}) }).toEqual({ where, kind, resources: expect.arrayContaining(['cpu', 'memory']) });
         if (pod.initContainers?.includes(container)) continue;
         for (const probe of ['readinessProbe', 'livenessProbe']) {
           expect({ where, probe, set: container[probe] !== undefined }).toEqual({ where, probe, set: true });
@@ -137,8 +144,8 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     const pdb = find(objects, 'PodDisruptionBudget', 'gateway');
     expect(matches(pdb.spec.selector.matchLabels, gateway.spec.template.metadata.labels)).toBe(true);
     const ingress = find(objects, 'Ingress', 'gateway');
-    expect(Number(ingress.metadata.annotations['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
-    expect(ingress.metadata.annotations['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
+    expect(Number(ingress.metadata.annotations?.['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
+    expect(ingress.metadata.annotations?.['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
     for (const rule of ingress.spec.rules) for (const { backend } of rule.http.paths) expect(backend.service).toEqual({ name: 'gateway', port: { name: 'http' } });
   });
 
@@ -147,7 +154,7 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
       const targets = workloads.filter((w) => matches(service.spec.selector, w.spec.template.metadata.labels));
       expect({ service: service.metadata.name, targets: targets.length }).toEqual({ service: service.metadata.name, targets: 1 });
       for (const port of service.spec.ports) {
-        const found = targets[0].spec.template.spec.containers.some((c: any) => containerPort(c, port.targetPort)?.containerPort === port.port);
+        const found = targets[0].spec.template.spec.containers.some((c: Manifest) => containerPort(c, port.targetPort)?.containerPort === port.port);
         expect({ service: service.metadata.name, port: port.name, found }).toEqual({ service: service.metadata.name, port: port.name, found: true });
       }
     }
@@ -170,9 +177,11 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
           return volume?.secret ? Object.keys(find(objects, 'Secret', volume.secret.secretName).data).includes(path.basename(file)) : false;
         };
         const files = [...Object.entries(containerEnv(objects, container))].filter(([name]) => name.endsWith('_FILE')).map(([, file]) => file);
-        for (const file of files) expect({ where: `${workload.metadata.name}/${container.name}`, file, mounted: mounted(file) }).toEqual({ where: `${workload.metadata.name}/${container.name}`, file, mounted: true });
+        for (const file of files)
+          expect({ where: `${workload.metadata.name}/${container.name}`, file, mounted: mounted(file) }).toEqual({ where: `${workload.metadata.name}/${container.name}`, file, mounted: true });
         for (const command of [container.command ?? []].flat()) {
-          for (const [file] of String(command).matchAll(/\/run\/secrets\/[\w./-]+/g)) expect({ where: `${workload.metadata.name}/${container.name}`, file, mounted: mounted(file) }).toEqual({ where: `${workload.metadata.name}/${container.name}`, file, mounted: true });
+          for (const [file] of String(command).matchAll(/\/run\/secrets\/[\w./-]+/g))
+            expect({ where: `${workload.metadata.name}/${container.name}`, file, mounted: mounted(file) }).toEqual({ where: `${workload.metadata.name}/${container.name}`, file, mounted: true });
         }
       }
     }
@@ -215,7 +224,7 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
   it('gives each service only its own secrets, and its own Redis user', () => {
     const holds = (name: string) => {
       const pod = find(objects, 'Deployment', name).spec.template.spec;
-      const secrets = pod.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName);
+      const secrets = pod.volumes.filter((v: Manifest) => v.secret).map((v: Manifest) => v.secret.secretName);
       return secrets.flatMap((secret: string) => Object.keys(find(objects, 'Secret', secret).data)).sort();
     };
     expect(holds('gateway')).toEqual(['identity-private.pem', 'metrics-token', 'redis-password']);
@@ -238,13 +247,20 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
       expect(policy.spec.policyTypes).toEqual(['Ingress']);
       const targets = workloads.filter((w) => matches(policy.spec.podSelector.matchLabels, w.spec.template.metadata.labels));
       for (const rule of policy.spec.ingress ?? []) {
-        const sources = rule.from ? rule.from.flatMap((peer: any) => {
-          expect(peer.namespaceSelector ?? peer.ipBlock).toBeUndefined();
-          return workloads.filter((w) => matches(peer.podSelector.matchLabels, w.spec.template.metadata.labels)).map(component);
-        }) : ['outside'];
+        const sources = rule.from
+          ? rule.from.flatMap((peer: Manifest) => {
+              expect(peer.namespaceSelector ?? peer.ipBlock).toBeUndefined();
+              return workloads.filter((w) => matches(peer.podSelector.matchLabels, w.spec.template.metadata.labels)).map(component);
+            })
+          : ['outside'];
         for (const target of targets) {
           // Every port a rule opens is one the target's pods listen on.
-          for (const { port } of rule.ports ?? []) expect({ target: component(target), port, found: target.spec.template.spec.containers.some((c: any) => containerPort(c, port)) }).toEqual({ target: component(target), port, found: true });
+          for (const { port } of rule.ports ?? [])
+            expect({ target: component(target), port, found: target.spec.template.spec.containers.some((c: Manifest) => containerPort(c, port)) }).toEqual({
+              target: component(target),
+              port,
+              found: true,
+            });
           for (const source of sources) flows.add(`${source} → ${component(target)}`);
         }
       }
@@ -253,8 +269,13 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     expect(find(objects, 'NetworkPolicy', 'default-deny-ingress').spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
     const expected = [
       'outside → gateway',
-      'gateway → auth', 'gateway → billing', 'gateway → knowledge', 'gateway → inference',
-      'knowledge → inference', 'inference → billing', `inference → ${gpuTier}`,
+      'gateway → auth',
+      'gateway → billing',
+      'gateway → knowledge',
+      'gateway → inference',
+      'knowledge → inference',
+      'inference → billing',
+      `inference → ${gpuTier}`,
       ...(redis ? SERVICES.map((service) => `${service} → redis`) : []),
     ];
     expect([...flows].sort()).toEqual(expected.sort());
@@ -272,7 +293,9 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     expect(triton.image).toBe(`registry.example.com/sluice-triton:${tritonVersion}-0.1.0`);
     expect(triton.resources.limits['nvidia.com/gpu']).toBe(1);
     expect(pod.tolerations).toEqual(expect.arrayContaining([expect.objectContaining({ key: 'nvidia.com/gpu' })]));
-    expect(triton.command.join(' ')).toContain('--model-repository=/models --model-control-mode=none --grpc-restricted-protocol="$(cat /run/secrets/sluice/gpu-restrictions)" --http-restricted-api="$(cat /run/secrets/sluice/gpu-restrictions)"');
+    expect(triton.command.join(' ')).toContain(
+      '--model-repository=/models --model-control-mode=none --grpc-restricted-protocol="$(cat /run/secrets/sluice/gpu-restrictions)" --http-restricted-api="$(cat /run/secrets/sluice/gpu-restrictions)"',
+    );
     expect(triton.volumeMounts.map((m: { name: string }) => m.name)).toEqual(expect.arrayContaining(['models', 'dshm']));
   });
 });

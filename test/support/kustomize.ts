@@ -11,11 +11,14 @@ import YAML from 'yaml';
  * maintained npm package renders Kustomize, so this stays small and refuses
  * every field it does not implement rather than ignoring it.
  */
-export interface K8sObject {
+/** Any part of a manifest: free-form YAML here, whose shape the Kubernetes schemas check. */
+// biome-ignore lint/suspicious/noExplicitAny: manifests are read as data; kubernetes-models validates their shape
+export type Manifest = Record<string, any>;
+
+export interface K8sObject extends Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; [key: string]: unknown };
-  [key: string]: any;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; [key: string]: unknown };
 }
 
 export interface RenderOptions {
@@ -106,7 +109,7 @@ export function renderKustomization(dir: string, options: RenderOptions = {}): K
     for (const container of objects.flatMap(podContainers)) {
       const [name, tag] = splitImage(container.image);
       if (name !== image.name) continue;
-      container.image = `${image.newName ?? name}${image.newTag ?? tag ? `:${image.newTag ?? tag}` : ''}`;
+      container.image = `${image.newName ?? name}${(image.newTag ?? tag) ? `:${image.newTag ?? tag}` : ''}`;
     }
   }
 
@@ -122,7 +125,7 @@ export function renderKustomization(dir: string, options: RenderOptions = {}): K
 }
 
 /** Every container and init container of a workload's pod template. */
-export function podContainers(o: K8sObject): { name: string; image: string; [key: string]: any }[] {
+export function podContainers(o: K8sObject): Manifest[] {
   const pod = o.spec?.template?.spec;
   return pod ? [...(pod.initContainers ?? []), ...(pod.containers ?? [])] : [];
 }
