@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import { readSupergraphConfig } from '../gateway/supergraph';
 import { DEFAULT_PORTS, PORT_VARIABLES, type PortName } from '../lib/config';
 import { REDIS_SERVICE_USERS } from '../lib/redis-acl';
+import { parseEndpointList } from '../subgraphs/inference/gpu-tier/endpoint-list';
 import { type K8sObject, type Manifest, podContainers, renderKustomization } from './support/kustomize';
 import { envRequirements, isSet, reads, type ServiceName } from './support/service-requirements';
 
@@ -216,6 +217,7 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     } else {
       // The headless Service's DNS name in this namespace, resolved by the router to one address per pod.
       expect(inference.INFERENCE_GPU_ENDPOINTS).toBe(`dns:///triton-headless.sluice.svc.cluster.local:${DEFAULT_PORTS.gpuGrpc}`);
+      expect(parseEndpointList(inference.INFERENCE_GPU_ENDPOINTS)).toEqual([inference.INFERENCE_GPU_ENDPOINTS]);
       expect(find(objects, 'Service', 'triton-headless').spec.clusterIP).toBe('None');
       expect(inference.REDIS_CLUSTER_NODES).toMatch(/^[\w.-]+:\d+(,[\w.-]+:\d+)+$/);
     }
