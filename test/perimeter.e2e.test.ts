@@ -79,7 +79,7 @@ beforeAll(async () => {
   token = res.data!.signUp.token;
   userId = (await gql(stack.gatewayUrl, BALANCE, {}, bearer(token))).data!.me.id;
   balanceBefore = await balance();
-  sessionKeysBefore = await admin.hgetall('auth:session-keys');
+  sessionKeysBefore = await admin.hgetall('auth:{session-keys}');
 }, 180_000);
 
 afterAll(async () => {
@@ -232,9 +232,9 @@ describe('Redis', () => {
     const noperm = async (attempt: Promise<unknown>) => expect((await rejection(attempt)).message).toMatch(/^NOPERM/);
     await noperm(knowledge.get(`billing:balance:${userId}`));
     await noperm(knowledge.set(`billing:balance:${userId}`, '999999999'));
-    await noperm(knowledge.hgetall('auth:session-keys'));
-    await noperm(gateway.hgetall('auth:session-keys'));
-    await noperm(gateway.set('auth:session-keys:current', 'mine'));
+    await noperm(knowledge.hgetall('auth:{session-keys}'));
+    await noperm(gateway.hgetall('auth:{session-keys}'));
+    await noperm(gateway.set('auth:{session-keys}:current', 'mine'));
     await noperm(knowledge.xadd('billing:usage-events', '*', 'forged', '1'));
     // Inference appends usage events; it cannot read (nor trim) what others appended.
     await noperm(inference.xrange('billing:usage-events', '-', '+'));
@@ -254,7 +254,7 @@ describe('Redis', () => {
   });
 
   it('holds no session-signing private key in clear', async () => {
-    const stored = await admin.hgetall('auth:session-keys');
+    const stored = await admin.hgetall('auth:{session-keys}');
     expect(Object.keys(stored).length).toBeGreaterThan(0);
     for (const value of Object.values(stored)) {
       expect(value).not.toContain('PRIVATE KEY');
@@ -286,7 +286,7 @@ describe('after every attack', () => {
   it('nothing changed: the model is loaded, the balance and the session keys are as they were', async () => {
     expect(await operatorTriton().modelReady(MODEL)).toEqual({ ready: true });
     expect(await balance()).toBe(balanceBefore);
-    expect(await admin.hgetall('auth:session-keys')).toEqual(sessionKeysBefore);
+    expect(await admin.hgetall('auth:{session-keys}')).toEqual(sessionKeysBefore);
   });
 
   it('the legitimate path still works: through the gateway, knowledge ingests with inference, which reserves at billing, with the identities the gateway signed', async () => {

@@ -19,27 +19,15 @@ export interface StoredApiKey extends ApiKey {
 }
 
 /**
- * The key record, the owner's index and the secret-hash index, all or none.
- * A hash already indexed (32 random bytes make that a bug, not bad luck) refuses the write.
- */
-const CREATE = `
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'userId', ARGV[2], 'name', ARGV[3], 'scopes', ARGV[4], 'prefix', ARGV[5], 'secretHash', ARGV[6], 'createdAt', ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[1])
-return 1
-`;
-
-/**
- * Marks the key revoked and drops its secret-hash index entry, so the secret
- * stops resolving at once; only for its owner (0 otherwise, as for an unknown id).
- * Revoking twice keeps the first revocation time.
+ * Marks the key revoked, only for its owner (0 otherwise, as for an unknown
+ * id). Revoking twice keeps the first revocation time. A revoked record stops
+ * its secret at once (verification checks `revokedAt`); the secret-hash index
+ * entry is dropped after, in a step of its own (another Cluster slot).
  */
 const REVOKE = `
 if redis.call('HGET', KEYS[1], 'userId') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'secretHash') ~= ARGV[2] then return 0 end
 if not redis.call('HGET', KEYS[1], 'revokedAt') then redis.call('HSET', KEYS[1], 'revokedAt', ARGV[3]) end
-redis.call('DEL', KEYS[2])
 return 1
 `;
 
@@ -52,27 +40,26 @@ redis.call('HSET', KEYS[1], 'lastUsedAt', ARGV[1])
 return 1
 `;
 
-/** API keys in Redis under `auth:`. */
+/**
+ * API keys in Redis under `auth:`. The record, the owner's index and the
+ * secret-hash index are in different Redis Cluster slots, so they are written
+ * in steps ordered so that a crash between two never leaves a usable key its
+ * owner cannot see: the record, then the owner's index, then (last, making the
+ * secret usable) the hash index. A crash before the last step leaves a listed
+ * key whose secret was never handed out and does not resolve.
+ */
 export class ApiKeyStore {
   constructor(private readonly redis: Redis) {}
 
-  /** False when the secret hash is already indexed. */
+  /** False (and nothing kept) when the secret hash is already indexed: 32 random bytes make that a bug, not bad luck. */
   async create(key: StoredApiKey): Promise<boolean> {
-    const created = await this.redis.eval(
-      CREATE,
-      3,
-      recordKey(key.id),
-      userIndexKey(key.userId),
-      hashIndexKey(key.secretHash),
-      key.id,
-      key.userId,
-      key.name,
-      JSON.stringify(key.scopes),
-      key.prefix,
-      key.secretHash,
-      String(key.createdAt.getTime()),
-    );
-    return created === 1;
+    const createdAt = String(key.createdAt.getTime());
+    await this.redis.hset(recordKey(key.id), { id: key.id, userId: key.userId, name: key.name, scopes: JSON.stringify(key.scopes), prefix: key.prefix, secretHash: key.secretHash, createdAt });
+    await this.redis.zadd(userIndexKey(key.userId), createdAt, key.id);
+    if ((await this.redis.set(hashIndexKey(key.secretHash), key.id, 'NX')) === 'OK') return true;
+    await this.redis.zrem(userIndexKey(key.userId), key.id);
+    await this.redis.del(recordKey(key.id));
+    return false;
   }
 
   /** The user's keys, oldest first, revoked ones included. */
@@ -94,8 +81,9 @@ export class ApiKeyStore {
   async revoke(id: string, userId: string, now: Date): Promise<ApiKey | null> {
     const stored = await this.byId(id);
     if (!stored || stored.userId !== userId) return null;
-    const revoked = await this.redis.eval(REVOKE, 2, recordKey(id), hashIndexKey(stored.secretHash), userId, stored.secretHash, String(now.getTime()));
+    const revoked = await this.redis.eval(REVOKE, 1, recordKey(id), userId, stored.secretHash, String(now.getTime()));
     if (revoked !== 1) return null;
+    await this.redis.del(hashIndexKey(stored.secretHash));
     const after = await this.byId(id);
     return after && withoutHash(after);
   }

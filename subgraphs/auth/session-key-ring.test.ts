@@ -45,7 +45,7 @@ describe('SessionKeyRing', () => {
 
     const third = await a.rotate(t0 + RETAIN_MS + 1);
     expect(third).toEqual([(await b.signer()).kid, fresh]);
-    expect(await redis.hexists('auth:session-keys', old)).toBe(0);
+    expect(await redis.hexists('auth:{session-keys}', old)).toBe(0);
   });
 
   it('signs tokens that verify against the published JWKS before and after a rotation', async () => {
@@ -77,7 +77,7 @@ describe('SessionKeyRing', () => {
     const envPem = pem();
     const first = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER, privateKeyPem: envPem });
     const envKid = (await first.signer()).kid;
-    expect(await redis.hget('auth:session-keys', envKid)).not.toContain('PRIVATE KEY');
+    expect(await redis.hget('auth:{session-keys}', envKid)).not.toContain('PRIVATE KEY');
 
     const [rotated] = await first.rotate();
     const restarted = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER, privateKeyPem: envPem });
@@ -100,18 +100,18 @@ describe('SessionKeyRing', () => {
     const ring = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER });
     const kid = (await ring.signer()).kid;
     const [rotated] = await ring.rotate();
-    for (const stored of Object.values(await redis.hgetall('auth:session-keys'))) expect(stored).not.toContain('PRIVATE KEY');
+    for (const stored of Object.values(await redis.hgetall('auth:{session-keys}'))) expect(stored).not.toContain('PRIVATE KEY');
     await expect((await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: new KeySealer('another replica\'s wrong secret') })).signer()).rejects.toThrow(
       `session key ${rotated} does not open with this AUTH_SESSION_SEALING_KEY`,
     );
-    const sealed = JSON.parse((await redis.hget('auth:session-keys', kid))!) as { sealedPrivateKey: string };
+    const sealed = JSON.parse((await redis.hget('auth:{session-keys}', kid))!) as { sealedPrivateKey: string };
     expect(() => SEALER.open(sealed.sealedPrivateKey, rotated)).toThrow('does not open');
 
     const clear = pem();
     const clearKid = keyId(createPublicKey(createPrivateKey(clear)));
-    await redis.hset('auth:session-keys', clearKid, JSON.stringify({ publicKey: createPublicKey(createPrivateKey(clear)).export({ type: 'spki', format: 'pem' }), privateKey: clear }));
+    await redis.hset('auth:{session-keys}', clearKid, JSON.stringify({ publicKey: createPublicKey(createPrivateKey(clear)).export({ type: 'spki', format: 'pem' }), privateKey: clear }));
     await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER });
-    const migrated = JSON.parse((await redis.hget('auth:session-keys', clearKid))!) as { sealedPrivateKey: string; privateKey?: string };
+    const migrated = JSON.parse((await redis.hget('auth:{session-keys}', clearKid))!) as { sealedPrivateKey: string; privateKey?: string };
     expect(migrated.privateKey).toBeUndefined();
     expect(SEALER.open(migrated.sealedPrivateKey, clearKid)).toBe(clear);
   });

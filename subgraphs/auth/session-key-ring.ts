@@ -8,11 +8,11 @@ import type { KeySealer } from './key-sealing';
  * The Ed25519 keys session tokens are signed with, kept in Redis so that every
  * auth replica signs with the same current key and publishes the same JWKS.
  *
- * - `auth:session-keys` (hash): key id → `{"publicKey": PEM, "sealedPrivateKey"?: …}`, the
+ * - `auth:{session-keys}` (hash): key id → `{"publicKey": PEM, "sealedPrivateKey"?: …}`, the
  *   private half sealed with the auth service's own secret (key-sealing.ts): Redis never holds it in clear
- * - `auth:session-keys:current`: the id of the key that signs new tokens
- * - `auth:session-keys:retired` (sorted set): key id → when it stopped signing (ms)
- * - `auth:session-keys:from-env` (set): ids of keys taken from `AUTH_SESSION_PRIVATE_KEY`
+ * - `auth:{session-keys}:current`: the id of the key that signs new tokens
+ * - `auth:{session-keys}:retired` (sorted set): key id → when it stopped signing (ms)
+ * - `auth:{session-keys}:from-env` (set): ids of keys taken from `AUTH_SESSION_PRIVATE_KEY`
  *
  * Rotation makes a new key current and retires the old one; a retired key stays
  * in the JWKS for `retainMs` (the session lifetime plus a margin), long enough
@@ -29,10 +29,11 @@ import type { KeySealer } from './key-sealing';
  * key, so sessions it signed stay valid, and deletes it. Keys stored in clear
  * by earlier versions (`privateKey`) are sealed in place when the ring opens.
  */
-const KEYS_HASH = 'auth:session-keys';
-const CURRENT = 'auth:session-keys:current';
-const RETIRED = 'auth:session-keys:retired';
-const FROM_ENV = 'auth:session-keys:from-env';
+// One hash tag: the install script and the JWKS transaction span all four, so on a Redis Cluster they share a slot.
+const KEYS_HASH = 'auth:{session-keys}';
+const CURRENT = 'auth:{session-keys}:current';
+const RETIRED = 'auth:{session-keys}:retired';
+const FROM_ENV = 'auth:{session-keys}:from-env';
 const LEGACY = 'auth:session-key';
 
 /**
@@ -63,7 +64,6 @@ for _, kid in ipairs(expired) do
   redis.call('HDEL', KEYS[1], kid)
   redis.call('ZREM', KEYS[3], kid)
 end
-redis.call('DEL', KEYS[5])
 return current
 `;
 
@@ -107,6 +107,8 @@ export class SessionKeyRing {
       const legacy = await redis.get(LEGACY);
       const candidate = legacy ? keyFromPrivatePem(legacy) : generateKey();
       await ring.install('init', candidate.kid, ring.toStored(candidate));
+      // Deleted once installed (another slot than the ring's): a crash before this imports it again, which changes nothing.
+      if (legacy) await redis.del(LEGACY);
     }
     return ring;
   }
@@ -172,7 +174,7 @@ export class SessionKeyRing {
   }
 
   private async install(mode: 'init' | 'env' | 'rotate', kid: string, key: StoredKey, now = Date.now()): Promise<string> {
-    return (await this.redis.eval(INSTALL, 5, KEYS_HASH, CURRENT, RETIRED, FROM_ENV, LEGACY, mode, kid, JSON.stringify(key), String(now), String(this.retainMs))) as string;
+    return (await this.redis.eval(INSTALL, 4, KEYS_HASH, CURRENT, RETIRED, FROM_ENV, mode, kid, JSON.stringify(key), String(now), String(this.retainMs))) as string;
   }
 
   private async load(kid: string): Promise<SessionKey | undefined> {

@@ -14,35 +14,24 @@ interface StoredUser {
 }
 
 /**
- * Creates the e-mail index entry and the user hash together, or neither:
- * two sign-ups racing for one e-mail cannot both win.
+ * Users in Redis under `auth:`. E-mails are matched case-insensitively.
+ *
+ * The user hash and the e-mail index are in different Redis Cluster slots, so
+ * a sign-up writes the hash under a new id first and then claims the e-mail
+ * for it (SET NX): two sign-ups racing for one e-mail cannot both win, and the
+ * loser deletes its hash. A crash between the steps leaves a hash no e-mail
+ * and no token names, which nothing ever reads.
  */
-const CREATE_USER = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'id', ARGV[1], 'email', ARGV[2], 'name', ARGV[3], 'createdAt', ARGV[4], 'passwordHash', ARGV[5])
-return 1
-`;
-
-/** Users in Redis under `auth:`. E-mails are matched case-insensitively. */
 export class UserStore {
   constructor(private readonly redis: Redis) {}
 
   /** Returns the new user, or null when the e-mail is already registered. */
   async create(input: { email: string; name: string; passwordHash: string }): Promise<User | null> {
     const user: User = { id: randomUUID(), email: input.email, name: input.name, createdAt: new Date() };
-    const created = await this.redis.eval(
-      CREATE_USER,
-      2,
-      emailKey(input.email),
-      userKey(user.id),
-      user.id,
-      user.email,
-      user.name,
-      String(user.createdAt.getTime()),
-      input.passwordHash,
-    );
-    return created === 1 ? user : null;
+    await this.redis.hset(userKey(user.id), { id: user.id, email: user.email, name: user.name, createdAt: String(user.createdAt.getTime()), passwordHash: input.passwordHash });
+    if ((await this.redis.set(emailKey(input.email), user.id, 'NX')) === 'OK') return user;
+    await this.redis.del(userKey(user.id));
+    return null;
   }
 
   async byId(id: string): Promise<User | null> {
