@@ -1,6 +1,6 @@
 /**
  * Whole responses in Redis, each for as long as its cache policy allows.
- * Keys: `gw:rc:<sha256 of query hash, operation name and variables>` for a
+ * Keys: `gw:rc:{<sha256 of query hash, operation name and variables>}` for a
  * PUBLIC response, the same plus `:user:<sub>` for a PRIVATE one, which only
  * that user's requests ever read. The query hash is the one the operation
  * runs under: the authorization filter gives a filtered document a hash of
@@ -56,7 +56,8 @@ export class ResponseCacheStore {
   ) {}
 
   keysFor(parts: CacheKeyParts): EntryKeys {
-    const base = this.prefix + createHash('sha256').update(JSON.stringify([parts.queryHash, parts.operationName, parts.variables ?? {}])).digest('hex');
+    // The hash is the Cluster hash tag: an entry's public and private keys share a slot, so one MGET reads both.
+    const base = `${this.prefix}{${createHash('sha256').update(JSON.stringify([parts.queryHash, parts.operationName, parts.variables ?? {}])).digest('hex')}}`;
     return parts.user ? { public: base, private: `${base}:user:${parts.user}` } : { public: base };
   }
 
