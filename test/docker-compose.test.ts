@@ -96,6 +96,8 @@ describe('docker-compose.yml', () => {
       expect({ name, holds }).toEqual({ name, holds: name === 'inference' ? ['gpu_key'] : name === 'gpu-server' || name === 'triton' ? ['gpu_restrictions'] : [] });
     }
     expect(compose.services.triton.entrypoint.join(' ')).toContain('--grpc-restricted-protocol="$$(cat /run/secrets/gpu_restrictions)" --http-restricted-api="$$(cat /run/secrets/gpu_restrictions)"');
+    // Triton serves a copy whose instances are on the GPUs, as the Kubernetes init container makes it.
+    expect(compose.services.triton.entrypoint.join(' ')).toContain("sed -i 's/kind: KIND_CPU/kind: KIND_GPU/' /tmp/models/*/config.pbtxt && exec tritonserver --model-repository=/tmp/models ");
     expect(compose.services.inference.environment.INFERENCE_GPU_SERVER_KEY_FILE).toBe('/run/secrets/gpu_key');
     expect(gpu.environment).toMatchObject({
       [PORT_VARIABLES.gpuHttp]: String(DEFAULT_PORTS.gpuHttp),

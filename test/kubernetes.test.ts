@@ -289,7 +289,13 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
     const [init] = pod.initContainers;
     const [triton] = pod.containers;
     expect(init.image).toBe('registry.example.com/sluice:0.1.0');
-    expect(init.command.join(' ')).toContain('cp -R gpu-server/model_repository/. /models/');
+    expect(init.command.join(' ')).toContain("cp -R gpu-server/model_repository/. /models/ && sed -i 's/kind: KIND_CPU/kind: KIND_GPU/' /models/*/config.pbtxt");
+    // …which puts every instance group of the repository on the GPU.
+    const repository = path.join(ROOT, 'gpu-server', 'model_repository');
+    for (const model of readdirSync(repository)) {
+      const kinds = [...readFileSync(path.join(repository, model, 'config.pbtxt'), 'utf8').matchAll(/^\s*kind: (\w+)/gm)].map(([, kind]) => kind);
+      expect({ model, kinds }).toEqual({ model, kinds: ['KIND_CPU'] });
+    }
     // The image deploy/triton/Dockerfile builds, tagged with its Triton version.
     const [, tritonVersion] = readFileSync(path.join(ROOT, 'deploy', 'triton', 'Dockerfile'), 'utf8').match(/^FROM nvcr\.io\/nvidia\/tritonserver:([\d.]+)-py3$/m) ?? [];
     expect(triton.image).toBe(`registry.example.com/sluice-triton:${tritonVersion}-0.1.0`);
