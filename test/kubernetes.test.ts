@@ -60,12 +60,14 @@ const find = (objects: K8sObject[], kind: string, name: string) => {
 const matches = (selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) => Object.entries(selector ?? {}).every(([key, value]) => labels?.[key] === value);
 const component = (workload: K8sObject): string => workload.spec.template.metadata.labels['app.kubernetes.io/component'];
 
-/** A container's variables as the kubelet sets them: its ConfigMaps' keys, then its own env (values from secrets as `<secret:name/key>`). */
+/** A container's variables as the kubelet sets them: its ConfigMaps' keys, then its own env (values from secrets as `<secret:name/key>`, from its resources as `<limits.cpu>`). */
 function containerEnv(objects: K8sObject[], container: Manifest): Record<string, string> {
   const env: Record<string, string> = {};
   for (const source of container.envFrom ?? []) Object.assign(env, find(objects, 'ConfigMap', source.configMapRef.name).data);
   for (const { name, value, valueFrom } of container.env ?? []) {
-    env[name] = valueFrom ? `<secret:${valueFrom.secretKeyRef.name}/${valueFrom.secretKeyRef.key}>` : value;
+    if (valueFrom?.secretKeyRef) env[name] = `<secret:${valueFrom.secretKeyRef.name}/${valueFrom.secretKeyRef.key}>`;
+    else if (valueFrom?.resourceFieldRef) env[name] = `<${valueFrom.resourceFieldRef.resource}>`;
+    else env[name] = value;
   }
   return env;
 }
@@ -137,6 +139,8 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
 
   it('keeps the gateway highly available: ≥ 2 replicas in production, an autoscaler, a disruption budget, long stream timeouts at the Ingress', () => {
     const gateway = find(objects, 'Deployment', 'gateway');
+    // As many workers as the CPU limit, not as the node has CPUs (the default).
+    expect(containerEnv(objects, gateway.spec.template.spec.containers[0]).GATEWAY_WORKERS).toBe('<limits.cpu>');
     if (overlay === 'production') expect(gateway.spec.replicas).toBeGreaterThanOrEqual(2);
     expect(gateway.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
     const hpa = find(objects, 'HorizontalPodAutoscaler', 'gateway');
@@ -170,7 +174,12 @@ describe.each(Object.entries(OVERLAYS))('deploy/kubernetes/overlays/%s', (overla
       }
       for (const container of podContainers(workload)) {
         for (const { valueFrom } of container.env ?? []) {
-          if (valueFrom) expect(Object.keys(find(objects, 'Secret', valueFrom.secretKeyRef.name).data)).toContain(valueFrom.secretKeyRef.key);
+          if (valueFrom?.secretKeyRef) expect(Object.keys(find(objects, 'Secret', valueFrom.secretKeyRef.name).data)).toContain(valueFrom.secretKeyRef.key);
+          // A resource a variable reads is one the container sets.
+          if (valueFrom?.resourceFieldRef) {
+            const [kind, resource] = valueFrom.resourceFieldRef.resource.split('.');
+            expect({ container: valueFrom.resourceFieldRef.containerName, set: container.resources?.[kind]?.[resource] !== undefined }).toEqual({ container: container.name, set: true });
+          }
         }
         const mounted = (file: string) => {
           const mount = (container.volumeMounts ?? []).find((m: { mountPath: string }) => path.dirname(file) === m.mountPath);
