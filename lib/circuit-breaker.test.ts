@@ -117,6 +117,16 @@ describe('CircuitBreaker', () => {
     expect(b.tryAcquire()).toEqual({ probe: true });
   });
 
+  it('trips open at once when the downstream is known to be stuck, and lets a probe through after the pause', () => {
+    const { b, advance } = breaker();
+    b.record(b.tryAcquire()!, true);
+    b.trip();
+    expect(b.state).toBe('open');
+    expect(b.tryAcquire()).toBeUndefined();
+    advance(500);
+    expect(b.tryAcquire()).toMatchObject({ probe: true });
+  });
+
   it('closes an open breaker on an observed success (a health poll answered) without waiting for the pause', () => {
     const { b } = openBreaker();
     b.observe(true);

@@ -83,6 +83,17 @@ export class CircuitBreaker {
     if (this.openedAt !== undefined || this.failures >= this.options.failureThreshold) this.open();
   }
 
+  /**
+   * Opens the breaker now, whatever the count: the downstream is known to be
+   * stuck (it answers nothing, not even a health probe), so waiting for
+   * `failureThreshold` calls to sit out their deadlines would only make more
+   * callers wait.
+   */
+  trip(): void {
+    this.failures = Math.max(this.failures, this.options.failureThreshold);
+    this.open();
+  }
+
   /** How long until a probe may go: while open, or while half-open with a probe in flight; 0 otherwise. */
   retryAfterMs(): number {
     const state = this.state;

@@ -17,6 +17,8 @@ export interface SubgraphCallSettings {
   breakerFailures: number;
   /** How long an open breaker refuses calls before it lets one probe through. */
   breakerOpenMs: number;
+  /** How long a query may go unanswered before a health probe checks that the subgraph answers at all (0: never). */
+  stallMs: number;
   /** Keep-alive connections in the subgraph's pool. */
   connections: number;
   /** How long an idle pooled connection is kept. */
@@ -50,7 +52,9 @@ export function subgraphCallSettingsFromEnv(): (subgraph: string) => SubgraphCal
     retries: envInt('GATEWAY_SUBGRAPH_RETRIES', 2, { max: 10 }),
     retryBackoffMs: envInt('GATEWAY_SUBGRAPH_RETRY_BACKOFF_MS', 50, { max: 60_000 }),
     breakerFailures: envInt('GATEWAY_SUBGRAPH_BREAKER_FAILURES', 5, { min: 1 }),
-    breakerOpenMs: envInt('GATEWAY_SUBGRAPH_BREAKER_OPEN_MS', 5_000, { min: 1 }),
+    // Short: a subgraph back from a restart is found by the next probe, and a probe of a dead one costs a refused connection.
+    breakerOpenMs: envInt('GATEWAY_SUBGRAPH_BREAKER_OPEN_MS', 1_000, { min: 1 }),
+    stallMs: envInt('GATEWAY_SUBGRAPH_STALL_MS', 2_000),
     connections: envInt('GATEWAY_SUBGRAPH_CONNECTIONS', 128, { min: 1 }),
     keepAliveMs: envInt('GATEWAY_SUBGRAPH_KEEPALIVE_MS', 30_000, { min: 1 }),
   };

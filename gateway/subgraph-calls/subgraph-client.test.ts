@@ -47,7 +47,7 @@ beforeEach(() => {
   handler = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":{"ok":true}}');
 });
 
-const settings: SubgraphCallSettings = { timeoutMs: 2_000, retries: 2, retryBackoffMs: 1, breakerFailures: 5, breakerOpenMs: 60_000, connections: 4, keepAliveMs: 10_000 };
+const settings: SubgraphCallSettings = { timeoutMs: 2_000, retries: 2, retryBackoffMs: 1, breakerFailures: 5, breakerOpenMs: 60_000, stallMs: 0, connections: 4, keepAliveMs: 10_000 };
 const clients: SubgraphClient[] = [];
 function client(overrides: Partial<SubgraphCallSettings> = {}, dedup?: FetchDedup, target = url): SubgraphClient {
   const made = new SubgraphClient('billing', target, { ...settings, ...overrides }, { dedup, sleep: async () => {} });
@@ -137,6 +137,30 @@ describe('SubgraphClient', () => {
     expect(error).toMatchObject({ reason: 'TIMEOUT', attempts: 1 });
     expect(error.message).toBe(`subgraph "billing" did not answer ${url} within 50 ms (GATEWAY_SUBGRAPH_TIMEOUT_MS)`);
     expect(hits).toHaveLength(1);
+  });
+
+  it('ends every query in flight at once when the subgraph answers nothing, not even its health probe, then refuses at once', async () => {
+    // A frozen process: connections are accepted, nothing is ever answered.
+    handler = () => undefined;
+    const c = client({ timeoutMs: 30_000, stallMs: 100 });
+    const started = Date.now();
+    const errors = await Promise.all([failure(c.fetch(url, init(QUERY))), failure(c.fetch(url, init(QUERY, 'user-2')))]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    for (const error of errors) {
+      expect(error).toMatchObject({ reason: 'TIMEOUT', attempts: 1 });
+      expect(error.message).toBe(`subgraph "billing" stopped answering: ${url} gave nothing for 100 ms, and neither did ${new URL(url).origin}/health (GATEWAY_SUBGRAPH_STALL_MS)`);
+    }
+    expect(await failure(c.fetch(url, init(QUERY)))).toMatchObject({ reason: 'CIRCUIT_OPEN', attempts: 0 });
+  });
+
+  it('lets a slow query run on while the subgraph answers its health probe', async () => {
+    handler = (req, res) => {
+      if (req.url === '/health') return void res.writeHead(404).end();
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":{"ok":true}}'), 500).unref();
+    };
+    const response = await client({ timeoutMs: 30_000, stallMs: 100 }).fetch(url, init(QUERY));
+    expect(response.status).toBe(200);
+    expect(hits.map((h) => h.body === '' ? 'probe' : 'query')).toEqual(['query', 'probe']);
   });
 
   it('opens its breaker after the threshold and then refuses without calling the subgraph', async () => {

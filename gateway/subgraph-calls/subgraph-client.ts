@@ -20,6 +20,8 @@ import type { SubgraphCallSettings } from './settings';
 const RETRYABLE_STATUS = new Set([502, 503, 504]);
 
 class AttemptTimedOut extends Error {}
+/** The subgraph stopped answering: a query outlived `stallMs`, and so did a health probe. */
+class SubgraphStalled extends Error {}
 
 export interface SubgraphClientOptions {
   dedup?: FetchDedup;
@@ -31,6 +33,11 @@ export interface SubgraphClientOptions {
 export class SubgraphClient {
   private readonly breaker: CircuitBreaker;
   private readonly pool: Pool;
+  /** One connection of its own for health probes, so that a pool full of stuck calls cannot hold a probe back. */
+  private readonly probes: Pool;
+  /** Query attempts in flight, ended together when the subgraph is found stuck. */
+  private readonly queries = new Set<AbortController>();
+  private stallCheck: Promise<void> | undefined;
   private readonly origin: string;
   private readonly sleep: (ms: number) => Promise<void>;
 
@@ -42,6 +49,7 @@ export class SubgraphClient {
   ) {
     this.origin = new URL(url).origin;
     this.pool = new Pool(this.origin, { connections: settings.connections, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
+    this.probes = new Pool(this.origin, { connections: 1, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
     this.breaker = new CircuitBreaker({ failureThreshold: settings.breakerFailures, openMs: settings.breakerOpenMs, now: options.now });
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
@@ -52,8 +60,8 @@ export class SubgraphClient {
     return this.call(url, init, query);
   };
 
-  close(): Promise<void> {
-    return this.pool.close();
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), this.probes.close()]);
   }
 
   /** One call with its retries: only a query is retried, and only after a connection error or a 502/503/504. */
@@ -68,7 +76,7 @@ export class SubgraphClient {
       }
       let response: BufferedResponse;
       try {
-        response = await this.attempt(url, init);
+        response = await this.attempt(url, init, query);
       } catch (error) {
         this.breaker.record(permit, false);
         failure = this.failed(url, error, attempt);
@@ -91,12 +99,15 @@ export class SubgraphClient {
     }
   }
 
-  /** One request on the pool, read to its end within the deadline. */
-  private async attempt(url: string, init: FetcherRequestInit): Promise<BufferedResponse> {
+  /** One request on the pool, read to its end within the deadline; a query still out after `stallMs` checks the subgraph answers at all. */
+  private async attempt(url: string, init: FetcherRequestInit, query: boolean): Promise<BufferedResponse> {
     const target = new URL(url);
     if (target.origin !== this.origin) throw new Error(`subgraph "${this.service}" client serves ${this.origin}, not ${target.origin}`);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), this.settings.timeoutMs);
+    const { stallMs } = this.settings;
+    const stallTimer = query && stallMs > 0 && stallMs < this.settings.timeoutMs ? setTimeout(() => this.checkStalled(), stallMs) : undefined;
+    if (query) this.queries.add(controller);
     try {
       const { statusCode, headers, body } = await this.pool.request({
         path: target.pathname + target.search,
@@ -109,13 +120,55 @@ export class SubgraphClient {
       // Apollo names the URL in the error of a failed response.
       return new BufferedResponse(statusCode, STATUS_CODES[statusCode] ?? '', ResponseHeaders.from(headers), bytes, url);
     } catch (error) {
-      throw controller.signal.aborted && controller.signal.reason instanceof AttemptTimedOut ? controller.signal.reason : error;
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+      throw reason instanceof AttemptTimedOut || reason instanceof SubgraphStalled ? reason : error;
     } finally {
       clearTimeout(timer);
+      clearTimeout(stallTimer);
+      this.queries.delete(controller);
+    }
+  }
+
+  /**
+   * A query has waited `stallMs`: the subgraph is slow, or it stopped
+   * answering (a frozen process keeps its sockets open, so its calls would
+   * sit out the whole deadline, 30 s by default, and only then open the
+   * breaker). One health probe at a time tells the two apart: any HTTP
+   * answer, even a 404 from a subgraph without /health, shows it is serving;
+   * none within `stallMs` trips the breaker and ends every query in flight at
+   * once, so their callers get the other subgraphs' data now and later ones
+   * fail fast until a half-open probe finds the subgraph back. Mutations are
+   * left to their deadline: whether they ran is not known.
+   */
+  private checkStalled(): void {
+    this.stallCheck ??= this.answersHealthProbe()
+      .then((alive) => {
+        if (alive) return;
+        this.breaker.trip();
+        for (const controller of this.queries) controller.abort(new SubgraphStalled());
+      })
+      .finally(() => (this.stallCheck = undefined));
+  }
+
+  private async answersHealthProbe(): Promise<boolean> {
+    try {
+      const { body } = await this.probes.request({ path: '/health', method: 'GET', signal: AbortSignal.timeout(this.settings.stallMs) });
+      await body.dump();
+      return true;
+    } catch {
+      return false;
     }
   }
 
   private failed(url: string, error: unknown, attempt: number): SubgraphCallError {
+    if (error instanceof SubgraphStalled) {
+      return new SubgraphCallError(
+        this.service,
+        'TIMEOUT',
+        `subgraph "${this.service}" stopped answering: ${url} gave nothing for ${this.settings.stallMs} ms, and neither did ${this.origin}/health (GATEWAY_SUBGRAPH_STALL_MS)`,
+        attempt,
+      );
+    }
     if (error instanceof AttemptTimedOut) {
       return new SubgraphCallError(this.service, 'TIMEOUT', `subgraph "${this.service}" did not answer ${url} within ${this.settings.timeoutMs} ms (GATEWAY_SUBGRAPH_TIMEOUT_MS)`, attempt);
     }
