@@ -81,7 +81,7 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
   const subgraphClients = new SubgraphClients(subgraphCallSettingsFromEnv(), { dedup: config.dedup.enabled ? new FetchDedup() : undefined });
   const dataSourceFor = (name: string, url: string | undefined) => {
     if (!url) throw new Error(`subgraph "${name}" has no routing URL in the supergraph: expected one there or in SLUICE_SUBGRAPH_<NAME>_URL`);
-    return new SignedIdentityDataSource(name, url, subgraphClients.for(name, url));
+    return new SignedIdentityDataSource(name, url, subgraphClients.for(name, url), log);
   };
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphForGateway(supergraphSdl),

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
 import { generateIdentityKeyPair, IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../lib/identity';
+import type { Logger } from '../../lib/log';
 import { SignedIdentity, type GatewayContext } from './context';
 import { SignedIdentityDataSource } from './identity-data-source';
 import { SubgraphClient } from '../subgraph-calls/subgraph-client';
@@ -32,7 +33,7 @@ afterAll(async () => {
 });
 beforeEach(() => (seen = []));
 
-const settings = { timeoutMs: 1_000, retries: 1, retryBackoffMs: 1, breakerFailures: 1, breakerOpenMs: 60_000, connections: 2, keepAliveMs: 1_000 };
+const settings = { timeoutMs: 1_000, retries: 1, retryBackoffMs: 1, breakerFailures: 1, breakerOpenMs: 60_000, stallMs: 0, connections: 2, keepAliveMs: 1_000 };
 const identityKeys = generateIdentityKeyPair();
 const signer = new IdentitySigner(createPrivateKey(identityKeys.privateKeyPem));
 const verifier = new IdentityVerifier([createPublicKey(identityKeys.publicKeyPem)]);
@@ -70,17 +71,24 @@ describe('SignedIdentityDataSource', () => {
   it('turns a subgraph it could not use into SUBGRAPH_UNAVAILABLE naming the subgraph, then fails fast while the breaker is open', async () => {
     const dead = 'http://127.0.0.1:1/graphql';
     const client = new SubgraphClient('billing', dead, settings, { sleep: async () => {} });
-    const source = new SignedIdentityDataSource('billing', dead, client);
+    const logged: unknown[][] = [];
+    const log = { warn: (...args: unknown[]) => void logged.push(args) } as unknown as Logger;
+    const source = new SignedIdentityDataSource('billing', dead, client, log);
     try {
       const error = await source.process(options(context)).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect(error).toBeInstanceOf(GraphQLError);
-      expect((error as GraphQLError).message).toMatch(/^subgraph "billing" is unavailable: the connection to http:\/\/127\.0\.0\.1:1\/graphql failed \(ECONNREFUSED/);
-      expect((error as GraphQLError).extensions).toEqual({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 1 });
+      // The caller learns the service, the reason and the request id; the address and the upstream's words are for the log.
+      expect((error as GraphQLError).message).toBe('subgraph "billing" is unavailable, it could not be reached (CONNECTION_FAILED): the fields it serves are null (request req-7)');
+      expect((error as GraphQLError).extensions).toEqual({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 1, requestId: 'req-7' });
+      expect(logged).toEqual([
+        ['subgraph call failed', expect.objectContaining({ service: 'billing', reason: 'CONNECTION_FAILED', requestId: 'req-7', detail: expect.stringMatching(/http:\/\/127\.0\.0\.1:1\/graphql failed \(ECONNREFUSED/) })],
+      ]);
       const fast = (await source.process(options(context)).catch((e: unknown) => e)) as GraphQLError;
       expect(fast.extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CIRCUIT_OPEN', attempts: 0, retryAfter: 60 });
+      expect(fast.message).toBe('subgraph "billing" is unavailable, it has been failing, so it is not called for now (CIRCUIT_OPEN); retry in 60 s: the fields it serves are null (request req-7)');
     } finally {
       await client.close();
     }

@@ -31,7 +31,7 @@ import { OperationState } from '../pipeline/operation-state';
 import { GatewayPipeline } from '../pipeline/pipeline';
 import { executeFederatedSubscription } from './federated-subscription';
 import type { SubscriptionPlanner } from './planner';
-import { UpstreamConnections, type UpstreamEvent } from './upstream';
+import { UpstreamClosedError, UpstreamConnections, type UpstreamEvent } from './upstream';
 
 const MAX_CACHED_DOCUMENTS = 1000;
 /** Longer documents are parsed each time: the cache must not let a client pin large texts in memory. */
@@ -191,12 +191,27 @@ export class SubscriptionService {
         }
       } catch (error) {
         log.warn('subscription ended by its upstream', { error: (error as Error).message });
-        yield pipeline.eventWillSend(state, { errors: [coded(ErrorCode.ServiceUnavailable, (error as Error).message).toJSON()] });
+        yield pipeline.eventWillSend(state, { errors: [upstreamEnded(error, context.requestId).toJSON()] });
       }
     })();
     // return() must reach the upstream subscription at once, not after its next event.
     return interruptible(events, { interrupt: () => unsubscribe.abort(), end: release });
   }
+}
+
+/**
+ * A subscription whose upstream went away (a restart, a crash): the caller may
+ * subscribe again at once. The upstream's own words (addresses, socket codes)
+ * are in the log line beside it, under the same request id.
+ */
+function upstreamEnded(error: unknown, requestId: string): GraphQLError {
+  const service = error instanceof UpstreamClosedError ? error.subgraph : undefined;
+  const who = service ? `the ${service} service` : 'an upstream service';
+  return coded(ErrorCode.ServiceUnavailable, `${who} ended the subscription; subscribe again (request ${requestId})`, undefined, {
+    ...(service ? { service } : {}),
+    retryable: true,
+    requestId,
+  });
 }
 
 function coded(code: string, message: string, source?: GraphQLError, extensions: Record<string, unknown> = {}): GraphQLError {
