@@ -179,7 +179,7 @@ export interface ChaosUser {
 }
 
 /** Signs up `count` users; each starts with the free credit only. */
-export async function signUpUsers(chaos: ChaosStack, count: number, label: string): Promise<ChaosUser[]> {
+export async function signUpUsers(chaos: { stack: Pick<Stack, 'gatewayUrl'> }, count: number, label: string): Promise<ChaosUser[]> {
   return Promise.all(
     Array.from({ length: count }, async () => {
       const res = await gql(chaos.stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "Chaos") { token user { id } } }', { e: uniqueEmail(label) });
