@@ -224,7 +224,7 @@ describe('subgraph fetch deduplication', () => {
     await Promise.all(calls);
     expect(hits).toHaveLength(5);
     expect(new Set(hits.map((h) => callerClaims(h.headers[IDENTITY_HEADER] as string)))).toEqual(
-      new Set([JSON.stringify({ scopes: ['billing:read'], sub: 'user-1' }), JSON.stringify({ scopes: ['billing:read'], sub: 'user-2' })]),
+      new Set([JSON.stringify({ aud: ['billing'], scopes: ['billing:read'], sub: 'user-1' }), JSON.stringify({ aud: ['billing'], scopes: ['billing:read'], sub: 'user-2' })]),
     );
   });
 
