@@ -100,7 +100,7 @@ export class IdentitySigner {
 }
 
 export class IdentityVerifier {
-  /** Headers whose signature and claims checked out, with their claims: a header is verified once, its times on every use. */
+  /** Headers whose signature and claims checked out, with their claims: a header is verified once, its times and audience on every use. */
   private readonly verified = new Map<string, SignedClaims>();
 
   constructor(private readonly publicKeys: KeyObject[]) {
