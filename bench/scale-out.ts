@@ -1,0 +1,307 @@
+/**
+ * The scale-out figure (issue 18, point 6): one process of each service on one
+ * Redis against two gateway processes, two replicas of each subgraph and three
+ * gpu-servers on a Redis Cluster of three masters and three replicas, all on
+ * loopback, under the same mixed load (queries, completions, streams) from
+ * this process: requests/s and p99 side by side. Then, in the scaled stack,
+ * one replica of each tier is killed (SIGKILL: a node lost, nothing drained)
+ * and restarted in turn under load, counting the requests that failed. Streams
+ * in flight on the killed gpu-server are expected to end, with a coded error:
+ * they are counted apart, and checked to be coded.
+ *
+ * Replicas sit behind round-robin TCP proxies (bench/support/round-robin-proxy.ts),
+ * what a Kubernetes Service is to the gateway (one URL per subgraph), to
+ * inference (billing's URL), to knowledge (inference's) and to the client
+ * (the gateways). The two scaled "stacks" are two scripts/stack.ts launches
+ * sharing their secrets, Redis Cluster and GPU endpoints, each replica's
+ * subgraph URLs pointing at the proxies.
+ *
+ *   npx tsx bench/scale-out.ts [measure seconds per shape, default 20] [outage seconds per fault, default 3]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import path from 'node:path';
+import { ErrorCode } from '../lib/errors';
+import { generateIdentityKeyPair } from '../lib/identity';
+import { startRedisServer } from '../scripts/redis-server';
+import { gpuServers, startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
+import { Load, signUpUsers, sleep, type LoadMix, type Outcome } from '../test/chaos/harness';
+import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster';
+import { freeStackPorts } from '../test/support/stack';
+import { loadNote, percentile, recordResult } from './results';
+import { startRoundRobinProxy, type RoundRobinProxy } from './support/round-robin-proxy';
+
+const MEASURE_MS = Number(process.argv[2] ?? 20) * 1_000;
+const OUTAGE_MS = Number(process.argv[3] ?? 3) * 1_000;
+/** Load before the measured window (connections, JIT, model warm-up) and after each fault's replica is back. */
+const WARMUP_MS = 3_000;
+const SETTLE_MS = 2_000;
+const MIX: LoadMix = { queryClients: 8, completionClients: 3, streamClients: 3, streamTokens: 120, pauseMs: 0 };
+const USERS = 12;
+const ENV = {
+  SLUICE_LOG_LEVEL: 'warn',
+  // Two gateway replicas are two processes, not two workers of one.
+  GATEWAY_WORKERS: '1',
+  // Every query reaches the subgraphs: a cached whole answer would measure the cache, and hide a lost replica.
+  GATEWAY_RESPONSE_CACHE: 'false',
+  GATEWAY_SUBSCRIPTIONS_PER_USER: '64',
+  BILLING_FREE_CREDIT_MICROS: String(10 ** 12),
+};
+const SUBGRAPHS = ['auth', 'billing', 'knowledge', 'inference'] as const;
+const CODES = new Set<string>(Object.values(ErrorCode));
+
+interface Shape {
+  gatewayUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Secrets every replica of a service must share (the identity keys, auth's sealing key, the GPU key, the metrics token). */
+function shareSecrets(): void {
+  const secret = () => randomBytes(24).toString('base64url');
+  const keys = generateIdentityKeyPair();
+  process.env.SLUICE_IDENTITY_PRIVATE_KEY ??= keys.privateKeyPem;
+  process.env.SLUICE_IDENTITY_PUBLIC_KEY ??= keys.publicKeyPem;
+  process.env.AUTH_SESSION_SEALING_KEY ??= secret();
+  process.env.INFERENCE_GPU_SERVER_KEY ??= `sluice-gpu-key=${secret()}`;
+  process.env.SLUICE_METRICS_TOKEN ??= secret();
+}
+
+const logs: string[] = [];
+const onLine = (service: string, line: string) => {
+  logs.push(`[${service}] ${line}`);
+  if (process.env.SLUICE_TEST_LOGS === '1') process.stdout.write(`[${service}] ${line}\n`);
+};
+
+async function launch(ports: StackPorts, redisUrl: string, dataDir: string, env: Record<string, string>): Promise<Stack> {
+  try {
+    return await startStack({ ports, redisUrl, dataDir, host: '127.0.0.1', env: { ...ENV, ...env }, onLine, startTimeoutMs: 180_000 });
+  } catch (error) {
+    process.stderr.write(`a stack failed to start; its output:\n${logs.join('\n')}\n`);
+    throw error;
+  }
+}
+
+async function startSingle(dataDir: string): Promise<Shape> {
+  const redis = await startRedisServer(path.join(dataDir, 'redis'), (line) => onLine('redis', line));
+  const stack = await launch(await freeStackPorts(), redis.url, dataDir, { SLUICE_GPU_SERVERS: '1' }).catch(async (error) => {
+    await redis.stop();
+    throw error;
+  });
+  return {
+    gatewayUrl: stack.gatewayUrl,
+    stop: async () => {
+      await stack.stop();
+      await redis.stop();
+    },
+  };
+}
+
+interface Scaled extends Shape {
+  cluster: RedisCluster;
+  /** Replica A runs two gpu-servers, replica B one; faults strike B's services and A's second gpu-server. */
+  a: Stack;
+  b: Stack;
+}
+
+async function startScaled(dataDir: string): Promise<Scaled> {
+  const cluster = await startRedisCluster();
+  const proxies: RoundRobinProxy[] = [];
+  const stacks: Stack[] = [];
+  const stop = async () => {
+    for (const stack of stacks) await stack.stop();
+    for (const proxy of proxies) await proxy.stop();
+    await cluster.stop();
+  };
+  try {
+    const [portsA, portsB] = [await freeStackPorts(), await freeStackPorts()];
+    const proxy = async (name: keyof StackPorts) => {
+      const started = await startRoundRobinProxy([portsA[name], portsB[name]]);
+      proxies.push(started);
+      return started;
+    };
+    const gateway = await proxy('gateway');
+    const [auth, billing, knowledge, inference] = await Promise.all(SUBGRAPHS.map(proxy));
+    const gpus = [...gpuServers(portsA, { SLUICE_GPU_SERVERS: '2' }), ...gpuServers(portsB, { SLUICE_GPU_SERVERS: '1' })];
+    const shared = {
+      REDIS_CLUSTER_NODES: cluster.nodeList,
+      SLUICE_SUBGRAPH_AUTH_URL: auth.url('/graphql'),
+      SLUICE_SUBGRAPH_BILLING_URL: billing.url('/graphql'),
+      SLUICE_SUBGRAPH_KNOWLEDGE_URL: knowledge.url('/graphql'),
+      SLUICE_SUBGRAPH_INFERENCE_URL: inference.url('/graphql'),
+      GATEWAY_AUTH_JWKS_URL: auth.url('/.well-known/jwks.json'),
+      GATEWAY_AUTH_URL: auth.url(),
+      INFERENCE_BILLING_URL: billing.url(),
+      INFERENCE_GPU_ENDPOINTS: gpus.map((gpu) => `127.0.0.1:${gpu.grpc}`).join(','),
+    };
+    // One after the other: the 2-core machine starts a stack's processes faster than it starts two stacks' at once.
+    stacks.push(await launch(portsA, cluster.url, path.join(dataDir, 'a'), { ...shared, SLUICE_GPU_SERVERS: '2' }));
+    stacks.push(await launch(portsB, cluster.url, path.join(dataDir, 'b'), { ...shared, SLUICE_GPU_SERVERS: '1' }));
+    return { gatewayUrl: gateway.url('/graphql'), cluster, a: stacks[0], b: stacks[1], stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+interface Throughput {
+  perSecond: number;
+  queries: { perSecond: number; p50: number; p99: number };
+  completions: { perSecond: number; p50: number; p99: number };
+  streams: { perSecond: number; p50: number; p99: number };
+  failed: number;
+}
+
+/** The load for WARMUP_MS, then MEASURE_MS measured: requests that started and ended inside the window. */
+async function measure(shape: Shape, label: string): Promise<Throughput> {
+  const users = await signUpUsers({ stack: shape }, USERS, label);
+  const load = new Load(shape.gatewayUrl, users, MIX).start();
+  await sleep(WARMUP_MS);
+  const from = Date.now();
+  await sleep(MEASURE_MS);
+  const to = Date.now();
+  const window = (await load.stop()).filter((o) => o.start >= from && o.end <= to);
+  const seconds = (to - from) / 1_000;
+  const of = (kind: Outcome['kind']) => {
+    const latencies = window.filter((o) => o.kind === kind && o.ok).map((o) => o.end - o.start);
+    return { perSecond: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  };
+  return { perSecond: window.filter((o) => o.ok).length / seconds, queries: of('query'), completions: of('complete'), streams: of('stream'), failed: window.filter((o) => !o.ok).length };
+}
+
+interface Fault {
+  name: string;
+  inject(scaled: Scaled): Promise<void>;
+  /** Resolves once the replica is ready again. */
+  recover(scaled: Scaled): Promise<void>;
+}
+
+const replicaLost = (stack: 'a' | 'b', service: ServiceName, name: string): Fault => ({
+  name,
+  inject: (scaled) => scaled[stack].kill(service, 'SIGKILL'),
+  recover: (scaled) => scaled[stack].restart(service),
+});
+
+const GPU_FAULT = 'a gpu-server (1 of 3)';
+const FAULTS: Fault[] = [
+  replicaLost('b', 'gateway', 'a gateway (1 of 2)'),
+  ...SUBGRAPHS.map((service) => replicaLost('b', service, `${service} (1 of 2)`)),
+  replicaLost('a', 'gpu-server-2', GPU_FAULT),
+  (() => {
+    let lost: RedisCluster['nodes'][number] | undefined;
+    return {
+      name: 'a Redis master (1 of 3; its replica takes over)',
+      inject: async (scaled: Scaled) => {
+        lost = await scaled.cluster.masterOf('gw:rl:{scale-out}');
+        scaled.cluster.kill(lost);
+        await scaled.cluster.waitUntilHealthy();
+      },
+      recover: (scaled: Scaled) => scaled.cluster.restart(lost!),
+    };
+  })(),
+];
+
+interface FaultResult {
+  name: string;
+  /** Kill to replica ready again, ms. */
+  downMs: number;
+  requests: number;
+  failed: Outcome[];
+  /** Streams in flight when the gpu-server was killed that ended with a code of ErrorCode (expected). */
+  codedStreamEnds: Outcome[];
+}
+
+/** Every fault in turn under one load; each request is charged to the fault whose window (kill to ready + SETTLE_MS) it ended in. */
+async function failover(scaled: Scaled): Promise<{ results: FaultResult[]; outside: Outcome[] }> {
+  const users = await signUpUsers({ stack: scaled }, USERS, 'scale-fault');
+  const load = new Load(scaled.gatewayUrl, users, MIX).start();
+  await sleep(WARMUP_MS);
+  const windows: { fault: Fault; killAt: number; readyAt: number; until: number }[] = [];
+  for (const fault of FAULTS) {
+    const killAt = Date.now();
+    await fault.inject(scaled);
+    await sleep(OUTAGE_MS);
+    await fault.recover(scaled);
+    const readyAt = Date.now();
+    await sleep(SETTLE_MS);
+    windows.push({ fault, killAt, readyAt, until: Date.now() });
+    process.stdout.write(`${fault.name}: down ${readyAt - killAt} ms\n`);
+  }
+  const outcomes = await load.stop();
+  const inWindow = (o: Outcome, w: (typeof windows)[number]) => o.end >= w.killAt && o.end < w.until;
+  const results = windows.map((w): FaultResult => {
+    const mine = outcomes.filter((o) => inWindow(o, w));
+    const expected = (o: Outcome) => w.fault.name === GPU_FAULT && o.kind === 'stream' && o.start < w.killAt && o.codes.length > 0 && o.codes.every((c) => CODES.has(c));
+    return {
+      name: w.fault.name,
+      downMs: w.readyAt - w.killAt,
+      requests: mine.length,
+      failed: mine.filter((o) => !o.ok && !expected(o)),
+      codedStreamEnds: mine.filter((o) => !o.ok && expected(o)),
+    };
+  });
+  const outside = outcomes.filter((o) => !o.ok && !windows.some((w) => inWindow(o, w)));
+  return { results, outside };
+}
+
+const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : '—');
+const rate = (value: number) => value.toFixed(1);
+
+function describe(failed: Outcome[]): string {
+  if (failed.length === 0) return '—';
+  const counts = new Map<string, number>();
+  for (const o of failed) {
+    const key = `${o.kind} ${[...new Set(o.codes)].join('+') || 'no code'}${o.reasons.length ? ` (${[...new Set(o.reasons)].join(', ')})` : ''}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([key, n]) => `${n} × ${key}`).join('; ');
+}
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0];
+  shareSecrets();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sluice-scale-out-'));
+  try {
+    const single = await startSingle(path.join(dataDir, 'single'));
+    const one = await measure(single, 'scale-one').finally(() => single.stop());
+    process.stdout.write(`one of each: ${JSON.stringify(one)}\n`);
+    const scaled = await startScaled(path.join(dataDir, 'scaled'));
+    try {
+      const two = await measure(scaled, 'scale-two');
+      process.stdout.write(`scaled: ${JSON.stringify(two)}\n`);
+      const { results, outside } = await failover(scaled);
+      const failedTotal = results.reduce((n, r) => n + r.failed.length, 0) + outside.length;
+      const row = (shape: string, t: Throughput) =>
+        `| ${shape} | ${rate(t.perSecond)} | ${rate(t.queries.perSecond)} | ${ms(t.queries.p50)} / ${ms(t.queries.p99)} | ${rate(t.completions.perSecond)} | ${ms(t.completions.p50)} / ${ms(t.completions.p99)} | ${rate(t.streams.perSecond)} | ${ms(t.streams.p99)} | ${t.failed} |`;
+      const body = [
+        `The same load from the benchmark process on both shapes (${MIX.queryClients} query clients, ${MIX.completionClients} completion clients, ${MIX.streamClients} stream clients of ${MIX.streamTokens} tokens, no pause; ${USERS} users; the response cache off), ${MEASURE_MS / 1_000} s measured after ${WARMUP_MS / 1_000} s of warm-up. Rates and latencies count answered requests (a query with no error, a completion or stream ending STOP or LENGTH). Replicas sit behind round-robin TCP proxies standing in for Kubernetes Services (bench/support/round-robin-proxy.ts: each connection to the next replica, a refusing replica skipped). Every process shares the machine's ${os.cpus().length} cores, so the scaled shape measures the cost of more processes and a cluster client more than added capacity: on separate nodes, each replica would bring its own cores.`,
+        '',
+        '| shape | answered/s | queries/s | query p50 / p99 | completions/s | completion p50 / p99 | streams/s | stream p99 | failed |',
+        '|---|---|---|---|---|---|---|---|---|',
+        row('1 gateway, 1 of each subgraph, 1 gpu-server, 1 Redis', one),
+        row('2 gateways, 2 of each subgraph, 3 gpu-servers, Redis Cluster 3+3', two),
+        '',
+        `Node loss in the scaled shape, under the same load: one replica of each tier killed (SIGKILL), restarted ${OUTAGE_MS / 1_000} s later, ${SETTLE_MS / 1_000} s more load after it is ready, one tier after the other. A request is charged to the fault whose window (kill to ready + ${SETTLE_MS / 1_000} s) it ended in. Target: 0 failed, apart from streams in flight on the killed gpu-server, which must end with a coded error.`,
+        '',
+        '| replica lost | kill → ready | requests ended in the window | failed | coded stream ends (gpu-server) | what failed |',
+        '|---|---|---|---|---|---|',
+        ...results.map((r) => `| ${r.name} | ${ms(r.downMs)} | ${r.requests} | ${r.failed.length} | ${r.name === GPU_FAULT ? r.codedStreamEnds.length : '—'} | ${describe(r.failed)} |`),
+        '',
+        `**${failedTotal === 0 ? 'Target met' : 'Target not met'}:** ${failedTotal} failed request(s) over the ${results.length} faults${outside.length ? ` (${outside.length} outside any fault's window: ${describe(outside)})` : ''}; streams on the killed gpu-server: ${results.find((r) => r.name === GPU_FAULT)?.codedStreamEnds.length ?? 0} ended with a coded error.`,
+        '',
+        loadNote(loadBefore) + '; other helpers were running tests on the machine during this run.',
+      ].join('\n');
+      recordResult('scale-out', 'Issue 18: scale-out, one of each vs replicas on a Redis Cluster, and what a node loss costs', body);
+      process.stdout.write(`${body}\n`);
+    } finally {
+      await scaled.stop();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
