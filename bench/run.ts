@@ -21,6 +21,7 @@ const SCRIPTS = [
   'response-cache.ts',
   'rate-limit-load.ts',
   'gateway-throughput.ts',
+  'scale-out.ts',
 ];
 
 let failed = 0;
