@@ -15,7 +15,7 @@ import { envSecret } from './config';
  *
  * Wire format: `v2.<base64url(JSON claims)>.<base64url(signature over "v2.<claims>")>`.
  * v1 (an older gateway's, without an audience) is refused, not read as "any
- * service" (docs/SECURITY.md: roll the gateway and the subgraphs together).
+ * service" (README, "Security model": roll the gateway and the subgraphs together).
  */
 export const IDENTITY_HEADER = 'x-sluice-identity';
 

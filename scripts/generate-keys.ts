@@ -7,7 +7,7 @@ import { GPU_RESTRICTED_CATEGORIES } from './stack';
 
 /**
  * `npm run keys [dir]`: writes every secret docker-compose.yml mounts, each
- * service getting only its own (docs/SECURITY.md):
+ * service getting only its own (README, "Security model"):
  * - identity-private.pem / identity-public.pem: the Ed25519 pair of the signed
  *   identity (DESIGN §4): the gateway signs, the subgraphs verify;
  * - session-sealing-key: what auth seals the session-signing keys with in Redis;

@@ -18,7 +18,7 @@ import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
  * service runs inside this process around one in-memory store (services in
  * separate processes could not share it), with a warning that nothing is kept.
  *
- * Nothing behind the gateway trusts the network (docs/SECURITY.md): each run
+ * Nothing behind the gateway trusts the network (README, "Security model"): each run
  * makes its own secrets (or takes them from the environment) and gives each
  * service only its own — the gateway the identity signing key, auth the
  * session-key sealing secret, inference the gpu-server's restricted-protocol
