@@ -20,15 +20,6 @@ export interface Document {
   embeddedChunks: number;
 }
 
-/** Writes the document and its place in the owner's index together. */
-const ADD = `
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'ownerId', ARGV[2], 'title', ARGV[3], 'content', ARGV[4], 'sizeBytes', ARGV[5],
-  'createdAt', ARGV[6], 'tags', ARGV[7], 'status', 'INGESTING', 'tokenCount', 0, 'chunkCount', 0, 'embeddedChunks', 0)
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
-return 1
-`;
-
 /**
  * Records the chunks of a document still being ingested: refuses (returns 0)
  * when the document was deleted meanwhile, so a late ingestion writes nothing.
@@ -36,29 +27,22 @@ return 1
 const SAVE_CHUNKS = `
 if redis.call('HGET', KEYS[1], 'status') ~= 'INGESTING' then return 0 end
 redis.call('DEL', KEYS[2])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'tokenCount', ARGV[1], 'chunkCount', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
 return 1
 `;
 
-/**
- * Moves a document still INGESTING forward, renewing its lease, or ends it
- * (READY / FAILED) and drops the lease; 0 when it was deleted or already ended.
- */
+/** Moves a document still INGESTING forward, or ends it (READY / FAILED); 0 when it was deleted or already ended. */
 const ADVANCE = `
 if redis.call('HGET', KEYS[1], 'status') ~= 'INGESTING' then return 0 end
 redis.call('HSET', KEYS[1], 'embeddedChunks', ARGV[1], 'status', ARGV[2], 'failureReason', ARGV[3])
-if ARGV[2] == 'INGESTING' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5]) else redis.call('ZREM', KEYS[2], ARGV[5]) end
 return 1
 `;
 
-/** Removes the document, its chunks and its place in the owner's index; 0 when it was not the owner's. */
+/** Removes the document and its chunks; 0 when it was not the owner's. */
 const DELETE = `
 if redis.call('HGET', KEYS[1], 'ownerId') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[4], ARGV[2])
 return 1
 `;
 
@@ -68,6 +52,14 @@ return 1
  * (the index `documents` pages through). Vectors live apart, in VectorStore.
  * Documents being ingested hold a lease in `kb:ingesting` (id → deadline),
  * renewed at every step, so a replica that dies mid-way is noticed.
+ *
+ * A document and its chunks share the hash tag `{<id>}`; the owner's index
+ * and the leases are in other Redis Cluster slots, so they are written in
+ * steps of their own, ordered so that a crash between leaves only entries
+ * readers skip: an add takes the lease, then the owner's index entry, then
+ * the document (an index entry or lease without a document is ignored, and
+ * the lease sweep drops it); the lease is renewed or dropped after the
+ * document's step; a deletion removes the document, then its entries.
  */
 export class DocumentStore {
   constructor(private readonly redis: Redis) {}
@@ -87,7 +79,21 @@ export class DocumentStore {
       chunkCount: 0,
       embeddedChunks: 0,
     };
-    await this.redis.eval(ADD, 3, docKey(doc.id), ownerKey(ownerId), INGESTING, doc.id, ownerId, title, content, doc.sizeBytes, doc.createdAt.getTime(), JSON.stringify(tags), leaseUntil);
+    await this.redis.zadd(INGESTING, leaseUntil, doc.id);
+    await this.redis.zadd(ownerKey(ownerId), doc.createdAt.getTime(), doc.id);
+    await this.redis.hset(docKey(doc.id), {
+      id: doc.id,
+      ownerId,
+      title,
+      content,
+      sizeBytes: doc.sizeBytes,
+      createdAt: doc.createdAt.getTime(),
+      tags: JSON.stringify(tags),
+      status: 'INGESTING',
+      tokenCount: 0,
+      chunkCount: 0,
+      embeddedChunks: 0,
+    });
     return doc;
   }
 
@@ -98,13 +104,10 @@ export class DocumentStore {
     return fromHash(hash);
   }
 
-  /** Documents by id whatever their owner, in the order asked (null for missing ones); for the service's own look-ups. */
+  /** Documents by id whatever their owner, in the order asked (null for missing ones); for the service's own look-ups. Sent together: auto-pipelining writes them once per node. */
   async getMany(ids: readonly string[]): Promise<(Document | null)[]> {
-    if (ids.length === 0) return [];
-    const tx = this.redis.multi();
-    for (const id of ids) tx.hgetall(docKey(id));
-    const rows = (await tx.exec()) ?? [];
-    return rows.map(([, hash]) => (hash && (hash as Record<string, string>).id ? fromHash(hash as Record<string, string>) : null));
+    const rows = await Promise.all(ids.map((id) => this.redis.hgetall(docKey(id))));
+    return rows.map((hash) => (hash.id ? fromHash(hash) : null));
   }
 
   /** Newest first; `after` is the id of the last document of the previous page. */
@@ -122,7 +125,9 @@ export class DocumentStore {
   /** False when the document is no longer being ingested (deleted meanwhile). */
   async saveChunks(docId: string, chunks: readonly Chunk[], tokenCount: number, leaseUntil: number): Promise<boolean> {
     const fields = chunks.flatMap((chunk) => [String(chunk.index), JSON.stringify({ text: chunk.text, heading: chunk.heading, tokenCount: chunk.tokenCount })]);
-    return (await this.redis.eval(SAVE_CHUNKS, 3, docKey(docId), chunksKey(docId), INGESTING, tokenCount, chunks.length, leaseUntil, ...fields)) === 1;
+    if ((await this.redis.eval(SAVE_CHUNKS, 2, docKey(docId), chunksKey(docId), tokenCount, chunks.length, ...fields)) !== 1) return false;
+    await this.redis.zadd(INGESTING, leaseUntil, docId);
+    return true;
   }
 
   /** Chunks `[from, from + count)` of a document, in order (fewer at the end). */
@@ -135,16 +140,17 @@ export class DocumentStore {
 
   /** Chunks of many documents at once, for search results: `refs` are [docId, chunk index] pairs. */
   async chunksAt(refs: readonly (readonly [string, number])[]): Promise<(Chunk | null)[]> {
-    if (refs.length === 0) return [];
-    const tx = this.redis.multi();
-    for (const [docId, index] of refs) tx.hget(chunksKey(docId), String(index));
-    const rows = (await tx.exec()) ?? [];
-    return rows.map(([, value], i) => (typeof value === 'string' ? { index: refs[i][1], ...(JSON.parse(value) as Omit<Chunk, 'index'>) } : null));
+    const rows = await Promise.all(refs.map(([docId, index]) => this.redis.hget(chunksKey(docId), String(index))));
+    return rows.map((value, i) => (typeof value === 'string' ? { index: refs[i][1], ...(JSON.parse(value) as Omit<Chunk, 'index'>) } : null));
   }
 
   /** Records progress, or the end (READY / FAILED), of an ingestion; false when the document is gone or already ended. */
   async advance(docId: string, embeddedChunks: number, status: DocumentStatus, failureReason = '', leaseUntil = 0): Promise<boolean> {
-    return (await this.redis.eval(ADVANCE, 2, docKey(docId), INGESTING, embeddedChunks, status, failureReason, leaseUntil, docId)) === 1;
+    const advanced = (await this.redis.eval(ADVANCE, 1, docKey(docId), embeddedChunks, status, failureReason)) === 1;
+    // A lease whose document is gone or ended is dropped too: the sweep asks here about every expired one.
+    if (advanced && status === 'INGESTING') await this.redis.zadd(INGESTING, leaseUntil, docId);
+    else if (status !== 'INGESTING') await this.redis.zrem(INGESTING, docId);
+    return advanced;
   }
 
   /** Documents whose ingestion lease ran out before `now`. */
@@ -154,7 +160,10 @@ export class DocumentStore {
 
   /** False when the document does not exist or belongs to someone else. */
   async delete(ownerId: string, id: string): Promise<boolean> {
-    return (await this.redis.eval(DELETE, 4, docKey(id), chunksKey(id), ownerKey(ownerId), INGESTING, ownerId, id)) === 1;
+    if ((await this.redis.eval(DELETE, 2, docKey(id), chunksKey(id), ownerId)) !== 1) return false;
+    await this.redis.zrem(ownerKey(ownerId), id);
+    await this.redis.zrem(INGESTING, id);
+    return true;
   }
 }
 
@@ -177,6 +186,6 @@ function fromHash(hash: Record<string, string>): Document {
 }
 
 const INGESTING = 'kb:ingesting';
-const docKey = (id: string) => `kb:doc:${id}`;
-const chunksKey = (id: string) => `kb:doc:${id}:chunks`;
+const docKey = (id: string) => `kb:doc:{${id}}`;
+const chunksKey = (id: string) => `kb:doc:{${id}}:chunks`;
 const ownerKey = (ownerId: string) => `kb:user:${ownerId}:docs`;

@@ -31,7 +31,7 @@ describe('VectorStore on Redis', () => {
     await store.publish({ userId: 'u1', docId: id, tags: [] }, 4);
 
     expect(await store.load(id)).toEqual(vectors);
-    const raw = await redis.hgetBuffer(`${keyPrefix}vec:${id}`, '0');
+    const raw = await redis.hgetBuffer(`${keyPrefix}vec:{${id}}`, '0');
     const expected = Buffer.alloc(12);
     [0.5, -1.25, 3e-8].forEach((value, i) => expected.writeFloatLE(value, i * 4));
     expect(raw).toEqual(expected);
@@ -75,13 +75,13 @@ describe('VectorStore on Redis', () => {
     const store = new VectorStore(redis, { keyPrefix, unpublishedTtlSeconds: 600 });
     const id = docId();
     await store.putVectors(id, 0, [vector(1, 0)]);
-    const ttl = await redis.ttl(`${keyPrefix}vec:${id}`);
+    const ttl = await redis.ttl(`${keyPrefix}vec:{${id}}`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600);
     await store.publish({ userId: 'u1', docId: id, tags: [] }, 1);
-    expect(await redis.ttl(`${keyPrefix}vec:${id}`)).toBe(-1);
+    expect(await redis.ttl(`${keyPrefix}vec:{${id}}`)).toBe(-1);
     await store.putVectors(id, 0, [vector(0, 1)]);
-    expect(await redis.ttl(`${keyPrefix}vec:${id}`)).toBe(-1);
+    expect(await redis.ttl(`${keyPrefix}vec:{${id}}`)).toBe(-1);
   });
 
   test('remove deletes vectors and record and appends a delete change; removing again changes nothing', async () => {
@@ -98,7 +98,7 @@ describe('VectorStore on Redis', () => {
     expect((await store.position()).seq).toBe(added.seq + 1);
     const changes = (await store.readChanges(reader, '0-0', 100)).map((entry) => entry.change);
     expect(changes).toEqual([added, { op: 'delete', seq: added.seq + 1, userId: 'u1', docId: id }]);
-    expect((await redis.keys(`${keyPrefix}*`)).sort()).toEqual([`${keyPrefix}index-changes`, `${keyPrefix}index-seq`]);
+    expect((await redis.keys(`${keyPrefix}*`)).sort()).toEqual([`${keyPrefix}{index}:changes`, `${keyPrefix}{index}:seq`]);
   });
 
   test('remove deletes unpublished vectors without telling anyone', async () => {

@@ -49,47 +49,53 @@ export interface VectorStoreOptions {
   unpublishedTtlSeconds?: number;
 }
 
-/** HSETs the chunk vectors; only vectors of an unpublished document get (or keep) the expiry. */
+/** HSETs the chunk vectors; only vectors of an unpublished document (no marker: KEYS[2]) get (or keep) the expiry. */
 const PUT = `
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return 1
 `;
 
 /**
- * Publishes when chunks 0..n-1 all have vectors (and no others): returns {1, seq}, or {0, what is missing}.
- * The record is stored as "<seq>:<json>" because the JSON is built by the caller and the seq here.
+ * Step one of publishing, on the document's own slot: when chunks 0..n-1 all
+ * have vectors (and no others), keeps them for good and marks them published:
+ * returns {1}, or {0, what is missing}.
  */
-const PUBLISH = `
-local n = tonumber(ARGV[2])
+const SEAL_VECTORS = `
+local n = tonumber(ARGV[1])
 local have = redis.call('HLEN', KEYS[1])
 if have ~= n then return {0, 'has ' .. have .. ' chunk vectors'} end
 for i = 0, n - 1 do
   if redis.call('HEXISTS', KEYS[1], tostring(i)) == 0 then return {0, 'has no vector for chunk ' .. i} end
 end
-local seq = redis.call('INCR', KEYS[3])
-local seqText = string.format('%d', seq)
-redis.call('HSET', KEYS[2], ARGV[1], seqText .. ':' .. ARGV[3])
 redis.call('PERSIST', KEYS[1])
-if ARGV[7] == '1' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'seq', seqText, 'op', 'add', 'doc', ARGV[1], 'user', ARGV[4], 'tags', ARGV[5], 'chunks', ARGV[2])
-end
-return {1, seqText}
+redis.call('SET', KEYS[2], '1')
+return {1, ''}
 `;
 
-/** Returns {1}, or {0} when the document is published for another user. */
-const REMOVE = `
-local record = redis.call('HGET', KEYS[2], ARGV[1])
-if record then
-  local colon = string.find(record, ':', 1, true)
-  if string.sub(record, colon + 1, colon + #ARGV[2]) ~= ARGV[2] then return {0} end
+/**
+ * Step two of publishing, on the index's slot: records the document and appends the numbered change.
+ * The record is stored as "<seq>:<json>" because the JSON is built by the caller and the seq here.
+ */
+const PUBLISH = `
+local seqText = string.format('%d', redis.call('INCR', KEYS[2]))
+redis.call('HSET', KEYS[1], ARGV[1], seqText .. ':' .. ARGV[2])
+if ARGV[6] == '1' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'seq', seqText, 'op', 'add', 'doc', ARGV[1], 'user', ARGV[3], 'tags', ARGV[4], 'chunks', ARGV[7])
 end
-redis.call('DEL', KEYS[1])
+return seqText
+`;
+
+/** Drops the record (only the owner's: {0} otherwise) and, if there was one, appends the numbered delete change. */
+const REMOVE = `
+local record = redis.call('HGET', KEYS[1], ARGV[1])
 if not record then return {1} end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local seqText = string.format('%d', redis.call('INCR', KEYS[3]))
+local colon = string.find(record, ':', 1, true)
+if string.sub(record, colon + 1, colon + #ARGV[2]) ~= ARGV[2] then return {0} end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local seqText = string.format('%d', redis.call('INCR', KEYS[2]))
 if ARGV[5] == '1' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'seq', seqText, 'op', 'delete', 'doc', ARGV[1], 'user', ARGV[3])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'seq', seqText, 'op', 'delete', 'doc', ARGV[1], 'user', ARGV[3])
 end
 return {1}
 `;
@@ -107,11 +113,18 @@ return {seq, id}
 /**
  * Chunk vectors of knowledge documents in Redis, and the record of which documents are searchable.
  *
- * - `kb:vec:<docId>`: hash, chunk number → float32 little-endian bytes.
- * - `kb:indexed`: hash, docId → `<seq>:{"userId","tags","chunkCount"}` for every published document.
- * - `kb:index-seq`: the last change number; `kb:index-changes`: the change stream (MAXLEN ~).
+ * - `kb:vec:{<docId>}`: hash, chunk number → float32 little-endian bytes; `kb:vec:{<docId>}:published`
+ *   once the vectors are kept for good.
+ * - `kb:{index}:indexed`: hash, docId → `<seq>:{"userId","tags","chunkCount"}` for every published document.
+ * - `kb:{index}:seq`: the last change number; `kb:{index}:changes`: the change stream (MAXLEN ~).
  *
- * Every replica's in-process index is rebuilt from `kb:indexed` and kept current by the stream.
+ * Every replica's in-process index is rebuilt from `kb:{index}:indexed` and kept current by the stream.
+ *
+ * On a Redis Cluster a document's vectors and the index are in different slots, so publishing and
+ * removing are two steps each, ordered so that the index never names vectors that are not there:
+ * publish seals the vectors, then records them; remove drops the record (and numbers the change),
+ * then the vectors. A crash between leaves at worst vectors that nothing names (a publish's expire
+ * never; a removal's are only storage) and never a searchable record without vectors.
  */
 export class VectorStore {
   readonly changeFeed: boolean;
@@ -132,7 +145,7 @@ export class VectorStore {
 
   /** The stream key, for a follower's own connection. */
   get changesKey(): string {
-    return `${this.prefix}index-changes`;
+    return `${this.prefix}{index}:changes`;
   }
 
   /**
@@ -150,59 +163,48 @@ export class VectorStore {
       }
       args.push(String(firstChunk + i), encodeVector(vector));
     });
-    await this.redis.eval(PUT, 2, this.vectorsKey(docId), this.indexedKey, docId, this.unpublishedTtlSeconds, ...args);
+    await this.redis.eval(PUT, 2, this.vectorsKey(docId), this.publishedKey(docId), this.unpublishedTtlSeconds, ...args);
   }
 
   /**
-   * Makes the document searchable: records it in `kb:indexed` and appends an `add` change, in one script.
+   * Makes the document searchable: seals its vectors, then records it in `kb:{index}:indexed` and appends an `add` change.
    * Refuses (INTERNAL_SERVER_ERROR) unless chunks 0..chunkCount-1, and only they, have vectors.
    */
   async publish(doc: IndexedDocument, chunkCount: number): Promise<IndexChange> {
     if (!Number.isInteger(chunkCount) || chunkCount < 0) throw new TypeError(`publish expects chunkCount to be an integer ≥ 0, but got ${chunkCount}`);
     const record = JSON.stringify({ userId: doc.userId, tags: doc.tags, chunkCount });
-    const [ok, detail] = (await this.redis.eval(
-      PUBLISH,
-      4,
-      this.vectorsKey(doc.docId),
-      this.indexedKey,
-      this.seqKey,
-      this.changesKey,
-      doc.docId,
-      chunkCount,
-      record,
-      doc.userId,
-      JSON.stringify(doc.tags),
-      this.maxChanges,
-      this.changeFeed ? '1' : '0',
-    )) as [number, string];
+    const [ok, detail] = (await this.redis.eval(SEAL_VECTORS, 2, this.vectorsKey(doc.docId), this.publishedKey(doc.docId), chunkCount)) as [number, string];
     if (ok !== 1) {
       throw codedError(ErrorCode.InternalServerError, `cannot publish document ${doc.docId}: expected vectors for chunks 0 to ${chunkCount - 1}, but it ${detail}`, {
         docId: doc.docId,
       });
     }
-    return { op: 'add', seq: Number(detail), userId: doc.userId, docId: doc.docId, tags: [...doc.tags], chunkCount };
-  }
-
-  /**
-   * Deletes the document's vectors and its record and, if it was published, appends a `delete` change,
-   * in one script. Idempotent: a document that is not published appends nothing. FORBIDDEN when the
-   * record is another user's.
-   */
-  async remove(userId: string, docId: string): Promise<void> {
-    const [ok] = (await this.redis.eval(
-      REMOVE,
-      4,
-      this.vectorsKey(docId),
+    const seq = (await this.redis.eval(
+      PUBLISH,
+      3,
       this.indexedKey,
       this.seqKey,
       this.changesKey,
-      docId,
-      recordOwnerPrefix(userId),
-      userId,
+      doc.docId,
+      record,
+      doc.userId,
+      JSON.stringify(doc.tags),
       this.maxChanges,
       this.changeFeed ? '1' : '0',
-    )) as [number];
+      chunkCount,
+    )) as string;
+    return { op: 'add', seq: Number(seq), userId: doc.userId, docId: doc.docId, tags: [...doc.tags], chunkCount };
+  }
+
+  /**
+   * Deletes the document's record and, if it was published, appends a `delete` change (one script),
+   * then its vectors. Idempotent: a document that is not published appends nothing. FORBIDDEN when the
+   * record is another user's.
+   */
+  async remove(userId: string, docId: string): Promise<void> {
+    const [ok] = (await this.redis.eval(REMOVE, 3, this.indexedKey, this.seqKey, this.changesKey, docId, recordOwnerPrefix(userId), userId, this.maxChanges, this.changeFeed ? '1' : '0')) as [number];
     if (ok !== 1) throw codedError(ErrorCode.Forbidden, `cannot remove the vectors of document ${docId}: it is indexed for another user than ${userId}`, { docId });
+    await this.redis.del(this.vectorsKey(docId), this.publishedKey(docId));
   }
 
   /** The vectors of a document in chunk order (empty when there are none). */
@@ -210,13 +212,16 @@ export class VectorStore {
     return decodeVectors(docId, await this.redis.hgetallBuffer(this.vectorsKey(docId)));
   }
 
-  /** A published document's record and vectors, read together (null when it is not published now). */
+  /**
+   * A published document's record and vectors (null when it is not published now). The vectors are
+   * read first: a record is written only after its vectors are sealed and removed before they are, so a
+   * record still there after the vectors were read names those very vectors.
+   */
   async loadPublished(docId: string): Promise<{ record: IndexedRecord; vectors: Float32Array[] } | null> {
-    const results = await this.redis.multi().hget(this.indexedKey, docId).hgetallBuffer(this.vectorsKey(docId)).exec();
-    const [[recordError, raw], [vectorsError, hash]] = results ?? [];
-    if (recordError || vectorsError) throw recordError ?? vectorsError;
+    const hash = await this.redis.hgetallBuffer(this.vectorsKey(docId));
+    const raw = await this.redis.hget(this.indexedKey, docId);
     if (typeof raw !== 'string') return null;
-    return { record: parseRecord(docId, raw), vectors: decodeVectors(docId, hash as Record<string, Buffer>) };
+    return { record: parseRecord(docId, raw), vectors: decodeVectors(docId, hash) };
   }
 
   /** The position to follow the stream from; read it BEFORE listing documents, so no change falls between. */
@@ -237,16 +242,9 @@ export class VectorStore {
     } while (cursor !== '0');
   }
 
-  /** The vectors of several documents in one round trip, in the order asked. */
+  /** The vectors of several documents, sent together (auto-pipelined: one write per node), in the order asked. */
   async loadMany(docIds: readonly string[]): Promise<Float32Array[][]> {
-    if (docIds.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const docId of docIds) pipeline.hgetallBuffer(this.vectorsKey(docId));
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([error, hash], i) => {
-      if (error) throw error;
-      return decodeVectors(docIds[i], hash as Record<string, Buffer>);
-    });
+    return Promise.all(docIds.map(async (docId) => decodeVectors(docId, await this.redis.hgetallBuffer(this.vectorsKey(docId)))));
   }
 
   /** Reads changes after `afterId`, waiting up to `blockMs` on `reader` (a connection of its own: XREAD BLOCK holds it). */
@@ -257,15 +255,20 @@ export class VectorStore {
   }
 
   private get indexedKey(): string {
-    return `${this.prefix}indexed`;
+    return `${this.prefix}{index}:indexed`;
   }
 
   private get seqKey(): string {
-    return `${this.prefix}index-seq`;
+    return `${this.prefix}{index}:seq`;
   }
 
+  /** The index's keys share the tag `{index}` (one Cluster slot, for the publish and remove scripts); a document's vectors its id. */
   private vectorsKey(docId: string): string {
-    return `${this.prefix}vec:${docId}`;
+    return `${this.prefix}vec:{${docId}}`;
+  }
+
+  private publishedKey(docId: string): string {
+    return `${this.prefix}vec:{${docId}}:published`;
   }
 }
 
