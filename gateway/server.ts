@@ -8,7 +8,7 @@ import { apolloHttpHandler, ContextError } from '../lib/apollo-http';
 import { ErrorCode } from '../lib/errors';
 import { CloseCode } from '../lib/graphql-ws-endpoint';
 import { HttpService } from '../lib/http-service';
-import { IdentitySigner, identitySignerFromEnv } from '../lib/identity';
+import { type IdentitySigner, identitySignerFromEnv } from '../lib/identity';
 import { connectRedis, redisIsReady } from '../lib/redis';
 import { traceContextFor } from '../lib/trace-context';
 import type { RunningService, ServiceConfig } from '../lib/subgraph-service';

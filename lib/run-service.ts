@@ -1,4 +1,4 @@
-import { envPort, envString, PortName } from './config';
+import { envPort, envString, type PortName } from './config';
 import { createLogger } from './log';
 import type { RunningService, ServiceConfig } from './subgraph-service';
 

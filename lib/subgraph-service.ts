@@ -13,7 +13,7 @@ import { enforceFieldAuthorization } from './field-authorization';
 import { CloseCode, serveGraphQLWs, type GraphQLWsEndpoint } from './graphql-ws-endpoint';
 import { HttpService } from './http-service';
 import type { Extra } from 'graphql-ws/use/ws';
-import { Identity, IDENTITY_HEADER, identityDeadline, IdentityError, IdentityVerifier } from './identity';
+import { type Identity, IDENTITY_HEADER, identityDeadline, IdentityError, type IdentityVerifier } from './identity';
 import type { Logger } from './log';
 import { redisIsReady } from './redis';
 

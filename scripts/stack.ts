@@ -1,12 +1,12 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ConfigError, PORT_VARIABLES, PortName } from '../lib/config';
+import { ConfigError, PORT_VARIABLES, type PortName } from '../lib/config';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
 import { redisAclFile, redisUrlAs, REDIS_SERVICE_USERS, type RedisServiceUser } from '../lib/redis-acl';
-import { hasRedisServer, RedisServer, startRedisServer } from './redis-server';
+import { hasRedisServer, type RedisServer, startRedisServer } from './redis-server';
 
 /**
  * Runs the whole Sluice stack: gpu-server, the four subgraphs and the gateway,

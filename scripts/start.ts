@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { envPort, envString } from '../lib/config';
-import { ServiceName, Stack, stackPorts, startStack } from './stack';
+import { type ServiceName, type Stack, stackPorts, startStack } from './stack';
 import { ensureWebAppBuilt } from './web-app-build';
 
 /**

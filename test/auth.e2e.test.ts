@@ -2,7 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { decodeProtectedHeader } from 'jose';
 import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
 import { bearer, gql, uniqueEmail } from './support/graphql';
-import { startTestStack, TestStack } from './support/stack';
+import { startTestStack, type TestStack } from './support/stack';
 
 /**
  * The auth subgraph's credentials through the whole stack: API keys, logout,

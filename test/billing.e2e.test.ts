@@ -9,7 +9,7 @@
  * New users get no free credit here (BILLING_FREE_CREDIT_MICROS=0): each test
  * tops its users up as an admin, so balances are exactly what a test set.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import Redis from 'ioredis';

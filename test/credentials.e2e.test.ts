@@ -2,7 +2,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { collect, wsClient } from './support/subscriptions';
-import { startTestStack, TestStack } from './support/stack';
+import { startTestStack, type TestStack } from './support/stack';
 
 /**
  * Credentials at the gateway, through the whole stack: API keys and sessions

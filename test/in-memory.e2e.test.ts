@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
-import { Stack, startStack } from '../scripts/stack';
+import { type Stack, startStack } from '../scripts/stack';
 import { collect, wsClient } from './support/subscriptions';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { freeStackPorts } from './support/stack';

@@ -7,7 +7,7 @@ import { freePort } from '../scripts/free-port';
 import { IdentitySigner } from '../lib/identity';
 import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql, uniqueEmail } from './support/graphql';
-import { startTestStack, TestStack } from './support/stack';
+import { startTestStack, type TestStack } from './support/stack';
 
 /**
  * The whole stack, each service its own process on a free port, with its own

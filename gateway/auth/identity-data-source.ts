@@ -1,4 +1,4 @@
-import { GraphQLDataSourceProcessOptions, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { type GraphQLDataSourceProcessOptions, RemoteGraphQLDataSource } from '@apollo/gateway';
 import type { GraphQLError } from 'graphql';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { IDENTITY_HEADER } from '../../lib/identity';

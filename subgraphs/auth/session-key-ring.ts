@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type Redis from 'ioredis';
 import { exportJWK, type JWK } from 'jose';
 import { SESSION_ALGORITHM } from '../../lib/session-token';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../scripts/free-port';
-import { Stack, StackPorts, stackPorts, startStack } from '../../scripts/stack';
+import { type Stack, type StackPorts, stackPorts, startStack } from '../../scripts/stack';
 
 /**
  * The whole stack on free loopback ports with its own redis-server (or

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ModelInferRequest, ModelInferResponse__Output as ModelInferResponse, ModelStreamInferResponse } from '../../../protocol/triton/messages';
 import { errorCodeParameter } from '../../../protocol/triton/error-code';
 import { loadTritonProto } from '../../../protocol/triton/loader';
-import { CANCEL_PARAMETER, SharedInferStream, StreamError } from './shared-stream';
+import { CANCEL_PARAMETER, SharedInferStream, type StreamError } from './shared-stream';
 import { freePort } from '../../../scripts/free-port';
 import { TritonClient } from './triton-client';
 import { outputTensor } from '../testing/triton-messages';
