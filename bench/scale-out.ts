@@ -99,7 +99,7 @@ async function startSingle(dataDir: string): Promise<Shape> {
 
 interface Scaled extends Shape {
   cluster: RedisCluster;
-  /** Replica A runs two gpu-servers, replica B one; faults strike B's services and A's second gpu-server. */
+  /** Replica A runs one gpu-server, replica B two; faults strike B's services and B's second gpu-server. */
   a: Stack;
   b: Stack;
 }
@@ -122,7 +122,8 @@ async function startScaled(dataDir: string): Promise<Scaled> {
     };
     const gateway = await proxy('gateway');
     const [auth, billing, knowledge, inference] = await Promise.all(SUBGRAPHS.map(proxy));
-    const gpus = [...gpuServers(portsA, { SLUICE_GPU_SERVERS: '2' }), ...gpuServers(portsB, { SLUICE_GPU_SERVERS: '1' })];
+    // B, whose ports were taken last, runs the second gpu-server: its ports are its first's plus 10 (scripts/stack.ts), past every port taken here.
+    const gpus = [...gpuServers(portsA, { SLUICE_GPU_SERVERS: '1' }), ...gpuServers(portsB, { SLUICE_GPU_SERVERS: '2' })];
     const shared = {
       REDIS_CLUSTER_NODES: cluster.nodeList,
       SLUICE_SUBGRAPH_AUTH_URL: auth.url('/graphql'),
@@ -135,8 +136,8 @@ async function startScaled(dataDir: string): Promise<Scaled> {
       INFERENCE_GPU_ENDPOINTS: gpus.map((gpu) => `127.0.0.1:${gpu.grpc}`).join(','),
     };
     // One after the other: the 2-core machine starts a stack's processes faster than it starts two stacks' at once.
-    stacks.push(await launch(portsA, cluster.url, path.join(dataDir, 'a'), { ...shared, SLUICE_GPU_SERVERS: '2' }));
-    stacks.push(await launch(portsB, cluster.url, path.join(dataDir, 'b'), { ...shared, SLUICE_GPU_SERVERS: '1' }));
+    stacks.push(await launch(portsA, cluster.url, path.join(dataDir, 'a'), { ...shared, SLUICE_GPU_SERVERS: '1' }));
+    stacks.push(await launch(portsB, cluster.url, path.join(dataDir, 'b'), { ...shared, SLUICE_GPU_SERVERS: '2' }));
     return { gatewayUrl: gateway.url('/graphql'), cluster, a: stacks[0], b: stacks[1], stop };
   } catch (error) {
     await stop();
@@ -186,7 +187,7 @@ const GPU_FAULT = 'a gpu-server (1 of 3)';
 const FAULTS: Fault[] = [
   replicaLost('b', 'gateway', 'a gateway (1 of 2)'),
   ...SUBGRAPHS.map((service) => replicaLost('b', service, `${service} (1 of 2)`)),
-  replicaLost('a', 'gpu-server-2', GPU_FAULT),
+  replicaLost('b', 'gpu-server-2', GPU_FAULT),
   (() => {
     let lost: RedisCluster['nodes'][number] | undefined;
     return {
