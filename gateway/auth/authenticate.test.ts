@@ -9,7 +9,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } f
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, SignJWT } from 'jose';
-import { generateIdentityKeyPair, IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../lib/identity';
+import { generateIdentityKeyPair, IDENTITY_HEADER, type Identity, IdentitySigner, IdentityVerifier } from '../../lib/identity';
 import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
 import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
 import { AuthServiceClient, type ApiKeyAnswer } from './credentials/auth-service-client';
@@ -52,7 +52,7 @@ class FakeAuth {
 
   private async handle(req: IncomingMessage, jwk: object): Promise<[number, unknown]> {
     if (req.method === 'GET' && req.url === '/.well-known/jwks.json') return [200, { keys: [jwk] }];
-    let identity;
+    let identity: Identity;
     try {
       identity = this.verifier.verify(req.headers[IDENTITY_HEADER] as string | undefined, 'auth');
     } catch (error) {

@@ -70,7 +70,7 @@ export class PublicOperations {
   private judge(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined): boolean {
     const operation = getOperationAST(document, operationName ?? undefined);
     const root = operation && schema.getRootType(operation.operation);
-    if (!operation || operation.operation !== 'query' || !root) return false;
+    if (operation?.operation !== 'query' || !root) return false;
     const fragments = new Map<string, FragmentDefinitionNode>();
     for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
 

@@ -82,8 +82,14 @@ export function clusterMetricsText(metrics: GatewayMetrics): Promise<string> {
       reject(new Error(`the gateway's primary process did not answer within ${TIMEOUT_MS} ms`));
     }, TIMEOUT_MS);
     requests.set(id, {
-      resolve: (text) => (clearTimeout(timer), resolve(text)),
-      reject: (error) => (clearTimeout(timer), reject(error)),
+      resolve: (text) => {
+        clearTimeout(timer);
+        resolve(text);
+      },
+      reject: (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
     });
     process.send!({ type: REQUEST, id });
   });

@@ -7,7 +7,7 @@ import type { GatewayMetrics } from './gateway-metrics';
  * The data source itself is returned, its `process` timed in place, so
  * whatever else it offers stays reachable and its type unchanged.
  */
-export function observeSubgraphFetches<T extends GraphQLDataSource<any>>(name: string, source: T, metrics: GatewayMetrics): T {
+export function observeSubgraphFetches<T extends GraphQLDataSource>(name: string, source: T, metrics: GatewayMetrics): T {
   const process = source.process.bind(source);
   source.process = async (options) => {
     const started = performance.now();

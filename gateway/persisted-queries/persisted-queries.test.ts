@@ -102,8 +102,16 @@ describe('the safelist on HTTP, in the source stage', () => {
   const pipeline = new GatewayPipeline([safelistFeature(new Safelist(operations))]);
   const refuseUnlisted = (req: IncomingMessage, res: ServerResponse, body: unknown) => refuseHttpSource(pipeline, req, res, body);
   function fakeResponse() {
-    const sent: { status?: number; body?: any } = {};
-    const res = { writeHead: (status: number) => ((sent.status = status), res), end: (text: string) => (sent.body = JSON.parse(text)) } as unknown as ServerResponse;
+    const sent: { status?: number; body?: unknown } = {};
+    const res = {
+      writeHead: (status: number) => {
+        sent.status = status;
+        return res;
+      },
+      end: (text: string) => {
+        sent.body = JSON.parse(text);
+      },
+    } as unknown as ServerResponse;
     return { res, sent };
   }
 

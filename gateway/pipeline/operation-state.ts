@@ -47,6 +47,7 @@ export class OperationState {
   }
 
   set<T>(key: StateKey<T>, value: T): void {
-    (this.slots ??= [])[key.index] = value;
+    this.slots ??= [];
+    this.slots[key.index] = value;
   }
 }

@@ -29,7 +29,10 @@ afterAll(async () => {
 /** A clock the test moves; starts mid-second so bucket edges are visible. */
 function clock(start = 1_800_000_000_500) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+  return { now: () => now, advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };

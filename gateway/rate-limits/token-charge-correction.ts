@@ -53,7 +53,7 @@ export class TokenChargeCorrection {
   }
 
   /** The data source itself, its `process` metering the completions of operations that were charged tokens. */
-  meter<TContext extends Record<string, any>, T extends GraphQLDataSource<TContext>>(source: T): T {
+  meter<TContext extends object, T extends GraphQLDataSource<TContext>>(source: T): T {
     const process = source.process.bind(source);
     source.process = async (options: GraphQLDataSourceProcessOptions<TContext>) => {
       const pending = this.pending.get(options.context);

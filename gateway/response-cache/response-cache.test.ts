@@ -49,13 +49,22 @@ beforeEach(async () => {
   redis = connectRedis('memory://', createLogger());
   calls = {};
   prefix = `gw:rc:${Math.random().toString(36).slice(2)}:`;
-  const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+  const count = (name: string) => {
+    calls[name] = (calls[name] ?? 0) + 1;
+    return calls[name];
+  };
   server = new ApolloServer<GatewayContext>({
     typeDefs,
     resolvers: {
       Query: {
-        catalog: (_: unknown, { page }: { page?: number }) => (count('catalog'), [{ id: `item-${page ?? 0}` }]),
-        me: (_: unknown, __: unknown, context: GatewayContext) => (count('me'), context.identity.claims.sub ? { id: context.identity.claims.sub, secret: `secret of ${context.identity.claims.sub}` } : null),
+        catalog: (_: unknown, { page }: { page?: number }) => {
+          count('catalog');
+          return [{ id: `item-${page ?? 0}` }];
+        },
+        me: (_: unknown, __: unknown, context: GatewayContext) => {
+          count('me');
+          return context.identity.claims.sub ? { id: context.identity.claims.sub, secret: `secret of ${context.identity.claims.sub}` } : null;
+        },
         live: () => count('live'),
         broken: () => {
           count('broken');
@@ -141,7 +150,14 @@ describe('never stored', () => {
     await server.stop();
     server = new ApolloServer<GatewayContext>({
       typeDefs,
-      resolvers: { Query: { catalog: () => (calls.catalog = (calls.catalog ?? 0) + 1, Array.from({ length: 100 }, (_, i) => ({ id: `item-${i}` }))) } },
+      resolvers: {
+        Query: {
+          catalog: () => {
+            calls.catalog = (calls.catalog ?? 0) + 1;
+            return Array.from({ length: 100 }, (_, i) => ({ id: `item-${i}` }));
+          },
+        },
+      },
       plugins: [responseCachePlugin(new ResponseCacheStore(redis, undefined, prefix), { maxEntryBytes: 1024 })],
     });
     await server.start();

@@ -30,7 +30,7 @@ import { requestLog } from '../metrics/request-log';
 import { OperationState } from '../pipeline/operation-state';
 import { GatewayPipeline } from '../pipeline/pipeline';
 import { executeFederatedSubscription } from './federated-subscription';
-import type { SubscriptionPlanner } from './planner';
+import type { SubscriptionPlan, SubscriptionPlanner } from './planner';
 import { UpstreamClosedError, UpstreamConnections, type UpstreamEvent } from './upstream';
 
 const MAX_CACHED_DOCUMENTS = 1000;
@@ -164,7 +164,7 @@ export class SubscriptionService {
       release();
       return [...refused];
     }
-    let plan;
+    let plan: SubscriptionPlan;
     try {
       plan = this.deps.planner.plan(state.document, request.operationName);
     } catch (error) {

@@ -6,7 +6,7 @@
  * per-connection limit, and queries through Apollo Server.
  */
 import { ApolloServer } from '@apollo/server';
-import type { Client } from 'graphql-ws';
+import type { Client, FormattedExecutionResult } from 'graphql-ws';
 import { CloseCode } from '../../lib/graphql-ws-endpoint';
 import { HttpService } from '../../lib/http-service';
 import { wsClient } from '../../test/support/subscriptions';
@@ -64,9 +64,9 @@ const closed = (c: Client) => new Promise<{ code: number; reason: string }>((res
 
 /** Events of one subscription, and its refusal or failure (graphql-ws throws a refusal as its errors). */
 async function subscribe(c: Client, variables: Record<string, unknown>, stopAfter = Infinity) {
-  const events: Array<Record<string, any>> = [];
+  const events: Array<FormattedExecutionResult<{ ticks: { n: number; label: string } }, unknown>> = [];
   try {
-    for await (const event of c.iterate({ query: TICKS, variables })) {
+    for await (const event of c.iterate<{ ticks: { n: number; label: string } }>({ query: TICKS, variables })) {
       events.push(event);
       if (events.length >= stopAfter) break;
     }
@@ -111,7 +111,7 @@ it('unsubscribes on the subgraph when the client completes the subscription', as
 it('ends a subscription whose upstream connection drops with a SERVICE_UNAVAILABLE event, after the events already sent', async () => {
   const { events, error } = await subscribe(client(), { count: 5, intervalMs: 10, dropAt: 3 });
   expect(error).toBeUndefined();
-  expect(events.map((e) => e.data?.ticks?.n ?? e.errors?.[0].extensions.code)).toEqual([1, 2, 'SERVICE_UNAVAILABLE']);
+  expect(events.map((e) => e.data?.ticks?.n ?? e.errors?.[0].extensions?.code)).toEqual([1, 2, 'SERVICE_UNAVAILABLE']);
 });
 
 it('refuses a subscription past the per-connection limit with RATE_LIMITED, and admits one again once the first ends', async () => {
