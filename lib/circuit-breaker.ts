@@ -71,14 +71,20 @@ export class CircuitBreaker {
    */
   record(permit: Permit, ok: boolean): void {
     if (this.probe?.permit === permit) this.probe = undefined;
-    if (ok) return this.close();
+    if (ok) {
+      this.close();
+      return;
+    }
     this.failures += 1;
     if (permit.probe || (this.openedAt === undefined && this.failures >= this.options.failureThreshold)) this.open();
   }
 
   /** Health learned outside a permitted call: a success closes the breaker; a failure counts toward the threshold, and re-opens a breaker that is not closed. */
   observe(ok: boolean): void {
-    if (ok) return this.close();
+    if (ok) {
+      this.close();
+      return;
+    }
     this.failures += 1;
     if (this.openedAt !== undefined || this.failures >= this.options.failureThreshold) this.open();
   }

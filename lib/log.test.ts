@@ -5,8 +5,14 @@ function capture(env: Record<string, string | undefined>, fn: () => void): { out
   const saved = { SLUICE_LOG_LEVEL: process.env.SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT: process.env.SLUICE_LOG_FORMAT };
   const out: string[] = [];
   const err: string[] = [];
-  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true));
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => (err.push(String(chunk)), true));
+  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    err.push(String(chunk));
+    return true;
+  });
   try {
     for (const [key, value] of Object.entries(env)) {
       if (value === undefined) delete process.env[key];

@@ -14,7 +14,7 @@ import { setMaxListeners } from 'node:events';
 import { MalformedBytesTensorError, decodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import { ELEMENT_SIZE, wireDatatype, type WireDatatype } from '../../protocol/triton/datatypes';
 import type { ModelConfig } from '../../protocol/triton/model-config';
-import type { ModelRepository, ModelVersion } from '../repository/repository';
+import type { ModelEntry, ModelRepository, ModelVersion } from '../repository/repository';
 import { withParameterInputs } from './parameter-inputs';
 import { InferenceError, InferenceErrorCode, invalidArgument, notFound, unavailable } from './errors';
 import type { CoreInferInput, CoreInferRequest } from './infer-request';
@@ -293,7 +293,7 @@ export class InferenceCore {
    */
   async loadModel(name: string): Promise<void> {
     this.checkModelName(name);
-    let entry;
+    let entry: ModelEntry;
     try {
       entry = await this.repository.loadModel(name);
     } catch (error) {

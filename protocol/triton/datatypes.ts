@@ -26,5 +26,5 @@ export function wireDatatype(configType: string): WireDatatype | undefined {
 }
 
 export function isWireDatatype(name: string): name is WireDatatype {
-  return Object.prototype.hasOwnProperty.call(ELEMENT_SIZE, name);
+  return Object.hasOwn(ELEMENT_SIZE, name);
 }

@@ -21,7 +21,7 @@ export function errorCodeParameter(code: status): Record<string, InferParameter>
 /** The gRPC status a streamed error's parameters name, or undefined when they name none (or one this library does not know). */
 export function streamedErrorStatus(parameters: Record<string, InferParameter__Output> | undefined): status | undefined {
   const name = parameters?.[ERROR_CODE_PARAMETER]?.string_param;
-  if (!name || !Object.prototype.hasOwnProperty.call(status, name)) return undefined;
+  if (!name || !Object.hasOwn(status, name)) return undefined;
   const code = status[name as keyof typeof status];
   return typeof code === 'number' ? code : undefined;
 }

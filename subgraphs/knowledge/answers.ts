@@ -1,7 +1,7 @@
 import type { GraphQLError } from 'graphql';
 import { codedError, ErrorCode } from '../../lib/errors';
 import { interruptible } from '../../lib/interruptible';
-import { groundedPrompt } from './grounded-prompt';
+import { type GroundedPrompt, groundedPrompt } from './grounded-prompt';
 import type { Usage } from '../../lib/usage-events';
 import type { GeneratedChunk, GenerationInput, InferenceClient } from './inference-client';
 import type { ModelChoice } from './model-choice';
@@ -129,7 +129,7 @@ export class Answers {
   }
 
   private prompt(question: string, sources: Hit[], promptTokens: number) {
-    let prompt;
+    let prompt: GroundedPrompt;
     try {
       prompt = groundedPrompt(
         question,

@@ -73,8 +73,8 @@ function geometryOf(session: ort.InferenceSession, config: HfConfig, addedTokens
     throw new Error(`${file} has no past_key_values.{i}.key inputs: export it with a KV cache (optimum-cli export onnx --task text-generation-with-past), got inputs ${names.join(', ')}`);
   }
   const past = session.inputMetadata.find((m) => m.name === 'past_key_values.0.key');
-  if (!past || !past.isTensor || past.type !== 'float32') {
-    throw new Error(`${file}: past_key_values.0.key expects a float32 tensor, but got ${past && past.isTensor ? past.type : 'a non-tensor'} (only float32 exports are served)`);
+  if (!past?.isTensor || past.type !== 'float32') {
+    throw new Error(`${file}: past_key_values.0.key expects a float32 tensor, but got ${past?.isTensor ? past.type : 'a non-tensor'} (only float32 exports are served)`);
   }
   const dim = (value: number | string | undefined, fallback: number | undefined, what: string): number => {
     if (typeof value === 'number' && value > 0) return value;
@@ -85,7 +85,7 @@ function geometryOf(session: ort.InferenceSession, config: HfConfig, addedTokens
   const kvHeads = dim(past.shape[1], heads, 'number of KV heads');
   const headDim = dim(past.shape[3], config.head_dim ?? (config.hidden_size && config.num_attention_heads ? config.hidden_size / config.num_attention_heads : undefined), 'attention head size');
   const logits = session.outputMetadata.find((m) => m.name === 'logits');
-  const vocabSize = dim(logits && logits.isTensor ? logits.shape[2] : undefined, config.vocab_size, 'vocabulary size');
+  const vocabSize = dim(logits?.isTensor ? logits.shape[2] : undefined, config.vocab_size, 'vocabulary size');
 
   let eosTokenIds = config.eos_token_id === undefined ? [] : Array.isArray(config.eos_token_id) ? config.eos_token_id : [config.eos_token_id];
   if (eosTokenIds.length === 0) {

@@ -71,7 +71,7 @@ export function generationOutputs(model: ModelInfo, response: ModelInferResponse
     return index < 0 ? undefined : { meta: response.outputs[index], raw: response.raw_output_contents[index] };
   };
   const text = tensor('text_output');
-  if (!text || text.meta.datatype !== 'BYTES' || !text.raw) {
+  if (text?.meta.datatype !== 'BYTES' || !text.raw) {
     throw new Error(`model ${model.id} answered without a BYTES "text_output" output (got: ${response.outputs.map((o) => `${o.name} ${o.datatype}`).join(', ') || 'no outputs'})`);
   }
   const texts = decodeBytesTensor(text.raw).map((b) => b.toString('utf8'));
