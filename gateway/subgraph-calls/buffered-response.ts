@@ -83,7 +83,7 @@ export class BufferedResponse implements FetcherResponse {
     return this.take().toString('utf8');
   }
 
-  async json(): Promise<any> {
+  async json(): Promise<unknown> {
     return JSON.parse(await this.text());
   }
 
