@@ -247,9 +247,9 @@ describe('completionStream over multipart HTTP', () => {
     });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^multipart\/mixed; boundary="graphql"; subscriptionSpec="1.0"/);
-    const parts = await readMultipart(response);
+    const parts = await readMultipart<{ completionStream: { delta: string; finishReason: string | null; model: { pricing: { output: number } } } }>(response);
     expect(parts[0]).toEqual({});
-    const chunks = parts.filter((p) => p.payload).map((p) => p.payload.data.completionStream);
+    const chunks = parts.filter((p) => p.payload).map((p) => p.payload!.data!.completionStream);
     expect(chunks.length).toBeGreaterThan(1);
     expect(chunks[chunks.length - 1].finishReason).toMatch(/^(STOP|LENGTH)$/);
     for (const c of chunks) expect(c.model.pricing.output).toEqual(expect.any(Number));

@@ -70,8 +70,8 @@ it('unsubscribes upstream when the client goes away', async () => {
 });
 
 it('ends with a SERVICE_UNAVAILABLE part when the upstream connection drops, then the closing boundary', async () => {
-  const parts = await readMultipart(await post(url, { query: TICKS, variables: { count: 5, intervalMs: 10, dropAt: 3 } }));
-  expect(parts.filter((p) => p.payload).map((p) => p.payload.data?.ticks?.n ?? p.payload.errors?.[0].extensions.code)).toEqual([1, 2, 'SERVICE_UNAVAILABLE']);
+  const parts = await readMultipart<{ ticks: { n: number } }>(await post(url, { query: TICKS, variables: { count: 5, intervalMs: 10, dropAt: 3 } }));
+  expect(parts.filter((p) => p.payload).map((p) => p.payload!.data?.ticks?.n ?? p.payload!.errors?.[0].extensions?.code)).toEqual([1, 2, 'SERVICE_UNAVAILABLE']);
 });
 
 it("answers a refused subscription with the refusal's status, headers and errors", async () => {

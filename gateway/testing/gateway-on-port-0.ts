@@ -119,5 +119,5 @@ export async function overMultipart(url: string, operation: Operation, token?: s
     return { status: response.status, codes: codesOf(((await response.json()) as { errors?: [] }).errors) };
   }
   const parts = await readMultipart(response);
-  return { status: response.status, codes: codesOf(parts.find((p) => p.payload)?.payload.errors) };
+  return { status: response.status, codes: codesOf(parts.find((p) => p.payload)?.payload?.errors) };
 }

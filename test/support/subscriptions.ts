@@ -38,13 +38,18 @@ export async function collect<T = Record<string, any>>(
   return events;
 }
 
+/** One part of a multipart/mixed subscription response: an event, or no payload for a heartbeat. */
+export interface MultipartPart<T> {
+  payload?: Event<T>;
+}
+
 /** Reads a multipart/mixed subscription response: parts in order, heartbeats (`{}`) included. */
-export async function readMultipart(response: Response): Promise<Array<Record<string, any>>> {
+export async function readMultipart<T = Record<string, unknown>>(response: Response): Promise<MultipartPart<T>[]> {
   const text = await response.text();
   const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get('content-type') ?? '')?.[1];
   if (!boundary) throw new Error(`no multipart boundary in ${response.headers.get('content-type')}`);
   const [, ...rest] = text.split(`--${boundary}`);
-  const parts: Array<Record<string, any>> = [];
+  const parts: MultipartPart<T>[] = [];
   for (const part of rest) {
     if (part.startsWith('--')) break;
     const body = part.split('\r\n\r\n').slice(1).join('\r\n\r\n').trim();
