@@ -59,7 +59,8 @@ export async function startRedisServer(dir: string, onLine?: (line: string) => v
   };
 }
 
-async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
+/** Resolves once the server at `url` answers PING; throws after `timeoutMs`. */
+export async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });

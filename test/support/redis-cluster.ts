@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
 import { freePort } from '../../scripts/free-port';
+import { waitForPing } from '../../scripts/redis-server';
 
 const run = promisify(execFile);
 
@@ -28,12 +29,13 @@ export interface RedisCluster {
   url: string;
   /** The node that is master of `key`'s slot now. */
   masterOf(key: string): Promise<ClusterNode>;
-  /** Kills a node at once (SIGKILL: no chance to hand anything over). */
-  kill(node: ClusterNode): void;
-  /** Starts a killed node again on its port and config file: it rejoins as a replica of whoever took over its slots. */
-  restart(node: ClusterNode): Promise<void>;
-  /** Waits until every slot is served again (a replica took over a killed master). */
-  waitUntilHealthy(timeoutMs?: number): Promise<void>;
+  /**
+   * Loses a master: kills it at once (SIGKILL: no chance to hand anything
+   * over), waits until its replica took over every slot, then starts it again
+   * on its port and config file, and waits until it has rejoined as the new
+   * master's replica (so changes can be confirmed by a replica again).
+   */
+  loseMaster(node: ClusterNode): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +61,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       ];
       nodes.push({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }) });
     }
-    await Promise.all(nodes.map((node) => waitForPing(node.port)));
+    await Promise.all(nodes.map((node) => waitForPing(`redis://127.0.0.1:${node.port}`)));
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes']);
     const cluster: RedisCluster = {
       nodes,
@@ -79,17 +81,16 @@ export async function startRedisCluster(): Promise<RedisCluster> {
           client.disconnect();
         }
       },
-      kill: (node) => node.process.kill('SIGKILL'),
-      restart: async (node) => {
+      loseMaster: async (node) => {
         await stopNode(node);
+        await waitForClusterOk(nodes, 30_000);
         node.process = spawn('redis-server', node.args, { stdio: 'ignore' });
-        await waitForPing(node.port);
+        await waitForPing(`redis://127.0.0.1:${node.port}`);
         await waitForReplicas([node], 30_000);
       },
-      waitUntilHealthy: (timeoutMs = 30_000) => waitForClusterOk(nodes, timeoutMs),
       stop,
     };
-    await cluster.waitUntilHealthy();
+    await waitForClusterOk(nodes, 30_000);
     await waitForReplicas(nodes, 30_000);
     return cluster;
   } catch (error) {
@@ -104,24 +105,6 @@ function stopNode(node: ClusterNode): Promise<void> {
     node.process.once('exit', () => resolve());
     node.process.kill('SIGKILL');
   });
-}
-
-async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      await client.ping();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`cluster node on port ${port} did not answer PING within ${timeoutMs} ms: ${(error as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    } finally {
-      client.disconnect();
-    }
-  }
 }
 
 /** Every live node reports cluster_state:ok and every slot assigned and served by a live master. */
