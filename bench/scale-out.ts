@@ -26,7 +26,8 @@ import { ErrorCode } from '../lib/errors';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { startRedisServer } from '../scripts/redis-server';
 import { gpuServers, startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
-import { Load, signUpUsers, sleep, type LoadMix, type Outcome } from '../test/chaos/harness';
+import { Load, QUERY_PARTS, signUpUsers, sleep, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
+import { inferenceCount } from '../test/support/gpu-processes';
 import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster';
 import { freeStackPorts } from '../test/support/stack';
 import { loadNote, percentile, recordResult } from './results';
@@ -99,9 +100,10 @@ async function startSingle(dataDir: string): Promise<Shape> {
 
 interface Scaled extends Shape {
   cluster: RedisCluster;
-  /** Replica A runs one gpu-server, replica B two; faults strike B's services and B's second gpu-server. */
+  /** Replica A runs one gpu-server, replica B two; faults strike B's services. */
   a: Stack;
   b: Stack;
+  gpus: { stack: 'a' | 'b'; name: ServiceName; address: string }[];
 }
 
 async function startScaled(dataDir: string): Promise<Scaled> {
@@ -138,7 +140,8 @@ async function startScaled(dataDir: string): Promise<Scaled> {
     // One after the other: the 2-core machine starts a stack's processes faster than it starts two stacks' at once.
     stacks.push(await launch(portsA, cluster.url, path.join(dataDir, 'a'), { ...shared, SLUICE_GPU_SERVERS: '1' }));
     stacks.push(await launch(portsB, cluster.url, path.join(dataDir, 'b'), { ...shared, SLUICE_GPU_SERVERS: '2' }));
-    return { gatewayUrl: gateway.url('/graphql'), cluster, a: stacks[0], b: stacks[1], stop };
+    const gpuOf = (stack: 'a' | 'b') => (gpu: (typeof gpus)[number]) => ({ stack, name: gpu.name, address: `127.0.0.1:${gpu.grpc}` });
+    return { gatewayUrl: gateway.url('/graphql'), cluster, a: stacks[0], b: stacks[1], gpus: [...gpus.slice(0, 1).map(gpuOf('a')), ...gpus.slice(1).map(gpuOf('b'))], stop };
   } catch (error) {
     await stop();
     throw error;
@@ -183,11 +186,30 @@ const replicaLost = (stack: 'a' | 'b', service: ServiceName, name: string): Faul
   recover: (scaled) => scaled[stack].restart(service),
 });
 
-const GPU_FAULT = 'a gpu-server (1 of 3)';
+const GPU_FAULT = 'the gpu-server serving the streams (1 of 3)';
+
+/**
+ * The router keeps a prompt on the gpu-server that has its prefix cached, so
+ * the load's streams (one prompt) all run on one gpu-server: that is the one
+ * lost, or no stream would be in flight on it.
+ */
+function streamingGpuLost(): Fault {
+  let victim: Scaled['gpus'][number] | undefined;
+  return {
+    name: GPU_FAULT,
+    inject: async (scaled) => {
+      const streamed = await Promise.all(scaled.gpus.map((gpu) => inferenceCount(gpu.address, 'sluice-chat')));
+      victim = scaled.gpus[streamed.indexOf(Math.max(...streamed))];
+      process.stdout.write(`streams run per gpu-server: ${streamed.join(', ')}; killing ${victim.stack}'s ${victim.name}\n`);
+      await scaled[victim.stack].kill(victim.name, 'SIGKILL');
+    },
+    recover: (scaled) => scaled[victim!.stack].restart(victim!.name),
+  };
+}
 const FAULTS: Fault[] = [
   replicaLost('b', 'gateway', 'a gateway (1 of 2)'),
   ...SUBGRAPHS.map((service) => replicaLost('b', service, `${service} (1 of 2)`)),
-  replicaLost('b', 'gpu-server-2', GPU_FAULT),
+  streamingGpuLost(),
   {
     name: 'a Redis master (1 of 3; its replica takes over)',
     // Kill, failover, restart and rejoin as the new master's replica, all in one.
@@ -246,7 +268,8 @@ function describe(failed: Outcome[]): string {
   if (failed.length === 0) return '—';
   const counts = new Map<string, number>();
   for (const o of failed) {
-    const key = `${o.kind} ${[...new Set(o.codes)].join('+') || 'no code'}${o.reasons.length ? ` (${[...new Set(o.reasons)].join(', ')})` : ''}`;
+    const missing = o.kind === 'query' ? (Object.keys(QUERY_PARTS) as Part[]).filter((part) => !o.parts.includes(part)) : [];
+    const key = `${o.kind} ${[...new Set(o.codes)].join('+') || 'no code'}${o.reasons.length ? ` (${[...new Set(o.reasons)].join(', ')})` : ''}${missing.length ? ` without ${missing.join(', ')}` : ''}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return [...counts].map(([key, n]) => `${n} × ${key}`).join('; ');
