@@ -309,14 +309,20 @@ export class Load {
   }
 }
 
-function partsOf(data: Record<string, any> | null | undefined): Part[] {
+/** The load query's answer, as far as partsOf reads it: every field may be missing or null when its subgraph is down. */
+interface LoadAnswer {
+  me?: { email?: unknown; balance?: { total?: unknown } | null; documents?: unknown } | null;
+  models?: Array<{ pricing: unknown }> | null;
+}
+
+function partsOf(data: LoadAnswer | null | undefined): Part[] {
   const parts: Part[] = [];
   if (typeof data?.me?.email === 'string') parts.push('email');
   if (typeof data?.me?.balance?.total === 'number') parts.push('balance');
   if (Array.isArray(data?.me?.documents)) parts.push('documents');
   if (Array.isArray(data?.models) && data.models.length > 0) {
     parts.push('models');
-    if (data.models.some((m: { pricing: unknown }) => m.pricing !== null)) parts.push('pricing');
+    if (data.models.some((m) => m.pricing !== null)) parts.push('pricing');
   }
   return parts;
 }
@@ -484,7 +490,8 @@ async function accountProblem(gatewayUrl: string, user: ChaosUser, events: Usage
   const billed = sum(me.usage.map((b: { amount: number }) => b.amount));
   const invoiced = sum(me.invoices.map((i: { total: number }) => i.total));
   const requests = sum(me.usage.map((b: { requests: number }) => b.requests));
-  const tokens = (pick: (x: any) => number) => [sum(me.usage.map(pick)), sum(events.map(pick))];
+  type TokenCounts = { completionTokens: number; promptCacheMissTokens: number; promptCacheHitTokens: number };
+  const tokens = (pick: (x: TokenCounts) => number) => [sum(me.usage.map(pick)), sum(events.map(pick))];
   const [usageOut, eventsOut] = tokens((x) => x.completionTokens);
   const [usageMiss, eventsMiss] = tokens((x) => x.promptCacheMissTokens);
   const [usageHit, eventsHit] = tokens((x) => x.promptCacheHitTokens);

@@ -6,6 +6,7 @@ export interface GraphQLResponse<T = Record<string, unknown>> {
   errors?: Array<{ message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }>;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever shape their query asks for; a test that wants checking passes its own T
 export async function gql<T = Record<string, any>>(
   url: string,
   query: string,

@@ -2,6 +2,7 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever shape their subscription asks for; a test that wants checking passes its own T
 export interface Event<T = Record<string, any>> {
   data?: T | null;
   errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
@@ -17,6 +18,7 @@ export function wsClient(httpUrl: string, token?: string): Client {
 }
 
 /** Every event of a subscription, or the events up to `stopAfter` (then it unsubscribes). */
+// biome-ignore lint/suspicious/noExplicitAny: as for Event
 export async function collect<T = Record<string, any>>(
   client: Client,
   query: string,
