@@ -42,8 +42,18 @@ async function prepare(redis: Redis, ledger: Ledger): Promise<void> {
     const pipeline = redis.pipeline();
     held.forEach((h, i) => {
       const event: UsageEvent = {
-        eventId: randomUUID(), reservationId: h.reservationId, userId: chunk[i], keyId: null, model: MODEL, modelVersion: '1',
-        promptTokens: 1500, promptCacheHitTokens: 1000, promptCacheMissTokens: 500, completionTokens: 300 + i, finishReason: 'STOP', endedAt: Date.now(),
+        eventId: randomUUID(),
+        reservationId: h.reservationId,
+        userId: chunk[i],
+        keyId: null,
+        model: MODEL,
+        modelVersion: '1',
+        promptTokens: 1500,
+        promptCacheHitTokens: 1000,
+        promptCacheMissTokens: 500,
+        completionTokens: 300 + i,
+        finishReason: 'STOP',
+        endedAt: Date.now(),
       };
       pipeline.xadd(USAGE_EVENTS_STREAM, '*', ...encodeUsageEvent(event));
     });

@@ -13,18 +13,7 @@
  *   npx tsx bench/chaos.ts [outage seconds, default 8] [only the faults whose name matches this regular expression]
  */
 import * as os from 'node:os';
-import {
-  killAndRestart,
-  runScenario,
-  signUpUsers,
-  sleep,
-  startChaosStack,
-  type ChaosStack,
-  type LoadMix,
-  type Outcome,
-  type Scenario,
-  type ScenarioResult,
-} from '../test/chaos/harness';
+import { killAndRestart, runScenario, signUpUsers, sleep, startChaosStack, type ChaosStack, type LoadMix, type Outcome, type Scenario, type ScenarioResult } from '../test/chaos/harness';
 import { loadNote, percentile, recordResult } from './results';
 
 const OUTAGE_MS = Number(process.argv[2] ?? 8) * 1_000;
@@ -106,7 +95,7 @@ const SCENARIOS: Scenario[] = [
 const BOUNDS = [
   'What bounds the rows below target:',
   '- **auth down, Redis down**: every signed-in request checks that its session was not logged out (auth, which reads Redis; answers cached `GATEWAY_CREDENTIALS_CACHE_MS`, 10 s). Once that cache runs out the whole request is refused with 503 `SERVICE_UNAVAILABLE` (streams: WebSocket close 4503), so `models` and `pricing` are lost with the rest. Serving the last known "not logged out" answer while auth cannot be asked would keep them: no logout can be recorded while auth is down anyway.',
-  '- **Redis down**: answers wait for the services\' Redis clients to give up or reconnect (p50 about 1.7 s).',
+  "- **Redis down**: answers wait for the services' Redis clients to give up or reconnect (p50 about 1.7 s).",
   '- **inference killed**: a generation the GPU finished for a request whose inference process died has no usage event: the text never reached the client, and its hold is released when the reservation expires (`BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default). This did not happen in every run.',
   '- **rolling restart**: one process per service, so while a subgraph restarts (drain, then start: 10–25 s here) its fields are null and its mutations fail; auth restarting refuses signed-in callers as above; the second gpu-server is restarted before the inference router has seen the first ready again (MODEL_NOT_READY). Zero downtime needs two replicas per service behind one address, restarted one at a time on their `/ready` (it turns 503 when the drain starts), with the gateway retrying a mutation whose connection was refused (it never reached the subgraph). Gateway workers restart one at a time without failing a request; a stream whose subgraph restarts ends with `SERVICE_UNAVAILABLE`, `retryable: true`, naming the service.',
 ];
@@ -153,11 +142,16 @@ async function main(): Promise<void> {
       '',
       '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event).',
       '',
-      '| fault | outage | answers with the others\' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |',
+      "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |",
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...results.map(row),
       '',
-      `All query answers: ${all.length}, latency p50 ${ms(percentile(all.map((o) => o.end - o.start), 50))}.`,
+      `All query answers: ${all.length}, latency p50 ${ms(
+        percentile(
+          all.map((o) => o.end - o.start),
+          50,
+        ),
+      )}.`,
       '',
       ...BOUNDS,
       '',

@@ -39,7 +39,12 @@ async function measure(label: string, env: Record<string, string>): Promise<Meas
     const round = (seed0: number) =>
       Promise.all(
         Array.from({ length: CONCURRENCY }, (_, i) =>
-          gql(stack.gatewayUrl, COMPLETE, { i: { model: 'sluice-chat-batch', messages: [{ role: 'user', content: `Tell me about river ${i}` }], maxTokens: MAX_TOKENS, temperature: 0.7, seed: seed0 + i } }, bearer(token)),
+          gql(
+            stack.gatewayUrl,
+            COMPLETE,
+            { i: { model: 'sluice-chat-batch', messages: [{ role: 'user', content: `Tell me about river ${i}` }], maxTokens: MAX_TOKENS, temperature: 0.7, seed: seed0 + i } },
+            bearer(token),
+          ),
         ),
       );
     await round(0); // warm-up: model sessions, connections, plans
@@ -65,7 +70,9 @@ async function measure(label: string, env: Record<string, string>): Promise<Meas
       modelShare: Math.min(1, (computeSeconds * executions) / Math.max(1, requests) / seconds),
       executions,
     };
-    console.log(`${label}: ${result.perSecond.toFixed(1)} completions/s, ${result.tokensPerSecond.toFixed(0)} tokens/s, ${result.executions} executions, model busy ${(result.modelShare * 100).toFixed(0)} % of the time`);
+    console.log(
+      `${label}: ${result.perSecond.toFixed(1)} completions/s, ${result.tokensPerSecond.toFixed(0)} tokens/s, ${result.executions} executions, model busy ${(result.modelShare * 100).toFixed(0)} % of the time`,
+    );
     return result;
   } finally {
     triton.close();

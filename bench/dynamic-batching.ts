@@ -50,18 +50,11 @@ async function main(): Promise<void> {
     // Each child warms up (JIT, channel, session) before it measures.
     const overGrpc = (model: string) => runEmbedLoadInChildren({ port: server.grpcPort, model, concurrency: CONCURRENCY, requests: PER_ROUND, processes: PROCESSES });
     const inProcess = (model: string, total = PER_ROUND) =>
-      closedLoop(CONCURRENCY, total, (i) =>
-        server.core.infer({ modelName: model, inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 1], data: encodeBytesTensor([texts[i % texts.length]]) }] }),
-      );
+      closedLoop(CONCURRENCY, total, (i) => server.core.infer({ modelName: model, inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 1], data: encodeBytesTensor([texts[i % texts.length]]) }] }));
     await inProcess(UNBATCHED, 1000);
     await inProcess(BATCHED, 1000);
     const before = server.core.statistics(BATCHED)[0];
-    const [grpcWithout, grpcWith, coreWithout, coreWith] = await alternate(ROUNDS, [
-      () => overGrpc(UNBATCHED),
-      () => overGrpc(BATCHED),
-      () => inProcess(UNBATCHED),
-      () => inProcess(BATCHED),
-    ]);
+    const [grpcWithout, grpcWith, coreWithout, coreWith] = await alternate(ROUNDS, [() => overGrpc(UNBATCHED), () => overGrpc(BATCHED), () => inProcess(UNBATCHED), () => inProcess(BATCHED)]);
     const after = server.core.statistics(BATCHED)[0];
     const meanBatch = (after.inference_count - before.inference_count) / (after.execution_count - before.execution_count);
     const rate = (runs: LoadResult[]) => median(runs.map((r) => r.perSecond)).toFixed(0);

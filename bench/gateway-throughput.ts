@@ -138,7 +138,10 @@ function headerValue(raw: unknown, name: string): string | undefined {
 
 async function dedupedOperations(metricsUrl: string | undefined): Promise<number | undefined> {
   if (!metricsUrl) return undefined;
-  const text = await fetch(metricsUrl, { headers: { authorization: `Bearer ${process.env.SLUICE_METRICS_TOKEN}` } }).then((r) => (r.ok ? r.text() : ''), () => '');
+  const text = await fetch(metricsUrl, { headers: { authorization: `Bearer ${process.env.SLUICE_METRICS_TOKEN}` } }).then(
+    (r) => (r.ok ? r.text() : ''),
+    () => '',
+  );
   const line = text.split('\n').find((l) => l.startsWith('sluice_gateway_deduplicated_total{kind="operation"}'));
   return line ? Number(line.split(' ').pop()) : undefined;
 }
@@ -292,8 +295,16 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of targets) target.runs.push(await hammer(target, stackPids, body, expected.get(target)!, SECONDS));
     }
-    const rate = (t: Target) => percentile(t.runs.map((r) => r.requests / r.seconds), 50);
-    const latency = (t: Target, p: number) => percentile(t.runs.flatMap((r) => r.latenciesMs), p);
+    const rate = (t: Target) =>
+      percentile(
+        t.runs.map((r) => r.requests / r.seconds),
+        50,
+      );
+    const latency = (t: Target, p: number) =>
+      percentile(
+        t.runs.flatMap((r) => r.latenciesMs),
+        p,
+      );
     const total = (t: Target) => t.runs.reduce((n, r) => n + r.requests, 0);
     const stockRate = rate(stockTarget);
     /** CPU ms per request of one part, over all rounds. */
@@ -301,7 +312,9 @@ async function main(): Promise<void> {
     const throughputRows = targets.map((t) => {
       const failures = t.runs.reduce((n, r) => n + r.failures, 0);
       const cache = Object.keys(t.cacheStatuses).length
-        ? Object.entries(t.cacheStatuses).map(([s, n]) => `${s} ${fmt((n / total(t)) * 100, 1)} %`).join(', ')
+        ? Object.entries(t.cacheStatuses)
+            .map(([s, n]) => `${s} ${fmt((n / total(t)) * 100, 1)} %`)
+            .join(', ')
         : '—';
       const shared = t.metricsUrl ? `${fmt((t.sharedOperations / total(t)) * 100, 1)} %` : '—';
       const cpu = `${fmt(cpuPerRequest(t, 'gateway'), 2)} / ${fmt(cpuPerRequest(t, 'stack'), 2)} / ${fmt(cpuPerRequest(t, 'loadGenerator'), 2)}`;
@@ -343,8 +356,7 @@ async function main(): Promise<void> {
     const allRuns = targets.flatMap((t) => t.runs);
     /** The share of the machine's CPU capacity that went to processes other than the gateway under load, the stack and the load generator. */
     const outsideShare = (runs: Run[]) =>
-      runs.reduce((n, r) => n + Math.max(0, r.machineCpuMs - r.cpuMs.gateway - r.cpuMs.stack - r.cpuMs.loadGenerator), 0) /
-      runs.reduce((n, r) => n + r.seconds * 1000 * os.cpus().length, 0);
+      runs.reduce((n, r) => n + Math.max(0, r.machineCpuMs - r.cpuMs.gateway - r.cpuMs.stack - r.cpuMs.loadGenerator), 0) / runs.reduce((n, r) => n + r.seconds * 1000 * os.cpus().length, 0);
     const dedupOn = targets.slice(0, 3).map((t) => rate(t) / stockRate);
     const dedupOff = targets.slice(3, 5).map((t) => rate(t) / stockRate);
     const verdict = (ratios: number[], goal: number) =>
@@ -354,7 +366,7 @@ async function main(): Promise<void> {
     const report = [
       `One stack (\`benchStack\`: Redis server, gpu-server, the four subgraphs), one signed-in user with an API key and two documents, the load generator (autocannon) in the same machine. Every gateway runs in its own process(es) on the same subgraphs; ${CONNECTIONS} concurrent keep-alive connections, ${ROUNDS} rounds of ${SECONDS} s per gateway, alternating (after a ${WARMUP_SECONDS} s warm-up each); requests/s is the median of the rounds, latencies are over all rounds (\`npx tsx bench/gateway-throughput.ts\`).`,
       '',
-      'The query (four subgraphs, seven fetches in its plan: `me` from auth; its balance and usage from billing and its documents (with their owners\' documents) from knowledge; the owners\' e-mail from auth and balance from billing; `models` from inference and their prices from billing):',
+      "The query (four subgraphs, seven fetches in its plan: `me` from auth; its balance and usage from billing and its documents (with their owners' documents) from knowledge; the owners' e-mail from auth and balance from billing; `models` from inference and their prices from billing):",
       '',
       '```graphql',
       NESTED_QUERY,
@@ -378,8 +390,13 @@ async function main(): Promise<void> {
       '',
       `Why not 3× with dedup off: on a saturated machine requests/s ≈ ${os.cpus().length} cores ÷ the total CPU per request, and when every request is executed most of that total is the subgraphs' (${fmt(cpuPerRequest(stockTarget, 'stack'), 2)} ms per request in the stock row; the query plan has seven subgraph fetches), which no gateway removes without dedup. Per request, the stock gateway spent ${fmt(cpuPerRequest(stockTarget, 'gateway'), 2)} ms of CPU and Sluice with dedup off ${targets
         .slice(3, 5)
-        .map((t) => `${fmt(cpuPerRequest(t, 'gateway'), 2)} ms (${t.label.endsWith('1 worker') ? '1 worker' : `${workers} workers`}: ${fmt(cpuPerRequest(stockTarget, 'gateway') / cpuPerRequest(t, 'gateway'), 1)}× less)`)
-        .join(' and ')} — the execution path's own saving, which becomes throughput only where the subgraphs have cores of their own. Even a gateway costing no CPU at all, with the rest costing what it did in the best dedup-off row, would reach about ${fmt(
+        .map(
+          (t) =>
+            `${fmt(cpuPerRequest(t, 'gateway'), 2)} ms (${t.label.endsWith('1 worker') ? '1 worker' : `${workers} workers`}: ${fmt(cpuPerRequest(stockTarget, 'gateway') / cpuPerRequest(t, 'gateway'), 1)}× less)`,
+        )
+        .join(
+          ' and ',
+        )} — the execution path's own saving, which becomes throughput only where the subgraphs have cores of their own. Even a gateway costing no CPU at all, with the rest costing what it did in the best dedup-off row, would reach about ${fmt(
         (cpuPerRequest(stockTarget, 'gateway') + cpuPerRequest(stockTarget, 'stack') + cpuPerRequest(stockTarget, 'loadGenerator')) /
           Math.min(...targets.slice(3, 5).map((t) => cpuPerRequest(t, 'stack') + cpuPerRequest(t, 'loadGenerator'))),
         1,
@@ -389,7 +406,7 @@ async function main(): Promise<void> {
           : ''
       }`,
       '',
-      '¹ Errors, timeouts, non-2xx responses and responses whose body differed from that gateway\'s first answer (each first answer was checked to hold the same data as the others and no errors).',
+      "¹ Errors, timeouts, non-2xx responses and responses whose body differed from that gateway's first answer (each first answer was checked to hold the same data as the others and no errors).",
       '',
       `² User + system CPU time during the measured runs (from /proc), divided by the requests served: the gateway's processes (primary and workers), everything it calls, and this benchmark process (autocannon).`,
       '',

@@ -80,10 +80,8 @@ async function main(): Promise<void> {
       const total = requests.reduce((a, b) => a + b, 0);
       return { ...result, cpu: pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]), shares: requests.map((r) => r / total) };
     };
-    const embedRun = (s: (typeof setups)[number]) => () =>
-      measure(s.tier, () => closedLoop(EMBED_CLIENTS, EMBED_REQUESTS, () => s.embedder.embed(s.embed, [texts[nextText++ % texts.length]])));
-    const streamRun = (s: (typeof setups)[number]) => () =>
-      measure(s.tier, () => closedLoop(STREAMS, STREAM_REQUESTS, (i) => stream(s.tier, s.chat, i)));
+    const embedRun = (s: (typeof setups)[number]) => () => measure(s.tier, () => closedLoop(EMBED_CLIENTS, EMBED_REQUESTS, () => s.embedder.embed(s.embed, [texts[nextText++ % texts.length]])));
+    const streamRun = (s: (typeof setups)[number]) => () => measure(s.tier, () => closedLoop(STREAMS, STREAM_REQUESTS, (i) => stream(s.tier, s.chat, i)));
 
     // Warm-up: JIT, channels, sessions of every process.
     for (const s of setups) {
@@ -107,7 +105,8 @@ async function main(): Promise<void> {
           .map((c) => (c / last.seconds).toFixed(2))
           .join(' + ')}) |`;
       });
-    const header = '| gpu-servers | throughput (median; per round) | vs 1 | requests per server (last round) | cores busy: all processes (router; each server used) |\n| ---: | ---: | ---: | --- | --- |';
+    const header =
+      '| gpu-servers | throughput (median; per round) | vs 1 | requests per server (last round) | cores busy: all processes (router; each server used) |\n| ---: | ---: | ---: | --- | --- |';
     const body = [
       `Three gpu-server processes (\`node --import tsx gpu-server/main.ts\`, sluice-embed and sluice-chat, one instance each) on this machine; this process is the router (GpuTier, least-outstanding) with the inference service's DataLoader batching (2 ms window). It is given the first 1, 2 or 3 endpoints; ${ROUNDS} alternating rounds (\`npx tsx bench/gpu-router.ts\`).`,
       '',

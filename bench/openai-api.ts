@@ -129,7 +129,11 @@ async function main(): Promise<void> {
     return done / ((performance.now() - started) / 1000);
   };
   const wholeV1 = async () => {
-    const response = await fetch(`${v1}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'sluice-chat-batch', messages: MESSAGES, max_tokens: WHOLE_MAX_TOKENS, temperature: 0.8 }) });
+    const response = await fetch(`${v1}/chat/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'sluice-chat-batch', messages: MESSAGES, max_tokens: WHOLE_MAX_TOKENS, temperature: 0.8 }),
+    });
     const body = (await response.json()) as { choices?: unknown[]; error?: unknown };
     if (response.status !== 200 || !body.choices) throw new Error(`/v1/chat/completions answered ${response.status}: ${JSON.stringify(body)}`);
   };
@@ -170,7 +174,9 @@ async function main(): Promise<void> {
     const addedLone = percentile(lone.sse, 50) - percentile(lone.ws, 50);
     const wholeRatio = mean(whole.v1) / mean(whole.graphql);
     const met = (ok: boolean) => (ok ? 'met' : 'not met');
-    console.log(`streams: SSE ${rate(sse).toFixed(0)} tok/s, graphql-ws ${rate(gws).toFixed(0)} tok/s (${streamRatio.toFixed(2)}×); added TTFT p50 ${addedLoaded.toFixed(1)} ms loaded, ${addedLone.toFixed(1)} ms alone`);
+    console.log(
+      `streams: SSE ${rate(sse).toFixed(0)} tok/s, graphql-ws ${rate(gws).toFixed(0)} tok/s (${streamRatio.toFixed(2)}×); added TTFT p50 ${addedLoaded.toFixed(1)} ms loaded, ${addedLone.toFixed(1)} ms alone`,
+    );
     console.log(`whole: /v1 ${mean(whole.v1).toFixed(1)} req/s, complete ${mean(whole.graphql).toFixed(1)} req/s (${wholeRatio.toFixed(2)}×)`);
     recordResult(
       'openai-api',

@@ -47,9 +47,11 @@ async function sequential(calls: number, fn: (i: number) => Promise<unknown>): P
 async function concurrent(calls: number, inFlight: number, fn: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;
   const started = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (next < calls) await fn(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < calls) await fn(next++);
+    }),
+  );
   return calls / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
@@ -130,7 +132,9 @@ async function main(): Promise<void> {
       ['gpu-server HTTP GET /v2/models/{m} (restricted category), µs per call', http, 0],
       ['Redis SET+GET pairs, billing ACL user vs default user, pairs/s', redisOps, 0],
     ] as const;
-    const table = rows.map(([label, r, digits]) => `| ${label} | ${fmt(median(r.with), digits)} (${list(r.with, digits)}) | ${fmt(median(r.without), digits)} (${list(r.without, digits)}) | ${fmt(ratio(r), 3)} |`);
+    const table = rows.map(
+      ([label, r, digits]) => `| ${label} | ${fmt(median(r.with), digits)} (${list(r.with, digits)}) | ${fmt(median(r.without), digits)} (${list(r.without, digits)}) | ${fmt(ratio(r), 3)} |`,
+    );
     recordResult(
       'perimeter-cost',
       'Issue 15: the cost of zero trust inside (restricted protocols, Redis ACL users)',

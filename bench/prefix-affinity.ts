@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     const body = [
       `${SERVERS} gpu-server processes (sluice-chat, one instance each, prefix cache 64 MiB in 16-token blocks) behind the inference router (GpuTier) in this process; ${USERS} users each replay a ${TURNS}-turn conversation (shared system prompt, each turn adding the previous answer and a new question; the last turn's prompt is ${median(promptTokens)} tokens), all users at once, turns in order with a think time of 0–${THINK_MS} ms (seeded); streamed answers of 8 tokens; ${ROUNDS} alternating rounds, each with a fresh system prompt (\`npx tsx bench/prefix-affinity.ts\`).`,
       '',
-      '| routing | prompt tokens from cache (per round) | turns 2–10 only | TTFT median, ms | TTFT p90, ms | TTFT median turns 2–10, ms | turns 2–10 on the previous turn\'s server |',
+      "| routing | prompt tokens from cache (per round) | turns 2–10 only | TTFT median, ms | TTFT p90, ms | TTFT median turns 2–10, ms | turns 2–10 on the previous turn's server |",
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
       row('least loaded', byLoad),
       row(`prefix affinity (margin ${AFFINITY_MARGIN})`, byAffinity),

@@ -32,7 +32,16 @@ const CONCURRENCY = 16;
 const SERIAL_REQUESTS = 8;
 const TARGET = 5;
 const CACHE_BYTES = 64 << 20;
-const QUESTIONS = ['What is a GPU?', 'How do I top up my balance?', 'Why is the sky blue?', 'Summarise my last invoice.', 'Name three rivers.', 'What is prefix caching?', 'Who wrote this?', 'When does it close?'];
+const QUESTIONS = [
+  'What is a GPU?',
+  'How do I top up my balance?',
+  'Why is the sky blue?',
+  'Summarise my last invoice.',
+  'Name three rivers.',
+  'What is prefix caching?',
+  'Who wrote this?',
+  'When does it close?',
+];
 /** About 900 tokens of the chat model's tokenizer (checked against num_input_tokens at start). */
 const SYSTEM = `<|system|>\n${sampleTexts(21, 16).join('. ')}\n`;
 
@@ -89,7 +98,11 @@ async function throughput(runner: StreamingRunner, prompts: string[], total: num
     Array.from({ length: CONCURRENCY }, async () => {
       while (started * maxTokens < total) {
         const sink = collectingSink();
-        await runner.stream(chatInputs({ prompt: prompts[(first + started++) % prompts.length], sampling: { max_tokens: maxTokens, temperature: 0, ignore_eos: true }, stream: true, returnCounts: true }), sink, new AbortController().signal);
+        await runner.stream(
+          chatInputs({ prompt: prompts[(first + started++) % prompts.length], sampling: { max_tokens: maxTokens, temperature: 0, ignore_eos: true }, stream: true, returnCounts: true }),
+          sink,
+          new AbortController().signal,
+        );
         tokens += sink.responses.reduce((n, r) => n + (r.numOutputTokens ?? 0), 0);
         const final = sink.responses[sink.responses.length - 1];
         promptTokens += final.numInputTokens!;

@@ -31,7 +31,14 @@ export async function startSecondGateway(stack: TestStack, env: Record<string, s
   });
   const base = `http://127.0.0.1:${port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  for (let i = 0; !(await fetch(`${base}/health`).then((r) => r.ok, () => false)); i++) {
+  for (
+    let i = 0;
+    !(await fetch(`${base}/health`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    i++
+  ) {
     if (i > 600 || child.exitCode !== null) {
       child.kill('SIGKILL');
       throw new Error(`the second gateway did not become ready on port ${port}`);
@@ -82,7 +89,8 @@ export async function fireConcurrently(urls: readonly string[], total: number, c
         } else if (status === 429) {
           result.refused++;
           const extensions = json.errors?.[0]?.extensions ?? {};
-          if (extensions.code === 'RATE_LIMITED' && typeof extensions.retryAfter === 'number' && response.headers.get('retry-after') && response.headers.get('ratelimit-remaining') === '0') result.wellFormedRefusals++;
+          if (extensions.code === 'RATE_LIMITED' && typeof extensions.retryAfter === 'number' && response.headers.get('retry-after') && response.headers.get('ratelimit-remaining') === '0')
+            result.wellFormedRefusals++;
         }
       } catch {
         status = 0;

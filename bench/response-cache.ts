@@ -22,7 +22,10 @@ const CONNECTIONS = Number(process.argv[4] ?? 50);
 
 const QUERIES = [
   { label: '`me` (auth; PRIVATE, max-age 5)', query: 'query Me { me { id email name createdAt } }' },
-  { label: '`models` with prices (inference + billing; PUBLIC, max-age 5)', query: 'query Prices { models { id kind ready state platform maxBatchSize contextLength pricing { currency inputCacheHit inputCacheMiss output } } }' },
+  {
+    label: '`models` with prices (inference + billing; PUBLIC, max-age 5)',
+    query: 'query Prices { models { id kind ready state platform maxBatchSize contextLength pricing { currency inputCacheHit inputCacheMiss output } } }',
+  },
 ];
 
 interface Run {
@@ -90,7 +93,11 @@ async function main(): Promise<void> {
       }
       const hitRatio = hits.reduce((n, r) => n + r.hits, 0) / hits.reduce((n, r) => n + r.requests, 0);
       const rate = (runs: Run[]) => median(runs.map((r) => r.requests / r.seconds));
-      const p = (runs: Run[], q: number) => percentile(runs.flatMap((r) => r.latenciesMs), q);
+      const p = (runs: Run[], q: number) =>
+        percentile(
+          runs.flatMap((r) => r.latenciesMs),
+          q,
+        );
       const [hitRate, missRate] = [rate(hits), rate(misses)];
       rows.push(
         `| ${label} | hit (${(hitRatio * 100).toFixed(2)} % HIT) | ${hitRate.toFixed(0)} | ${p(hits, 50).toFixed(2)} | ${p(hits, 99).toFixed(2)} | **${(hitRate / missRate).toFixed(1)}×** |`,

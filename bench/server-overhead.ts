@@ -78,9 +78,7 @@ async function startEchoServer(): Promise<{ port: number; stop(): void }> {
   };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   server.addService(loadTritonProto().inference.GRPCInferenceService.service, { ModelInfer: (_call: unknown, callback: grpc.sendUnaryData<ModelInferResponse>) => callback(null, response) });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
   return { port, stop: () => server.forceShutdown() };
 }
 
@@ -110,8 +108,7 @@ async function main(): Promise<void> {
     });
     return result[session.outputNames[0]].data;
   };
-  const inProcess = (text: string) =>
-    server.core.infer({ modelName: MODEL, inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 1], data: encodeBytesTensor([text]) }] });
+  const inProcess = (text: string) => server.core.infer({ modelName: MODEL, inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 1], data: encodeBytesTensor([text]) }] });
   const overGrpc = (text: string) => client.infer(embedRequest(MODEL, [text]));
   const echo = await startEchoServer();
   const echoClient = tritonClient(echo.port);
@@ -122,7 +119,10 @@ async function main(): Promise<void> {
     let headline = 0;
     let added = 0;
     let floor = 0;
-    for (const [label, words] of [['17-word text (~20 tokens)', 16], ['long text (256 tokens, the model maximum)', 300]] as const) {
+    for (const [label, words] of [
+      ['17-word text (~20 tokens)', 16],
+      ['long text (256 tokens, the model maximum)', 300],
+    ] as const) {
       const texts = sampleTexts(PER_ROUND, words);
       for (const fn of [bare, inProcess, overGrpc, overGrpcEcho]) await meanCost(300, texts, fn); // warm-up
       const [bc, cc, gc, ec] = await alternate(ROUNDS, [

@@ -44,7 +44,10 @@ export async function startStockGateway(stackEnv: Record<string, string>, sub: s
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}/graphql`;
   const ready = () =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then((r) => r.ok, () => false);
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then(
+      (r) => r.ok,
+      () => false,
+    );
   for (let i = 0; !(await ready()); i++) {
     if (i > 600 || child.exitCode !== null) {
       child.kill('SIGKILL');

@@ -77,7 +77,10 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         let first = true;
         const input = { model: 'sluice-chat', messages: [{ role: 'user', content: PROMPT }], maxTokens: MAX_TOKENS, temperature: 0.8, seed: seed0 + i };
-        for await (const event of client.iterate<{ completionStream: { delta: string; finishReason: string | null; usage: { completionTokens: number } | null } }>({ query: STREAM, variables: { i: input } })) {
+        for await (const event of client.iterate<{ completionStream: { delta: string; finishReason: string | null; usage: { completionTokens: number } | null } }>({
+          query: STREAM,
+          variables: { i: input },
+        })) {
           if (event.errors) throw new Error(JSON.stringify(event.errors));
           const chunk = event.data!.completionStream;
           if (first && chunk.delta) {
@@ -108,7 +111,11 @@ async function main(): Promise<void> {
     }
     const loneAdded = percentile(lone.g, 50) - percentile(lone.d, 50);
     const rate = (rounds: Round[]) => rounds.reduce((n, x) => n + x.tokens, 0) / rounds.reduce((n, x) => n + x.seconds, 0);
-    const p50 = (rounds: Round[]) => percentile(rounds.flatMap((x) => x.ttftMs), 50);
+    const p50 = (rounds: Round[]) =>
+      percentile(
+        rounds.flatMap((x) => x.ttftMs),
+        50,
+      );
     const directRate = rate(d);
     const gatewayRate = rate(g);
     const ratio = gatewayRate / directRate;
@@ -122,8 +129,14 @@ async function main(): Promise<void> {
 
 | path | tokens/s | time to first token p50 | p99 |
 |---|---:|---:|---:|
-| gpu-server direct | ${directRate.toFixed(0)} | ${p50(d).toFixed(1)} ms | ${percentile(d.flatMap((x) => x.ttftMs), 99).toFixed(1)} ms |
-| through the gateway | ${gatewayRate.toFixed(0)} | ${p50(g).toFixed(1)} ms | ${percentile(g.flatMap((x) => x.ttftMs), 99).toFixed(1)} ms |
+| gpu-server direct | ${directRate.toFixed(0)} | ${p50(d).toFixed(1)} ms | ${percentile(
+        d.flatMap((x) => x.ttftMs),
+        99,
+      ).toFixed(1)} ms |
+| through the gateway | ${gatewayRate.toFixed(0)} | ${p50(g).toFixed(1)} ms | ${percentile(
+        g.flatMap((x) => x.ttftMs),
+        99,
+      ).toFixed(1)} ms |
 | one stream at a time, direct | | ${percentile(lone.d, 50).toFixed(1)} ms | ${percentile(lone.d, 99).toFixed(1)} ms |
 | one stream at a time, through the gateway | | ${percentile(lone.g, 50).toFixed(1)} ms | ${percentile(lone.g, 99).toFixed(1)} ms |
 

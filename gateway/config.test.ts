@@ -17,7 +17,9 @@ describe('gatewayConfigFromEnv', () => {
   });
 
   it('refuses a bad value, naming the variable, what it expects and what it got', () => {
-    expect(() => gatewayConfigFromEnv({ GATEWAY_SUBSCRIPTIONS_PER_CONNECTION: '0' })).toThrow(new ConfigError('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION expects an integer between 1 and 9007199254740991, but got "0"'));
+    expect(() => gatewayConfigFromEnv({ GATEWAY_SUBSCRIPTIONS_PER_CONNECTION: '0' })).toThrow(
+      new ConfigError('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION expects an integer between 1 and 9007199254740991, but got "0"'),
+    );
     expect(() => gatewayConfigFromEnv({ GATEWAY_RATE_LIMIT_ON_REDIS_ERROR: 'maybe' })).toThrow(/^GATEWAY_RATE_LIMIT_ON_REDIS_ERROR expects "open" .* or "closed" .*, but got "maybe"$/);
     expect(() => gatewayConfigFromEnv({ GATEWAY_SAFELIST: 'true' })).toThrow('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set');
   });

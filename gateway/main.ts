@@ -20,7 +20,5 @@ const supergraphConfig = argument('--config') ?? path.resolve(__dirname, '..', '
 
 runWorkers(envInt('GATEWAY_WORKERS', availableParallelism(), { min: 1, max: 256 }), createLogger(), () => {
   // Loaded in workers only: the primary serves nothing and need not hold the gateway.
-  void import('./server').then(({ startGateway }) =>
-    runService('gateway', (config) => startGateway(config, supergraphFile ? { supergraphFile: path.resolve(supergraphFile) } : { supergraphConfig })),
-  );
+  void import('./server').then(({ startGateway }) => runService('gateway', (config) => startGateway(config, supergraphFile ? { supergraphFile: path.resolve(supergraphFile) } : { supergraphConfig })));
 });

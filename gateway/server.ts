@@ -66,9 +66,7 @@ export interface GatewayOptions {
 export async function startGateway(service: ServiceConfig, options: GatewayOptions): Promise<RunningService> {
   const { log } = service;
   const config = options.config ?? gatewayConfigFromEnv();
-  const supergraphSdl = options.supergraphFile
-    ? readFileSync(options.supergraphFile, 'utf8')
-    : composeSupergraph(readSupergraphConfig(options.supergraphConfig as string));
+  const supergraphSdl = options.supergraphFile ? readFileSync(options.supergraphFile, 'utf8') : composeSupergraph(readSupergraphConfig(options.supergraphConfig as string));
   // Shared state of every gateway process and replica (rate limits, persisted queries, caches) lives here, under `gw:`.
   const redis = connectRedis(service.redisUrl, log);
   const signer: IdentitySigner = identitySignerFromEnv(config.auth.identityTtlSeconds);
@@ -99,17 +97,16 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
     authorization(policy),
     rateLimits(rateLimiter, tokenCharges),
     // After authorization: entries are keyed by the document the caller may run.
-    ...(config.responseCache ? [responseCache(new ResponseCacheStore(redis, (operation, error) => log.warn('response cache unavailable', { operation, error: error.message })), config.responseCache)] : []),
+    ...(config.responseCache
+      ? [responseCache(new ResponseCacheStore(redis, (operation, error) => log.warn('response cache unavailable', { operation, error: error.message })), config.responseCache)]
+      : []),
     // Last: the outcome recorded must include the errors the others add.
     operationMetrics(gatewayMetrics, log),
   ]);
   const apollo = new ApolloServer<GatewayContext>({
     // Identical queries in flight run once (gateway/dedup), after every feature has run for each caller.
     gateway: config.dedup.enabled ? deduplicatingGateway(gateway, new OperationDedup(new PublicOperations(policy, config.dedup.publicFields))) : gateway,
-    plugins: [
-      apolloPlugin(pipeline),
-      config.http.sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled(),
-    ],
+    plugins: [apolloPlugin(pipeline), config.http.sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled()],
     introspection: config.http.introspection,
     persistedQueries: persistedQueryOptions(config.apq, redis, log),
     includeStacktraceInErrorResponses: false,
@@ -160,7 +157,8 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
     },
   });
 
-  const openai = config.openai && openAiDoor({ graph: new GraphOperations({ apollo, pipeline, subscriptions }), context: httpContext, options: config.openai, bodyLimitBytes: config.http.bodyLimitBytes });
+  const openai =
+    config.openai && openAiDoor({ graph: new GraphOperations({ apollo, pipeline, subscriptions }), context: httpContext, options: config.openai, bodyLimitBytes: config.http.bodyLimitBytes });
 
   // The web app's built files at /app/ (web/), beside Sandbox on /.
   const webApp = webAppHandler();

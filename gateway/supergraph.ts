@@ -61,9 +61,7 @@ export function composeSupergraph(subgraphs: SubgraphEntry[]): string {
 
 function describe(error: Error): string {
   if (!(error instanceof GraphQLError)) return error.message;
-  const places = (error.nodes ?? [])
-    .map((node) => node.loc && `${node.loc.source.name}:${node.loc.source.locationOffset.line + lineOf(node.loc.source.body, node.loc.start) - 1}`)
-    .filter(Boolean);
+  const places = (error.nodes ?? []).map((node) => node.loc && `${node.loc.source.name}:${node.loc.source.locationOffset.line + lineOf(node.loc.source.body, node.loc.start) - 1}`).filter(Boolean);
   const fromLocations = error.source && error.locations ? error.locations.map((l) => `${error.source?.name}:${l.line}:${l.column}`) : [];
   const where = [...new Set([...places, ...fromLocations])];
   const code = (error.extensions?.code as string | undefined) ?? '';

@@ -26,8 +26,6 @@ let server: GpuServer;
 let client: TritonTestClient;
 let health: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-
-
 function embedRequest(texts: string[], extra: Record<string, unknown> = {}) {
   return {
     model_name: MODEL as string,
@@ -49,10 +47,12 @@ const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + 
 
 function httpStatus(port: number, urlPath: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+      .on('error', reject);
   });
 }
 
@@ -155,7 +155,12 @@ describe('health and metadata', () => {
   it('lists every model in RepositoryIndex, bad ones UNAVAILABLE with the reason', async () => {
     const { models } = await call<{ models: Array<Record<string, string>> }>(client, 'RepositoryIndex', {});
     expect(models).toEqual([
-      { name: 'broken', version: '', state: 'UNAVAILABLE', reason: expect.stringMatching(/broken\/config\.pbtxt:3:32: field 'data_type' of inference\.ModelInput expects one of .*but got 'TYPE_NOPE'$/) },
+      {
+        name: 'broken',
+        version: '',
+        state: 'UNAVAILABLE',
+        reason: expect.stringMatching(/broken\/config\.pbtxt:3:32: field 'data_type' of inference\.ModelInput expects one of .*but got 'TYPE_NOPE'$/),
+      },
       { name: 'embed-b', version: '1', state: 'READY', reason: '' },
       { name: 'no-versions', version: '', state: 'UNAVAILABLE', reason: expect.stringContaining('has no numbered version directory') },
       { name: 'queue-1', version: '1', state: 'READY', reason: '' },
@@ -246,7 +251,11 @@ describe('ModelInfer on sluice-embed', () => {
     expect(responses).toHaveLength(2);
     const ok = responses.find((r) => r.infer_response?.id === 's1')!;
     expect(ok.error_message).toBe('');
-    expect(ok.infer_response).toMatchObject({ id: 's1', outputs: [expect.objectContaining({ shape: [1, DIM] })], parameters: { triton_final_response: expect.objectContaining({ bool_param: true }) } });
+    expect(ok.infer_response).toMatchObject({
+      id: 's1',
+      outputs: [expect.objectContaining({ shape: [1, DIM] })],
+      parameters: { triton_final_response: expect.objectContaining({ bool_param: true }) },
+    });
     expect(responses.find((r) => r.error_message)!.error_message).toBe("Request for unknown model: 'missing' is not found");
   });
 });
@@ -344,7 +353,13 @@ describe('queue policy, model control and instances on real models', () => {
   it('lets requests waiting in the queue of an unloaded model finish, then refuses new ones; load brings it back', async () => {
     const pending = Array.from({ length: 20 }, (_, i) => call<ModelInferResponse>(client, 'ModelInfer', { ...embedRequest([longText(i)], { id: `u${i}` }), model_name: 'unload-me' }));
     let settled = 0;
-    pending.forEach((p) => void p.then(() => settled++, () => settled++));
+    pending.forEach(
+      (p) =>
+        void p.then(
+          () => settled++,
+          () => settled++,
+        ),
+    );
     const queued = () => server.core.pendingRequests().find((r) => r.name === 'unload-me')?.pending ?? 0;
     while (queued() === 0 && settled < 20) await new Promise((resolve) => setImmediate(resolve));
     expect(queued()).toBeGreaterThan(0); // the unload below finds requests waiting

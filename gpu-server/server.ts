@@ -83,9 +83,7 @@ export async function startGpuServer(options: GpuServerOptions): Promise<GpuServ
   grpcServer.addService(pkg.inference.GRPCInferenceService.service, withModelControl(createInferenceHandlers(core, logger), modelControl));
   grpcServer.addService(pkg.grpc.health.v1.Health.service, createHealthHandlers(core));
 
-  const httpServer = http.createServer(
-    createHttpHandler(core, { logger, maxBodyBytes: options.maxHttpBodyBytes, restrictions: options.httpRestrictions, modelControl }),
-  );
+  const httpServer = http.createServer(createHttpHandler(core, { logger, maxBodyBytes: options.maxHttpBodyBytes, restrictions: options.httpRestrictions, modelControl }));
   const metricsServer = http.createServer(createMetricsHandler(core, logger, options.metricsToken));
   try {
     const grpcPort = await new Promise<number>((resolve, reject) =>

@@ -38,10 +38,7 @@ export class ContextError extends Error {
 
 class BodyTooLarge extends Error {}
 
-export function apolloHttpHandler<TContext extends BaseContext>(
-  server: ApolloServer<TContext>,
-  options: ApolloHttpOptions<TContext>,
-): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function apolloHttpHandler<TContext extends BaseContext>(server: ApolloServer<TContext>, options: ApolloHttpOptions<TContext>): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const limit = options.bodyLimitBytes ?? 1024 * 1024;
   return async (req, res) => {
     const headers = new HeaderMap();

@@ -40,14 +40,7 @@ export interface BillingClientOptions {
 }
 
 /** Codes billing refuses a reservation with, re-raised as they are. */
-const PASSED_THROUGH = new Set<string>([
-  ErrorCode.InsufficientBalance,
-  ErrorCode.SpendLimitExceeded,
-  ErrorCode.ModelNotPriced,
-  ErrorCode.BadUserInput,
-  ErrorCode.Unauthenticated,
-  ErrorCode.Conflict,
-]);
+const PASSED_THROUGH = new Set<string>([ErrorCode.InsufficientBalance, ErrorCode.SpendLimitExceeded, ErrorCode.ModelNotPriced, ErrorCode.BadUserInput, ErrorCode.Unauthenticated, ErrorCode.Conflict]);
 
 export class BillingClient {
   private readonly url: URL;

@@ -87,7 +87,11 @@ export class HttpService {
 
   /** Stops on SIGTERM/SIGINT and exits the process once drained. */
   stopOnSignals(): void {
-    exitOnSignals(this.options.log, () => this.stop(), () => ({ inFlight: this.inFlight }));
+    exitOnSignals(
+      this.options.log,
+      () => this.stop(),
+      () => ({ inFlight: this.inFlight }),
+    );
   }
 
   private async drain(): Promise<void> {
@@ -97,10 +101,7 @@ export class HttpService {
     const timeout = this.options.drainTimeoutMs ?? 10_000;
     const streams = this.options.onDrain?.(timeout);
     if (this.inFlight > 0) {
-      await Promise.race([
-        new Promise<void>((resolve) => (this.idle = resolve)),
-        new Promise<void>((resolve) => setTimeout(resolve, timeout).unref()),
-      ]);
+      await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), new Promise<void>((resolve) => setTimeout(resolve, timeout).unref())]);
     }
     await streams;
     this.server.closeAllConnections();

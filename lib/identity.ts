@@ -195,7 +195,7 @@ export function identitySignerFromEnv(ttlSeconds?: number): IdentitySigner {
 export function identityVerifierFromEnv(): IdentityVerifier {
   const pem = envSecret('SLUICE_IDENTITY_PUBLIC_KEY');
   if (!pem) {
-    throw new IdentityError('SLUICE_IDENTITY_PUBLIC_KEY (or SLUICE_IDENTITY_PUBLIC_KEY_FILE) is required: the gateway\'s Ed25519 public key(s)');
+    throw new IdentityError("SLUICE_IDENTITY_PUBLIC_KEY (or SLUICE_IDENTITY_PUBLIC_KEY_FILE) is required: the gateway's Ed25519 public key(s)");
   }
   const blocks = pem.match(/-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g) ?? [];
   return new IdentityVerifier(blocks.map((block) => createPublicKey(block)));

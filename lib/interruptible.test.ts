@@ -46,11 +46,21 @@ describe('interruptible', () => {
 
   it('runs end once when the source finishes or fails', async () => {
     let ended = 0;
-    const done = interruptible((async function* () { yield 1; })(), { end: () => ended++ });
+    const done = interruptible(
+      (async function* () {
+        yield 1;
+      })(),
+      { end: () => ended++ },
+    );
     expect(await done.next()).toEqual({ done: false, value: 1 });
     expect(await done.next()).toEqual({ done: true, value: undefined });
-    // biome-ignore lint/correctness/useYield: the source under test fails before it yields anything
-    const failing = interruptible((async function* () { throw new Error('broken'); })(), { end: () => ended++ });
+    const failing = interruptible(
+      // biome-ignore lint/correctness/useYield: the source under test fails before it yields anything
+      (async function* () {
+        throw new Error('broken');
+      })(),
+      { end: () => ended++ },
+    );
     await expect(failing.next()).rejects.toThrow('broken');
     expect(ended).toBe(2);
   });

@@ -59,7 +59,9 @@ describe('text format (the default)', () => {
 describe('JSON format', () => {
   it('writes one JSON object per line with time, level, message and every field', () => {
     const { out } = capture({ SLUICE_LOG_FORMAT: 'json', SLUICE_LOG_LEVEL: 'info' }, () => {
-      createLogger({ service: 'gateway' }).child({ requestId: 'r-1', traceId: 'abc' }).info('operation', { outcome: 'ok', error: new Error('shown as its message') });
+      createLogger({ service: 'gateway' })
+        .child({ requestId: 'r-1', traceId: 'abc' })
+        .info('operation', { outcome: 'ok', error: new Error('shown as its message') });
     });
     expect(out).toHaveLength(1);
     expect(out[0].endsWith('}\n')).toBe(true);

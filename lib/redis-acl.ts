@@ -40,11 +40,7 @@ export function redisUserRules(user: RedisServiceUser): string {
  */
 export function redisAclFile(passwords: Readonly<Record<RedisServiceUser | 'default', string>>): string {
   const hash = (password: string) => `#${createHash('sha256').update(password).digest('hex')}`;
-  return [
-    `user default on ${hash(passwords.default)} ~* &* +@all`,
-    ...REDIS_SERVICE_USERS.map((user) => `user ${user} on ${hash(passwords[user])} ${redisUserRules(user)}`),
-    '',
-  ].join('\n');
+  return [`user default on ${hash(passwords.default)} ~* &* +@all`, ...REDIS_SERVICE_USERS.map((user) => `user ${user} on ${hash(passwords[user])} ${redisUserRules(user)}`), ''].join('\n');
 }
 
 /** `url` with `user:password` as its credentials. */

@@ -103,10 +103,16 @@ export function isCluster(client: Redis): boolean {
 export async function runReplicated(client: Redis, command: string, args: (string | number)[], timeoutMs = 1_000): Promise<unknown> {
   if (!isCluster(client)) return (client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[command](...args);
   for (let attempt = 1; ; attempt++) {
-    const pipeline = client.pipeline() as unknown as Record<string, (...a: (string | number)[]) => unknown> & { call(...a: (string | number)[]): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+    const pipeline = client.pipeline() as unknown as Record<string, (...a: (string | number)[]) => unknown> & {
+      call(...a: (string | number)[]): unknown;
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
     pipeline[command](...args);
     pipeline.call('WAIT', 1, timeoutMs);
-    const [[error, reply], [waitError, replicas]] = (await pipeline.exec()) ?? [[new Error('no reply'), null], [null, 0]];
+    const [[error, reply], [waitError, replicas]] = (await pipeline.exec()) ?? [
+      [new Error('no reply'), null],
+      [null, 0],
+    ];
     // ioredis follows a redirection for a pipeline only when every command of it was redirected, and
     // WAIT is answered wherever it lands: a redirected command did not run, so it is sent again on a fresh slot map.
     if (error && REDIRECTED.test(error.message) && attempt < MAX_REDIRECTIONS) {
@@ -116,7 +122,8 @@ export async function runReplicated(client: Redis, command: string, args: (strin
     }
     if (error) throw error;
     if (waitError) throw waitError;
-    if (Number(replicas) < 1) throw new Error(`${command} ran, but no replica confirmed it within ${timeoutMs} ms (expected at least 1): it may not survive a failover, so it is reported as failed for the caller to retry`);
+    if (Number(replicas) < 1)
+      throw new Error(`${command} ran, but no replica confirmed it within ${timeoutMs} ms (expected at least 1): it may not survive a failover, so it is reported as failed for the caller to retry`);
     return reply;
   }
 }

@@ -18,9 +18,7 @@ export interface Requirement {
 }
 
 /** Why a caller may not see something, or undefined when they may. */
-export type Denial =
-  | { code: ErrorCode.Unauthenticated }
-  | { code: ErrorCode.Forbidden; required: string[][][]; missing: string[] };
+export type Denial = { code: ErrorCode.Unauthenticated } | { code: ErrorCode.Forbidden; required: string[][][]; missing: string[] };
 
 export interface Caller {
   sub: string | null;

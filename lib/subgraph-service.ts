@@ -66,9 +66,7 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
  * for this service (its audience names `options.name`); one without gets HTTP 401 and an UNAUTHENTICATED error before any resolver runs,
  * so reaching a subgraph directly yields nothing.
  */
-export async function startSubgraph<TContext extends SubgraphContext>(
-  options: SubgraphServiceOptions<TContext>,
-): Promise<RunningService> {
+export async function startSubgraph<TContext extends SubgraphContext>(options: SubgraphServiceOptions<TContext>): Promise<RunningService> {
   const { config, name } = options;
   const log = config.log;
   const typeDefs = parse(readFileSync(options.schemaFile, 'utf8'));
@@ -141,11 +139,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(
  * authorized have ended (a running one, like an HTTP response being streamed,
  * finishes): a kept-open socket does not outlive its identity.
  */
-function serveSubscriptions<TContext extends SubgraphContext>(
-  http: HttpService,
-  schema: GraphQLSchema,
-  options: SubgraphServiceOptions<TContext>,
-): GraphQLWsEndpoint {
+function serveSubscriptions<TContext extends SubgraphContext>(http: HttpService, schema: GraphQLSchema, options: SubgraphServiceOptions<TContext>): GraphQLWsEndpoint {
   const log = options.config.log;
   type Caller = { identity: Identity; identityHeader: string };
   const callers = new WeakMap<object, Caller>();

@@ -32,19 +32,19 @@ export async function startRedisServer(dir: string, onLine?: (line: string) => v
   if (acl) writeFileSync(aclFile, acl.file, { mode: 0o600 });
   const child = spawn(
     'redis-server',
-    [
-      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
-      ...(acl ? ['--aclfile', aclFile] : []),
-    ],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', ...(acl ? ['--aclfile', aclFile] : [])],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   for (const stream of [child.stdout, child.stderr]) {
-    stream?.setEncoding('utf8').on('data', (chunk: string) => chunk.split('\n').filter(Boolean).forEach((line) => onLine?.(line)));
+    stream?.setEncoding('utf8').on('data', (chunk: string) =>
+      chunk
+        .split('\n')
+        .filter(Boolean)
+        .forEach((line) => onLine?.(line)),
+    );
   }
   const url = acl ? redisUrlAs(`redis://127.0.0.1:${port}`, 'default', acl.defaultPassword) : `redis://127.0.0.1:${port}`;
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} before it was ready`))),
-  );
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} before it was ready`))));
   exited.catch(() => undefined);
   await Promise.race([waitForPing(url), exited]);
   return {

@@ -102,13 +102,15 @@ export function gpuServers(ports: StackPorts, env: Record<string, string | undef
 
 /** In start order; services of one stage start together. */
 function stages(ports: StackPorts, env: Record<string, string | undefined>): ServiceSpec[][] {
-  const gpus = gpuServers(ports, env).map((gpu, i): ServiceSpec => ({
-    name: gpu.name,
-    entry: 'gpu-server/main.ts',
-    port: i === 0 ? 'gpuHttp' : gpu.http,
-    healthPath: '/v2/health/ready',
-    env: i === 0 ? undefined : { GPU_SERVER_GRPC_PORT: String(gpu.grpc), GPU_SERVER_HTTP_PORT: String(gpu.http), GPU_SERVER_METRICS_PORT: String(gpu.metrics) },
-  }));
+  const gpus = gpuServers(ports, env).map(
+    (gpu, i): ServiceSpec => ({
+      name: gpu.name,
+      entry: 'gpu-server/main.ts',
+      port: i === 0 ? 'gpuHttp' : gpu.http,
+      healthPath: '/v2/health/ready',
+      env: i === 0 ? undefined : { GPU_SERVER_GRPC_PORT: String(gpu.grpc), GPU_SERVER_HTTP_PORT: String(gpu.http), GPU_SERVER_METRICS_PORT: String(gpu.metrics) },
+    }),
+  );
   return [gpus, ...SERVICE_STAGES];
 }
 
@@ -136,7 +138,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       redisUrl = redis.url;
       redisUsers = Object.fromEntries(REDIS_SERVICE_USERS.map((user) => [user, redisUrlAs(redis!.url, user, passwords[user])])) as Record<RedisServiceUser, string>;
     } else {
-      options.onLine('stack', 'WARN  no REDIS_URL and no redis-server binary: running every service in this process on an in-memory store; NOTHING IS KEPT when it stops. Install redis-server or set REDIS_URL to keep data.');
+      options.onLine(
+        'stack',
+        'WARN  no REDIS_URL and no redis-server binary: running every service in this process on an in-memory store; NOTHING IS KEPT when it stops. Install redis-server or set REDIS_URL to keep data.',
+      );
       redisUrl = IN_MEMORY_REDIS_URL;
     }
   }
@@ -236,7 +241,12 @@ async function startProcesses(options: StackOptions, env: Record<string, string>
     stopping = true;
     // Reverse order: the gateway stops taking requests before what it calls goes away.
     for (const stage of [...STAGES].reverse()) {
-      await Promise.all(stage.map((spec) => children.get(spec.name)).filter((c): c is ChildProcess => !!c).map((child) => terminate(child)));
+      await Promise.all(
+        stage
+          .map((spec) => children.get(spec.name))
+          .filter((c): c is ChildProcess => !!c)
+          .map((child) => terminate(child)),
+      );
     }
   };
   const start = async (spec: ServiceSpec) => {
@@ -373,7 +383,9 @@ async function startInProcess(options: StackOptions, env: Record<string, string>
   const repository = path.join(ROOT, 'gpu-server', 'model_repository');
   await buildModels(repository);
   const gpus = await Promise.all(
-    gpuServers(options.ports, process.env).map((gpu) => startGpuServer({ repository, host: env.GPU_SERVER_HOST, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics, ...accessOptions([]) })),
+    gpuServers(options.ports, process.env).map((gpu) =>
+      startGpuServer({ repository, host: env.GPU_SERVER_HOST, grpcPort: gpu.grpc, httpPort: gpu.http, metricsPort: gpu.metrics, ...accessOptions([]) }),
+    ),
   );
   const config = (name: string, port: number) => ({ host, port, redisUrl: env.REDIS_URL, log: createLogger({ service: name }) });
   const { ports } = options;

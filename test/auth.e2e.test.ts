@@ -116,7 +116,7 @@ describe('API keys', () => {
 });
 
 describe('sessions', () => {
-  it('logout revokes the session: the same token is refused once the gateway\'s cache has expired, other sessions keep working', async () => {
+  it("logout revokes the session: the same token is refused once the gateway's cache has expired, other sessions keep working", async () => {
     const ada = await signUp();
     const other = (await login(ada.email)).data!.login.token as string;
     const res = await gql(url(), 'mutation { logout }', {}, bearer(ada.token));
@@ -181,10 +181,9 @@ describe('login throttling', () => {
 });
 
 describe('the auth subgraph on its own', () => {
-  it('repeats the gateway\'s checks for a validly signed identity sent straight to it', async () => {
+  it("repeats the gateway's checks for a validly signed identity sent straight to it", async () => {
     const gateway = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY));
-    const direct = (query: string, claims: { sub: string | null; scopes: string[] }) =>
-      gql(authUrl('/graphql'), query, {}, { [IDENTITY_HEADER]: gateway.sign(claims, ['auth']) });
+    const direct = (query: string, claims: { sub: string | null; scopes: string[] }) => gql(authUrl('/graphql'), query, {}, { [IDENTITY_HEADER]: gateway.sign(claims, ['auth']) });
     const user = await signUp();
     const rotate = await direct('mutation { rotateSessionKey }', { sub: user.id, scopes: ['knowledge:read'] });
     expect(rotate.errors![0]).toMatchObject({ extensions: { code: 'FORBIDDEN', missingScopes: ['admin'] } });
@@ -197,7 +196,10 @@ describe('the auth subgraph on its own', () => {
 
 describe('internal routes', () => {
   it('refuse anyone but the gateway', async () => {
-    for (const [path, body] of [['/internal/api-keys/verify', { secret: `sk-${'a'.repeat(43)}` }], ['/internal/sessions/status', { sessionId: 'x' }]] as const) {
+    for (const [path, body] of [
+      ['/internal/api-keys/verify', { secret: `sk-${'a'.repeat(43)}` }],
+      ['/internal/sessions/status', { sessionId: 'x' }],
+    ] as const) {
       const res = await fetch(authUrl(path), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       expect(res.status).toBe(401);
       expect(((await res.json()) as { error: string }).error).toContain('x-sluice-identity');

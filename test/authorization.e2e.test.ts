@@ -50,9 +50,7 @@ it('answers an anonymous caller with the public fields, nulls and UNAUTHENTICATE
   expect(res.status).toBe(200);
   expect(res.data!.models).toEqual(expect.arrayContaining([{ id: 'sluice-embed' }]));
   expect(res.data!.me).toBeNull();
-  expect(res.errors).toEqual([
-    expect.objectContaining({ path: ['me', 'balance'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED', field: 'User.balance' }) }),
-  ]);
+  expect(res.errors).toEqual([expect.objectContaining({ path: ['me', 'balance'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED', field: 'User.balance' }) })]);
   expect(res.errors![0].message).toContain('"me.balance" (User.balance) requires a signed-in caller');
 });
 

@@ -196,9 +196,7 @@ it('a user who completes and streams sees the balance fall by exactly the priced
   expect(after.invoices[0].lines).toEqual([expect.objectContaining({ model: 'sluice-chat', requests: 2, amount: expected })]);
   // The events carry the very numbers the client was shown.
   const events = await eventsOf(user.id);
-  expect(events.map((e) => [e.promptCacheHitTokens, e.promptCacheMissTokens, e.completionTokens])).toEqual(
-    usages.map((u) => [u.promptCacheHitTokens, u.promptCacheMissTokens, u.completionTokens]),
-  );
+  expect(events.map((e) => [e.promptCacheHitTokens, e.promptCacheMissTokens, e.completionTokens])).toEqual(usages.map((u) => [u.promptCacheHitTokens, u.promptCacheMissTokens, u.completionTokens]));
 });
 
 it('a stream the client cancels is billed for the tokens it was sent, not for its reservation', async () => {
@@ -245,12 +243,7 @@ it('a key with a small daily cap never spends past it, however many requests run
   const { secret, apiKey } = created.data!.createApiKey;
   // Room for one request's hold at a time, so concurrent requests must be refused.
   const cap = 2 * reservation(2, price) - 1;
-  const limited = await gql(
-    stack.gatewayUrl,
-    'mutation($k: ID!, $d: Micros) { setApiKeySpendLimit(apiKeyId: $k, dailyMicros: $d) { daily } }',
-    { k: apiKey.id, d: cap },
-    bearer(user.token),
-  );
+  const limited = await gql(stack.gatewayUrl, 'mutation($k: ID!, $d: Micros) { setApiKeySpendLimit(apiKeyId: $k, dailyMicros: $d) { daily } }', { k: apiKey.id, d: cap }, bearer(user.token));
   expect(limited.errors).toBeUndefined();
 
   const before = await gpuRequests('sluice-chat-batch');
@@ -316,9 +309,7 @@ it('billing killed mid-load and started again settles every usage event exactly 
   const user = await userWith(5_000_000);
   const before = await gpuRequests('sluice-chat-batch');
   let answered = 0;
-  const requests = Array.from({ length: 300 }, (_, i) =>
-    gql(stack.gatewayUrl, COMPLETE, { i: input({ seed: i }) }, bearer(user.token)).finally(() => void answered++),
-  );
+  const requests = Array.from({ length: 300 }, (_, i) => gql(stack.gatewayUrl, COMPLETE, { i: input({ seed: i }) }, bearer(user.token)).finally(() => void answered++));
   // Long streams that hold their reservations across the kill, so some events
   // are certainly published while billing is down (short unary requests may all
   // be either done or not yet reserved at the moment of the kill).
@@ -397,7 +388,10 @@ async function startBilling(): Promise<ChildProcess> {
   child.stderr?.on('data', (d: Buffer) => stack.logs.push(`[billing again] ${d}`));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const healthy = await fetch(`http://127.0.0.1:${stack.ports.billing}/health`).then((r) => r.ok, () => false);
+    const healthy = await fetch(`http://127.0.0.1:${stack.ports.billing}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (healthy) return child;
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`billing did not start again:\n${stack.logs.filter((l) => l.startsWith('[billing')).join('\n')}`);
     await new Promise((r) => setTimeout(r, 100));

@@ -71,9 +71,7 @@ describe('complete', () => {
 
   it('coalesces concurrent requests to a batching model into few ModelInfer executions', async () => {
     const before = (await triton.modelStatistics('sluice-chat-batch')).model_stats[0];
-    const results = await Promise.all(
-      Array.from({ length: 16 }, (_, i) => gql(stack.gatewayUrl, COMPLETE, { i: input({ model: 'sluice-chat-batch', seed: i, maxTokens: 4 }) }, bearer(token))),
-    );
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => gql(stack.gatewayUrl, COMPLETE, { i: input({ model: 'sluice-chat-batch', seed: i, maxTokens: 4 }) }, bearer(token))));
     for (const r of results) expect(r.errors).toBeUndefined();
     const after = (await triton.modelStatistics('sluice-chat-batch')).model_stats[0];
     expect(Number(after.inference_count) - Number(before.inference_count)).toBe(16);
@@ -119,7 +117,7 @@ describe('complete', () => {
 });
 
 describe('a prompt longer than the model takes', () => {
-  it('is the caller\'s error, BAD_USER_INPUT naming the context length, whole or streamed', async () => {
+  it("is the caller's error, BAD_USER_INPUT naming the context length, whole or streamed", async () => {
     const long = input({ model: 'sluice-chat', messages: [{ role: 'user', content: 'word '.repeat(1100) }], maxTokens: 4 });
     const whole = await gql(stack.gatewayUrl, COMPLETE, { i: long }, bearer(token));
     expect(whole.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });

@@ -79,7 +79,9 @@ function degradationViolations(supergraphSdl: string): string[] {
   const query = types.get('Query');
   for (const field of query?.fields ?? []) {
     if (field.type.kind === Kind.NON_NULL_TYPE) {
-      violations.push(`Query.${field.name.value} (from ${owners(query!, field).join(', ')}) expects a nullable type, as every root field shares \`data\` with the other subgraphs' ones, but got ${typeText(field.type)}`);
+      violations.push(
+        `Query.${field.name.value} (from ${owners(query!, field).join(', ')}) expects a nullable type, as every root field shares \`data\` with the other subgraphs' ones, but got ${typeText(field.type)}`,
+      );
     }
   }
   const origins = new Map<string, string>();
@@ -87,7 +89,9 @@ function degradationViolations(supergraphSdl: string): string[] {
     if (!isEntity(type) || ROOT_TYPES.includes(type.name)) continue;
     const candidates = [...type.graphs].filter(([graph, g]) => g.key && g.resolvable && reached.get(graph)?.has(type.name)).map(([graph]) => graph);
     if (candidates.length !== 1) {
-      violations.push(`entity ${type.name} expects exactly one origin (a subgraph resolving it by key and returning it from its root fields), but got ${candidates.length ? candidates.join(', ') : 'none'}`);
+      violations.push(
+        `entity ${type.name} expects exactly one origin (a subgraph resolving it by key and returning it from its root fields), but got ${candidates.length ? candidates.join(', ') : 'none'}`,
+      );
       continue;
     }
     const origin = candidates[0];
@@ -107,9 +111,7 @@ function degradationViolations(supergraphSdl: string): string[] {
       if (!target || !origin || field.type.kind !== Kind.NON_NULL_TYPE) continue;
       for (const graph of owners(parent, field).filter((g) => g !== origin)) {
         // Other subgraphs' non-null fields of the entity are rule 1's business.
-        const missing = target.fields
-          .filter((f) => f.type.kind === Kind.NON_NULL_TYPE && owners(target, f).includes(origin) && !owners(target, f).includes(graph))
-          .map((f) => f.name.value);
+        const missing = target.fields.filter((f) => f.type.kind === Kind.NON_NULL_TYPE && owners(target, f).includes(origin) && !owners(target, f).includes(graph)).map((f) => f.name.value);
         if (missing.length > 0) {
           violations.push(
             `${parent.name}.${field.name.value} (from ${graph}) expects a nullable type, since ${origin} resolves ${target.name}'s non-null ${missing.join(', ')}, but got ${typeText(field.type)}`,

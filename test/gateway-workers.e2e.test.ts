@@ -22,7 +22,10 @@ function healthPid(): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = get(`${stack.gatewayUrl.replace(/\/graphql$/, '')}/health`, { agent: false, timeout: 2_000 }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve(JSON.parse(body).pid as number));
+      res
+        .setEncoding('utf8')
+        .on('data', (chunk: string) => (body += chunk))
+        .on('end', () => resolve(JSON.parse(body).pid as number));
     });
     req.on('timeout', () => req.destroy(new Error('no answer within 2 s'))).on('error', reject);
   });

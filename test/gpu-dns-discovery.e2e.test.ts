@@ -74,7 +74,12 @@ it('follows the DNS answer under load: the pod that leaves finishes its streams,
   const flow = (async () => {
     const pending: Array<Promise<void>> = [];
     for (let i = 0; !stopFlow; i++) {
-      pending.push(embedder.embed(embed, [`flow ${i}`]).then(() => void completed++, (error: unknown) => void failures.push(error)));
+      pending.push(
+        embedder.embed(embed, [`flow ${i}`]).then(
+          () => void completed++,
+          (error: unknown) => void failures.push(error),
+        ),
+      );
       await sleep(5);
     }
     await Promise.all(pending);

@@ -38,7 +38,9 @@ it('runs two gpu-servers behind the router, both serving, both used', async () =
   expect(embeds.every((r) => !r.errors)).toBe(true);
   const stats = await Promise.all(
     [stack.ports.gpuHttp, stack.ports.gpuHttp + 10].map(async (port) => {
-      const body = (await (await fetch(`http://127.0.0.1:${port}/v2/models/sluice-embed/stats`, { headers: gpuServerHttpHeaders(stack.env) })).json()) as { model_stats: Array<{ inference_count: number }> };
+      const body = (await (await fetch(`http://127.0.0.1:${port}/v2/models/sluice-embed/stats`, { headers: gpuServerHttpHeaders(stack.env) })).json()) as {
+        model_stats: Array<{ inference_count: number }>;
+      };
       return Number(body.model_stats[0].inference_count);
     }),
   );

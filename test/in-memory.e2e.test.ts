@@ -38,7 +38,10 @@ it('runs every service in this process and answers the federated query from one 
   expect(res.errors).toBeUndefined();
   expect(res.data).toEqual({
     me: { balance: { total: 5_000_000 }, documents: [{ title: 'Kept in memory' }] },
-    models: expect.arrayContaining([{ id: 'sluice-embed', pricing: { output: 0 } }, { id: 'sluice-chat', pricing: { output: expect.any(Number) } }]),
+    models: expect.arrayContaining([
+      { id: 'sluice-embed', pricing: { output: 0 } },
+      { id: 'sluice-chat', pricing: { output: expect.any(Number) } },
+    ]),
     embed: [
       { index: 0, dimensions: 128 },
       { index: 1, dimensions: 128 },

@@ -24,7 +24,10 @@ afterAll(async () => {
 }, 60_000);
 
 async function signUp(name: string) {
-  const res = await gql(stack.gatewayUrl, 'mutation($e: String!, $n: String!) { signUp(email: $e, password: "correct horse battery", name: $n) { token user { id } } }', { e: uniqueEmail(name), n: name });
+  const res = await gql(stack.gatewayUrl, 'mutation($e: String!, $n: String!) { signUp(email: $e, password: "correct horse battery", name: $n) { token user { id } } }', {
+    e: uniqueEmail(name),
+    n: name,
+  });
   expect(res.errors).toBeUndefined();
   return { token: res.data!.signUp.token as string, id: res.data!.signUp.user.id as string };
 }
@@ -66,7 +69,12 @@ describe("one user's data, asked for by another", () => {
     const fields = ENTITIES + '... on User { id email name apiKeys { id } } } }';
     const own = await asUser(stack.ports.auth, ada.id, fields, { r: [{ __typename: 'User', id: ada.id }] });
     expect(own.data!._entities[0]).toMatchObject({ id: ada.id, email: expect.any(String) });
-    const other = await asUser(stack.ports.auth, bob.id, fields, { r: [{ __typename: 'User', id: ada.id }, { __typename: 'User', id: randomUUID() }] });
+    const other = await asUser(stack.ports.auth, bob.id, fields, {
+      r: [
+        { __typename: 'User', id: ada.id },
+        { __typename: 'User', id: randomUUID() },
+      ],
+    });
     expect(other.data!._entities).toEqual([null, null]);
   });
 

@@ -256,14 +256,9 @@ describe('deleteDocument', () => {
 });
 
 describe('identity forwarded to inference', () => {
-  it('ingests with exactly the caller\'s rights: a key without inference:invoke gets its document FAILED, with the reason', async () => {
+  it("ingests with exactly the caller's rights: a key without inference:invoke gets its document FAILED, with the reason", async () => {
     const session = await signUp();
-    const created = await gql(
-      stack.gatewayUrl,
-      'mutation { createApiKey(name: "kb only", scopes: [KNOWLEDGE_READ, KNOWLEDGE_WRITE]) { secret } }',
-      {},
-      bearer(session),
-    );
+    const created = await gql(stack.gatewayUrl, 'mutation { createApiKey(name: "kb only", scopes: [KNOWLEDGE_READ, KNOWLEDGE_WRITE]) { secret } }', {}, bearer(session));
     const key = created.data!.createApiKey.secret as string;
     const { progress } = await addAndIngest(key, DOCUMENTS[0].title, DOCUMENTS[0].content);
     const last = progress[progress.length - 1];
@@ -284,7 +279,11 @@ describe('identity on a long-lived WebSocket', () => {
       // Opens the gateway's upstream connection to knowledge, with an identity that lives 5 s (+5 s skew).
       expect((await collect(client, INGESTION, { d: id }))[0].data!.ingestion.status).toBe('READY');
       await new Promise((resolve) => setTimeout(resolve, 11_000));
-      const events = await collect(client, 'subscription { answerStream(question: "How long should my marathon long run be?", k: 1, options: { maxTokens: 4 }) { delta finishReason error { code } citations { number } } }', {});
+      const events = await collect(
+        client,
+        'subscription { answerStream(question: "How long should my marathon long run be?", k: 1, options: { maxTokens: 4 }) { delta finishReason error { code } citations { number } } }',
+        {},
+      );
       expect(events.every((e) => !e.errors)).toBe(true);
       const last = events[events.length - 1].data!.answerStream;
       expect(last.error).toBeNull();

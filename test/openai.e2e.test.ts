@@ -57,7 +57,12 @@ async function signUp(email = uniqueEmail('openai')): Promise<{ token: string; i
 async function userWith(micros: number, scopes: string[]): Promise<{ id: string; token: string; key: string }> {
   const account = await signUp();
   if (micros > 0) {
-    const topUp = await gql(stack.gatewayUrl, 'mutation($u: ID!, $a: Micros!, $k: String!) { topUp(userId: $u, amountMicros: $a, idempotencyKey: $k) { total } }', { u: account.id, a: micros, k: randomUUID() }, bearer(adminToken));
+    const topUp = await gql(
+      stack.gatewayUrl,
+      'mutation($u: ID!, $a: Micros!, $k: String!) { topUp(userId: $u, amountMicros: $a, idempotencyKey: $k) { total } }',
+      { u: account.id, a: micros, k: randomUUID() },
+      bearer(adminToken),
+    );
     expect(topUp.errors).toBeUndefined();
   }
   const created = await gql(stack.gatewayUrl, 'mutation($s: [Scope!]!) { createApiKey(name: "openai", scopes: $s) { secret } }', { s: scopes }, bearer(account.token));
@@ -67,7 +72,13 @@ async function userWith(micros: number, scopes: string[]): Promise<{ id: string;
 
 const MESSAGES: OpenAI.Chat.ChatCompletionMessageParam[] = [
   { role: 'system', content: 'You are terse.' },
-  { role: 'user', content: [{ type: 'text', text: 'Name ' }, { type: 'text', text: 'a river.' }] },
+  {
+    role: 'user',
+    content: [
+      { type: 'text', text: 'Name ' },
+      { type: 'text', text: 'a river.' },
+    ],
+  },
 ];
 
 async function cancelledStreams(): Promise<number> {
@@ -177,7 +188,14 @@ describe('chat completions', () => {
 describe('embeddings and models', () => {
   it('embeds strings as float vectors and as base64 float32, the same numbers', async () => {
     const floats = await client.embeddings.create({ model: 'sluice-embed', input: ['a river', 'the sea'], encoding_format: 'float' });
-    expect(floats).toMatchObject({ object: 'list', model: 'sluice-embed', data: [{ object: 'embedding', index: 0 }, { object: 'embedding', index: 1 }] });
+    expect(floats).toMatchObject({
+      object: 'list',
+      model: 'sluice-embed',
+      data: [
+        { object: 'embedding', index: 0 },
+        { object: 'embedding', index: 1 },
+      ],
+    });
     expect(floats.usage.prompt_tokens).toBeGreaterThan(0);
     const vector = floats.data[0].embedding;
     expect(vector.length).toBeGreaterThan(0);
@@ -216,7 +234,10 @@ describe('embeddings and models', () => {
 
   it('embed takes exactly one of texts and tokens over GraphQL too', async () => {
     const both = await gql(stack.gatewayUrl, '{ embed(texts: ["a"], tokens: [[64]]) { index } }', {}, bearer(user.token));
-    expect(both.errors?.[0]).toMatchObject({ message: expect.stringContaining('embed expects exactly one of texts (strings) or tokens (arrays of token ids), but got both'), extensions: { code: 'BAD_USER_INPUT' } });
+    expect(both.errors?.[0]).toMatchObject({
+      message: expect.stringContaining('embed expects exactly one of texts (strings) or tokens (arrays of token ids), but got both'),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
     const byIds = await gql(stack.gatewayUrl, '{ embed(tokens: [[64, 7850]]) { index dimensions } }', {}, bearer(user.token));
     expect(byIds.errors).toBeUndefined();
     expect(byIds.data).toEqual({ embed: [{ index: 0, dimensions: 128 }] });

@@ -11,7 +11,14 @@ let stack: TestStack;
 let token: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ GATEWAY_MAX_DEPTH: '4', GATEWAY_MAX_ALIASES: '2', GATEWAY_MAX_ROOT_FIELDS: '3', GATEWAY_MAX_TOKENS: '600', GATEWAY_MAX_DOCUMENT_BYTES: '2048', GATEWAY_MAX_COST: '200' });
+  stack = await startTestStack({
+    GATEWAY_MAX_DEPTH: '4',
+    GATEWAY_MAX_ALIASES: '2',
+    GATEWAY_MAX_ROOT_FIELDS: '3',
+    GATEWAY_MAX_TOKENS: '600',
+    GATEWAY_MAX_DOCUMENT_BYTES: '2048',
+    GATEWAY_MAX_COST: '200',
+  });
   const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "L") { token } }', { e: uniqueEmail('limits') });
   token = res.data!.signUp.token;
 }, 180_000);
@@ -26,7 +33,10 @@ describe('over HTTP', () => {
     expect(res.status).toBe(400);
     expect(res.data).toBeUndefined();
     expect(res.errors).toEqual([
-      expect.objectContaining({ message: 'the operation is nested too deeply: expected at most 4, got 5', extensions: expect.objectContaining({ code: 'OPERATION_LIMIT', limit: 'depth', max: 4, got: 5 }) }),
+      expect.objectContaining({
+        message: 'the operation is nested too deeply: expected at most 4, got 5',
+        extensions: expect.objectContaining({ code: 'OPERATION_LIMIT', limit: 'depth', max: 4, got: 5 }),
+      }),
     ]);
   });
 

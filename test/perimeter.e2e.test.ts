@@ -42,8 +42,7 @@ const operatorTriton = () => track(new TritonClient(`127.0.0.1:${stack.ports.gpu
 const subgraphUrl = (name: 'auth' | 'billing' | 'knowledge' | 'inference') => `http://127.0.0.1:${stack.ports[name]}/graphql`;
 const adminClaims = (): IdentityClaims => ({ sub: userId, scopes: ['admin', 'billing:read', 'inference:invoke', 'knowledge:read', 'knowledge:write'] });
 /** The header the gateway would send `subgraph` for `claims`, as an insider could capture it there. */
-const capturedAt = (subgraph: string, claims = adminClaims(), signer = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY))) =>
-  signer.sign(claims, identityAudience(subgraph));
+const capturedAt = (subgraph: string, claims = adminClaims(), signer = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY))) => signer.sign(claims, identityAudience(subgraph));
 
 function track<T extends { close(): unknown }>(client: T): T {
   opened.push(client);
@@ -90,7 +89,9 @@ afterAll(async () => {
 
 describe('the gpu-server', () => {
   it('is bound to loopback only', async () => {
-    const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+    const external = Object.values(os.networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal);
     expect(stack.env.GPU_SERVER_HOST).toBe('127.0.0.1');
     if (external) {
       const refused = await rejection(fetch(`http://${external.address}:${stack.ports.gpuHttp}/v2/health/ready`, { signal: AbortSignal.timeout(2_000) }));
@@ -98,7 +99,7 @@ describe('the gpu-server', () => {
     }
   });
 
-  it('refuses unload and load over HTTP without the key (403, Triton\'s message), and the model stays loaded', async () => {
+  it("refuses unload and load over HTTP without the key (403, Triton's message), and the model stays loaded", async () => {
     for (const action of ['unload', 'load']) {
       const res = await fetch(`http://127.0.0.1:${stack.ports.gpuHttp}/v2/repository/models/${MODEL}/${action}`, { method: 'POST' });
       expect(res.status).toBe(403);
@@ -107,7 +108,7 @@ describe('the gpu-server', () => {
     expect((await fetch(`http://127.0.0.1:${stack.ports.gpuHttp}/v2/models/${MODEL}/ready`)).status).toBe(200);
   });
 
-  it('refuses RepositoryModelUnload and inference over gRPC without the key (UNAVAILABLE, Triton\'s message)', async () => {
+  it("refuses RepositoryModelUnload and inference over gRPC without the key (UNAVAILABLE, Triton's message)", async () => {
     const triton = attackerTriton();
     const restricted = "This protocol is restricted, expecting header 'triton-grpc-protocol-sluice-gpu-key'";
     expect(await rejection(triton.repositoryModelUnload(MODEL))).toMatchObject({ code: grpc.status.UNAVAILABLE, details: restricted });
@@ -188,15 +189,22 @@ describe('direct subgraph calls', () => {
     // What the gateway sends knowledge reaches inference and billing through it, never auth; inference's never reaches knowledge.
     const toAuth = await gql(subgraphUrl('auth'), '{ me { id } }', {}, { [IDENTITY_HEADER]: capturedAt('knowledge') });
     expect(toAuth.status).toBe(401);
-    expect(toAuth.errors![0]).toMatchObject({ message: `${IDENTITY_HEADER} header was issued for knowledge, inference, billing; expected one issued for auth`, extensions: { code: 'UNAUTHENTICATED' } });
+    expect(toAuth.errors![0]).toMatchObject({
+      message: `${IDENTITY_HEADER} header was issued for knowledge, inference, billing; expected one issued for auth`,
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
     const toKnowledge = await gql(subgraphUrl('knowledge'), '{ search(query: "x", k: 1) { score } }', {}, { [IDENTITY_HEADER]: capturedAt('inference') });
     expect(toKnowledge.status).toBe(401);
-    expect(toKnowledge.errors![0]).toMatchObject({ message: `${IDENTITY_HEADER} header was issued for inference, billing; expected one issued for knowledge`, extensions: { code: 'UNAUTHENTICATED' } });
+    expect(toKnowledge.errors![0]).toMatchObject({
+      message: `${IDENTITY_HEADER} header was issued for inference, billing; expected one issued for knowledge`,
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   });
 
   it("refuse another subgraph's identity on a graphql-ws connection (4401) and on a subscription (UNAUTHENTICATED)", async () => {
     const url = subgraphUrl('inference').replace(/^http/, 'ws');
-    const connect = (header: string) => createClient({ url, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, connectionParams: { [IDENTITY_HEADER]: header }, onNonLazyError: () => undefined });
+    const connect = (header: string) =>
+      createClient({ url, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, connectionParams: { [IDENTITY_HEADER]: header }, onNonLazyError: () => undefined });
     const refused = connect(capturedAt('auth'));
     const closed = await new Promise<{ code: number; reason: string }>((resolve) => refused.on('closed', (event) => resolve(event as { code: number; reason: string })));
     await refused.dispose();
@@ -224,7 +232,7 @@ describe('Redis', () => {
     expect((await rejection(anonymous.get('billing:balance:' + userId))).message).toMatch(/^NOAUTH/);
   });
 
-  it('gives each service\'s user its own keys only, and no admin or dangerous command (NOPERM)', async () => {
+  it("gives each service's user its own keys only, and no admin or dangerous command (NOPERM)", async () => {
     const as = (user: keyof NonNullable<TestStack['redisUserUrls']>) => redisClient(stack.redisUserUrls![user], { maxRetriesPerRequest: 0 });
     const knowledge = as('knowledge');
     const inference = as('inference');

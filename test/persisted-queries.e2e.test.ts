@@ -41,7 +41,10 @@ async function startGatewayProcess(env: Record<string, string>): Promise<{ url: 
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
-    const healthy = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+    const healthy = await fetch(`http://127.0.0.1:${port}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (healthy) return { url: `http://127.0.0.1:${port}/graphql`, process: child };
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -104,7 +107,7 @@ describe('automatic persisted queries', () => {
     expect(byHash).toEqual({ status: 200, data: registered.data });
   });
 
-  it('refuses a document sent with another document\'s hash', async () => {
+  it("refuses a document sent with another document's hash", async () => {
     const res = await post(stack.gatewayUrl, { query: ME, extensions: persisted(sha256(MODELS)) }, bearer(token));
     expect(res.status).toBe(400);
     expect(res.errors?.[0].message).toBe('provided sha does not match query');

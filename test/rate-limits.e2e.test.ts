@@ -29,7 +29,12 @@ afterAll(async () => {
 
 /** A fresh user, signing up from an address of its own (anonymous requests count per address). */
 async function signUp(): Promise<string> {
-  const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "R") { token } }', { e: uniqueEmail('rate') }, { 'x-forwarded-for': randomIp() });
+  const res = await gql(
+    stack.gatewayUrl,
+    'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "R") { token } }',
+    { e: uniqueEmail('rate') },
+    { 'x-forwarded-for': randomIp() },
+  );
   return res.data!.signUp.token;
 }
 

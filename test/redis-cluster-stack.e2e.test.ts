@@ -110,7 +110,10 @@ it('persisted queries: an unknown hash is asked for, registered with its documen
   const query = `query ClusterApq${Date.now()} { models { id } }`;
   const hash = createHash('sha256').update(query).digest('hex');
   const post = async (body: Record<string, unknown>) =>
-    (await fetch(stack.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json())) as { data?: unknown; errors?: Array<{ extensions?: { code?: string } }> };
+    (await fetch(stack.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json())) as {
+      data?: unknown;
+      errors?: Array<{ extensions?: { code?: string } }>;
+    };
   const extensions = { persistedQuery: { version: 1, sha256Hash: hash } };
   expect((await post({ extensions })).errors?.[0].extensions?.code).toBe('PERSISTED_QUERY_NOT_FOUND');
   expect((await post({ query, extensions })).errors).toBeUndefined();

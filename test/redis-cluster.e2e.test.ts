@@ -106,8 +106,22 @@ it('rate limits: windows of different slots are all or none, and a master killed
   const store = new RedisRateStore(redis);
   const caller = `gw:rl:{user:${randomUUID()}}:rpm`;
   const ip = `gw:rl:{ip:${randomUUID()}}:ip-rpm`;
-  expect((await store.charge([{ key: caller, limit: 10, cost: 1 }, { key: ip, limit: 1, cost: 1 }])).admitted).toBe(true);
-  expect((await store.charge([{ key: caller, limit: 10, cost: 1 }, { key: ip, limit: 1, cost: 1 }])).admitted).toBe(false);
+  expect(
+    (
+      await store.charge([
+        { key: caller, limit: 10, cost: 1 },
+        { key: ip, limit: 1, cost: 1 },
+      ])
+    ).admitted,
+  ).toBe(true);
+  expect(
+    (
+      await store.charge([
+        { key: caller, limit: 10, cost: 1 },
+        { key: ip, limit: 1, cost: 1 },
+      ])
+    ).admitted,
+  ).toBe(false);
   expect((await store.charge([{ key: caller, limit: 10, cost: 0 }])).windows[0].used).toBe(1); // the refused decision was refunded
 
   const LIMIT = 300;

@@ -53,7 +53,11 @@ const embedModel = () => catalog.get('sluice-embed') as Promise<ModelInfo>;
 it('routing follows the models: each model goes only to the endpoints that serve it', async () => {
   const models = await catalog.list();
   for (const id of ['sluice-chat', 'sluice-chat-batch', 'sluice-embed']) expect(models.find((m) => m.id === id)).toMatchObject({ ready: true });
-  const where = (model: string) => tier.endpointsOf(model).filter((e) => e.ready).map((e) => e.address);
+  const where = (model: string) =>
+    tier
+      .endpointsOf(model)
+      .filter((e) => e.ready)
+      .map((e) => e.address);
   expect(where('sluice-chat')).toEqual([gpus.A.address, gpus.C.address]);
   expect(where('sluice-chat-batch')).toEqual([gpus.B.address, gpus.C.address]);
   expect(where('sluice-embed')).toEqual([gpus.A.address, gpus.B.address, gpus.C.address]);

@@ -43,7 +43,12 @@ describe('through the gateway', () => {
     expect(added.errors).toBeUndefined();
     expect(added.data!.addDocument).toMatchObject({ title: 'Notes', owner: { email: user.email } });
 
-    const res = await gql(url(), '{ me { email balance { total granted toppedUp currency } documents { title } } models { id ready kind maxBatchSize pricing { output inputCacheMiss } } }', {}, bearer(user.token));
+    const res = await gql(
+      url(),
+      '{ me { email balance { total granted toppedUp currency } documents { title } } models { id ready kind maxBatchSize pricing { output inputCacheMiss } } }',
+      {},
+      bearer(user.token),
+    );
     expect(res.errors).toBeUndefined();
     expect(res.data!.me).toEqual({
       email: user.email,
@@ -178,7 +183,7 @@ describe('subgraphs called directly', () => {
     }
   });
 
-  it('refuse an identity signed with a key that is not the gateway\'s', async () => {
+  it("refuse an identity signed with a key that is not the gateway's", async () => {
     const forger = new IdentitySigner(createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' })));
     const header = forger.sign({ sub: 'someone', scopes: ['admin'] }, Object.keys(subgraphs()));
     for (const [name, port] of Object.entries(subgraphs())) {
@@ -213,7 +218,11 @@ describe('gateway process', () => {
     expect(readFileSync(path.join(dir, 'supergraph.graphql'), 'utf8')).toContain(`url: "http://127.0.0.1:${stack.ports.billing}/graphql"`);
 
     const port = await freePort();
-    const overrides = Object.fromEntries(Object.keys(stack.env).filter((k) => k.startsWith('SLUICE_SUBGRAPH_')).map((k) => [k, undefined]));
+    const overrides = Object.fromEntries(
+      Object.keys(stack.env)
+        .filter((k) => k.startsWith('SLUICE_SUBGRAPH_'))
+        .map((k) => [k, undefined]),
+    );
     const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts', '--supergraph', path.join(dir, 'supergraph.graphql')], {
       cwd: ROOT,
       env: { ...process.env, ...stack.env, ...overrides, GATEWAY_PORT: String(port), SLUICE_LOG_LEVEL: 'warn' },
@@ -221,7 +230,16 @@ describe('gateway process', () => {
     });
     try {
       const gateway = `http://127.0.0.1:${port}`;
-      for (let i = 0; i < 200 && !(await fetch(`${gateway}/health`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
+      for (
+        let i = 0;
+        i < 200 &&
+        !(await fetch(`${gateway}/health`).then(
+          (r) => r.ok,
+          () => false,
+        ));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 100));
       const res = await gql(`${gateway}/graphql`, '{ models { id pricing { output } } }');
       expect(res.errors).toBeUndefined();
       expect(res.data!.models).toContainEqual({ id: 'sluice-embed', pricing: { output: 0 } });
@@ -244,7 +262,16 @@ describe('gateway process', () => {
     });
     try {
       const gateway = `http://127.0.0.1:${port}`;
-      for (let i = 0; i < 200 && !(await fetch(`${gateway}/health`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
+      for (
+        let i = 0;
+        i < 200 &&
+        !(await fetch(`${gateway}/health`).then(
+          (r) => r.ok,
+          () => false,
+        ));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 100));
       const res = await gql(`${gateway}/graphql`, '{ __schema { queryType { name } } }');
       expect(res.errors![0].message).toContain('introspection is not allowed');
       const page = await fetch(`${gateway}/`, { headers: { accept: 'text/html' } });

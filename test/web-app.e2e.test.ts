@@ -107,7 +107,12 @@ async function availableMicros(token: string): Promise<number> {
 }
 
 async function topUp(userId: string, micros: number): Promise<void> {
-  const res = await gql(stack.gatewayUrl, 'mutation($u: ID!, $a: Micros!, $k: String!) { topUp(userId: $u, amountMicros: $a, idempotencyKey: $k) { total } }', { u: userId, a: micros, k: `web-${userId}` }, bearer(adminToken));
+  const res = await gql(
+    stack.gatewayUrl,
+    'mutation($u: ID!, $a: Micros!, $k: String!) { topUp(userId: $u, amountMicros: $a, idempotencyKey: $k) { total } }',
+    { u: userId, a: micros, k: `web-${userId}` },
+    bearer(adminToken),
+  );
   expect(res.errors).toBeUndefined();
 }
 
@@ -142,7 +147,10 @@ describe('web app', () => {
 
     const { email } = await signUp(page);
     await page.reload();
-    await page.getByRole('heading', { name: 'New conversation' }).or(page.getByRole('heading', { name: 'Chat' })).waitFor();
+    await page
+      .getByRole('heading', { name: 'New conversation' })
+      .or(page.getByRole('heading', { name: 'Chat' }))
+      .waitFor();
     expect(page.url()).toMatch(/\/app\/chat$/);
 
     const nav = page.getByRole('navigation', { name: 'Pages' });
@@ -246,7 +254,10 @@ describe('web app', () => {
     // The conversation is kept in the browser.
     const asked = await page.locator('.message.user').count();
     await page.reload();
-    await page.locator('.message.assistant').nth(asked - 1).waitFor();
+    await page
+      .locator('.message.assistant')
+      .nth(asked - 1)
+      .waitFor();
     await expect(page.locator('.message.user').count()).resolves.toBe(asked);
     await expectAccessible(page, 'chat');
     const shot = await screenshot(page, 'chat');
@@ -391,7 +402,11 @@ describe('web app', () => {
   it('works at phone width without sideways scrolling', async () => {
     const page = await newPage({ width: 375, height: 740 });
     await signUp(page);
-    for (const [link, heading] of [['Chat', null], ['Knowledge', 'Knowledge'], ['Account', 'Account']] as const) {
+    for (const [link, heading] of [
+      ['Chat', null],
+      ['Knowledge', 'Knowledge'],
+      ['Account', 'Account'],
+    ] as const) {
       await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: link }).click();
       if (heading) await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
       expect({ link, overflow: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth) }).toEqual({ link, overflow: false });

@@ -27,7 +27,7 @@ it('is the TCP peer, and X-Forwarded-For is ignored unless the proxy is trusted 
   await expect(ipSeen(false, '203.0.113.7')).resolves.toBe('127.0.0.1');
 });
 
-it('behind a trusted proxy, is the last X-Forwarded-For entry: the one the proxy appended, not the client\'s own claims before it', async () => {
+it("behind a trusted proxy, is the last X-Forwarded-For entry: the one the proxy appended, not the client's own claims before it", async () => {
   await expect(ipSeen(true, '203.0.113.7')).resolves.toBe('203.0.113.7');
   await expect(ipSeen(true, '10.9.9.9, 198.51.100.20')).resolves.toBe('198.51.100.20');
   await expect(ipSeen(true, '2001:db8::1')).resolves.toBe('2001:db8::1');

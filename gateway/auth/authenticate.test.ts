@@ -126,7 +126,7 @@ function session(claims: { jti?: string; sub?: string; scopes?: string[] } = {})
 }
 
 describe('API keys', () => {
-  it('asks auth with the gateway\'s own signed identity and returns the key\'s subject, scopes, key id and the caller\'s address', async () => {
+  it("asks auth with the gateway's own signed identity and returns the key's subject, scopes, key id and the caller's address", async () => {
     const key = newKey('user-7', ['knowledge:read', 'billing:read']);
     const claims = await authenticator().authenticate(`Bearer ${key.secret}`, '203.0.113.9');
     expect(claims).toEqual({ sub: 'user-7', scopes: ['knowledge:read', 'billing:read'], keyId: key.keyId, ip: '203.0.113.9' });
@@ -224,7 +224,9 @@ describe('API keys', () => {
     const gateway = authenticator();
     const key = newKey();
     auth.failNext = 1;
-    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(new KeysUnavailableError('POST /internal/api-keys/verify answered 500: redis is down, not the expected answer'));
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(
+      new KeysUnavailableError('POST /internal/api-keys/verify answered 500: redis is down, not the expected answer'),
+    );
     await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).resolves.toMatchObject({ keyId: key.keyId });
     expect(auth.count(VERIFY)).toBe(2);
   });
@@ -238,7 +240,7 @@ describe('API keys', () => {
 });
 
 describe('sessions', () => {
-  it('verifies the token locally and returns its subject, scopes, session id and the caller\'s address', async () => {
+  it("verifies the token locally and returns its subject, scopes, session id and the caller's address", async () => {
     const token = await session({ jti: 'session-1', sub: 'user-3' });
     await expect(authenticator().authenticate(`Bearer ${token}`, '198.51.100.4')).resolves.toEqual({
       sub: 'user-3',

@@ -84,7 +84,10 @@ describe('SignedIdentityDataSource', () => {
       expect((error as GraphQLError).message).toBe('subgraph "billing" is unavailable, it could not be reached (CONNECTION_FAILED): the fields it serves are null (request req-7)');
       expect((error as GraphQLError).extensions).toEqual({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 1, requestId: 'req-7' });
       expect(logged).toEqual([
-        ['subgraph call failed', expect.objectContaining({ service: 'billing', reason: 'CONNECTION_FAILED', requestId: 'req-7', detail: expect.stringMatching(/http:\/\/127\.0\.0\.1:1\/graphql failed \(ECONNREFUSED/) })],
+        [
+          'subgraph call failed',
+          expect.objectContaining({ service: 'billing', reason: 'CONNECTION_FAILED', requestId: 'req-7', detail: expect.stringMatching(/http:\/\/127\.0\.0\.1:1\/graphql failed \(ECONNREFUSED/) }),
+        ],
       ]);
       const fast = (await source.process(options(context)).catch((e: unknown) => e)) as GraphQLError;
       expect(fast.extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CIRCUIT_OPEN', attempts: 0, retryAfter: 60 });

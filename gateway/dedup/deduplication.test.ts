@@ -32,7 +32,7 @@ describe('PublicOperations', () => {
     expect(isPublic('{ __schema { queryType { name } } models { id } }')).toBe(true);
   });
 
-  it("takes fields that answer with the caller as private, though they need no authentication: the policy cannot tell", () => {
+  it('takes fields that answer with the caller as private, though they need no authentication: the policy cannot tell', () => {
     expect(policy.fieldRequirement(schema, schema.getQueryType()!, 'me', schema.getType('User')!)).toEqual({ authenticated: false, scopes: [] });
     expect(isPublic('{ me { id email } }')).toBe(false);
     expect(isPublic('{ models { id } me { id } }')).toBe(false);
@@ -80,9 +80,7 @@ describe('OperationDedup', () => {
   let executor: GatewayExecutor;
   beforeEach(() => {
     calls = [];
-    executor = new OperationDedup(new PublicOperations(policy, publicFields)).wrap(
-      (requestContext) => new Promise((resolve, reject) => calls.push({ requestContext, resolve, reject })),
-    );
+    executor = new OperationDedup(new PublicOperations(policy, publicFields)).wrap((requestContext) => new Promise((resolve, reject) => calls.push({ requestContext, resolve, reject })));
   });
 
   function cachePolicy() {

@@ -37,7 +37,10 @@ const INTROSPECTION_ROOTS = new Set(['__schema', '__type', '__typename']);
 /** `Type.field` coordinates, comma-separated, refusing anything else with the variable's name. */
 export function parsePublicFields(variable: string, raw: string): ReadonlySet<string> {
   const fields = new Set<string>();
-  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
     if (!/^[A-Za-z_]\w*\.[A-Za-z_]\w*$/.test(entry)) {
       throw new ConfigError(`${variable} expects comma-separated Type.field coordinates (e.g. "Query.models"), but got ${JSON.stringify(entry)}`);
     }

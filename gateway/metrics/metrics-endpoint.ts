@@ -40,12 +40,7 @@ export function metricsEndpoint({ metrics, token }: MetricsEndpointOptions): (re
  * Runs an HTTP handler and records its status and duration, and the
  * response cache's verdict as the client saw it in `x-cache`.
  */
-export async function observeHttp(
-  req: IncomingMessage,
-  res: ServerResponse,
-  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
-  metrics: GatewayMetrics,
-): Promise<void> {
+export async function observeHttp(req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>, metrics: GatewayMetrics): Promise<void> {
   const started = performance.now();
   let status: number | undefined;
   try {

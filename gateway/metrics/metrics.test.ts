@@ -110,7 +110,11 @@ describe('the operation metrics feature', () => {
     await run('query Broken { broken }', 'req-broken');
     await run('query Refused { refused }', 'req-refused');
     expect(lines).toEqual([
-      { level: 'warn', message: 'operation failed', fields: expect.objectContaining({ requestId: 'req-broken', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', operation: 'Broken', outcome: 'INTERNAL_SERVER_ERROR', error: 'database exploded' }) },
+      {
+        level: 'warn',
+        message: 'operation failed',
+        fields: expect.objectContaining({ requestId: 'req-broken', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', operation: 'Broken', outcome: 'INTERNAL_SERVER_ERROR', error: 'database exploded' }),
+      },
       { level: 'debug', message: 'operation', fields: expect.objectContaining({ requestId: 'req-refused', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', operation: 'Refused', outcome: 'FORBIDDEN' }) },
     ]);
   });
@@ -222,7 +226,7 @@ describe('the /metrics endpoint', () => {
     expect(text).toContain('sluice_gateway_nodejs_eventloop_lag_seconds');
   });
 
-  it("counts response-cache hits and misses from the x-cache header the client got, and not bypasses", async () => {
+  it('counts response-cache hits and misses from the x-cache header the client got, and not bypasses', async () => {
     for (const path of ['/cache-hit', '/cache-miss', '/cache-miss', '/cache-bypass']) await fetch(base + path);
     expect(await value(metrics, 'sluice_gateway_cache_lookups_total', { cache: 'response', result: 'hit' })).toBe(1);
     expect(await value(metrics, 'sluice_gateway_cache_lookups_total', { cache: 'response', result: 'miss' })).toBe(2);

@@ -45,7 +45,13 @@ export function openAiDoor(deps: OpenAiDoorDeps): (req: IncomingMessage, res: Se
     const path = (req.url ?? '/').split('?')[0];
     try {
       const serve = route(method, path);
-      if (!serve) throw new OpenAiError(404, 'invalid_request_error', 'unknown_url', `Invalid URL (${method} ${path}): Sluice serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}`);
+      if (!serve)
+        throw new OpenAiError(
+          404,
+          'invalid_request_error',
+          'unknown_url',
+          `Invalid URL (${method} ${path}): Sluice serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}`,
+        );
       const body = method === 'POST' ? await readJson(req, deps.bodyLimitBytes) : undefined;
       await serve(res, body, await callerContext(deps, req));
     } catch (error) {

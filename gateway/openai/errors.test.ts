@@ -20,7 +20,7 @@ describe('fromGraphQLError', () => {
     expect({ status: error.status, body: error.body }).toEqual({ status, body: { error: { message: 'what went wrong', type, param: null, code: openAiCode } } });
   });
 
-  it('names the parameter from extensions.field through the route\'s translation', () => {
+  it("names the parameter from extensions.field through the route's translation", () => {
     const error = fromGraphQLError({ message: 'input.maxTokens expects at most 512', extensions: { code: ErrorCode.BadUserInput, field: 'input.maxTokens' } }, () => 'max_tokens');
     expect(error.param).toBe('max_tokens');
   });

@@ -37,7 +37,14 @@ export const MODEL = `query OpenAiModel($id: ID!) {
   model(id: $id) { id }
 }`;
 
-const DOCUMENTS = { OpenAiChatCompletion: CHAT_COMPLETION, OpenAiChatCompletionStream: CHAT_COMPLETION_STREAM, OpenAiEmbeddings: EMBEDDINGS, OpenAiTokenEmbeddings: TOKEN_EMBEDDINGS, OpenAiModels: MODELS, OpenAiModel: MODEL };
+const DOCUMENTS = {
+  OpenAiChatCompletion: CHAT_COMPLETION,
+  OpenAiChatCompletionStream: CHAT_COMPLETION_STREAM,
+  OpenAiEmbeddings: EMBEDDINGS,
+  OpenAiTokenEmbeddings: TOKEN_EMBEDDINGS,
+  OpenAiModels: MODELS,
+  OpenAiModel: MODEL,
+};
 
 /** The operations as persisted query manifest entries (id: the body's SHA-256, as Apollo's manifest generator writes it). */
 export const OPENAI_OPERATIONS: readonly ManifestOperation[] = Object.entries(DOCUMENTS).map(([name, body]) => ({

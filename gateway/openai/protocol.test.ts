@@ -15,12 +15,19 @@ function refusal(parse: () => unknown): { status: number; param: string | null; 
 }
 
 describe('parseChatCompletionRequest', () => {
-  it('maps OpenAI fields to the graph\'s CompletionInput, text parts joined and developer read as system', () => {
+  it("maps OpenAI fields to the graph's CompletionInput, text parts joined and developer read as system", () => {
     const request = parseChatCompletionRequest({
       model: 'm',
       messages: [
         { role: 'developer', content: 'be brief' },
-        { role: 'user', content: [{ type: 'text', text: 'a ' }, { type: 'text', text: 'b' }], name: 'ann' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'a ' },
+            { type: 'text', text: 'b' },
+          ],
+          name: 'ann',
+        },
       ],
       max_completion_tokens: 7,
       max_tokens: 99,
@@ -37,7 +44,18 @@ describe('parseChatCompletionRequest', () => {
       response_format: { type: 'text' },
     });
     expect(request).toEqual({
-      input: { model: 'm', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'a b' }], maxTokens: 7, temperature: 0.5, topP: 0.9, seed: 42, stop: ['END'] },
+      input: {
+        model: 'm',
+        messages: [
+          { role: 'system', content: 'be brief' },
+          { role: 'user', content: 'a b' },
+        ],
+        maxTokens: 7,
+        temperature: 0.5,
+        topP: 0.9,
+        seed: 42,
+        stop: ['END'],
+      },
       stream: true,
       includeUsage: true,
     });
@@ -51,7 +69,11 @@ describe('parseChatCompletionRequest', () => {
     [{ messages: MESSAGES }, 'model', 'model expects a non-empty string, but got nothing'],
     [{ model: 'm', messages: [] }, 'messages', 'messages expects a non-empty array of messages, but got []'],
     [{ model: 'm', messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].role', 'messages[0].role expects one of system, developer, user, assistant (Sluice serves no tools), but got "tool"'],
-    [{ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0]', 'messages[0].content[0] expects a text part ({"type": "text", "text": "..."}): Sluice\'s models read text only, but got a part of type "image_url"'],
+    [
+      { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+      'messages[0].content[0]',
+      'messages[0].content[0] expects a text part ({"type": "text", "text": "..."}): Sluice\'s models read text only, but got a part of type "image_url"',
+    ],
     [{ model: 'm', messages: [{ role: 'assistant', content: null }] }, 'messages[0].content', 'messages[0].content expects a string or an array of text parts, but got null'],
     [{ model: 'm', messages: MESSAGES, n: 2 }, 'n', 'n is not supported by Sluice: expected it absent, null or its default, but got 2'],
     [{ model: 'm', messages: MESSAGES, tools: [{ type: 'function' }] }, 'tools', 'tools is not supported by Sluice: expected it absent, null or its default, but got [{"type":"function"}]'],
@@ -80,7 +102,11 @@ describe('parseEmbeddingsRequest', () => {
 
   it.each([
     [{ model: 'e', input: [] }, 'input', 'input expects a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids, but got []'],
-    [{ model: 'e', input: ['x', 1] }, 'input', 'input expects a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids, but got ["x",1]'],
+    [
+      { model: 'e', input: ['x', 1] },
+      'input',
+      'input expects a string, a non-empty array of strings, a non-empty array of token ids, or a non-empty array of non-empty arrays of token ids, but got ["x",1]',
+    ],
     [{ model: 'e', input: [1, -2] }, 'input[1]', 'input[1] expects a token id (an integer from 0 to 2147483647), but got -2'],
     [{ model: 'e', input: [1, 2.5] }, 'input[1]', 'input[1] expects a token id (an integer from 0 to 2147483647), but got 2.5'],
     [{ model: 'e', input: [[1], [2, 2 ** 31]] }, 'input[1][1]', 'input[1][1] expects a token id (an integer from 0 to 2147483647), but got 2147483648'],

@@ -150,7 +150,11 @@ function messages(value: unknown): CompletionInput['messages'] {
     if (!isObject(message)) throw invalidRequest(`messages[${i}]`, `messages[${i}] expects an object with role and content, but got ${describe(message)}`);
     const role = ROLES[String(message.role)];
     if (!role) {
-      throw invalidRequest(`messages[${i}].role`, `messages[${i}].role expects one of ${Object.keys(ROLES).join(', ')} (Sluice serves no tools), but got ${describe(message.role)}`, 'unsupported_value');
+      throw invalidRequest(
+        `messages[${i}].role`,
+        `messages[${i}].role expects one of ${Object.keys(ROLES).join(', ')} (Sluice serves no tools), but got ${describe(message.role)}`,
+        'unsupported_value',
+      );
     }
     return { role, content: messageText(message.content, `messages[${i}].content`) };
   });
@@ -164,7 +168,11 @@ function messageText(content: unknown, param: string): string {
     .map((part: unknown, j) => {
       if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
       const type = isObject(part) ? part.type : undefined;
-      throw invalidRequest(`${param}[${j}]`, `${param}[${j}] expects a text part ({"type": "text", "text": "..."}): Sluice's models read text only, but got ${type === undefined ? describe(part) : `a part of type ${describe(type)}`}`, 'unsupported_value');
+      throw invalidRequest(
+        `${param}[${j}]`,
+        `${param}[${j}] expects a text part ({"type": "text", "text": "..."}): Sluice's models read text only, but got ${type === undefined ? describe(part) : `a part of type ${describe(type)}`}`,
+        'unsupported_value',
+      );
     })
     .join('');
 }

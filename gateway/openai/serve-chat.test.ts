@@ -29,11 +29,13 @@ let closed: Promise<void>;
 beforeAll(async () => {
   server = createServer((req, res) => {
     let text = '';
-    req.on('data', (c) => (text += c)).on('end', () => {
-      serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, keepAliveMs).catch((error) => {
-        if (error instanceof OpenAiError && !res.headersSent) sendJson(res, error.status, error.body, error.headers);
+    req
+      .on('data', (c) => (text += c))
+      .on('end', () => {
+        serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, keepAliveMs).catch((error) => {
+          if (error instanceof OpenAiError && !res.headersSent) sendJson(res, error.status, error.body, error.headers);
+        });
       });
-    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -70,7 +72,13 @@ async function stream(extra: Record<string, unknown> = {}): Promise<{ status: nu
   const response = await fetch(url, { method: 'POST', body: JSON.stringify({ model: 'sluice-chat', messages: [{ role: 'user', content: 'hi' }], stream: true, ...extra }) });
   const text = await response.text();
   if (response.status !== 200) return { status: response.status, events: [text] };
-  return { status: 200, events: text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, '')) };
+  return {
+    status: 200,
+    events: text
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => e.replace(/^data: /, '')),
+  };
 }
 
 const parsed = (events: string[]) => events.slice(0, -1).map((e) => JSON.parse(e));
@@ -112,7 +120,10 @@ it('sends an error after the stream started as an error event, then [DONE]', asy
 it('ends a stream cut short upstream with an error event, never a hang', async () => {
   script = { events: [chunk('a')] };
   const { events } = await stream();
-  expect(events.slice(-2)).toEqual([JSON.stringify({ error: { message: 'the completion stream ended without its last chunk; retry', type: 'server_error', param: null, code: 'service_unavailable' } }), '[DONE]']);
+  expect(events.slice(-2)).toEqual([
+    JSON.stringify({ error: { message: 'the completion stream ended without its last chunk; retry', type: 'server_error', param: null, code: 'service_unavailable' } }),
+    '[DONE]',
+  ]);
 });
 
 it('answers a refusal that comes as the first event with its status, not a stream', async () => {
@@ -134,7 +145,10 @@ it('starts the stream with keep-alives when the first event is slower than the k
     script = { events: [{ errors: [{ message: 'the balance is 0', extensions: { code: 'INSUFFICIENT_BALANCE' } }] }], delayMs: 80 };
     const refused = await stream();
     expect(refused.status).toBe(200);
-    expect(refused.events.filter((e) => !e.startsWith(':'))).toEqual([JSON.stringify({ error: { message: 'the balance is 0', type: 'insufficient_quota', param: null, code: 'insufficient_balance' } }), '[DONE]']);
+    expect(refused.events.filter((e) => !e.startsWith(':'))).toEqual([
+      JSON.stringify({ error: { message: 'the balance is 0', type: 'insufficient_quota', param: null, code: 'insufficient_balance' } }),
+      '[DONE]',
+    ]);
   } finally {
     keepAliveMs = 60_000;
   }

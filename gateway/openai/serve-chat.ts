@@ -60,15 +60,20 @@ export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse,
   if (request.stream) return streamChatCompletion(graph, res, request, context, keepAliveMs);
   const { data, headers } = await graph.execute(CHAT_COMPLETION, { input: request.input }, context, paramForChatField);
   const completion = data.complete as Completion;
-  sendJson(res, 200, {
-    id: completionId(completion.id),
-    object: 'chat.completion',
-    created: nowSeconds(),
-    model: completion.model.id,
-    system_fingerprint: fingerprint(completion.model),
-    choices: [{ index: 0, message: { role: 'assistant', content: completion.text, refusal: null }, logprobs: null, finish_reason: finishReason(completion.finishReason) }],
-    usage: openAiUsage(completion.usage),
-  }, headers);
+  sendJson(
+    res,
+    200,
+    {
+      id: completionId(completion.id),
+      object: 'chat.completion',
+      created: nowSeconds(),
+      model: completion.model.id,
+      system_fingerprint: fingerprint(completion.model),
+      choices: [{ index: 0, message: { role: 'assistant', content: completion.text, refusal: null }, logprobs: null, finish_reason: finishReason(completion.finishReason) }],
+      usage: openAiUsage(completion.usage),
+    },
+    headers,
+  );
 }
 
 async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {

@@ -28,12 +28,17 @@ export async function serveEmbeddings(graph: GraphOperations, res: ServerRespons
   const { query, variables, tokens } = embedCall(input, model);
   const { data, headers } = await graph.execute(query, variables, context, paramForEmbeddingField(input));
   const embeddings = data.embed as Embedding[];
-  sendJson(res, 200, {
-    object: 'list',
-    data: embeddings.map((e) => ({ object: 'embedding', index: e.index, embedding: encoding === 'base64' ? base64Float32(e.vector) : e.vector })),
-    model: embeddings[0]?.model.id ?? model,
-    usage: { prompt_tokens: tokens, total_tokens: tokens },
-  }, headers);
+  sendJson(
+    res,
+    200,
+    {
+      object: 'list',
+      data: embeddings.map((e) => ({ object: 'embedding', index: e.index, embedding: encoding === 'base64' ? base64Float32(e.vector) : e.vector })),
+      model: embeddings[0]?.model.id ?? model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    },
+    headers,
+  );
 }
 
 /** The operation for this input, its variables, and the usage to report. */

@@ -16,7 +16,10 @@ export function operationLimits(limits: OperationLimits): GatewayFeature {
       return typeof request.query === 'string' ? (checkSource(request.query, limits) ?? checkSourceExpansion(request.query, limits)) : undefined;
     },
     operationDidResolve({ document, operationName }) {
-      const errors = checkShape(shapes.get(undefined, document, operationName ?? '', () => measureOperation(document, operationName)), limits);
+      const errors = checkShape(
+        shapes.get(undefined, document, operationName ?? '', () => measureOperation(document, operationName)),
+        limits,
+      );
       return errors.length ? errors : undefined;
     },
   };

@@ -6,18 +6,7 @@
  * is OPERATION_LIMIT naming the limit, its maximum and what the operation had
  * — as Apollo Router's `MAX_DEPTH_LIMIT` and friends, in one code.
  */
-import {
-  getOperationAST,
-  GraphQLError,
-  Kind,
-  Lexer,
-  parse,
-  Source,
-  TokenKind,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type SelectionSetNode,
-} from 'graphql';
+import { getOperationAST, GraphQLError, Kind, Lexer, parse, Source, TokenKind, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import type { Env } from '../../lib/config';
 import { ErrorCode } from '../../lib/errors';
 import { remember } from '../../lib/bounded-map';

@@ -50,9 +50,7 @@ describe('checkSource', () => {
 
 describe('expandedFieldCount', () => {
   /** 40 fragments, each spreading the next twice: a few hundred bytes that expand to 2^40 fields. */
-  const exponential = parse(
-    ['query { ...F0 }', ...Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`), 'fragment F40 on Query { me { id } }'].join('\n'),
-  );
+  const exponential = parse(['query { ...F0 }', ...Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`), 'fragment F40 on Query { me { id } }'].join('\n'));
 
   it('counts the fields of the expanded document without expanding it, so an exponential one is measured at once and refused', () => {
     expect(expandedFieldCount(exponential)).toBe(2 ** 40 * 2);

@@ -66,9 +66,15 @@ describe('parseManifest', () => {
     expect(() => parseManifest(JSON.stringify({ format: 'other', version: 1, operations: [] }), 'm.json')).toThrow(
       'm.json is not a persisted query manifest: expected {"format": "apollo-persisted-query-manifest", "version": 1, "operations": [...]}, but got format "other", version 1',
     );
-    expect(() => parseManifest(manifest([{ id: 'x', body: '{ me { id } }', name: 'X', type: 'query' }, { id: 'y', body: '', name: 'Y', type: 'query' }]), 'm.json')).toThrow(
-      /^m\.json: operations\[1\] expects \{id, body, name, type: "query" \| "mutation" \| "subscription"\}, but got /,
-    );
+    expect(() =>
+      parseManifest(
+        manifest([
+          { id: 'x', body: '{ me { id } }', name: 'X', type: 'query' },
+          { id: 'y', body: '', name: 'Y', type: 'query' },
+        ]),
+        'm.json',
+      ),
+    ).toThrow(/^m\.json: operations\[1\] expects \{id, body, name, type: "query" \| "mutation" \| "subscription"\}, but got /);
     expect(() => parseManifest(manifest([operations[0], { ...operations[0], body: MODELS }]), 'm.json')).toThrow(`m.json: operations[1] reuses the id "${sha256(ME)}" for a different body`);
   });
 });

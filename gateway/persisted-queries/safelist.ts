@@ -95,8 +95,10 @@ export function parseManifest(text: string, file: string): ManifestOperation[] {
   const seen = new Map<string, string>();
   return manifest.operations.map((operation: Partial<ManifestOperation>, index: number) => {
     const valid =
-      typeof operation?.id === 'string' && operation.id !== '' &&
-      typeof operation.body === 'string' && operation.body !== '' &&
+      typeof operation?.id === 'string' &&
+      operation.id !== '' &&
+      typeof operation.body === 'string' &&
+      operation.body !== '' &&
       typeof operation.name === 'string' &&
       (operation.type === 'query' || operation.type === 'mutation' || operation.type === 'subscription');
     if (!valid) {

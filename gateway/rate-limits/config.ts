@@ -9,7 +9,9 @@ export function rateLimitsFromEnv(env: Env): RateLimiterOptions {
   const text = env.string('GATEWAY_RATE_LIMITS');
   const onRedisError = env.string('GATEWAY_RATE_LIMIT_ON_REDIS_ERROR', 'open');
   if (onRedisError !== 'open' && onRedisError !== 'closed') {
-    throw new ConfigError(`GATEWAY_RATE_LIMIT_ON_REDIS_ERROR expects "open" (limit in each process while Redis is away) or "closed" (refuse with SERVICE_UNAVAILABLE), but got ${JSON.stringify(onRedisError)}`);
+    throw new ConfigError(
+      `GATEWAY_RATE_LIMIT_ON_REDIS_ERROR expects "open" (limit in each process while Redis is away) or "closed" (refuse with SERVICE_UNAVAILABLE), but got ${JSON.stringify(onRedisError)}`,
+    );
   }
   return {
     plans: text === undefined ? RatePlans.unlimited(streams) : RatePlans.parse(text, streams),

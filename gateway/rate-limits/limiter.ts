@@ -53,9 +53,7 @@ export interface TokenCharge {
   correct(realTokens: number): Promise<void>;
 }
 
-export type Admission =
-  | { admitted: true; quota?: Quota; tokens?: TokenCharge }
-  | { admitted: false; status: 429 | 503; error: GraphQLError; quota?: Quota; retryAfter?: number };
+export type Admission = { admitted: true; quota?: Quota; tokens?: TokenCharge } | { admitted: false; status: 429 | 503; error: GraphQLError; quota?: Quota; retryAfter?: number };
 
 export interface StreamLease {
   release(): void;
@@ -173,11 +171,7 @@ export class RateLimiter {
   }
 
   private counters(plan: RatePlan, claims: IdentityClaims, tokens: number): Counter[] {
-    const subject = claims.keyId
-      ? { scope: 'key' as const, id: claims.keyId }
-      : claims.sub
-        ? { scope: 'user' as const, id: claims.sub }
-        : { scope: 'ip' as const, id: claims.ip ?? 'unknown' };
+    const subject = claims.keyId ? { scope: 'key' as const, id: claims.keyId } : claims.sub ? { scope: 'user' as const, id: claims.sub } : { scope: 'ip' as const, id: claims.ip ?? 'unknown' };
     const counters: Counter[] = [];
     // The hash tag is the counted one: on a Redis Cluster a caller's windows share a slot (charged in one script), its IP's are in another.
     const key = (kind: QuotaKind, scope: QuotaScope, id: string) => `gw:rl:{${scope}:${id}}:${kind}`;
@@ -266,7 +260,10 @@ export class RateLimiter {
     return {
       admitted: false,
       status: 503,
-      error: codedError(ErrorCode.ServiceUnavailable, 'rate limits cannot be checked right now (their store, Redis, is unreachable), and the gateway is configured to refuse rather than run unchecked; retry shortly'),
+      error: codedError(
+        ErrorCode.ServiceUnavailable,
+        'rate limits cannot be checked right now (their store, Redis, is unreachable), and the gateway is configured to refuse rather than run unchecked; retry shortly',
+      ),
     };
   }
 
@@ -274,13 +271,18 @@ export class RateLimiter {
   private track(ref: LeaseRef, store: RateStore): void {
     this.live.set(ref, store);
     if (this.renewal) return;
-    this.renewal = setInterval(() => {
-      for (const owner of [this.redisStore, this.local]) {
-        const leases = [...this.live].filter(([, s]) => s === owner).map(([lease]) => lease);
-        if (leases.length === 0) continue;
-        owner.renew(leases, this.options.leaseMs).catch((error: unknown) => this.log.warn('stream leases could not be renewed; they are put back at the next renewal Redis answers', { error, leases: leases.length }));
-      }
-    }, Math.max(100, Math.floor(this.options.leaseMs / 3)));
+    this.renewal = setInterval(
+      () => {
+        for (const owner of [this.redisStore, this.local]) {
+          const leases = [...this.live].filter(([, s]) => s === owner).map(([lease]) => lease);
+          if (leases.length === 0) continue;
+          owner
+            .renew(leases, this.options.leaseMs)
+            .catch((error: unknown) => this.log.warn('stream leases could not be renewed; they are put back at the next renewal Redis answers', { error, leases: leases.length }));
+        }
+      },
+      Math.max(100, Math.floor(this.options.leaseMs / 3)),
+    );
     this.renewal.unref();
   }
 
@@ -306,7 +308,14 @@ function refusal(plan: RatePlan, counter: Counter, quota: Quota, retryAfter: num
       extensions,
     );
   }
-  const what = kind === 'tpm' ? `too many tokens for ${whose}: this request counts ${charge.cost} (its maxTokens) and ${used} of` : kind === 'ip-rpm' ? `too many requests from ${whose}: all ${used} of` : `too many requests for ${whose}: all ${used} of`;
-  return codedError(ErrorCode.RateLimited, `${what} the limit of ${charge.limit} ${UNITS[kind]} are used (plan "${plan.name}", a sliding ${WINDOW_SECONDS} s window); retry in ${retryAfter} s`, { ...extensions, remaining: quota.remaining });
+  const what =
+    kind === 'tpm'
+      ? `too many tokens for ${whose}: this request counts ${charge.cost} (its maxTokens) and ${used} of`
+      : kind === 'ip-rpm'
+        ? `too many requests from ${whose}: all ${used} of`
+        : `too many requests for ${whose}: all ${used} of`;
+  return codedError(ErrorCode.RateLimited, `${what} the limit of ${charge.limit} ${UNITS[kind]} are used (plan "${plan.name}", a sliding ${WINDOW_SECONDS} s window); retry in ${retryAfter} s`, {
+    ...extensions,
+    remaining: quota.remaining,
+  });
 }
-

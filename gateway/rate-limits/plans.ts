@@ -53,7 +53,10 @@ export class RatePlans {
    */
   static parse(text: string, defaultStreams: number | null, variable = 'GATEWAY_RATE_LIMITS'): RatePlans {
     const written = new Map<string, Partial<Record<LimitName, number | null>>>();
-    for (const part of text.split(';').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of text
+      .split(';')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       // Scopes have colons of their own (`knowledge:read:rpm=5`): the plan ends at the last colon before the first limit.
       const equals = part.indexOf('=');
       const colon = part.lastIndexOf(':', equals < 0 ? part.length : equals);
@@ -63,7 +66,11 @@ export class RatePlans {
       }
       if (written.has(name)) throw new ConfigError(`${variable}: plan "${name}" is given twice`);
       const limits: Partial<Record<LimitName, number | null>> = {};
-      for (const pair of part.slice(colon + 1).split(',').map((p) => p.trim()).filter(Boolean)) {
+      for (const pair of part
+        .slice(colon + 1)
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
         const [key, value, extra] = pair.split('=').map((s) => s.trim());
         const limit = LIMIT_KEYS[key];
         if (!limit) throw new ConfigError(`${variable}: plan "${name}" has an unknown limit ${JSON.stringify(key)}: expected one of ${Object.keys(LIMIT_KEYS).join(', ')}`);

@@ -40,7 +40,10 @@ function limiter(plans: string): RateLimiter {
 }
 
 function service(rateLimiter: RateLimiter, perConnection = 2) {
-  return new SubscriptionService({ planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log: silent, pipeline: new GatewayPipeline([rateLimits(rateLimiter, new TokenChargeCorrection())]) }, { perConnection });
+  return new SubscriptionService(
+    { planner, services: {}, urlOf: () => 'http://127.0.0.1:1/graphql', log: silent, pipeline: new GatewayPipeline([rateLimits(rateLimiter, new TokenChargeCorrection())]) },
+    { perConnection },
+  );
 }
 
 async function start(subscriptions: SubscriptionService, connection: ReturnType<SubscriptionService['openConnection']>, ctx: GatewayContext, maxTokens?: number) {

@@ -29,7 +29,9 @@ afterAll(async () => {
 /** A clock the test moves; starts mid-second so bucket edges are visible. */
 function clock(start = 1_800_000_000_500) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => {
+  return {
+    now: () => now,
+    advance: (ms: number) => {
       now += ms;
     },
   };
@@ -116,8 +118,18 @@ describe.each(stores)('windows and leases in %s', (_name, makeStore) => {
   it('charges all or none of several windows, and says when a cost can never fit', async () => {
     const store = makeStore(clock().now);
     const [a, b] = [`gw:rl:test:${randomUUID()}`, `gw:rl:test:${randomUUID()}`];
-    expect((await store.charge([{ key: a, limit: 10, cost: 1 }, { key: b, limit: 100, cost: 100 }])).admitted).toBe(true);
-    const refused = await store.charge([{ key: a, limit: 10, cost: 1 }, { key: b, limit: 100, cost: 1 }]);
+    expect(
+      (
+        await store.charge([
+          { key: a, limit: 10, cost: 1 },
+          { key: b, limit: 100, cost: 100 },
+        ])
+      ).admitted,
+    ).toBe(true);
+    const refused = await store.charge([
+      { key: a, limit: 10, cost: 1 },
+      { key: b, limit: 100, cost: 1 },
+    ]);
     expect(refused.admitted).toBe(false);
     expect(refused.windows[0]).toMatchObject({ used: 1, retryMs: 0 });
     expect((await store.charge([{ key: a, limit: 10, cost: 1 }])).windows[0].used).toBe(1); // nothing was counted in `a`
@@ -177,12 +189,16 @@ describe('RateLimiter', () => {
     expect(tokens.admitted).toBe(false);
     if (tokens.admitted) return;
     expect(tokens.status).toBe(429);
-    expect(tokens.error.message).toBe('too many tokens for this API key: this request counts 200 (its maxTokens) and 900 of the limit of 1000 tokens per minute are used (plan "default", a sliding 60 s window); retry in 61 s');
+    expect(tokens.error.message).toBe(
+      'too many tokens for this API key: this request counts 200 (its maxTokens) and 900 of the limit of 1000 tokens per minute are used (plan "default", a sliding 60 s window); retry in 61 s',
+    );
     expect(tokens.error.extensions).toEqual({ code: 'RATE_LIMITED', limit: 1000, scope: 'key', kind: 'tpm', plan: 'default', retryAfter: 61, remaining: 100 });
     time.advance(1000);
     expect((await limiter.admit(key)).admitted).toBe(true);
     const requests = await limiter.admit(key);
-    expect(!requests.admitted && requests.error.message).toBe('too many requests for this API key: all 2 of the limit of 2 requests per minute are used (plan "default", a sliding 60 s window); retry in 60 s');
+    expect(!requests.admitted && requests.error.message).toBe(
+      'too many requests for this API key: all 2 of the limit of 2 requests per minute are used (plan "default", a sliding 60 s window); retry in 60 s',
+    );
     expect(refusals).toEqual(['key/tpm', 'key/rpm']);
   });
 
@@ -197,7 +213,9 @@ describe('RateLimiter', () => {
     expect(never.admitted).toBe(false);
     if (never.admitted) return;
     expect(never.retryAfter).toBeUndefined();
-    expect(never.error.message).toBe('this request counts 101 tokens (its maxTokens), more than the limit of 100 tokens per minute for this user (plan "default"): it can never be admitted; ask for fewer maxTokens');
+    expect(never.error.message).toBe(
+      'this request counts 101 tokens (its maxTokens), more than the limit of 100 tokens per minute for this user (plan "default"): it can never be admitted; ask for fewer maxTokens',
+    );
     expect(never.error.extensions).toMatchObject({ scope: 'user', kind: 'tpm', retryAfter: null });
   });
 
@@ -256,7 +274,9 @@ describe('RateLimiter', () => {
       const refused = await limiter.admit({ sub: null, scopes: [], ip: '10.1.1.1' });
       expect(refused).toMatchObject({ admitted: false, status: 503 });
       expect(!refused.admitted && refused.error.extensions.code).toBe('SERVICE_UNAVAILABLE');
-      expect(!refused.admitted && refused.error.message).toBe('rate limits cannot be checked right now (their store, Redis, is unreachable), and the gateway is configured to refuse rather than run unchecked; retry shortly');
+      expect(!refused.admitted && refused.error.message).toBe(
+        'rate limits cannot be checked right now (their store, Redis, is unreachable), and the gateway is configured to refuse rather than run unchecked; retry shortly',
+      );
       expect((await limiter.admit({ sub: 'ada', scopes: [] })).admitted).toBe(true); // default plan: no request limit
     });
 
@@ -264,7 +284,10 @@ describe('RateLimiter', () => {
       const slow = redis.connect();
       const limiter = new RateLimiter(slow, { ...options('default:rpm=5', 'closed'), redisTimeoutMs: 50 }, silent);
       const blocker = redis.connect();
-      const blocked = blocker.eval('local t = redis.call("TIME") local s = tonumber(t[1]) * 1000000 + tonumber(t[2]) while true do local n = redis.call("TIME") if tonumber(n[1]) * 1000000 + tonumber(n[2]) - s > 300000 then break end end return 1', 0);
+      const blocked = blocker.eval(
+        'local t = redis.call("TIME") local s = tonumber(t[1]) * 1000000 + tonumber(t[2]) while true do local n = redis.call("TIME") if tonumber(n[1]) * 1000000 + tonumber(n[2]) - s > 300000 then break end end return 1',
+        0,
+      );
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(await limiter.admit({ sub: `u-${randomUUID()}`, scopes: [] })).toMatchObject({ admitted: false, status: 503 });
       await blocked;

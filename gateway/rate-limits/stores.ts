@@ -58,11 +58,12 @@ export const WINDOW_SECONDS = 60;
 const MAX_CHARGES = 3;
 
 type Script<T> = (...args: (string | number)[]) => Promise<T>;
-type Scripted = Redis & Record<`gwRateCharge${number}`, Script<number[]>> & {
-  gwRateCorrect: Script<number>;
-  gwRateAcquire: Script<number[]>;
-  gwRateRenew: Script<number>;
-};
+type Scripted = Redis &
+  Record<`gwRateCharge${number}`, Script<number[]>> & {
+    gwRateCorrect: Script<number>;
+    gwRateAcquire: Script<number[]>;
+    gwRateRenew: Script<number>;
+  };
 
 export class RedisRateStore implements RateStore {
   private readonly redis: Scripted;
@@ -102,9 +103,7 @@ export class RedisRateStore implements RateStore {
     const verdicts = await Promise.all(groups.map((group) => this.chargeTogether(group)));
     const admitted = verdicts.every((v) => v.admitted);
     if (!admitted && groups.length > 1) {
-      await Promise.all(
-        groups.flatMap((group, g) => (verdicts[g].admitted ? group.filter((c) => c.cost > 0).map((c) => this.correct(c.key, verdicts[g].bucket, -c.cost)) : [])),
-      );
+      await Promise.all(groups.flatMap((group, g) => (verdicts[g].admitted ? group.filter((c) => c.cost > 0).map((c) => this.correct(c.key, verdicts[g].bucket, -c.cost)) : [])));
     }
     const byCharge = new Map(groups.flatMap((group, g) => group.map((c, i) => [c, verdicts[g].windows[i]] as const)));
     // The bucket of the last window (the tokens' when they are charged), for its correction.

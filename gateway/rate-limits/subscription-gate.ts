@@ -32,7 +32,10 @@ export class SubscriptionGate {
     if (!stream.admitted) return { refused: [stream.error] };
     const fields = completionFields(document, operationName);
     const values = variablesWithDefaults(document, operationName, variables);
-    const admission = await this.limiter.admit(claims, fields.reduce((sum, field) => sum + maxTokensOf(field, values), 0));
+    const admission = await this.limiter.admit(
+      claims,
+      fields.reduce((sum, field) => sum + maxTokensOf(field, values), 0),
+    );
     if (!admission.admitted) {
       stream.lease.release();
       return { refused: [admission.error] };

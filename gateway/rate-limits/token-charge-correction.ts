@@ -82,7 +82,9 @@ export class TokenChargeCorrection {
       const document = parse(query);
       const operation = document.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
       if (operation?.operation === 'mutation' && operation.selectionSet.selections.some(isComplete)) {
-        const selections = operation.selectionSet.selections.map((s) => (isComplete(s) && s.selectionSet ? { ...s, selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, USAGE_FIELD] } } : s));
+        const selections = operation.selectionSet.selections.map((s) =>
+          isComplete(s) && s.selectionSet ? { ...s, selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, USAGE_FIELD] } } : s,
+        );
         const metered: DocumentNode = { ...document, definitions: document.definitions.map((d) => (d === operation ? { ...operation, selectionSet: { ...operation.selectionSet, selections } } : d)) };
         rewritten = { query: print(metered), document: metered };
       }

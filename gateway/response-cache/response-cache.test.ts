@@ -169,7 +169,11 @@ describe('never stored', () => {
 
 it('answers from execution when Redis fails, and reports the failure', async () => {
   const failures: string[] = [];
-  const failing = { get: () => Promise.reject(new Error('connection lost')), set: () => Promise.reject(new Error('connection lost')), mget: () => Promise.reject(new Error('connection lost')) } as unknown as Redis;
+  const failing = {
+    get: () => Promise.reject(new Error('connection lost')),
+    set: () => Promise.reject(new Error('connection lost')),
+    mget: () => Promise.reject(new Error('connection lost')),
+  } as unknown as Redis;
   await server.stop();
   server = new ApolloServer<GatewayContext>({
     typeDefs,

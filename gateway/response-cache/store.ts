@@ -57,7 +57,9 @@ export class ResponseCacheStore {
 
   keysFor(parts: CacheKeyParts): EntryKeys {
     // The hash is the Cluster hash tag: an entry's public and private keys share a slot, so one MGET reads both.
-    const base = `${this.prefix}{${createHash('sha256').update(JSON.stringify([parts.queryHash, parts.operationName, parts.variables ?? {}])).digest('hex')}}`;
+    const base = `${this.prefix}{${createHash('sha256')
+      .update(JSON.stringify([parts.queryHash, parts.operationName, parts.variables ?? {}]))
+      .digest('hex')}}`;
     return parts.user ? { public: base, private: `${base}:user:${parts.user}` } : { public: base };
   }
 

@@ -10,7 +10,10 @@ describe('BufferedResponse', () => {
     expect(headers.get('CONTENT-TYPE')).toBe('application/json');
     expect(headers.get('set-cookie')).toBe('a=1, b=2');
     expect(headers.get('cache-control')).toBeNull();
-    expect([...headers]).toEqual([['content-type', 'application/json'], ['set-cookie', 'a=1, b=2']]);
+    expect([...headers]).toEqual([
+      ['content-type', 'application/json'],
+      ['set-cookie', 'a=1, b=2'],
+    ]);
   });
 
   it('says ok for 2xx only and keeps the URL it was fetched from', () => {

@@ -24,8 +24,6 @@ describe('subgraphCallSettingsFromEnv', () => {
 
   it('refuses a malformed override, naming the variable and the entry', () => {
     process.env.GATEWAY_SUBGRAPH_TIMEOUTS = 'inference=90000,billing:5';
-    expect(() => subgraphCallSettingsFromEnv()).toThrow(
-      'GATEWAY_SUBGRAPH_TIMEOUTS expects comma-separated subgraph=milliseconds entries (e.g. "inference=300000"), but got "billing:5"',
-    );
+    expect(() => subgraphCallSettingsFromEnv()).toThrow('GATEWAY_SUBGRAPH_TIMEOUTS expects comma-separated subgraph=milliseconds entries (e.g. "inference=300000"), but got "billing:5"');
   });
 });

@@ -34,7 +34,10 @@ export const DEFAULT_TIMEOUT_OVERRIDES = 'inference=300000,knowledge=300000';
 /** `name=ms,name=ms` into a map, refusing anything else with the variable's name. */
 export function parseTimeoutOverrides(variable: string, raw: string): Map<string, number> {
   const overrides = new Map<string, number>();
-  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
     const match = /^([A-Za-z_][\w-]*)=(\d+)$/.exec(entry);
     const ms = match ? Number(match[2]) : NaN;
     if (!match || !Number.isSafeInteger(ms) || ms < 1) {

@@ -160,7 +160,7 @@ describe('SubgraphClient', () => {
     };
     const response = await client({ timeoutMs: 30_000, stallMs: 100 }).fetch(url, init(QUERY));
     expect(response.status).toBe(200);
-    expect(hits.map((h) => h.body === '' ? 'probe' : 'query')).toEqual(['query', 'probe']);
+    expect(hits.map((h) => (h.body === '' ? 'probe' : 'query'))).toEqual(['query', 'probe']);
   });
 
   it('opens its breaker after the threshold and then refuses without calling the subgraph', async () => {

@@ -47,6 +47,9 @@ it('ends with the error when the upstream connection drops mid-stream, after the
       for await (const event of events) seen.push(event);
     })(),
   ).rejects.toThrow(/^the ticks service ended the subscription: connection closed/);
-  expect(seen.map((e) => e.data?.ticks)).toEqual([{ n: 1, label: 'tick 1' }, { n: 2, label: 'tick 2' }]);
+  expect(seen.map((e) => e.data?.ticks)).toEqual([
+    { n: 1, label: 'tick 1' },
+    { n: 2, label: 'tick 2' },
+  ]);
   await upstream.close();
 });

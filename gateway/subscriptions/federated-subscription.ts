@@ -40,17 +40,18 @@ export interface FederatedSubscriptionDeps {
  * Yields one result per upstream event, in order. Returning from the
  * generator (client unsubscribed or disconnected) unsubscribes upstream.
  */
-export async function* executeFederatedSubscription(
-  deps: FederatedSubscriptionDeps,
-  request: FederatedSubscriptionRequest,
-): AsyncGenerator<UpstreamEvent> {
+export async function* executeFederatedSubscription(deps: FederatedSubscriptionDeps, request: FederatedSubscriptionRequest): AsyncGenerator<UpstreamEvent> {
   const { plan } = request;
   const primary = plan.primary;
-  const events = deps.upstream.subscribe(primary.serviceName, {
-    query: primary.operation,
-    variables: pick(request.variables, primary.variableUsages ?? []),
-    operationName: primary.operationName ?? undefined,
-  }, request.signal);
+  const events = deps.upstream.subscribe(
+    primary.serviceName,
+    {
+      query: primary.operation,
+      variables: pick(request.variables, primary.variableUsages ?? []),
+      operationName: primary.operationName ?? undefined,
+    },
+    request.signal,
+  );
   try {
     for await (const event of events) {
       if (!plan.rest || !event.data) {
@@ -75,14 +76,7 @@ async function resolveRest(deps: FederatedSubscriptionDeps, request: FederatedSu
     logger: deps.log,
     metrics: {},
   } as unknown as GatewayGraphQLRequestContext;
-  const result = await executeQueryPlan(
-    queryPlan,
-    { ...deps.services, [EVENT_SOURCE]: eventSource },
-    requestContext,
-    plan.operationContext,
-    deps.planner.supergraphSchema,
-    deps.planner.apiSchema,
-  );
+  const result = await executeQueryPlan(queryPlan, { ...deps.services, [EVENT_SOURCE]: eventSource }, requestContext, plan.operationContext, deps.planner.supergraphSchema, deps.planner.apiSchema);
   const errors = result.errors?.map((e) => renameEventSource(e.toJSON(), plan.primary.serviceName));
   return errors?.length ? { data: result.data as Record<string, unknown> | null, errors } : { data: result.data as Record<string, unknown> | null };
 }

@@ -77,7 +77,10 @@ it('ends with a SERVICE_UNAVAILABLE part when the upstream connection drops, the
 it("answers a refused subscription with the refusal's status, headers and errors", async () => {
   const { planner, services } = ticksSupergraph(ticks.url);
   const refusing = new GatewayPipeline([{ name: 'refusing', operationDidResolve: () => [codedError(ErrorCode.RateLimited, 'slow down', { limit: 5, remaining: 0, retryAfter: 7 })] }]);
-  const response = await post(await serve(new SubscriptionService({ planner, services, urlOf: () => ticks.url, log: silent, pipeline: refusing }, { perConnection: 1 })), { query: TICKS, variables: { count: 1 } });
+  const response = await post(await serve(new SubscriptionService({ planner, services, urlOf: () => ticks.url, log: silent, pipeline: refusing }, { perConnection: 1 })), {
+    query: TICKS,
+    variables: { count: 1 },
+  });
   expect(response.status).toBe(429);
   expect([response.headers.get('retry-after'), response.headers.get('ratelimit-limit'), response.headers.get('ratelimit-remaining')]).toEqual(['7', '5', '0']);
   expect(await response.json()).toEqual({ errors: [{ message: 'slow down', extensions: { code: 'RATE_LIMITED', limit: 5, remaining: 0, retryAfter: 7 } }] });

@@ -26,13 +26,7 @@ export function wantsMultipartSubscription(req: IncomingMessage): boolean {
  * Serves the request if it is a subscription; returns false (untouched) for
  * any other operation.
  */
-export async function serveMultipartSubscription(
-  subscriptions: SubscriptionService,
-  res: ServerResponse,
-  body: unknown,
-  context: GatewayContext,
-  heartbeatMs: number,
-): Promise<boolean> {
+export async function serveMultipartSubscription(subscriptions: SubscriptionService, res: ServerResponse, body: unknown, context: GatewayContext, heartbeatMs: number): Promise<boolean> {
   if (typeof body !== 'object' || body === null) return false;
   const request = body as SubscriptionRequest;
   // The HTTP handler has run the source stage on every request already.

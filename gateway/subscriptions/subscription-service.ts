@@ -12,15 +12,7 @@
  */
 import type { ServiceMap } from '@apollo/gateway';
 import { ApolloServerErrorCode } from '@apollo/server/errors';
-import {
-  getOperationAST,
-  getVariableValues,
-  GraphQLError,
-  parse,
-  validate,
-  type DocumentNode,
-  type OperationDefinitionNode,
-} from 'graphql';
+import { getOperationAST, getVariableValues, GraphQLError, parse, validate, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import { remember } from '../../lib/bounded-map';
 import { ErrorCode } from '../../lib/errors';
 import { interruptible } from '../../lib/interruptible';
@@ -108,7 +100,12 @@ export class SubscriptionService {
     if (Array.isArray(document)) return document;
     const operation = getOperationAST(document, request.operationName ?? undefined);
     if (!operation) {
-      return [coded(ApolloServerErrorCode.OPERATION_RESOLUTION_FAILURE, request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"')];
+      return [
+        coded(
+          ApolloServerErrorCode.OPERATION_RESOLUTION_FAILURE,
+          request.operationName ? `no operation named "${request.operationName}" in the document` : 'the document has several operations: name one in "operationName"',
+        ),
+      ];
     }
     const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
     if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
@@ -138,14 +135,14 @@ export class SubscriptionService {
    * generator ends when the upstream stream ends; returning from it
    * unsubscribes upstream and frees the limits.
    */
-  async start(
-    connection: SubscriptionConnection,
-    prepared: PreparedOperation,
-    request: SubscriptionRequest,
-    context: GatewayContext,
-  ): Promise<AsyncGenerator<UpstreamEvent> | GraphQLError[]> {
+  async start(connection: SubscriptionConnection, prepared: PreparedOperation, request: SubscriptionRequest, context: GatewayContext): Promise<AsyncGenerator<UpstreamEvent> | GraphQLError[]> {
     if (connection.live >= this.limits.perConnection) {
-      return [coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, { limit: this.limits.perConnection, scope: 'connection' })];
+      return [
+        coded(ErrorCode.RateLimited, `too many live subscriptions on this connection: the limit is ${this.limits.perConnection}; end one before starting another`, undefined, {
+          limit: this.limits.perConnection,
+          scope: 'connection',
+        }),
+      ];
     }
     // Counted before the features run (the rate limiter waits on Redis), so concurrent starts on one connection cannot pass its limit together.
     connection.live++;

@@ -27,7 +27,15 @@ beforeAll(async () => {
   await ticks.start();
   const apollo = new ApolloServer<GatewayContext>({ typeDefs: 'type Query { hello: String }', resolvers: { Query: { hello: () => 'world' } } });
   await apollo.start();
-  http = new HttpService({ name: 'ws-test', host: '127.0.0.1', port: 0, log: silent, handle: async (_, res) => void res.writeHead(404).end(), onDrain: (ms) => websocket.drain(ms), onStop: () => apollo.stop() });
+  http = new HttpService({
+    name: 'ws-test',
+    host: '127.0.0.1',
+    port: 0,
+    log: silent,
+    handle: async (_, res) => void res.writeHead(404).end(),
+    onDrain: (ms) => websocket.drain(ms),
+    onStop: () => apollo.stop(),
+  });
   const websocket = serveGatewayWs({
     http,
     log: silent,
@@ -77,7 +85,10 @@ async function subscribe(c: Client, variables: Record<string, unknown>, stopAfte
 }
 
 it('closes a connection whose credentials are refused with CloseCode.Unauthorized, or ServiceUnavailable when they cannot be checked, and the reason', async () => {
-  for (const [token, refusal] of [['bad', refusals.get('Bearer bad')!], ['unverifiable', refusals.get('Bearer unverifiable')!]] as const) {
+  for (const [token, refusal] of [
+    ['bad', refusals.get('Bearer bad')!],
+    ['unverifiable', refusals.get('Bearer unverifiable')!],
+  ] as const) {
     const c = client(token);
     const close = closed(c);
     void subscribe(c, { count: 1 });

@@ -140,7 +140,9 @@ export function webAppHandler(options: WebAppOptions = {}): WebAppHandler {
     const indexFile = path.join(root, 'index.html');
     const index = await load(indexFile);
     if (!index) {
-      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': REVALIDATE }).end(`the web app is not built (no ${indexFile}): run npm run build:web, or npm start, which builds it\n`);
+      res
+        .writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': REVALIDATE })
+        .end(`the web app is not built (no ${indexFile}): run npm run build:web, or npm start, which builds it\n`);
       return true;
     }
     send(req, res, indexFile, index, REVALIDATE);

@@ -61,7 +61,7 @@ describe('restricted categories (every category but health behind one key)', () 
     server = await start([`--grpc-restricted-protocol=${ALL_BUT_HEALTH}:${KEY}`, `--http-restricted-api=${ALL_BUT_HEALTH}:${KEY}`, '--model-control-mode=explicit']);
   }, 60_000);
 
-  it('HTTP: 403 with Triton\'s message without the header or with a wrong value; health stays open; the right header passes', async () => {
+  it("HTTP: 403 with Triton's message without the header or with a wrong value; health stays open; the right header passes", async () => {
     const base = `http://127.0.0.1:${server.httpPort}`;
     for (const headers of [{}, { 'sluice-key': 'wrong' }, { 'sluice-key': 's3cret-valuE' }] as Record<string, string>[]) {
       const refused = await fetch(`${base}/v2/repository/models/${MODEL}/unload`, { method: 'POST', headers });
@@ -75,7 +75,7 @@ describe('restricted categories (every category but health behind one key)', () 
     expect((await fetch(`${base}/v2/models/${MODEL}`, { headers: { 'sluice-key': 's3cret-value' } })).status).toBe(200);
   });
 
-  it('gRPC: UNAVAILABLE with Triton\'s message without the metadata; health stays open; the key passes, and the model was never unloaded', async () => {
+  it("gRPC: UNAVAILABLE with Triton's message without the metadata; health stays open; the key passes, and the model was never unloaded", async () => {
     const anonymous = client(server);
     for (const attempt of [anonymous.repositoryModelUnload(MODEL), anonymous.modelConfig(MODEL), anonymous.repositoryIndex()]) {
       const error = await grpcError(attempt);
@@ -94,7 +94,7 @@ describe('restricted categories (every category but health behind one key)', () 
 });
 
 describe('model control modes', () => {
-  it('none (the default, as Triton): load and unload refused over HTTP (503) and gRPC (UNAVAILABLE) with Triton\'s message; the model stays ready', async () => {
+  it("none (the default, as Triton): load and unload refused over HTTP (503) and gRPC (UNAVAILABLE) with Triton's message; the model stays ready", async () => {
     const server = await start([]);
     const message = 'explicit model load / unload is not allowed if polling is enabled';
     const http = await fetch(`http://127.0.0.1:${server.httpPort}/v2/repository/models/${MODEL}/unload`, { method: 'POST' });
@@ -141,7 +141,7 @@ it('metrics: 401 without the bearer token, 200 with it', async () => {
 }, 60_000);
 
 describe('accessOptions', () => {
-  it('reads Triton\'s flags (repeatable groups) over the variables, and refuses what Triton would', () => {
+  it("reads Triton's flags (repeatable groups) over the variables, and refuses what Triton would", () => {
     const options = accessOptions(['--grpc-restricted-protocol=inference:a=1', '--grpc-restricted-protocol=model-repository,statistics:b=2', '--model-control-mode=EXPLICIT'], {
       GPU_SERVER_MODEL_CONTROL_MODE: 'poll',
       GPU_SERVER_HTTP_RESTRICTED_API: 'metadata:c=3;health:D=4',

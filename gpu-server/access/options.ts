@@ -37,13 +37,22 @@ export function accessOptions(argv: readonly string[], source: EnvSource = proce
   for (const arg of argv) {
     const match = /^--([a-z-]+)=(.*)$/s.exec(arg);
     const variable = match && FLAGS[match[1]];
-    if (!variable) throw new ConfigError(`unknown argument ${JSON.stringify(arg)}; the gpu-server accepts ${Object.keys(FLAGS).map((f) => `--${f}=…`).join(', ')}`);
+    if (!variable)
+      throw new ConfigError(
+        `unknown argument ${JSON.stringify(arg)}; the gpu-server accepts ${Object.keys(FLAGS)
+          .map((f) => `--${f}=…`)
+          .join(', ')}`,
+      );
     // A repeated restriction flag adds a group; any other repeated flag is overridden by its last.
     given[variable] = variable.endsWith('_RESTRICTED_PROTOCOL') || variable.endsWith('_RESTRICTED_API') ? [given[variable], match[2]].filter(Boolean).join(';') : match[2];
   }
   const merged = { ...source, ...given };
   const env = new Env(merged);
-  const groups = (variable: string) => envSecretFrom(merged, variable)?.split(';').map((g) => g.trim()).filter(Boolean) ?? [];
+  const groups = (variable: string) =>
+    envSecretFrom(merged, variable)
+      ?.split(';')
+      .map((g) => g.trim())
+      .filter(Boolean) ?? [];
   return {
     modelControlMode: parseModelControlMode(env.string('GPU_SERVER_MODEL_CONTROL_MODE', 'none'), '--model-control-mode (GPU_SERVER_MODEL_CONTROL_MODE)'),
     repositoryPollMs: 1000 * env.int('GPU_SERVER_REPOSITORY_POLL_SECS', 15, { min: 1 }),

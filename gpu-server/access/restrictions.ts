@@ -43,10 +43,16 @@ export function parseRestrictions(groups: readonly string[], protocol: 'http' | 
     if (colon <= 0 || equals <= colon + 1 || equals === group.length - 1) {
       throw new ConfigError(`${option} expects <category>,<category>…:<key>=<value> with a non-empty key and value, but got ${JSON.stringify(group)}`);
     }
-    const key = group.slice(colon + 1, equals).trim().toLowerCase();
+    const key = group
+      .slice(colon + 1, equals)
+      .trim()
+      .toLowerCase();
     if (!/^[a-z0-9][a-z0-9-_.]*$/.test(key)) throw new ConfigError(`${option}: the restricted key must be a header name (letters, digits, '-', '_', '.'), but got ${JSON.stringify(key)}`);
     const restriction: Restriction = { header: protocol === 'grpc' ? `${GRPC_RESTRICTED_HEADER_PREFIX}${key}` : key, matches: secretMatcher(group.slice(equals + 1)) };
-    for (const name of group.slice(0, colon).split(',').map((c) => c.trim())) {
+    for (const name of group
+      .slice(0, colon)
+      .split(',')
+      .map((c) => c.trim())) {
       if (!(RESTRICTED_CATEGORIES as readonly string[]).includes(name)) {
         throw new ConfigError(`${option}: unknown category ${JSON.stringify(name)}; expected one of ${RESTRICTED_CATEGORIES.join(', ')}`);
       }

@@ -65,7 +65,9 @@ export async function createTextEmbeddingRunner(context: RunnerContext): Promise
     throw new Error(`the ${TEXT_EMBEDDING_RUNNER} backend expects exactly one TYPE_STRING input, but the config declares ${config.input.map((i) => `${i.name}:${i.data_type}`).join(', ') || 'none'}`);
   }
   if (config.output.length !== 1 || output.data_type !== 'TYPE_FP32' || output.dims.length !== 1) {
-    throw new Error(`the ${TEXT_EMBEDDING_RUNNER} backend expects exactly one TYPE_FP32 output with dims [D], but the config declares ${config.output.map((o) => `${o.name}:${o.data_type}[${o.dims.join(',')}]`).join(', ') || 'none'}`);
+    throw new Error(
+      `the ${TEXT_EMBEDDING_RUNNER} backend expects exactly one TYPE_FP32 output with dims [D], but the config declares ${config.output.map((o) => `${o.name}:${o.data_type}[${o.dims.join(',')}]`).join(', ') || 'none'}`,
+    );
   }
   const encode = loadTokenizer(configParameter(config, 'tokenizer') ?? 'r50k_base');
   const maxTokens = Number(configParameter(config, 'max_tokens') ?? 256);

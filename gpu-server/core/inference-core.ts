@@ -205,7 +205,11 @@ export class InferenceCore {
   async infer(given: CoreInferRequest, signal?: AbortSignal): Promise<CoreInferResponse> {
     const v = this.admit(given);
     const request = withParameterInputs(v.config, given);
-    if (v.dispatcher) throw new InferenceError(InferenceErrorCode.Unimplemented, `ModelInfer RPC doesn't support models with decoupled transaction policy: model '${v.name}' is decoupled; expected ModelStreamInfer (or /generate_stream over HTTP)`);
+    if (v.dispatcher)
+      throw new InferenceError(
+        InferenceErrorCode.Unimplemented,
+        `ModelInfer RPC doesn't support models with decoupled transaction policy: model '${v.name}' is decoupled; expected ModelStreamInfer (or /generate_stream over HTTP)`,
+      );
     const { inputs, batchSize } = validateInputs(v.config, request);
     const wanted = validateOutputs(v.config, request.outputs ?? []);
     const { priority, timeoutMicroseconds } = reservedParameters(v.name, request.parameters);
@@ -326,10 +330,7 @@ export class InferenceCore {
     if (this.currentPhase === 'stopped') return;
     this.setPhase('draining');
     if (this.inFlight > 0) {
-      await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
-      ]);
+      await Promise.race([new Promise<void>((resolve) => this.idleWaiters.push(resolve)), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
     }
     this.stopping.abort(unavailable('the server is stopping: the request was cancelled after the drain timeout'));
     await this.repository.close();
@@ -409,9 +410,7 @@ function validateInputs(config: ModelConfig, request: CoreInferRequest): { input
       throw invalidArgument(`unexpected datatype ${input.datatype || '(empty)'} for inference input '${input.name}' of model '${model}': expected ${expectedType}, got ${input.datatype || '(empty)'}`);
     }
     const expectedShape = batching ? [-1, ...spec.dims] : spec.dims;
-    const shapeOk =
-      input.shape.length === expectedShape.length &&
-      input.shape.every((d, i) => Number.isInteger(d) && d >= 0 && (expectedShape[i] === -1 || expectedShape[i] === d));
+    const shapeOk = input.shape.length === expectedShape.length && input.shape.every((d, i) => Number.isInteger(d) && d >= 0 && (expectedShape[i] === -1 || expectedShape[i] === d));
     if (!shapeOk) {
       throw invalidArgument(`unexpected shape for input '${input.name}' for model '${model}': expected [${expectedShape.join(',')}], got [${input.shape.join(',')}]`);
     }
@@ -429,7 +428,9 @@ function validateInputs(config: ModelConfig, request: CoreInferRequest): { input
     const size = ELEMENT_SIZE[expectedType];
     if (size !== undefined) {
       if (input.data.length !== count * size) {
-        throw invalidArgument(`input '${input.name}' for model '${model}' expects ${count * size} byte(s) of ${input.datatype} data for shape [${input.shape.join(',')}], but got ${input.data.length}`);
+        throw invalidArgument(
+          `input '${input.name}' for model '${model}' expects ${count * size} byte(s) of ${input.datatype} data for shape [${input.shape.join(',')}], but got ${input.data.length}`,
+        );
       }
     } else {
       try {

@@ -25,7 +25,7 @@ export function withParameterInputs(config: ModelConfig, request: CoreInferReque
   const entries = Object.entries(request.parameters ?? {}).filter(([key]) => !isReserved(key));
   if (entries.length === 0) return request;
   const batched = config.max_batch_size > 0;
-  const rows = batched ? request.inputs.find((i) => i.name === 'text_input')?.shape[0] ?? 1 : 1;
+  const rows = batched ? (request.inputs.find((i) => i.name === 'text_input')?.shape[0] ?? 1) : 1;
   const shape = batched ? [rows, 1] : [1];
   const sampling: Record<string, CoreParameterValue> = {};
   let stream: boolean | undefined;

@@ -31,7 +31,7 @@ const read = (t: Tensor) => [...new Float32Array(t.data.buffer.slice(t.data.byte
 const request = (values: number[], width = 1) => ({ inputs: new Map([['x', tensor(values, width)]]), batchSize: values.length / width });
 
 describe('Scheduler', () => {
-  it("fails only the requests whose rows the runner reports failed (RowFailures), not their batch-mates", async () => {
+  it('fails only the requests whose rows the runner reports failed (RowFailures), not their batch-mates', async () => {
     const runner: ModelRunner = {
       async execute(inputs) {
         const x = inputs.get('x')!;
@@ -60,7 +60,11 @@ describe('Scheduler', () => {
     const results = await Promise.all([[1], [2, 3], [4]].map((v) => scheduler.schedule(request(v))));
     expect(batches).toEqual([[4, 1]]);
     expect(results.map((r) => read(r.get('y')!))).toEqual([[2], [4, 6], [8]]);
-    expect(results.map((r) => r.get('y')!.shape)).toEqual([[1, 1], [2, 1], [1, 1]]);
+    expect(results.map((r) => r.get('y')!.shape)).toEqual([
+      [1, 1],
+      [2, 1],
+      [1, 1],
+    ]);
     const s = stats.snapshot();
     expect(s).toMatchObject({ inference_count: 4, execution_count: 1, inference_stats: { success: { count: 3 } } });
     expect(s.batch_stats.map((b) => b.batch_size)).toEqual([4]);
@@ -70,14 +74,20 @@ describe('Scheduler', () => {
     const { runner, batches } = fakeRunner();
     const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 4, dynamicBatching: true });
     await Promise.all([1, 2, 3, 4, 5, 6].map((v) => scheduler.schedule(request([v]))));
-    expect(batches).toEqual([[4, 1], [2, 1]]);
+    expect(batches).toEqual([
+      [4, 1],
+      [2, 1],
+    ]);
   });
 
   it('does not mix requests whose non-batch shapes differ', async () => {
     const { runner, batches } = fakeRunner();
     const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: true });
     const [a, b, c] = await Promise.all([scheduler.schedule(request([1])), scheduler.schedule(request([2, 3], 2)), scheduler.schedule(request([4]))]);
-    expect(batches).toEqual([[2, 1], [1, 2]]);
+    expect(batches).toEqual([
+      [2, 1],
+      [1, 2],
+    ]);
     expect([read(a.get('y')!), read(b.get('y')!), read(c.get('y')!)]).toEqual([[2], [4, 6], [8]]);
   });
 
@@ -85,7 +95,11 @@ describe('Scheduler', () => {
     const { runner, batches } = fakeRunner();
     const scheduler = new Scheduler({ model: 'm', runners: [runner], stats: new StatisticsRecorder('m', '1'), maxBatchSize: 8, dynamicBatching: false });
     await Promise.all([[1], [2], [3]].map((v) => scheduler.schedule(request(v))));
-    expect(batches).toEqual([[1, 1], [1, 1], [1, 1]]);
+    expect(batches).toEqual([
+      [1, 1],
+      [1, 1],
+      [1, 1],
+    ]);
   });
 
   it('rejects every request of a failed batch and counts the failures', async () => {
@@ -201,7 +215,10 @@ describe('Scheduler with controlled time', () => {
     expect(batches).toEqual([[1, 2]]); // 2 is: go now
     const rest = [3, 4, 5, 6, 7].map((v) => s.schedule(request([v])));
     await releaseNext();
-    expect(batches).toEqual([[1, 2], [3, 4, 5, 6]]); // of 5 queued, the largest preferred prefix (4)
+    expect(batches).toEqual([
+      [1, 2],
+      [3, 4, 5, 6],
+    ]); // of 5 queued, the largest preferred prefix (4)
     await releaseNext();
     expect(batches).toHaveLength(2); // 1 left, not preferred, delay not over
     clock.advance(1000 * US);
@@ -227,17 +244,13 @@ describe('Scheduler with controlled time', () => {
     const busy = s.schedule(request([0]));
     clock.advance(0);
     await flush();
-    const queued = [
-      s.schedule({ ...request([1]), priority: 0 }),
-      s.schedule({ ...request([2]), priority: 2 }),
-      s.schedule({ ...request([3]), priority: 1 }),
-    ];
+    const queued = [s.schedule({ ...request([1]), priority: 0 }), s.schedule({ ...request([2]), priority: 2 }), s.schedule({ ...request([3]), priority: 1 })];
     for (let i = 0; i < 4; i++) await releaseNext();
     expect(batches).toEqual([[0], [3], [1], [2]]);
     await Promise.all([busy, ...queued]);
   });
 
-  it("serves a priority beyond priority_levels at the default level, as Triton does, and refuses a malformed one", async () => {
+  it('serves a priority beyond priority_levels at the default level, as Triton does, and refuses a malformed one', async () => {
     const { runner, releaseNext } = heldRunner();
     const { s, clock } = scheduler(runner, { priorityLevels: 2 });
     const beyond = s.schedule({ ...request([1]), priority: 3 });

@@ -8,13 +8,7 @@ import type { CoreInferRequest, CoreInferResponse, CoreStreamResponse, Inference
 import { TRITON_SERVICE_NAME } from '../../protocol/triton/loader';
 import { CANCEL_REQUEST_PARAMETER } from '../../protocol/triton/cancel';
 import { errorCodeParameter } from '../../protocol/triton/error-code';
-import type {
-  GRPCInferenceServiceHandlers,
-  HealthHandlers,
-  ModelInferRequest__Output as ModelInferRequest,
-  ModelInferResponse,
-  ModelStreamInferResponse,
-} from '../../protocol/triton/messages';
+import type { GRPCInferenceServiceHandlers, HealthHandlers, ModelInferRequest__Output as ModelInferRequest, ModelInferResponse, ModelStreamInferResponse } from '../../protocol/triton/messages';
 import { parametersFromProto, parametersToProto } from './parameters';
 import { invalidArgument } from '../core/errors';
 import { toServiceError, type CoreServiceError } from './status';

@@ -24,7 +24,6 @@ let repository: string;
 let server: GpuServer;
 let client: Client;
 
-
 const bool = (name: string, value: boolean) => ({ input: { name, datatype: 'BOOL', shape: [1] }, raw: Buffer.from([value ? 1 : 0]) });
 const text = (name: string, value: string) => ({ input: { name, datatype: 'BYTES', shape: [1] }, raw: encodeBytesTensor([value]) });
 
@@ -76,7 +75,11 @@ it('streams deltas, the last one final with finish_reason, the token counts addi
   expect(decodeBytesTensor(output(last, 'finish_reason')!, 1)[0].toString()).toBe('length');
   // As the vLLM backend streams it, each response counts the tokens of its own delta.
   expect(responses.reduce((n, r) => n + (output(r, 'num_output_tokens')?.readUInt32LE(0) ?? 0), 0)).toBe(8);
-  const generated = responses.map((r) => output(r, 'text_output')).filter((b): b is Buffer => !!b).map((b) => decodeBytesTensor(b, 1)[0].toString()).join('');
+  const generated = responses
+    .map((r) => output(r, 'text_output'))
+    .filter((b): b is Buffer => !!b)
+    .map((b) => decodeBytesTensor(b, 1)[0].toString())
+    .join('');
   expect(generated.length).toBeGreaterThan(0);
 }, 60_000);
 
@@ -94,7 +97,11 @@ it('stops generating when the client cancels the call, and the statistics show t
   stream.write(generateRequest('long', 'Tell me everything', { max_tokens: 100000, seed: 1, ignore_eos: true }));
   await closed;
   const deadline = Date.now() + 5000;
-  const live = () => server.core.instanceStatistics().filter((s) => s.name === MODEL).reduce((n, s) => n + s.activeSequences, 0);
+  const live = () =>
+    server.core
+      .instanceStatistics()
+      .filter((s) => s.name === MODEL)
+      .reduce((n, s) => n + s.activeSequences, 0);
   while (live() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   expect(live()).toBe(0);
   let after = await chatStats();

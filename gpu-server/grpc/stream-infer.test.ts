@@ -15,7 +15,12 @@ import { InferenceCore } from '../core/inference-core';
 import { loadTritonProto } from '../../protocol/triton/loader';
 import { decodeBytesTensor, encodeBytesTensor } from '../../protocol/triton/bytes-tensor';
 import { ERROR_CODE_PARAMETER } from '../../protocol/triton/error-code';
-import type { InferParameter, ModelInferResponse__Output as ModelInferResponse, ModelStatistics__Output as ModelStatistics, ModelStreamInferResponse__Output as ModelStreamInferResponse } from '../../protocol/triton/messages';
+import type {
+  InferParameter,
+  ModelInferResponse__Output as ModelInferResponse,
+  ModelStatistics__Output as ModelStatistics,
+  ModelStreamInferResponse__Output as ModelStreamInferResponse,
+} from '../../protocol/triton/messages';
 import { ModelRepository } from '../repository/repository';
 import { createHealthHandlers, createInferenceHandlers } from './inference-service';
 import { type TritonTestClient, call, callError, openStream, streamAll, tritonTestClient } from '../testing/test-client';
@@ -77,9 +82,7 @@ beforeAll(async () => {
   server = new grpc.Server();
   server.addService(pkg.inference.GRPCInferenceService.service, createInferenceHandlers(core, logger));
   server.addService(pkg.grpc.health.v1.Health.service, createHealthHandlers(core));
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))));
   core.markReady();
   client = tritonTestClient(`127.0.0.1:${port}`);
   health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Client;
@@ -107,7 +110,11 @@ describe('ModelStreamInfer on a decoupled model', () => {
     const responses = await streamAll(client, [generate('count:3', 'a'), generate('count:2', 'b'), generate('count:1', 'c')]);
     expect(responses.every((r) => r.error_message === '')).toBe(true);
     const byId = (id: string) => responses.filter((r) => r.infer_response!.id === id);
-    for (const [id, n] of [['a', 3], ['b', 2], ['c', 1]] as const) {
+    for (const [id, n] of [
+      ['a', 3],
+      ['b', 2],
+      ['c', 1],
+    ] as const) {
       const mine = byId(id);
       expect(mine.map((r) => outputText(r, 'text_output'))).toEqual(Array.from({ length: n }, (_, i) => `t${i} `));
       expect(mine.map(isFinal)).toEqual(Array.from({ length: n }, (_, i) => i === n - 1));
@@ -165,7 +172,12 @@ describe('ModelStreamInfer on a decoupled model', () => {
     const tokensAfterCancel = log.tokens;
     await new Promise((resolve) => setTimeout(resolve, STEP_MS * 10));
     expect(log.tokens).toBe(tokensAfterCancel); // nothing runs on
-    expect(core.instanceStatistics().filter((i) => i.name === 'gen').map((i) => i.activeSequences)).toEqual([0, 0]);
+    expect(
+      core
+        .instanceStatistics()
+        .filter((i) => i.name === 'gen')
+        .map((i) => i.activeSequences),
+    ).toEqual([0, 0]);
     const after = await genStats();
     const cancels = (s: ModelStatistics) => Object.values(s.response_stats).reduce((n, r) => n + r.cancel!.count, 0);
     expect(cancels(after) - cancels(before)).toBe(2);
@@ -224,7 +236,7 @@ describe('request parameters over gRPC', () => {
   it('refuses sequence_* parameters, and accepts their "no sequence" values', async () => {
     const error = await callError(client, 'ModelInfer', echo([1], { sequence_start: { bool_param: true } }));
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(error.details).toContain("got sequence_start=true");
+    expect(error.details).toContain('got sequence_start=true');
     await expect(call(client, 'ModelInfer', echo([1], { sequence_id: { int64_param: 0 }, sequence_end: { bool_param: false } }))).resolves.toBeDefined();
   });
 });

@@ -41,7 +41,15 @@ describe('JSON tensor data', () => {
   });
 
   it('flattens nested data in row-major order', () => {
-    const data = packJsonData(`input 'x'`, 'INT32', [2, 2], [[1, 2], [3, 4]]);
+    const data = packJsonData(
+      `input 'x'`,
+      'INT32',
+      [2, 2],
+      [
+        [1, 2],
+        [3, 4],
+      ],
+    );
     expect(unpackJsonData(tensor('x', 'INT32', [2, 2], data))).toEqual([1, 2, 3, 4]);
   });
 
@@ -57,9 +65,7 @@ describe('JSON tensor data', () => {
   });
 
   it('refuses to write FP16 outputs as JSON', () => {
-    expect(() => unpackJsonData(tensor('y', 'FP16', [1], Buffer.alloc(2)))).toThrow(
-      "output 'y' of datatype FP16 cannot be returned as JSON data; request it with parameters.binary_data: true",
-    );
+    expect(() => unpackJsonData(tensor('y', 'FP16', [1], Buffer.alloc(2)))).toThrow("output 'y' of datatype FP16 cannot be returned as JSON data; request it with parameters.binary_data: true");
   });
 });
 
@@ -78,11 +84,7 @@ describe('generate request mapping', () => {
   };
 
   it('maps model inputs to tensors and every other key to request parameters, at both levels', () => {
-    const request = parseGenerateRequest(
-      { text_input: 'Hi', id: 'r1', seed: 'x', parameters: { stream: true, max_tokens: 5, temperature: 0.5, stop: 'END' } },
-      chat,
-      '1',
-    );
+    const request = parseGenerateRequest({ text_input: 'Hi', id: 'r1', seed: 'x', parameters: { stream: true, max_tokens: 5, temperature: 0.5, stop: 'END' } }, chat, '1');
     expect(request).toMatchObject({ modelName: 'chat', modelVersion: '1', id: 'r1', parameters: { seed: 'x', max_tokens: 5, temperature: 0.5, stop: 'END' } });
     expect(request.inputs.map((i) => [i.name, i.datatype, i.shape])).toEqual([
       ['text_input', 'BYTES', [1]],

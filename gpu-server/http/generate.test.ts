@@ -126,10 +126,16 @@ describe('generate and generate_stream on the decoupled sluice-chat (and /infer 
     expect(answer.json.error).toBe(`parameter 'priority' for model '${CHAT}' expects a non-negative integer (the priority level, 0 for the default), but got -1`);
   });
 
-  it("refuses /generate for a request the model answers more than once, as Triton does", async () => {
-    const answer = await postJson(base, `/v2/models/${CHAT}/generate`, { text_input: PROMPT, sampling_parameters: sampling({ max_tokens: 3, temperature: 0, ignore_eos: true }), parameters: { stream: true } });
+  it('refuses /generate for a request the model answers more than once, as Triton does', async () => {
+    const answer = await postJson(base, `/v2/models/${CHAT}/generate`, {
+      text_input: PROMPT,
+      sampling_parameters: sampling({ max_tokens: 3, temperature: 0, ignore_eos: true }),
+      parameters: { stream: true },
+    });
     expect(answer.status).toBe(500);
-    expect(answer.json.error).toMatch(/^generate expects model 'sluice-chat' to produce exactly 1 response, but it produced [2-9]\d*; use generate_stream for models that produce a varying number of responses$/);
+    expect(answer.json.error).toMatch(
+      /^generate expects model 'sluice-chat' to produce exactly 1 response, but it produced [2-9]\d*; use generate_stream for models that produce a varying number of responses$/,
+    );
   });
 
   it('serves the batched sluice-chat-batch through /infer with JSON tensors of several datatypes, matching the streamed model', async () => {

@@ -21,15 +21,7 @@ import { encodeGenerateResponse, isFlagOnly, parseGenerateRequest } from './gene
 import { sendJson, SSE_HEADERS, sseEvent } from './respond';
 import { httpError } from './status';
 
-export async function handleGenerate(
-  core: InferenceCore,
-  logger: Logger,
-  body: unknown,
-  res: http.ServerResponse,
-  model: string,
-  version: string,
-  streaming: boolean,
-): Promise<void> {
+export async function handleGenerate(core: InferenceCore, logger: Logger, body: unknown, res: http.ServerResponse, model: string, version: string, streaming: boolean): Promise<void> {
   const request = parseGenerateRequest(body, core.modelMetadata(model, version), version);
   const abort = new AbortController();
   let clientGone = false;

@@ -60,7 +60,6 @@ interface RequestContext {
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(ready|config|stats|infer|generate|generate_stream))?$/;
 const REPOSITORY_PATH = /^\/v2\/repository(?:\/([^/]+))?\/(?:index|models\/([^/]+)\/(load|unload))$/;
 
-
 export function createHttpHandler(core: InferenceCore, options: HttpHandlerOptions): http.RequestListener {
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const route = routes(core, options.logger, options.modelControl ?? 'none');
@@ -139,7 +138,9 @@ function routes(core: InferenceCore, logger: Logger, modelControl: ModelControlM
         return get('metadata', ({ res }) => sendJson(res, 200, core.modelMetadata(name, version)));
       case 'ready':
         return get('health', ({ res }) =>
-          core.modelReady(name, version) ? sendEmpty(res, 200) : sendError(res, 400, `model '${name}'${version ? ` version ${version}` : ''} is not ready; see POST /v2/repository/index for the reason`),
+          core.modelReady(name, version)
+            ? sendEmpty(res, 200)
+            : sendError(res, 400, `model '${name}'${version ? ` version ${version}` : ''} is not ready; see POST /v2/repository/index for the reason`),
         );
       case 'config':
         return get('model-config', ({ res }) => sendJson(res, 200, core.modelConfig(name, version)));
@@ -162,9 +163,7 @@ function routes(core: InferenceCore, logger: Logger, modelControl: ModelControlM
           else sendBody(res, 200, out, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_CONTENT_LENGTH]: headerLength });
         });
       default: // generate, generate_stream
-        return post('inference', async ({ res, body }) =>
-          handleGenerate(core, logger, parseJson((await body()).toString('utf8'), 'generate request'), res, name, version, kind === 'generate_stream'),
-        );
+        return post('inference', async ({ res, body }) => handleGenerate(core, logger, parseJson((await body()).toString('utf8'), 'generate request'), res, name, version, kind === 'generate_stream'));
     }
   }
 }

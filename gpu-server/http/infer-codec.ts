@@ -20,7 +20,6 @@ export interface ParsedInferRequest {
   binaryOutput(name: string): boolean;
 }
 
-
 /**
  * Parses an inference request body addressed to `model`/`version`.
  * @param headerLength the Inference-Header-Content-Length header, if sent.

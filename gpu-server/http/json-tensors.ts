@@ -60,8 +60,7 @@ export function packJsonData(tensor: string, datatype: WireDatatype, shape: read
   if (flat.length !== expected) {
     throw invalidArgument(`${tensor} has ${flat.length} element(s) in 'data', but its shape [${shape.join(',')}] expects ${expected}`);
   }
-  const bad = (index: number, wanted: string) =>
-    invalidArgument(`${tensor} of datatype ${datatype} expects ${wanted} in 'data', but element ${index} is ${jsonKind(flat[index])}`);
+  const bad = (index: number, wanted: string) => invalidArgument(`${tensor} of datatype ${datatype} expects ${wanted} in 'data', but element ${index} is ${jsonKind(flat[index])}`);
 
   if (datatype === 'BYTES') {
     flat.forEach((v, i) => {
@@ -95,15 +94,32 @@ export function packJsonData(tensor: string, datatype: WireDatatype, shape: read
 
 function writeInteger(out: Buffer, datatype: WireDatatype, offset: number, n: bigint): void {
   switch (datatype) {
-    case 'INT8': out.writeInt8(Number(n), offset); break;
-    case 'INT16': out.writeInt16LE(Number(n), offset); break;
-    case 'INT32': out.writeInt32LE(Number(n), offset); break;
-    case 'INT64': out.writeBigInt64LE(n, offset); break;
-    case 'UINT8': out.writeUInt8(Number(n), offset); break;
-    case 'UINT16': out.writeUInt16LE(Number(n), offset); break;
-    case 'UINT32': out.writeUInt32LE(Number(n), offset); break;
-    case 'UINT64': out.writeBigUInt64LE(n, offset); break;
-    default: throw new Error(`${datatype} is not an integer datatype`);
+    case 'INT8':
+      out.writeInt8(Number(n), offset);
+      break;
+    case 'INT16':
+      out.writeInt16LE(Number(n), offset);
+      break;
+    case 'INT32':
+      out.writeInt32LE(Number(n), offset);
+      break;
+    case 'INT64':
+      out.writeBigInt64LE(n, offset);
+      break;
+    case 'UINT8':
+      out.writeUInt8(Number(n), offset);
+      break;
+    case 'UINT16':
+      out.writeUInt16LE(Number(n), offset);
+      break;
+    case 'UINT32':
+      out.writeUInt32LE(Number(n), offset);
+      break;
+    case 'UINT64':
+      out.writeBigUInt64LE(n, offset);
+      break;
+    default:
+      throw new Error(`${datatype} is not an integer datatype`);
   }
 }
 
@@ -119,17 +135,39 @@ export function unpackJsonData(tensor: Tensor): JsonElement[] {
   const values: JsonElement[] = [];
   for (let i = 0, o = 0; i < count; i++, o += size) {
     switch (datatype) {
-      case 'BOOL': values.push(data[o] !== 0); break;
-      case 'INT8': values.push(data.readInt8(o)); break;
-      case 'INT16': values.push(data.readInt16LE(o)); break;
-      case 'INT32': values.push(data.readInt32LE(o)); break;
-      case 'INT64': values.push(data.readBigInt64LE(o)); break;
-      case 'UINT8': values.push(data.readUInt8(o)); break;
-      case 'UINT16': values.push(data.readUInt16LE(o)); break;
-      case 'UINT32': values.push(data.readUInt32LE(o)); break;
-      case 'UINT64': values.push(data.readBigUInt64LE(o)); break;
-      case 'FP32': values.push(data.readFloatLE(o)); break;
-      case 'FP64': values.push(data.readDoubleLE(o)); break;
+      case 'BOOL':
+        values.push(data[o] !== 0);
+        break;
+      case 'INT8':
+        values.push(data.readInt8(o));
+        break;
+      case 'INT16':
+        values.push(data.readInt16LE(o));
+        break;
+      case 'INT32':
+        values.push(data.readInt32LE(o));
+        break;
+      case 'INT64':
+        values.push(data.readBigInt64LE(o));
+        break;
+      case 'UINT8':
+        values.push(data.readUInt8(o));
+        break;
+      case 'UINT16':
+        values.push(data.readUInt16LE(o));
+        break;
+      case 'UINT32':
+        values.push(data.readUInt32LE(o));
+        break;
+      case 'UINT64':
+        values.push(data.readBigUInt64LE(o));
+        break;
+      case 'FP32':
+        values.push(data.readFloatLE(o));
+        break;
+      case 'FP64':
+        values.push(data.readDoubleLE(o));
+        break;
     }
   }
   return values;

@@ -170,7 +170,7 @@ describe('health, metadata, config, statistics', () => {
     expect((await post('/v2/repository/index', { ready: true })).json).toEqual([{ name: MODEL, version: '1', state: 'READY' }]);
     const bad = await post('/v2/repository/index', { ready: 'yes' });
     expect(bad.status).toBe(400);
-    expect(bad.json.error).toBe("the repository index request expects 'ready' to be a boolean, got string \"yes\"");
+    expect(bad.json.error).toBe('the repository index request expects \'ready\' to be a boolean, got string "yes"');
     expect((await post('/v2/repository/elsewhere/index')).status).toBe(501);
   });
 });
@@ -243,12 +243,7 @@ describe('POST /infer errors', () => {
     ['an unknown model', () => infer(embedRequest(['x']), 'nope'), 404, "Request for unknown model: 'nope' is not found"],
     ['a model that failed to load', () => infer(embedRequest(['x']), 'broken'), 503, expect.stringContaining("'broken'")],
     ['an unknown version', () => post(`/v2/models/${MODEL}/versions/3/infer`, embedRequest(['x'])), 404, expect.stringContaining('version 3 is not found')],
-    [
-      'malformed JSON',
-      () => infer('{"inputs": [', MODEL),
-      400,
-      expect.stringMatching(/^failed to parse the inference request JSON: expected a JSON document, got invalid JSON \(.+\)$/),
-    ],
+    ['malformed JSON', () => infer('{"inputs": [', MODEL), 400, expect.stringMatching(/^failed to parse the inference request JSON: expected a JSON document, got invalid JSON \(.+\)$/)],
     ['an empty body', () => infer('', MODEL), 400, 'failed to parse the inference request JSON: expected a JSON document, got an empty body'],
     ['a JSON array', () => infer([]), 400, 'the inference request expects a JSON object, got an array'],
     ['no inputs', () => infer({}), 400, "the inference request expects 'inputs' to be an array of tensors, got nothing"],
@@ -402,7 +397,7 @@ describe('model control', () => {
     expect(config.json.error).toBe("load parameter 'config' is not supported by the Sluice gpu-server: it loads 'sluice-embed' from the model repository as it is on disk");
     const bad = await post(`/v2/repository/models/${MODEL}/unload`, { parameters: { unload_dependents: 'yes' } });
     expect(bad.status).toBe(400);
-    expect(bad.json.error).toBe("Unable to parse 'unload_dependents': expected a boolean, got string \"yes\"");
+    expect(bad.json.error).toBe('Unable to parse \'unload_dependents\': expected a boolean, got string "yes"');
     expect((await get(`/v2/repository/models/${MODEL}/load`)).status).toBe(405);
   });
 });

@@ -29,21 +29,48 @@ const MODEL_FAMILIES: ReadonlyArray<{ name: string; help: string; value(s: Model
   { name: 'nv_inference_exec_count', help: 'Number of model executions performed (does not include cached requests)', value: (s) => s.execution_count },
   { name: 'nv_inference_request_duration_us', help: 'Cumulative inference request duration in microseconds (includes cached requests)', value: (s) => us(s.inference_stats.success.ns) },
   { name: 'nv_inference_queue_duration_us', help: 'Cumulative inference queuing duration in microseconds (includes cached requests)', value: (s) => us(s.inference_stats.queue.ns) },
-  { name: 'nv_inference_compute_input_duration_us', help: 'Cumulative compute input duration in microseconds (does not include cached requests)', value: (s) => us(s.inference_stats.compute_input.ns) },
-  { name: 'nv_inference_compute_infer_duration_us', help: 'Cumulative compute inference duration in microseconds (does not include cached requests)', value: (s) => us(s.inference_stats.compute_infer.ns) },
-  { name: 'nv_inference_compute_output_duration_us', help: 'Cumulative inference compute output duration in microseconds (does not include cached requests)', value: (s) => us(s.inference_stats.compute_output.ns) },
+  {
+    name: 'nv_inference_compute_input_duration_us',
+    help: 'Cumulative compute input duration in microseconds (does not include cached requests)',
+    value: (s) => us(s.inference_stats.compute_input.ns),
+  },
+  {
+    name: 'nv_inference_compute_infer_duration_us',
+    help: 'Cumulative compute inference duration in microseconds (does not include cached requests)',
+    value: (s) => us(s.inference_stats.compute_infer.ns),
+  },
+  {
+    name: 'nv_inference_compute_output_duration_us',
+    help: 'Cumulative inference compute output duration in microseconds (does not include cached requests)',
+    value: (s) => us(s.inference_stats.compute_output.ns),
+  },
 ];
 
 const INSTANCE_FAMILIES: ReadonlyArray<{ name: string; help: string; type: MetricType; value(s: CoreInstanceStatistics): number }> = [
   { name: 'sluice_instance_execution_count', help: 'Number of executions by this model instance: batches run, or for a decoupled model requests served', type: 'counter', value: (s) => s.executions },
-  { name: 'sluice_instance_busy_duration_us', help: 'Cumulative time this model instance spent executing (decoupled: with at least one live sequence), in microseconds', type: 'counter', value: (s) => us(s.busyNs) },
+  {
+    name: 'sluice_instance_busy_duration_us',
+    help: 'Cumulative time this model instance spent executing (decoupled: with at least one live sequence), in microseconds',
+    type: 'counter',
+    value: (s) => us(s.busyNs),
+  },
   { name: 'sluice_instance_active_sequences', help: 'Instantaneous number of generation sequences live in this model instance (continuous batching)', type: 'gauge', value: (s) => s.activeSequences },
 ];
 
 const PREFIX_CACHE_FAMILIES: ReadonlyArray<{ name: string; help: string; type: MetricType; counter: PrefixCacheCounter }> = [
-  { name: 'sluice_prefix_cache_hit_tokens', help: 'Number of prompt tokens whose keys and values came from the prefix cache instead of being computed', type: 'counter', counter: PrefixCacheCounter.HitTokens },
+  {
+    name: 'sluice_prefix_cache_hit_tokens',
+    help: 'Number of prompt tokens whose keys and values came from the prefix cache instead of being computed',
+    type: 'counter',
+    counter: PrefixCacheCounter.HitTokens,
+  },
   { name: 'sluice_prefix_cache_miss_tokens', help: 'Number of prompt tokens computed by prefill (not in the prefix cache)', type: 'counter', counter: PrefixCacheCounter.MissTokens },
-  { name: 'sluice_prefix_cache_evicted_blocks', help: 'Number of prefix-cache blocks evicted (least recently used) to stay within prefix_cache_bytes', type: 'counter', counter: PrefixCacheCounter.EvictedBlocks },
+  {
+    name: 'sluice_prefix_cache_evicted_blocks',
+    help: 'Number of prefix-cache blocks evicted (least recently used) to stay within prefix_cache_bytes',
+    type: 'counter',
+    counter: PrefixCacheCounter.EvictedBlocks,
+  },
   { name: 'sluice_prefix_cache_bytes', help: 'Instantaneous bytes of keys and values held in the prefix cache', type: 'gauge', counter: PrefixCacheCounter.Bytes },
 ];
 

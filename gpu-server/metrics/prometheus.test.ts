@@ -4,7 +4,15 @@ import { escapeLabelValue, formatPrometheus } from './prometheus';
 describe('formatPrometheus', () => {
   it('writes HELP and TYPE once per family, then one line per sample', () => {
     const text = formatPrometheus([
-      { name: 'nv_inference_count', help: 'Number of inferences', type: 'counter', samples: [{ labels: { model: 'a', version: '1' }, value: 3 }, { labels: { model: 'b', version: '2' }, value: 0 }] },
+      {
+        name: 'nv_inference_count',
+        help: 'Number of inferences',
+        type: 'counter',
+        samples: [
+          { labels: { model: 'a', version: '1' }, value: 3 },
+          { labels: { model: 'b', version: '2' }, value: 0 },
+        ],
+      },
       { name: 'up', help: 'Up', type: 'gauge', samples: [{ labels: {}, value: 1 }] },
       { name: 'empty_total', help: 'No samples yet', type: 'counter', samples: [] },
     ]);

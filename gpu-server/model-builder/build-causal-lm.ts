@@ -94,7 +94,17 @@ function buildGraph(vocabSize: number, fingerprint: string): Uint8Array {
   const initializer: onnx.ITensorProto[] = [];
   const nodes: onnx.INodeProto[] = [];
   const weight = (name: string, dims: number[], std: number) => {
-    initializer.push(floatTensor(name, dims, gaussian(random, dims.reduce((a, b) => a * b, 1), std)));
+    initializer.push(
+      floatTensor(
+        name,
+        dims,
+        gaussian(
+          random,
+          dims.reduce((a, b) => a * b, 1),
+          std,
+        ),
+      ),
+    );
     return name;
   };
   const constant = (name: string, dims: number[], value: number) => {

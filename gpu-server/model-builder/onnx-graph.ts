@@ -29,10 +29,8 @@ export const floatTensor = (name: string, dims: number[], data: Float32Array) =>
   onnx.TensorProto.create({ name, dims, dataType: DataType.FLOAT, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
 export const int64Tensor = (name: string, values: number[]) =>
   onnx.TensorProto.create({ name, dims: [values.length], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
-export const scalarInt64 = (name: string, value: number) =>
-  onnx.TensorProto.create({ name, dims: [], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.of(BigInt(value)).buffer) });
-export const scalarFloat = (name: string, value: number) =>
-  onnx.TensorProto.create({ name, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(Float32Array.of(value).buffer) });
+export const scalarInt64 = (name: string, value: number) => onnx.TensorProto.create({ name, dims: [], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.of(BigInt(value)).buffer) });
+export const scalarFloat = (name: string, value: number) => onnx.TensorProto.create({ name, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(Float32Array.of(value).buffer) });
 export const node = (opType: string, inputs: string[], outputs: string[], attributes: onnx.IAttributeProto[] = []) =>
   onnx.NodeProto.create({ opType, input: inputs, output: outputs, name: outputs[0], attribute: attributes });
 export const intAttr = (name: string, i: number) => onnx.AttributeProto.create({ name, i, type: onnx.AttributeProto.AttributeType.INT });

@@ -42,9 +42,7 @@ describe('protobuf text format: syntax', () => {
   });
 
   it('reports syntax errors with line and column', () => {
-    expect(errorOf(() => parseTextFormat('a: 1\nb: "open\n')).message).toBe(
-      `<text>:2:4: string starting here is not closed with " before the end of the line`,
-    );
+    expect(errorOf(() => parseTextFormat('a: 1\nb: "open\n')).message).toBe(`<text>:2:4: string starting here is not closed with " before the end of the line`);
     expect(errorOf(() => parseTextFormat('a {\n  b: 1\n')).message).toBe(`<text>:3:1: expected '}' to close the message, but reached the end of file`);
     expect(errorOf(() => parseTextFormat('a: [1 2]')).message).toBe(`<text>:1:7: expected ',' or ']' in the list opened at 1:4, but got '2'`);
     expect(errorOf(() => parseTextFormat('a 5')).message).toBe(`<text>:1:3: expected ':' or '{' after field 'a', but got '5'`);
@@ -111,7 +109,9 @@ describe('protobuf text format: ModelConfig schema', () => {
     expect(errorOf(() => parse('max_batch_size: "4"')).message).toBe(`config.pbtxt:1:17: field 'max_batch_size' of inference.ModelConfig expects an integer (int32), but got string "4"`);
     expect(errorOf(() => parse('max_batch_size: 1.5')).message).toBe(`config.pbtxt:1:17: field 'max_batch_size' of inference.ModelConfig expects an integer (int32), but got '1.5'`);
     expect(errorOf(() => parse('max_batch_size: 3000000000')).message).toContain('expects a int32 in [-2147483648, 2147483647], but got 3000000000');
-    expect(errorOf(() => parse('input { data_type: TYPE_FLOAT }')).message).toMatch(/^config\.pbtxt:1:20: field 'data_type' of inference\.ModelInput expects one of TYPE_INVALID, TYPE_BOOL, .*, but got 'TYPE_FLOAT'$/);
+    expect(errorOf(() => parse('input { data_type: TYPE_FLOAT }')).message).toMatch(
+      /^config\.pbtxt:1:20: field 'data_type' of inference\.ModelInput expects one of TYPE_INVALID, TYPE_BOOL, .*, but got 'TYPE_FLOAT'$/,
+    );
     expect(errorOf(() => parse('name: "a"\nname: "b"')).message).toBe(`config.pbtxt:2:1: field 'name' of inference.ModelConfig is given twice (first at 1:1), but it is not repeated`);
     expect(errorOf(() => parse('dynamic_batching {}\nsequence_batching {}')).message).toBe(
       `config.pbtxt:2:1: 'sequence_batching' and 'dynamic_batching' are both set, but they belong to the same oneof 'scheduling_choice'`,

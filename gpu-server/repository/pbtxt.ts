@@ -267,8 +267,7 @@ export function textToObject(fields: TextField[], type: protobuf.Type, file = '<
   const fail = (at: Position, reason: string): never => {
     throw new PbtxtError(file, at.line, at.column, reason);
   };
-  const describe = (v: TextValue) =>
-    v.kind === 'string' ? `string ${JSON.stringify(v.value)}` : v.kind === 'message' ? 'a message' : v.kind === 'list' ? 'a list' : `'${v.text}'`;
+  const describe = (v: TextValue) => (v.kind === 'string' ? `string ${JSON.stringify(v.value)}` : v.kind === 'message' ? 'a message' : v.kind === 'list' ? 'a list' : `'${v.text}'`);
 
   const convertScalar = (field: protobuf.Field, value: TextValue, where: string): unknown => {
     if (field.resolvedType instanceof protobuf.Type) {

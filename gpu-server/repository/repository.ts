@@ -158,9 +158,7 @@ export class ModelRepository {
 
   /** Says once per load which KIND_GPU instances run on CPU execution slots, because ONNX Runtime has no CUDA here. */
   private reportCpuSlots(entries: ModelEntry[]): void {
-    const slots = entries.flatMap((e) =>
-      (e.versions[0]?.instances ?? []).filter((i) => i.kind === 'KIND_GPU' && i.executionProvider === 'cpu').map((i) => `${e.name}:${i.name}→GPU ${i.device}`),
-    );
+    const slots = entries.flatMap((e) => (e.versions[0]?.instances ?? []).filter((i) => i.kind === 'KIND_GPU' && i.executionProvider === 'cpu').map((i) => `${e.name}:${i.name}→GPU ${i.device}`));
     if (slots.length === 0) return;
     this.options.logger.warn('ONNX Runtime has no CUDA execution provider on this machine: each listed GPU is a CPU execution slot (own worker thread and session)', {
       instances: slots.join(', '),
@@ -206,7 +204,9 @@ export class ModelRepository {
         if (config.model_transaction_policy?.decoupled) {
           const streaming = modelVersion.runners.filter(isStreamingRunner);
           if (streaming.length !== modelVersion.runners.length) {
-            throw new Error(`model '${name}' is decoupled (model_transaction_policy { decoupled: true }), but its backend does not stream responses; expected a backend with StreamingRunner instances`);
+            throw new Error(
+              `model '${name}' is decoupled (model_transaction_policy { decoupled: true }), but its backend does not stream responses; expected a backend with StreamingRunner instances`,
+            );
           }
           modelVersion.dispatcher = new StreamDispatcher({ model: name, runners: streaming, stats, clock: this.options.clock });
         } else {
@@ -260,7 +260,10 @@ export function validateModelConfig(config: ModelConfig, dirName: string, file: 
     if (group.gpus?.some((g) => !Number.isInteger(g) || g < 0)) fail(`instance_group ${i} lists gpus [${group.gpus?.join(', ')}]; expected non-negative device ids`);
   });
   const seen = new Set<string>();
-  for (const [kind, tensors] of [['input', config.input], ['output', config.output]] as const) {
+  for (const [kind, tensors] of [
+    ['input', config.input],
+    ['output', config.output],
+  ] as const) {
     for (const t of tensors) {
       if (!t.name) fail(`every ${kind} needs a name`);
       if (seen.has(`${kind}:${t.name}`)) fail(`${kind} '${t.name}' is declared twice`);

@@ -62,10 +62,29 @@ export async function closedLoop(concurrency: number, total: number, send: (i: n
 
 /** `count` distinct, sentence-like texts (so no cache or shortcut could apply). */
 export function sampleTexts(count: number, words = 16): string[] {
-  const vocabulary = ['river', 'market', 'engine', 'quiet', 'harvest', 'signal', 'winter', 'copper', 'garden', 'orbit', 'ledger', 'canvas', 'thunder', 'violet', 'harbor', 'puzzle', 'meadow', 'lantern', 'glacier', 'compass'];
-  return Array.from({ length: count }, (_, i) =>
-    Array.from({ length: words }, (_, j) => vocabulary[(i * 7 + j * 13 + ((i * j) % 5)) % vocabulary.length]).join(' ') + ` #${i}`,
-  );
+  const vocabulary = [
+    'river',
+    'market',
+    'engine',
+    'quiet',
+    'harvest',
+    'signal',
+    'winter',
+    'copper',
+    'garden',
+    'orbit',
+    'ledger',
+    'canvas',
+    'thunder',
+    'violet',
+    'harbor',
+    'puzzle',
+    'meadow',
+    'lantern',
+    'glacier',
+    'compass',
+  ];
+  return Array.from({ length: count }, (_, i) => Array.from({ length: words }, (_, j) => vocabulary[(i * 7 + j * 13 + ((i * j) % 5)) % vocabulary.length]).join(' ') + ` #${i}`);
 }
 
 /**

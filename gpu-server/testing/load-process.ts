@@ -79,8 +79,7 @@ export async function runEmbedLoadInChildren(load: EmbedLoad): Promise<SpreadLoa
       child.once('error', reject);
       child.once('exit', (code) => code === 0 || reject(new Error(`load process ${i + 1} of ${processes} exited with code ${code} before reporting`)));
     });
-    const next = (type: FromChild['type']) =>
-      Promise.race([failed, new Promise<FromChild>((resolve) => child.on('message', (m: FromChild) => m.type === type && resolve(m)))]);
+    const next = (type: FromChild['type']) => Promise.race([failed, new Promise<FromChild>((resolve) => child.on('message', (m: FromChild) => m.type === type && resolve(m)))]);
     warm.push(next('warm').then(() => undefined));
     done.push(next('done').then((m) => m as Extract<FromChild, { type: 'done' }>));
   }

@@ -14,9 +14,7 @@ export function tritonTestClient(address: string): TritonTestClient {
 
 export function call<T = Record<string, unknown>>(target: TritonTestClient, method: string, request: unknown): Promise<T> {
   return new Promise((resolve, reject) => {
-    (target[method] as (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(target, request, (error, value) =>
-      error ? reject(error) : resolve(value),
-    );
+    (target[method] as (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(target, request, (error, value) => (error ? reject(error) : resolve(value)));
   });
 }
 

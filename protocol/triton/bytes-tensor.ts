@@ -37,24 +37,18 @@ export function decodeBytesTensor(buf: Uint8Array, expectedCount?: number): Buff
   let offset = 0;
   while (offset < data.length) {
     if (data.length - offset < 4) {
-      throw new MalformedBytesTensorError(
-        `BYTES element ${elements.length} expects a 4-byte length prefix at byte ${offset}, but only ${data.length - offset} byte(s) remain`,
-      );
+      throw new MalformedBytesTensorError(`BYTES element ${elements.length} expects a 4-byte length prefix at byte ${offset}, but only ${data.length - offset} byte(s) remain`);
     }
     const length = data.readUInt32LE(offset);
     offset += 4;
     if (length > data.length - offset) {
-      throw new MalformedBytesTensorError(
-        `BYTES element ${elements.length} declares ${length} byte(s) at byte ${offset - 4}, but only ${data.length - offset} byte(s) remain`,
-      );
+      throw new MalformedBytesTensorError(`BYTES element ${elements.length} declares ${length} byte(s) at byte ${offset - 4}, but only ${data.length - offset} byte(s) remain`);
     }
     elements.push(data.subarray(offset, offset + length));
     offset += length;
   }
   if (expectedCount !== undefined && elements.length !== expectedCount) {
-    throw new MalformedBytesTensorError(
-      `BYTES tensor expects ${expectedCount} element(s) for its shape, but the data holds ${elements.length}`,
-    );
+    throw new MalformedBytesTensorError(`BYTES tensor expects ${expectedCount} element(s) for its shape, but the data holds ${elements.length}`);
   }
   return elements;
 }

@@ -18,14 +18,23 @@ function genScript(): string[] {
 }
 
 function filesUnder(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => fs.statSync(path.join(dir, f)).isFile())
+    .sort();
 }
 
 describe('the generated Triton types', () => {
   it('are generated with the options the loader decodes with', () => {
     const o = TRITON_PROTO_LOADER_OPTIONS;
     // proto-loader-gen-types names `longs: Number` and `enums: String` by the constructors' names.
-    const expected = [o.keepCase && '--keepCase', o.longs && `--longs=${(o.longs as NumberConstructor).name}`, o.enums && `--enums=${(o.enums as StringConstructor).name}`, o.defaults && '--defaults', o.oneofs && '--oneofs'].filter(Boolean);
+    const expected = [
+      o.keepCase && '--keepCase',
+      o.longs && `--longs=${(o.longs as NumberConstructor).name}`,
+      o.enums && `--enums=${(o.enums as StringConstructor).name}`,
+      o.defaults && '--defaults',
+      o.oneofs && '--oneofs',
+    ].filter(Boolean);
     const script = genScript();
     expect(script.filter((arg) => arg.startsWith('--') && !arg.startsWith('--grpcLib'))).toEqual(expected);
     expect(o.bytes).toBeUndefined(); // the generator's default (Buffer) is the loader's default

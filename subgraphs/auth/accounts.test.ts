@@ -32,7 +32,10 @@ afterEach(() => redis.disconnect());
 const identity = (claims: Partial<Identity>): Identity => ({ sub: 'u1', scopes: [], iat: 0, exp: 0, ...claims });
 
 async function rejection(promise: Promise<unknown>): Promise<GraphQLError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(GraphQLError);
   return error as GraphQLError;
 }
@@ -64,7 +67,7 @@ describe('Accounts', () => {
     expect(throttled.message).toMatch(/^login refused: too many failed logins for this account \(at most 2 per 60 s\); try again in \d+ s$/);
   });
 
-  it('resets the account\'s failures after a successful login', async () => {
+  it("resets the account's failures after a successful login", async () => {
     await accounts.signUp('b@example.test', PASSWORD, 'B');
     await rejection(accounts.login('b@example.test', 'wrong password', undefined));
     await accounts.login('b@example.test', PASSWORD, undefined);

@@ -56,11 +56,7 @@ export class Accounts {
       throw badInput('email', `a valid e-mail address of at most ${MAX_EMAIL} characters`, email);
     }
     if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD) {
-      throw codedError(
-        ErrorCode.BadUserInput,
-        `signUp expects "password" to be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters long, but got ${password.length}`,
-        { field: 'password' },
-      );
+      throw codedError(ErrorCode.BadUserInput, `signUp expects "password" to be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters long, but got ${password.length}`, { field: 'password' });
     }
     if (cleanName.length === 0 || cleanName.length > MAX_NAME) {
       throw badInput('name', `1 to ${MAX_NAME} characters`, name);
@@ -93,13 +89,10 @@ export class Accounts {
   /** Revokes the session the caller signed in with; API keys are revoked with revokeApiKey instead. */
   async logout(identity: Identity): Promise<boolean> {
     if (identity.keyId) {
-      throw codedError(
-        ErrorCode.BadUserInput,
-        `logout ends a session, but this request used an API key (${identity.keyId}); revoke API keys with revokeApiKey(id)`,
-      );
+      throw codedError(ErrorCode.BadUserInput, `logout ends a session, but this request used an API key (${identity.keyId}); revoke API keys with revokeApiKey(id)`);
     }
     if (!identity.sessionId) {
-      throw codedError(ErrorCode.BadUserInput, 'logout expects a request made with a session token, but the caller\'s identity names no session');
+      throw codedError(ErrorCode.BadUserInput, "logout expects a request made with a session token, but the caller's identity names no session");
     }
     await this.sessions.revoke(identity.sessionId);
     return true;

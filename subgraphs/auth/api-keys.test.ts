@@ -20,7 +20,10 @@ beforeEach(async () => {
 afterEach(() => redis.disconnect());
 
 async function rejection(promise: Promise<unknown>): Promise<GraphQLError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(GraphQLError);
   return error as GraphQLError;
 }
@@ -53,7 +56,7 @@ describe('ApiKeys', () => {
     expect((await redis.keys('*')).every((key) => key.startsWith('auth:'))).toBe(true);
   });
 
-  it('lists a user\'s keys oldest first, and nobody else\'s', async () => {
+  it("lists a user's keys oldest first, and nobody else's", async () => {
     const first = await keys.create('u1', SESSION_SCOPES, 'one', ['knowledge:read']);
     now = new Date(now.getTime() + 1000);
     const second = await keys.create('u1', SESSION_SCOPES, 'two', ['billing:read', 'knowledge:write']);
@@ -103,7 +106,7 @@ describe('ApiKeys', () => {
     expect((await keys.list('u1')).find((k) => k.id === apiKey.id)!.lastUsedAt).toEqual(now);
   });
 
-  it('revokes only the owner\'s key: another user\'s id and an unknown id get the same NOT_FOUND and change nothing', async () => {
+  it("revokes only the owner's key: another user's id and an unknown id get the same NOT_FOUND and change nothing", async () => {
     const { secret, apiKey } = await keys.create('u1', SESSION_SCOPES, 'k', ['inference:invoke']);
     const other = await rejection(keys.revoke('u2', apiKey.id));
     const unknown = await rejection(keys.revoke('u2', 'no-such-key'));

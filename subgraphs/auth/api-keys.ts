@@ -50,11 +50,10 @@ export class ApiKeys {
     }
     const missing = wanted.filter((scope) => !callerScopes.includes(scope));
     if (missing.length > 0) {
-      throw codedError(
-        ErrorCode.Forbidden,
-        `createApiKey cannot grant scopes the caller does not hold: missing ${missing.join(', ')} (the caller has ${callerScopes.join(', ') || 'none'})`,
-        { field: 'scopes', missingScopes: missing },
-      );
+      throw codedError(ErrorCode.Forbidden, `createApiKey cannot grant scopes the caller does not hold: missing ${missing.join(', ')} (the caller has ${callerScopes.join(', ') || 'none'})`, {
+        field: 'scopes',
+        missingScopes: missing,
+      });
     }
     const secret = SECRET_PREFIX + randomBytes(SECRET_BYTES).toString('base64url');
     const apiKey: ApiKey = {

@@ -49,6 +49,9 @@ export class KeySealer {
 /** The sealer from `AUTH_SESSION_SEALING_KEY` (or `_FILE`); the auth service refuses to start without one. */
 export function keySealerFromEnv(): KeySealer {
   const secret = envSecret('AUTH_SESSION_SEALING_KEY');
-  if (!secret) throw new KeySealError('AUTH_SESSION_SEALING_KEY (or AUTH_SESSION_SEALING_KEY_FILE) is required: the secret the session-signing private keys are sealed with in Redis (e.g. `openssl rand -base64 32`)');
+  if (!secret)
+    throw new KeySealError(
+      'AUTH_SESSION_SEALING_KEY (or AUTH_SESSION_SEALING_KEY_FILE) is required: the secret the session-signing private keys are sealed with in Redis (e.g. `openssl rand -base64 32`)',
+    );
   return new KeySealer(secret);
 }

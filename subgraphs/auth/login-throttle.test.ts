@@ -35,7 +35,7 @@ describe('LoginThrottle', () => {
     expect(await throttle.attempt('fresh@example.test', '10.0.0.10')).toEqual({ allowed: true });
   });
 
-  it('applies only the account limit when the caller\'s address is unknown', async () => {
+  it("applies only the account limit when the caller's address is unknown", async () => {
     await fail('a@example.test', undefined, 3);
     expect(await throttle.attempt('a@example.test', undefined)).toMatchObject({ allowed: false, by: 'account' });
     expect(await redis.keys('auth:login-failures:ip:*')).toEqual([]);

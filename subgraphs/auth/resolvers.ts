@@ -34,7 +34,9 @@ function signedIn(identity: Identity, field: string): string {
 function fromSession(identity: Identity, field: string): string {
   const sub = signedIn(identity, field);
   if (identity.keyId) {
-    throw codedError(ErrorCode.Forbidden, `${field} needs a signed-in session, but the request used an API key: API keys cannot create or revoke API keys; log in and use the session token`, { field });
+    throw codedError(ErrorCode.Forbidden, `${field} needs a signed-in session, but the request used an API key: API keys cannot create or revoke API keys; log in and use the session token`, {
+      field,
+    });
   }
   return sub;
 }
@@ -57,10 +59,8 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
     me: (_: unknown, __: unknown, { identity, users }: AuthContext) => (identity.sub ? users.byId(identity.sub) : null),
   },
   Mutation: {
-    signUp: (_: unknown, args: { email: string; password: string; name: string }, { accounts, identity }: AuthContext) =>
-      accounts.signUp(args.email, args.password, args.name, identity.ip),
-    login: (_: unknown, args: { email: string; password: string }, { accounts, identity }: AuthContext) =>
-      accounts.login(args.email, args.password, identity.ip),
+    signUp: (_: unknown, args: { email: string; password: string; name: string }, { accounts, identity }: AuthContext) => accounts.signUp(args.email, args.password, args.name, identity.ip),
+    login: (_: unknown, args: { email: string; password: string }, { accounts, identity }: AuthContext) => accounts.login(args.email, args.password, identity.ip),
     logout: (_: unknown, __: unknown, { accounts, identity }: AuthContext) => {
       signedIn(identity, 'logout');
       return accounts.logout(identity);
@@ -75,10 +75,8 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
   },
   User: {
     // Other subgraphs only ever reference the caller's own user; anyone else's resolves to null.
-    __resolveReference: (ref: { id: string }, { identity, users }: AuthContext): Promise<User | null> | null =>
-      identity.sub === ref.id ? users.byId(ref.id) : null,
+    __resolveReference: (ref: { id: string }, { identity, users }: AuthContext): Promise<User | null> | null => (identity.sub === ref.id ? users.byId(ref.id) : null),
     // Only the owner lists their keys; on anyone else's User (if one were ever reachable) the list is empty.
-    apiKeys: (user: User, _: unknown, { apiKeys, identity }: AuthContext): Promise<ApiKey[]> | ApiKey[] =>
-      identity.sub === user.id ? apiKeys.list(user.id) : [],
+    apiKeys: (user: User, _: unknown, { apiKeys, identity }: AuthContext): Promise<ApiKey[]> | ApiKey[] => (identity.sub === user.id ? apiKeys.list(user.id) : []),
   },
 };

@@ -48,7 +48,10 @@ export async function startAuth(config: ServiceConfig): Promise<RunningService> 
     windowSeconds: envInt('AUTH_LOGIN_WINDOW_SECONDS', 15 * 60, { min: 1 }),
   });
   const users = new UserStore(redis);
-  const adminEmails = envString('AUTH_ADMIN_EMAILS', '').split(',').map((email) => email.trim()).filter(Boolean);
+  const adminEmails = envString('AUTH_ADMIN_EMAILS', '')
+    .split(',')
+    .map((email) => email.trim())
+    .filter(Boolean);
   const signUps = new SignUpLimit(redis, {
     perIp: envInt('AUTH_SIGNUPS_PER_IP', 100, { min: 1 }),
     windowSeconds: envInt('AUTH_SIGNUP_WINDOW_SECONDS', 3600, { min: 1 }),

@@ -96,12 +96,12 @@ describe('SessionKeyRing', () => {
     await expect(without.signer()).rejects.toThrow('came from AUTH_SESSION_PRIVATE_KEY on another replica');
   });
 
-  it('keeps no private key in clear in Redis: sealed with the auth service\'s secret, bound to its id; clear keys of earlier versions are sealed in place', async () => {
+  it("keeps no private key in clear in Redis: sealed with the auth service's secret, bound to its id; clear keys of earlier versions are sealed in place", async () => {
     const ring = await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: SEALER });
     const kid = (await ring.signer()).kid;
     const [rotated] = await ring.rotate();
     for (const stored of Object.values(await redis.hgetall('auth:{session-keys}'))) expect(stored).not.toContain('PRIVATE KEY');
-    await expect((await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: new KeySealer('another replica\'s wrong secret') })).signer()).rejects.toThrow(
+    await expect((await SessionKeyRing.open(redis, { retainMs: RETAIN_MS, sealer: new KeySealer("another replica's wrong secret") })).signer()).rejects.toThrow(
       `session key ${rotated} does not open with this AUTH_SESSION_SEALING_KEY`,
     );
     const sealed = JSON.parse((await redis.hget('auth:{session-keys}', kid))!) as { sealedPrivateKey: string };

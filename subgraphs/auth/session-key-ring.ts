@@ -134,12 +134,11 @@ export class SessionKeyRing {
 
   /** The current key, then retired keys still within `retainMs`, newest first. */
   async jwks(now = Date.now()): Promise<{ keys: JWK[] }> {
-    const [[, stored], [, current], [, retired]] = (await this.redis
-      .multi()
-      .hgetall(KEYS_HASH)
-      .get(CURRENT)
-      .zrange(RETIRED, 0, -1, 'WITHSCORES')
-      .exec()) as [[null, Record<string, string>], [null, string | null], [null, string[]]];
+    const [[, stored], [, current], [, retired]] = (await this.redis.multi().hgetall(KEYS_HASH).get(CURRENT).zrange(RETIRED, 0, -1, 'WITHSCORES').exec()) as [
+      [null, Record<string, string>],
+      [null, string | null],
+      [null, string[]],
+    ];
     const kids = current ? [current] : [];
     const stillValid: Array<{ kid: string; at: number }> = [];
     for (let i = 0; i < retired.length; i += 2) {
@@ -198,7 +197,10 @@ export class SessionKeyRing {
 
 /** A key id derived from the public key itself, so the same key always has the same id. */
 export function keyId(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64url')
+    .slice(0, 16);
 }
 
 function keyFromPrivatePem(pem: string): SessionKey {

@@ -124,5 +124,7 @@ it('20 concurrent requests on one key with a small daily cap never spend past it
   const [limit] = await new SpendLimits(clients[0]).list(user);
   expect(limit).toMatchObject({ spentToday: 5 * max, reserved: 0 });
   expect(limit.spentToday).toBeLessThanOrEqual(cap);
-  await expect(ledgers[0].reserve({ reservationId: randomUUID(), userId: user, keyId, model, promptTokens: 1000, maxCompletionTokens: 1000 })).rejects.toThrow("would pass the key's daily spend limit of 3800 micros (3500 spent, 0 held by live requests)");
+  await expect(ledgers[0].reserve({ reservationId: randomUUID(), userId: user, keyId, model, promptTokens: 1000, maxCompletionTokens: 1000 })).rejects.toThrow(
+    "would pass the key's daily spend limit of 3800 micros (3500 spent, 0 held by live requests)",
+  );
 });

@@ -44,7 +44,10 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
     ledger.reserve({ reservationId: randomUUID(), userId, keyId: null, model, promptTokens: 1000, maxCompletionTokens: 1000, ...overrides }, now);
 
   async function refusal(promise: Promise<unknown>): Promise<GraphQLError> {
-    const error = await promise.then(() => null, (e: unknown) => e);
+    const error = await promise.then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(GraphQLError);
     return error as GraphQLError;
   }
@@ -155,7 +158,10 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
   it('dead-letters an event that does not match its reservation, or a second event for a settled reservation', async () => {
     const user = newUser();
     const held = await reserve(user);
-    expect(await ledger.settle(usageEvent({ userId: user, keyId: 'k-other', model, reservationId: held.reservationId }))).toEqual({ status: 'refused', reason: "the event's keyId differs from its reservation's" });
+    expect(await ledger.settle(usageEvent({ userId: user, keyId: 'k-other', model, reservationId: held.reservationId }))).toEqual({
+      status: 'refused',
+      reason: "the event's keyId differs from its reservation's",
+    });
     const first = usageEvent({ userId: user, model, reservationId: held.reservationId });
     await ledger.settle(first);
     expect(await ledger.settle(usageEvent({ userId: user, model, reservationId: held.reservationId }))).toEqual({
@@ -196,9 +202,17 @@ describe.each([['Redis'], ['ioredis-mock']])('ledger on %s', (backend) => {
       { key: '2026-11-01', requests: 2, promptTokens: 1_000_003, promptCacheHitTokens: 1_000_001, promptCacheMissTokens: 2, completionTokens: 1_000_003, amount: charges[1] + charges[2] },
     ]);
     const byModel = await reports.usage(user, new Date(day1), new Date(day2 + 1), 'MODEL');
-    expect(byModel.map((b) => [b.key, b.requests, b.amount])).toEqual([[model, 2, charges[0] + charges[1]], [other, 1, 4]].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+    expect(byModel.map((b) => [b.key, b.requests, b.amount])).toEqual(
+      [
+        [model, 2, charges[0] + charges[1]],
+        [other, 1, 4],
+      ].sort((a, b) => (a[0] < b[0] ? -1 : 1)),
+    );
     const invoices = await reports.invoices(user, 12);
-    expect(invoices.map((i) => [i.month, i.total, i.lines.length])).toEqual([['2026-11', charges[1] + 4, 2], ['2026-10', charges[0], 1]]);
+    expect(invoices.map((i) => [i.month, i.total, i.lines.length])).toEqual([
+      ['2026-11', charges[1] + 4, 2],
+      ['2026-10', charges[0], 1],
+    ]);
     for (const invoice of invoices) expect(invoice.lines.reduce((s, l) => s + l.amount, 0)).toBe(invoice.total);
     expect(utcMonth(day2)).toBe('2026-11');
     expect(FREE - (await balances.forUser(user)).total).toBe(charges.reduce((a, b) => a + b));

@@ -114,11 +114,10 @@ export class Ledger {
       case 'insufficient': {
         const needed = Number(reply[1]);
         const available = Number(reply[2]);
-        throw codedError(
-          ErrorCode.InsufficientBalance,
-          `insufficient balance: this request may cost up to ${needed} micros, but ${available} micros are available; top up or lower maxTokens`,
-          { needed, available },
-        );
+        throw codedError(ErrorCode.InsufficientBalance, `insufficient balance: this request may cost up to ${needed} micros, but ${available} micros are available; top up or lower maxTokens`, {
+          needed,
+          available,
+        });
       }
       case 'limit': {
         const [, period, cap, spent, reserved, needed] = reply;

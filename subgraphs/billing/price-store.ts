@@ -52,9 +52,7 @@ export function parsePrices(text: string, file: string): { currency: string; pri
     for (const field of FIELDS) {
       const value = entry?.[field];
       if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > MAX_PRICE_MICROS_PER_MILLION) {
-        throw new Error(
-          `${file}: models.${model}.${field} expects an integer number of micro-units from 0 to ${MAX_PRICE_MICROS_PER_MILLION}, but got ${JSON.stringify(value)}`,
-        );
+        throw new Error(`${file}: models.${model}.${field} expects an integer number of micro-units from 0 to ${MAX_PRICE_MICROS_PER_MILLION}, but got ${JSON.stringify(value)}`);
       }
       pricing[field] = value;
     }

@@ -49,7 +49,10 @@ const entities = (identity: string, id: string, selection: string) =>
   query(identity, `query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { ${selection} } } }`, { r: [{ __typename: 'User', id }] });
 
 async function refused(promise: Promise<unknown>): Promise<GraphQLError> {
-  const error = await promise.then(() => null, (e: unknown) => e);
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(GraphQLError);
   return error as GraphQLError;
 }
@@ -63,7 +66,10 @@ it('reserves over the route, settles from the stream, and shows the same integer
   expect(during.data!._entities[0].balance).toEqual({ total: 5_000_000, reserved: max, available: 5_000_000 - max });
 
   // A stream cancelled after 40 tokens: billed for what was generated, never for the reservation.
-  await publishUsageEvent(redis, usageEvent({ userId: user, model: 'sluice-chat', reservationId: held.reservationId, promptCacheHitTokens: 1200, promptCacheMissTokens: 300, completionTokens: 40, finishReason: 'CANCELLED' }));
+  await publishUsageEvent(
+    redis,
+    usageEvent({ userId: user, model: 'sluice-chat', reservationId: held.reservationId, promptCacheHitTokens: 1200, promptCacheMissTokens: 300, completionTokens: 40, finishReason: 'CANCELLED' }),
+  );
   const charge = expectedCharge(CHAT, 1200, 300, 40);
   const balance = async () => (await entities(session(user), user, 'balance { total reserved }')).data!._entities[0].balance;
   await eventually('the usage event to settle', async () => (await balance()).reserved === 0);
@@ -161,7 +167,14 @@ it('settles in in-memory mode too (REDIS_URL=memory://), through the poller that
     const held = await memoryClient.reserve(session(user), { reservationId: randomUUID(), model: 'sluice-chat', promptTokens: 100, maxCompletionTokens: 100 });
     await publishUsageEvent(producer, usageEvent({ userId: user, model: 'sluice-chat', reservationId: held.reservationId, promptCacheMissTokens: 100, completionTokens: 7 }));
     const balance = async () =>
-      (await gql(`http://127.0.0.1:${memory.port}/graphql`, 'query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { balance { total reserved } } } }', { r: [{ __typename: 'User', id: user }] }, { [IDENTITY_HEADER]: session(user) })).data!._entities[0].balance;
+      (
+        await gql(
+          `http://127.0.0.1:${memory.port}/graphql`,
+          'query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { balance { total reserved } } } }',
+          { r: [{ __typename: 'User', id: user }] },
+          { [IDENTITY_HEADER]: session(user) },
+        )
+      ).data!._entities[0].balance;
     await eventually('the in-memory poller to settle', async () => (await balance()).reserved === 0);
     expect(await balance()).toEqual({ total: 5_000_000 - expectedCharge(CHAT, 0, 100, 7), reserved: 0 });
   } finally {

@@ -43,13 +43,21 @@ export class UsageSettlement {
         dead.push({ entry, reason: error.message });
       }
     }
-    const outcomes = await this.ledger.settleMany(valid.map((v) => v.event), now);
+    const outcomes = await this.ledger.settleMany(
+      valid.map((v) => v.event),
+      now,
+    );
     outcomes.forEach((outcome, i) => {
       const { entry, event } = valid[i];
       if (outcome.status === 'settled') {
         counts.settled++;
         if (outcome.shortfall > 0) {
-          this.log.warn('usage charged past the balance: the shortfall is recorded, not billed', { eventId: event.eventId, userId: event.userId, charge: outcome.charge, shortfall: outcome.shortfall });
+          this.log.warn('usage charged past the balance: the shortfall is recorded, not billed', {
+            eventId: event.eventId,
+            userId: event.userId,
+            charge: outcome.charge,
+            shortfall: outcome.shortfall,
+          });
         }
       } else if (outcome.status === 'duplicate') {
         counts.duplicates++;

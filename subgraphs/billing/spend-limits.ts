@@ -29,7 +29,10 @@ export class SpendLimits {
   /** Sets (a number) or clears (null) each cap; clearing both forgets the key. */
   async set(userId: string, apiKeyId: string, daily: number | null, monthly: number | null, now = Date.now()): Promise<SpendLimit> {
     if (!ID_PATTERN.test(apiKeyId)) throw codedError(ErrorCode.BadUserInput, `setApiKeySpendLimit expects an API key id, but got ${JSON.stringify(apiKeyId)}`, { field: 'apiKeyId' });
-    for (const [field, value] of [['dailyMicros', daily], ['monthlyMicros', monthly]] as const) {
+    for (const [field, value] of [
+      ['dailyMicros', daily],
+      ['monthlyMicros', monthly],
+    ] as const) {
       if (value !== null && (!Number.isSafeInteger(value) || value < 0 || value > MAX_BALANCE_MICROS)) {
         throw codedError(ErrorCode.BadUserInput, `setApiKeySpendLimit expects ${field} from 0 to ${MAX_BALANCE_MICROS} or null, but got ${value}`, { field });
       }

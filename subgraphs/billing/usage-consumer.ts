@@ -121,10 +121,16 @@ export class UsageStreamConsumer implements UsageEventSource {
     while (!this.stopping) {
       try {
         const reply = (await this.blocking.xreadgroup(
-          'GROUP', USAGE_CONSUMER_GROUP, this.name,
-          'COUNT', this.batchSize,
-          'BLOCK', this.options.blockMs ?? 2_000,
-          'STREAMS', USAGE_EVENTS_STREAM, backlog ? '0' : '>',
+          'GROUP',
+          USAGE_CONSUMER_GROUP,
+          this.name,
+          'COUNT',
+          this.batchSize,
+          'BLOCK',
+          this.options.blockMs ?? 2_000,
+          'STREAMS',
+          USAGE_EVENTS_STREAM,
+          backlog ? '0' : '>',
         )) as [string, unknown][] | null;
         const entries = toEntries(reply?.[0]?.[1]);
         if (backlog && entries.length === 0) backlog = false;

@@ -27,7 +27,11 @@ describe('usage poller (in-memory mode)', () => {
     redis.disconnect();
   });
 
-  const poller = () => new UsageStreamPoller(redis, new UsageSettlement(redis, new Ledger(redis, { freeCreditMicros: FREE, reservationTtlMs: 60_000, retentionMs: 3_600_000 }), log), log, { intervalMs: 5, batchSize: 7 });
+  const poller = () =>
+    new UsageStreamPoller(redis, new UsageSettlement(redis, new Ledger(redis, { freeCreditMicros: FREE, reservationTtlMs: 60_000, retentionMs: 3_600_000 }), log), log, {
+      intervalMs: 5,
+      batchSize: 7,
+    });
 
   it('settles what the producer XADDs, once each, across a restart of the poller and a redelivery', async () => {
     const model = await pricedModel(redis, CHAT_PRICES);

@@ -29,13 +29,11 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
     },
   },
   Mutation: {
-    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>
-      completions.complete({ identity, identityHeader }, input),
+    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) => completions.complete({ identity, identityHeader }, input),
   },
   Subscription: {
     completionStream: {
-      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) =>
-        completions.stream({ identity, identityHeader }, input),
+      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) => completions.stream({ identity, identityHeader }, input),
       resolve: (chunk: CompletionChunk) => chunk,
     },
   },

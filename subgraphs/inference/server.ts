@@ -66,11 +66,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   const windowMs = envInt('INFERENCE_BATCH_WINDOW_MS', 2);
   const embedder = new EmbeddingBatcher(tier, windowMs);
   const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }) });
-  const metering = new Metering(
-    billing,
-    new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }),
-    config.log,
-  );
+  const metering = new Metering(billing, new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }), config.log);
   const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 }, priorities, metering);
   const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 })), metering, {
     limits: { maxMessages: 256, maxPromptChars: 200_000, defaultMaxTokens: 256 },

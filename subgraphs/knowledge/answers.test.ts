@@ -50,7 +50,12 @@ describe('Answers', () => {
     const retrieval = { search: async () => [hit(0, 0.9), hit(1, 0.8)] } as unknown as Retrieval;
     const models = { contextLength: async () => 4096 } as unknown as ModelChoice;
     let calls = 0;
-    const failing = { complete: async () => { calls++; throw codedError(ErrorCode.InsufficientBalance, 'short'); } } as unknown as InferenceClient;
+    const failing = {
+      complete: async () => {
+        calls++;
+        throw codedError(ErrorCode.InsufficientBalance, 'short');
+      },
+    } as unknown as InferenceClient;
     const service = new Answers(retrieval, failing, models, { minScore: 0, defaultMaxTokens: 50, promptTokenMarginPercent: 150, fallbackContextLength: 4096 });
     await expect(service.ask('u1', 'header', 'how?', 2)).rejects.toMatchObject({ extensions: { code: 'INSUFFICIENT_BALANCE' } });
     expect(calls).toBe(1);

@@ -142,7 +142,11 @@ export class Answers {
     }
     // An answer with no source in its prompt would not be grounded: refuse rather than let the model invent one.
     if (prompt.sources === 0) {
-      throw codedError(ErrorCode.BadUserInput, `the question leaves no room for any source in the model's context (${promptTokens} prompt tokens with room for the answer); ask a shorter question or lower "options.maxTokens"`, { field: 'question' });
+      throw codedError(
+        ErrorCode.BadUserInput,
+        `the question leaves no room for any source in the model's context (${promptTokens} prompt tokens with room for the answer); ask a shorter question or lower "options.maxTokens"`,
+        { field: 'question' },
+      );
     }
     return prompt;
   }

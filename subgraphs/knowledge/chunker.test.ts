@@ -37,7 +37,7 @@ interface GeneratedSection {
 function generateDocument(seed: number, sectionCount: number): { content: string; sections: GeneratedSection[] } {
   const next = random(seed);
   const pick = <T>(items: readonly T[]) => items[Math.floor(next() * items.length)];
-  const vocabulary = ['the', 'gateway', 'routes', 'naïve', 'don\'t', 'Redis', '数据', '検索', '🙂', '<|endoftext|>', 'x=1;', 'v2.3', '42', 'über', 'it\'s', '—', 'tokens', 'API'];
+  const vocabulary = ['the', 'gateway', 'routes', 'naïve', "don't", 'Redis', '数据', '検索', '🙂', '<|endoftext|>', 'x=1;', 'v2.3', '42', 'über', "it's", '—', 'tokens', 'API'];
   const parts: string[] = [];
   const sections: GeneratedSection[] = [];
   const trail: string[] = [];
@@ -118,7 +118,7 @@ function bySection(chunks: readonly Chunk[], sections: readonly GeneratedSection
 
 describe('countTokens and pretokenize', () => {
   const texts = [
-    'Hello, world! It\'s a naïve café — 数据 検索 🙂🙂 <|endoftext|> <|im_start|>',
+    "Hello, world! It's a naïve café — 数据 検索 🙂🙂 <|endoftext|> <|im_start|>",
     'line one\n\n\n   indented\tand\ttabbed   \r\n trailing   ',
     `base64 ${randomBase64(random(1), 2000)} and letters ${randomLetters(random(2), 900)}`,
   ];

@@ -80,7 +80,10 @@ const FENCE_OPEN = /^ {0,3}(`{3,}|~{3,})(.*)$/;
 const FENCE_CLOSE = /^ {0,3}(`{3,}|~{3,})[ \t]*$/;
 
 function markdownSections(content: string): Section[] {
-  const lines = content.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n');
+  const lines = content
+    .replace(/^\uFEFF/, '')
+    .replace(/\r\n?/g, '\n')
+    .split('\n');
   const sections: Section[] = [];
   const headings: { level: number; title: string }[] = [];
   let body: string[] = [];
@@ -89,7 +92,15 @@ function markdownSections(content: string): Section[] {
 
   const endSection = () => {
     const text = body.join('\n').trim();
-    if (text !== '') sections.push({ trail: headings.map((h) => h.title).filter((title) => title !== '').join(' > ') || null, body: text });
+    if (text !== '')
+      sections.push({
+        trail:
+          headings
+            .map((h) => h.title)
+            .filter((title) => title !== '')
+            .join(' > ') || null,
+        body: text,
+      });
     body = [];
   };
 

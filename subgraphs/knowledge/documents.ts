@@ -38,11 +38,11 @@ export class Documents {
     }
     const size = Buffer.byteLength(content);
     if (content.trim().length === 0 || size > this.limits.maxContentBytes) {
-      throw codedError(
-        ErrorCode.BadUserInput,
-        `addDocument expects "content" to be non-empty and at most ${this.limits.maxContentBytes} bytes, but got ${size} bytes`,
-        { field: 'content', limit: this.limits.maxContentBytes, got: size },
-      );
+      throw codedError(ErrorCode.BadUserInput, `addDocument expects "content" to be non-empty and at most ${this.limits.maxContentBytes} bytes, but got ${size} bytes`, {
+        field: 'content',
+        limit: this.limits.maxContentBytes,
+        got: size,
+      });
     }
     const doc = await this.deps.store.add(owner, cleanTitle, content, this.checkTags(tags), Date.now() + this.limits.ingestionLeaseMs);
     void this.deps.ingestion.start(doc, identityHeader);

@@ -3,7 +3,7 @@ import { countTokens } from '../../lib/token-counter';
 
 const sources: Source[] = [
   { title: 'Install guide', heading: 'Setup > Install', text: 'Setup > Install\n\nRun npm install, then npm start. The gateway listens on port 4000.' },
-  { title: 'Operations', heading: null, text: 'Redis keeps every service\'s state under its own key prefix.' },
+  { title: 'Operations', heading: null, text: "Redis keeps every service's state under its own key prefix." },
   { title: 'Billing', heading: 'Prices', text: 'Prices are per million tokens, in integer micro-units.' },
   { title: 'FAQ', heading: 'Limits', text: 'Documents may be up to 512 KB. Each is split into chunks of at most 160 tokens.' },
 ];
@@ -116,7 +116,7 @@ describe('groundedPrompt', () => {
 });
 
 describe('estimatePromptTokens', () => {
-  it("counts r50k_base tokens of the messages as the default chat template frames them", () => {
+  it('counts r50k_base tokens of the messages as the default chat template frames them', () => {
     const messages = [
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'Hi' },

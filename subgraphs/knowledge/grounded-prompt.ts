@@ -80,7 +80,10 @@ function messages(question: string, blocks: readonly string[]): GroundedPrompt['
 
 /** `[n] Title — Heading`, then the text. */
 function sourceBlock(number: number, source: Source): string {
-  const label = [source.title, source.heading].map((part) => part?.replace(/\s+/g, ' ').trim()).filter((part) => part).join(' — ');
+  const label = [source.title, source.heading]
+    .map((part) => part?.replace(/\s+/g, ' ').trim())
+    .filter((part) => part)
+    .join(' — ');
   return `[${number}]${label === '' ? '' : ` ${label}`}\n${bodyOf(source)}`;
 }
 

@@ -73,11 +73,9 @@ export class InferenceClient {
   }
 
   async complete(identityHeader: string, input: GenerationInput): Promise<Generated> {
-    const data = await this.request<{ complete: Generated }>(
-      identityHeader,
-      `mutation Complete($input: CompletionInput!) { complete(input: $input) { text finishReason ${USAGE} model { id } } }`,
-      { input },
-    );
+    const data = await this.request<{ complete: Generated }>(identityHeader, `mutation Complete($input: CompletionInput!) { complete(input: $input) { text finishReason ${USAGE} model { id } } }`, {
+      input,
+    });
     return data.complete;
   }
 

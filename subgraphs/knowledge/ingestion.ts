@@ -95,7 +95,11 @@ export class Ingestion {
         const first = next;
         const group = chunks.slice(first, first + groupSize);
         next += group.length;
-        const vectorsOfGroup = await models.embed(identityHeader, model, group.map((chunk) => chunk.text));
+        const vectorsOfGroup = await models.embed(
+          identityHeader,
+          model,
+          group.map((chunk) => chunk.text),
+        );
         await vectors.putVectors(doc.id, first, vectorsOfGroup);
         embedded += group.length;
         const state: IngestionState = { status: 'INGESTING', embeddedChunks: embedded, totalChunks: total, reason: null };

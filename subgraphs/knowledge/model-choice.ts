@@ -22,9 +22,14 @@ export class ModelChoice {
     const wanted = this.configured.embedding;
     const model = wanted ? models.find((m) => m.id === wanted) : models.find((m) => m.kind === 'EMBEDDING');
     if (!model) {
-      throw codedError(ErrorCode.ModelNotFound, wanted ? `the embedding model ${JSON.stringify(wanted)} (KNOWLEDGE_EMBEDDING_MODEL) is not served by the GPU tier` : 'the GPU tier serves no embedding model', wanted ? { model: wanted } : {});
+      throw codedError(
+        ErrorCode.ModelNotFound,
+        wanted ? `the embedding model ${JSON.stringify(wanted)} (KNOWLEDGE_EMBEDDING_MODEL) is not served by the GPU tier` : 'the GPU tier serves no embedding model',
+        wanted ? { model: wanted } : {},
+      );
     }
-    if (model.kind !== 'EMBEDDING') throw codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(model.id)} is a ${model.kind} model, but the knowledge base needs an EMBEDDING model`, { model: model.id });
+    if (model.kind !== 'EMBEDDING')
+      throw codedError(ErrorCode.ModelNotFound, `model ${JSON.stringify(model.id)} is a ${model.kind} model, but the knowledge base needs an EMBEDDING model`, { model: model.id });
     if (!model.ready) throw codedError(ErrorCode.ModelNotReady, `the embedding model ${JSON.stringify(model.id)} is not ready; try again shortly`, { model: model.id });
     return model;
   }

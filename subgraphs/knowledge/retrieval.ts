@@ -44,7 +44,9 @@ export class Retrieval {
     const { maxK, maxQueryChars, maxTags } = this.limits;
     const what = label === 'search' ? 'query' : 'question';
     if (query.trim().length === 0 || query.length > maxQueryChars) {
-      throw codedError(ErrorCode.BadUserInput, `${label} expects "${what}" to be 1 to ${maxQueryChars} characters of text, but got ${query.trim().length === 0 ? 'an empty one' : query.length}`, { field: what });
+      throw codedError(ErrorCode.BadUserInput, `${label} expects "${what}" to be 1 to ${maxQueryChars} characters of text, but got ${query.trim().length === 0 ? 'an empty one' : query.length}`, {
+        field: what,
+      });
     }
     if (!Number.isInteger(k) || k < 1 || k > maxK) throw codedError(ErrorCode.BadUserInput, `${label} expects "k" between 1 and ${maxK}, but got ${k}`, { field: 'k' });
     if (tags.length > maxTags) throw codedError(ErrorCode.BadUserInput, `${label} expects at most ${maxTags} tags, but got ${tags.length}`, { field: 'tags' });

@@ -59,9 +59,12 @@ export async function startKnowledge(config: ServiceConfig): Promise<RunningServ
     fallbackContextLength: 4_096,
   });
   // Any replica notices ingestions whose replica died (their lease ran out) and records them as FAILED.
-  const sweeper = setInterval(() => {
-    ingestion.sweep().catch((error: unknown) => log.warn('ingestion sweep failed', { error: String(error) }));
-  }, Math.min(leaseMs, 10_000));
+  const sweeper = setInterval(
+    () => {
+      ingestion.sweep().catch((error: unknown) => log.warn('ingestion sweep failed', { error: String(error) }));
+    },
+    Math.min(leaseMs, 10_000),
+  );
   sweeper.unref();
   return startSubgraph<KnowledgeContext>({
     name: 'knowledge',

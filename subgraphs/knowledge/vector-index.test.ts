@@ -112,7 +112,8 @@ describe('UserVectors', () => {
     }
     expect(total / 50).toBeGreaterThan(0.9);
     // Every stored vector is its own nearest neighbour: none was left unreachable by the graph.
-    const lost = docs.flatMap((doc) => doc.vectors.map((vector, chunk) => ({ doc, chunk, hit: index.search(vector, 1)[0] })))
+    const lost = docs
+      .flatMap((doc) => doc.vectors.map((vector, chunk) => ({ doc, chunk, hit: index.search(vector, 1)[0] })))
       .filter(({ doc, chunk, hit }) => hit.docId !== doc.docId || hit.chunk !== chunk || Math.abs(hit.score - 1) > 1e-4)
       .map(({ doc, chunk }) => `${doc.docId}/${chunk}`);
     expect(lost).toEqual([]);
@@ -156,7 +157,10 @@ describe('UserVectors', () => {
     fill(graph, docs);
     await graph.indexed();
     expect([exact.mode, graph.mode]).toEqual(['exact', 'hnsw']);
-    const has = (...tags: string[]) => (doc: TestDoc) => tags.every((tag) => doc.tags.includes(tag));
+    const has =
+      (...tags: string[]) =>
+      (doc: TestDoc) =>
+        tags.every((tag) => doc.tags.includes(tag));
 
     let commonRecall = 0;
     for (let q = 0; q < 20; q++) {

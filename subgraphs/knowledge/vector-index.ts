@@ -141,7 +141,9 @@ export class VectorIndex {
       this.deleteDocument(change.docId, Number.POSITIVE_INFINITY);
       return Promise.resolve();
     }
-    return this.addDocument(change.docId).catch((error: unknown) => this.options.log.warn('could not index a document here; the change stream will bring it', { document: change.docId, error: String(error) }));
+    return this.addDocument(change.docId).catch((error: unknown) =>
+      this.options.log.warn('could not index a document here; the change stream will bring it', { document: change.docId, error: String(error) }),
+    );
   }
 
   /** Top-k chunks of the user's documents by cosine similarity, best first; `tags`: only documents carrying every one. */

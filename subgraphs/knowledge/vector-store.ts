@@ -18,9 +18,7 @@ export interface IndexedRecord extends IndexedDocument {
  * One entry of the change stream. `seq` numbers every change (publish or remove) from 1 with no gaps,
  * so a follower that sees anything but `previous + 1` knows it missed something.
  */
-export type IndexChange =
-  | { op: 'add'; seq: number; userId: string; docId: string; tags: string[]; chunkCount: number }
-  | { op: 'delete'; seq: number; userId: string; docId: string };
+export type IndexChange = { op: 'add'; seq: number; userId: string; docId: string; tags: string[]; chunkCount: number } | { op: 'delete'; seq: number; userId: string; docId: string };
 
 /** Where a follower starts: the last change number and the stream entry that carries it. */
 export interface FeedPosition {

@@ -21,8 +21,7 @@ afterAll(async () => {
 }, 60_000);
 
 /** Requests of one kind started from `fromMs` after the fault until recovery began. */
-const during = (result: ScenarioResult, kind: Outcome['kind'], fromMs: number) =>
-  result.outcomes.filter((o) => o.kind === kind && o.start >= result.faultAt + fromMs && o.start < result.recoverAt);
+const during = (result: ScenarioResult, kind: Outcome['kind'], fromMs: number) => result.outcomes.filter((o) => o.kind === kind && o.start >= result.faultAt + fromMs && o.start < result.recoverAt);
 
 /** On failure, what the scenario saw, so the assertion that failed can be read with it. */
 function explain(result: ScenarioResult): string {

@@ -164,7 +164,10 @@ async function gatewayWorkerPids(gatewayUrl: string): Promise<Set<number>> {
     new Promise<number>((resolve) => {
       const req = get(`${gatewayUrl.replace(/\/graphql$/, '')}/health`, { agent: false, timeout: 2_000 }, (res) => {
         let body = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve(Number(JSON.parse(body).pid)));
+        res
+          .setEncoding('utf8')
+          .on('data', (chunk: string) => (body += chunk))
+          .on('end', () => resolve(Number(JSON.parse(body).pid)));
       });
       req.on('timeout', () => req.destroy(new Error('no answer within 2 s'))).on('error', () => resolve(-1));
     });
@@ -482,7 +485,10 @@ export async function settledMoney(chaos: ChaosStack, users: ChaosUser[], timeou
 
 async function accountProblem(gatewayUrl: string, user: ChaosUser, events: UsageEvent[]): Promise<string | undefined> {
   const day = 86_400_000;
-  const res = await gql(gatewayUrl, ACCOUNT, { from: new Date(Date.now() - day).toISOString(), to: new Date(Date.now() + day).toISOString() }, bearer(user.token)).catch((e: Error) => ({ errors: [{ message: e.message }], data: undefined }));
+  const res = await gql(gatewayUrl, ACCOUNT, { from: new Date(Date.now() - day).toISOString(), to: new Date(Date.now() + day).toISOString() }, bearer(user.token)).catch((e: Error) => ({
+    errors: [{ message: e.message }],
+    data: undefined,
+  }));
   const me = res.data?.me;
   if (!me?.balance || !me.usage || !me.invoices) return `user ${user.id}: the account could not be read (${JSON.stringify(res.errors)})`;
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
@@ -505,4 +511,3 @@ async function accountProblem(gatewayUrl: string, user: ChaosUser, events: Usage
   ].filter(Boolean);
   return wrong.length ? `user ${user.id}: ${wrong.join('; ')}` : undefined;
 }
-

@@ -53,7 +53,13 @@ export async function startGpuProcess(repository: string, ports?: GpuProcess['po
   try {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`the gpu-server on ${address} exited with ${child.exitCode} before it was ready:\n${output.join('')}`);
-      if (await client.serverReady().then((r) => r.ready, () => false)) break;
+      if (
+        await client.serverReady().then(
+          (r) => r.ready,
+          () => false,
+        )
+      )
+        break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   } finally {

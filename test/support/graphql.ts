@@ -7,12 +7,7 @@ export interface GraphQLResponse<T = Record<string, unknown>> {
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read whatever shape their query asks for; a test that wants checking passes its own T
-export async function gql<T = Record<string, any>>(
-  url: string,
-  query: string,
-  variables: Record<string, unknown> = {},
-  headers: Record<string, string> = {},
-): Promise<GraphQLResponse<T>> {
+export async function gql<T = Record<string, any>>(url: string, query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<GraphQLResponse<T>> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

@@ -54,10 +54,34 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       // The bus port is explicit: port + 10000 (Redis' default) could fall in the OS's ephemeral range.
       const busPort = await freePort();
       const args = [
-          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-          '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-config-file', path.join(dir, `nodes-${port}.conf`),
-          '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--appendonly', 'yes', '--appendfilename', `appendonly-${port}.aof`,
-          '--appenddirname', `aof-${port}`, '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--cluster-port',
+        String(busPort),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-node-timeout',
+        String(NODE_TIMEOUT_MS),
+        '--cluster-config-file',
+        path.join(dir, `nodes-${port}.conf`),
+        '--dir',
+        dir,
+        '--dbfilename',
+        `dump-${port}.rdb`,
+        '--appendonly',
+        'yes',
+        '--appendfilename',
+        `appendonly-${port}.aof`,
+        '--appenddirname',
+        `aof-${port}`,
+        '--save',
+        '',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
       ];
       nodes.push({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }) });
     }

@@ -19,12 +19,7 @@ export function wsClient(httpUrl: string, token?: string): Client {
 
 /** Every event of a subscription, or the events up to `stopAfter` (then it unsubscribes). */
 // biome-ignore lint/suspicious/noExplicitAny: as for Event
-export async function collect<T = Record<string, any>>(
-  client: Client,
-  query: string,
-  variables: Record<string, unknown>,
-  stopAfter = Infinity,
-): Promise<Event<T>[]> {
+export async function collect<T = Record<string, any>>(client: Client, query: string, variables: Record<string, unknown>, stopAfter = Infinity): Promise<Event<T>[]> {
   const events: Event<T>[] = [];
   const iterator = client.iterate<T>({ query, variables });
   try {

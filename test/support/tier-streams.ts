@@ -29,19 +29,22 @@ export function runStream(tier: GpuTier, model: ModelInfo, i: number, maxTokens:
   let done = false;
   let resolve!: (o: StreamOutcome) => void;
   const outcome = new Promise<StreamOutcome>((r) => (resolve = r));
-  const handle = tier.startStream(generationRequest(model, `e2e-${i}-${Date.now()}`, [`<|user|>\nTell me a long story number ${i}\n<|assistant|>\n`], [{ max_tokens: maxTokens, temperature: 0.9, top_p: 1, seed: i }], true), {
-    response: (response, final) => {
-      generationOutputs(model, response, 1);
-      responses++;
-      if (final) {
+  const handle = tier.startStream(
+    generationRequest(model, `e2e-${i}-${Date.now()}`, [`<|user|>\nTell me a long story number ${i}\n<|assistant|>\n`], [{ max_tokens: maxTokens, temperature: 0.9, top_p: 1, seed: i }], true),
+    {
+      response: (response, final) => {
+        generationOutputs(model, response, 1);
+        responses++;
+        if (final) {
+          done = true;
+          resolve({ endpoint: handle.endpoint.address, responses, final: true });
+        }
+      },
+      error: (error) => {
         done = true;
-        resolve({ endpoint: handle.endpoint.address, responses, final: true });
-      }
+        resolve({ endpoint: handle.endpoint.address, responses, error, final: false });
+      },
     },
-    error: (error) => {
-      done = true;
-      resolve({ endpoint: handle.endpoint.address, responses, error, final: false });
-    },
-  });
+  );
   return { outcome, live: () => ({ endpoint: handle.endpoint.address, responses, done }) };
 }

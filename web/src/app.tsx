@@ -33,7 +33,17 @@ async function signOut(): Promise<void> {
 function SignedIn({ session, path }: { session: Session; path: string }) {
   const documentId = /^\/knowledge\/documents\/([^/]+)$/.exec(path)?.[1];
   const page =
-    path === '/knowledge' ? <KnowledgePage /> : documentId ? <DocumentPage id={decodeURIComponent(documentId)} /> : path === '/account' ? <AccountPage session={session} /> : path === '/admin' && session.scopes.includes('admin') ? <AdminPage /> : <ChatPage session={session} />;
+    path === '/knowledge' ? (
+      <KnowledgePage />
+    ) : documentId ? (
+      <DocumentPage id={decodeURIComponent(documentId)} />
+    ) : path === '/account' ? (
+      <AccountPage session={session} />
+    ) : path === '/admin' && session.scopes.includes('admin') ? (
+      <AdminPage />
+    ) : (
+      <ChatPage session={session} />
+    );
   return (
     <Layout session={session} onSignOut={() => void signOut()}>
       <Suspense fallback={<Loading what="the page" />}>{page}</Suspense>

@@ -41,7 +41,10 @@ export function formatMicros(micros: number, currency = 'USD'): string {
   if (!Number.isSafeInteger(micros)) throw new RangeError(`formatMicros expects a whole number of micros, but got ${micros}`);
   const abs = Math.abs(micros);
   const whole = Math.floor(abs / MICROS_PER_UNIT).toLocaleString('en-US');
-  const fraction = String(abs % MICROS_PER_UNIT).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0');
+  const fraction = String(abs % MICROS_PER_UNIT)
+    .padStart(6, '0')
+    .replace(/0+$/, '')
+    .padEnd(2, '0');
   const sign = micros < 0 ? '−' : '';
   const symbol = SYMBOLS[currency];
   return symbol ? `${sign}${symbol}${whole}.${fraction}` : `${sign}${whole}.${fraction} ${currency}`;

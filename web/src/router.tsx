@@ -29,13 +29,10 @@ export function navigate(path: string, options: { replace?: boolean } = {}): voi
 }
 
 export function usePath(): string {
-  return useSyncExternalStore(
-    (listener) => {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    currentPath,
-  );
+  return useSyncExternalStore((listener) => {
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }, currentPath);
 }
 
 /** A real link (it opens in a new tab with a modified click) that routes in place on a plain click. */

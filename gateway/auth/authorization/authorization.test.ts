@@ -169,7 +169,12 @@ describe('filtering an operation', () => {
     const result = filter('{ search { ... on User { id email } ... on Post { title } } }', caller);
     expect(printed(result)).toBe(compact('{ search { ... on User { id } ... on Post { title } __sluiceAuthzTypename: __typename } }'));
     const completed = completeResult(result, caller, {
-      data: { search: [{ __sluiceAuthzTypename: 'User', id: 'u1' }, { __sluiceAuthzTypename: 'Post', title: 't' }] },
+      data: {
+        search: [
+          { __sluiceAuthzTypename: 'User', id: 'u1' },
+          { __sluiceAuthzTypename: 'Post', title: 't' },
+        ],
+      },
     });
     expect(completed.data).toEqual({ search: [{ id: 'u1', email: null }, { title: 't' }] });
   });
@@ -192,7 +197,11 @@ describe('filtering an operation', () => {
     expect(result.empty).toBe(true);
     const completed = completeResult(result, anonymous, {});
     expect(completed.data).toEqual({ me: null, vault: null, renamed: null });
-    expect(codes(completed.errors)).toEqual([['me', 'UNAUTHENTICATED'], ['vault', 'UNAUTHENTICATED'], ['renamed', 'UNAUTHENTICATED']]);
+    expect(codes(completed.errors)).toEqual([
+      ['me', 'UNAUTHENTICATED'],
+      ['vault', 'UNAUTHENTICATED'],
+      ['renamed', 'UNAUTHENTICATED'],
+    ]);
   });
 
   it('sends nothing when a removed non-null root field would null all of data', () => {

@@ -66,13 +66,7 @@ export interface FilteredOperation {
 const INTROSPECTION = new Set(['__typename', '__schema', '__type']);
 
 /** Filters the operation `operationName` of a validated document for `caller`. */
-export function filterOperation(
-  policy: AuthorizationPolicy,
-  schema: GraphQLSchema,
-  document: DocumentNode,
-  operationName: string | null | undefined,
-  caller: Caller,
-): FilteredOperation {
+export function filterOperation(policy: AuthorizationPolicy, schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, caller: Caller): FilteredOperation {
   const operation = getOperationAST(document, operationName ?? undefined);
   const root = operation && schema.getRootType(operation.operation);
   if (!operation || !root || policy.isEmpty) return { document, changed: false, empty: false, removals: [], refusals: [] };

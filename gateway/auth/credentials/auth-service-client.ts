@@ -72,7 +72,7 @@ export class AuthServiceClient {
 
   private unexpected(path: string, status: number, body: Record<string, unknown>): KeysUnavailableError {
     const said = typeof body.error === 'string' ? `: ${body.error}` : '';
-    const hint = status === 401 ? ' (auth refused the gateway\'s identity: do SLUICE_IDENTITY_PRIVATE_KEY and auth\'s SLUICE_IDENTITY_PUBLIC_KEY match?)' : '';
+    const hint = status === 401 ? " (auth refused the gateway's identity: do SLUICE_IDENTITY_PRIVATE_KEY and auth's SLUICE_IDENTITY_PUBLIC_KEY match?)" : '';
     return new KeysUnavailableError(`POST ${path} answered ${status}${said}${hint}, not the expected answer`);
   }
 }

@@ -96,12 +96,18 @@ export class TicksSubgraph {
 
   /** Waits until the gateway has unsubscribed from `count` subscriptions in all. */
   waitForUnsubscribed(count: number): Promise<void> {
-    return this.waitFor(() => this.unsubscribed >= count, () => `expected the gateway to have unsubscribed ${count} times, but it has ${this.unsubscribed} times`);
+    return this.waitFor(
+      () => this.unsubscribed >= count,
+      () => `expected the gateway to have unsubscribed ${count} times, but it has ${this.unsubscribed} times`,
+    );
   }
 
   /** Waits until `count` upstream connections have closed in all. */
   waitForDisconnections(count: number): Promise<void> {
-    return this.waitFor(() => this.disconnections >= count, () => `expected ${count} upstream connections to have closed, but ${this.disconnections} have`);
+    return this.waitFor(
+      () => this.disconnections >= count,
+      () => `expected ${count} upstream connections to have closed, but ${this.disconnections} have`,
+    );
   }
 
   private async waitFor(done: () => boolean, failure: () => string, timeoutMs = 2_000): Promise<void> {

@@ -61,9 +61,21 @@ export function chatInputs(request: ChatRequest): Map<string, Tensor> {
 export function chatBatchInputs(requests: Array<{ prompt: string; sampling: Record<string, unknown>; exclude: boolean }>): Map<string, Tensor> {
   const n = requests.length;
   const tensors = [
-    bytes('text_input', requests.map((r) => r.prompt), [n, 1]),
-    bytes('sampling_parameters', requests.map((r) => JSON.stringify(r.sampling)), [n, 1]),
-    bools('exclude_input_in_output', requests.map((r) => r.exclude), [n, 1]),
+    bytes(
+      'text_input',
+      requests.map((r) => r.prompt),
+      [n, 1],
+    ),
+    bytes(
+      'sampling_parameters',
+      requests.map((r) => JSON.stringify(r.sampling)),
+      [n, 1],
+    ),
+    bools(
+      'exclude_input_in_output',
+      requests.map((r) => r.exclude),
+      [n, 1],
+    ),
   ];
   return new Map(tensors.map((t) => [t.name, t]));
 }

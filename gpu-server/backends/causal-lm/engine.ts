@@ -303,10 +303,19 @@ export class GenerationEngine {
     const mask = new BigInt64Array(b * (past + 1));
     batch.forEach((seq, i) => mask.fill(1n, i * (past + 1) + (past - seq.length), (i + 1) * (past + 1)));
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(batch, (s) => BigInt(s.lastToken)), [b, 1]),
+      input_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(batch, (s) => BigInt(s.lastToken)),
+        [b, 1],
+      ),
       attention_mask: new ort.Tensor('int64', mask, [b, past + 1]),
     };
-    if (this.geometry.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(batch, (s) => BigInt(s.length)), [b, 1]);
+    if (this.geometry.hasPositionIds)
+      feeds.position_ids = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(batch, (s) => BigInt(s.length)),
+        [b, 1],
+      );
     if (this.geometry.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(1), [1]);
     for (let l = 0; l < layers; l++) {
       feeds[`past_key_values.${l}.key`] = pastTensors[2 * l];

@@ -42,7 +42,10 @@ export async function openCausalLm(versionDir: string, modelFileName: string, se
   const tokenizerFile = path.join(versionDir, 'tokenizer.json');
   const configFile = path.join(versionDir, 'config.json');
   for (const file of [modelFile, tokenizerFile]) {
-    if (!fs.existsSync(file)) throw new Error(`${file} does not exist (a causal-lm model needs ${modelFileName} and tokenizer.json in its version directory; for the built-in models run: npx tsx gpu-server/scripts/build-models.ts)`);
+    if (!fs.existsSync(file))
+      throw new Error(
+        `${file} does not exist (a causal-lm model needs ${modelFileName} and tokenizer.json in its version directory; for the built-in models run: npx tsx gpu-server/scripts/build-models.ts)`,
+      );
   }
   const config: HfConfig = fs.existsSync(configFile) ? (JSON.parse(fs.readFileSync(configFile, 'utf8')) as HfConfig) : {};
   let tokenizerJson: { added_tokens?: Array<{ id: number; content: string; special?: boolean }> };

@@ -38,7 +38,9 @@ afterAll(async () => {
 });
 
 const system = '<|system|>\nYou are a careful assistant for the Sluice platform. Answer briefly, cite the documents you use, and say when you do not know.\n'.repeat(3);
-const questions = ['What is a GPU?', 'How do I top up my balance?', 'Why is the sky blue?', 'Summarise the last invoice.', 'Name three rivers.', 'What is prefix caching?'].map((q) => `<|user|>\n${q}\n`);
+const questions = ['What is a GPU?', 'How do I top up my balance?', 'Why is the sky blue?', 'Summarise the last invoice.', 'Name three rivers.', 'What is prefix caching?'].map(
+  (q) => `<|user|>\n${q}\n`,
+);
 const prompts = [
   ...questions.map((q) => `${system}${q}<|assistant|>\n`),
   // Cuts of the system prompt at many lengths, so cached runs of 0 to several blocks meet.

@@ -149,7 +149,7 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
     },
 
     async stream(inputs: ReadonlyMap<string, Tensor>, sink: ResponseSink, signal: AbortSignal) {
-      const rows = batched ? inputs.get('text_input')?.shape[0] ?? 1 : 1;
+      const rows = batched ? (inputs.get('text_input')?.shape[0] ?? 1) : 1;
       if (rows !== 1) throw invalidArgument(`a streamed request expects one prompt, but got a batch of ${rows}`);
       const input = readInput(inputs, 0, 1);
       const outputs = (text: string, inputTokens: number, cachedPromptTokens: number, outputTokens: number, finishReason?: FinishReason) => {
@@ -210,7 +210,11 @@ export async function createCausalLmRunner(context: RunnerContext): Promise<Stre
         const numeric = output.name === 'num_input_tokens' || output.name === 'num_output_tokens';
         out.set(output.name, numeric ? uint32Tensor(output.name, values as number[], batched) : bytesTensor(output.name, values as string[], batched));
       }
-      const cached = responseParameterTensor(CACHED_PROMPT_TOKENS_PARAMETER, results.map((done) => done?.result.cachedPromptTokens ?? 0), batched);
+      const cached = responseParameterTensor(
+        CACHED_PROMPT_TOKENS_PARAMETER,
+        results.map((done) => done?.result.cachedPromptTokens ?? 0),
+        batched,
+      );
       out.set(cached.name, cached);
       if (failures.size > 0) throw new RowFailures(out, failures);
       return out;
@@ -286,4 +290,3 @@ function bytesTensor(name: string, values: string[], batched: boolean): Tensor {
 function uint32Tensor(name: string, values: number[], batched: boolean): Tensor {
   return { name, datatype: 'UINT32', shape: batched ? [values.length, 1] : [values.length], data: Buffer.from(Uint32Array.from(values).buffer) };
 }
-

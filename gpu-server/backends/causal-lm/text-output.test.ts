@@ -31,7 +31,12 @@ describe('IncrementalDetokenizer', () => {
 describe('IncrementalDetokenizer with a Llama-style (Metaspace) decoder', () => {
   // Such decoders turn "▁" into a space and strip the text's leading space: "▁Paris" alone decodes as "Paris".
   const vocab = ['▁The', '▁capital', '▁is', '▁Paris', '.'];
-  const metaspace = (ids: number[]) => ids.map((id) => vocab[id]).join('').replace(/▁/g, ' ').replace(/^ /, '');
+  const metaspace = (ids: number[]) =>
+    ids
+      .map((id) => vocab[id])
+      .join('')
+      .replace(/▁/g, ' ')
+      .replace(/^ /, '');
 
   it('keeps the space before the first generated word, using the prompt as left context (as vLLM does)', () => {
     const detokenizer = new IncrementalDetokenizer(metaspace, [0, 1, 2]);

@@ -346,7 +346,13 @@ describe('embeddings are metered too', () => {
     await expect(embeddings().embed(who, ['text'])).rejects.toMatchObject({ extensions: { code: 'INSUFFICIENT_BALANCE' } });
     expect(embedCount()).toBe(before);
     billing.refusal = undefined;
-    const failing = new Embeddings(catalog, { embed: async () => Promise.reject(new Error('the GPU tier broke')) } as unknown as EmbeddingBatcher, { maxTexts: 64, maxTextChars: 100 }, new Map(), metering);
+    const failing = new Embeddings(
+      catalog,
+      { embed: async () => Promise.reject(new Error('the GPU tier broke')) } as unknown as EmbeddingBatcher,
+      { maxTexts: 64, maxTextChars: 100 },
+      new Map(),
+      metering,
+    );
     await expect(failing.embed(who, ['text'])).rejects.toBeDefined();
     expect((await eventsOf(who)).map((e) => [e.promptTokens, e.finishReason])).toEqual([[0, 'ERROR']]);
   });

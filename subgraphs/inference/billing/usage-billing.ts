@@ -104,7 +104,11 @@ export class Metering {
     const userId = caller.identity.sub;
     if (!userId) throw new TypeError('Metering.embedding expects a signed-in caller');
     const cap = model.maxInputTokens ?? Number.POSITIVE_INFINITY;
-    const sum = (count: (text: string) => number) => Math.min(MAX_TOKENS_PER_EVENT, texts.reduce((total, text) => total + Math.min(count(text), cap), 0));
+    const sum = (count: (text: string) => number) =>
+      Math.min(
+        MAX_TOKENS_PER_EVENT,
+        texts.reduce((total, text) => total + Math.min(count(text), cap), 0),
+      );
     const facts: RequestFacts = { caller, userId, model, prompt: '', reservationId: randomUUID() };
     // `run` may queue the texts while the reservation is pending; it must not call the GPU before `reserved` resolves.
     const reserved = this.billing
@@ -119,10 +123,19 @@ export class Metering {
     } catch (error) {
       // A refused reservation held nothing; a failure after it was held releases it.
       if (await reserved.catch(() => false)) this.record(facts, ZERO_USAGE, 'ERROR');
-      throw (await reserved.then(() => error, (refusal: unknown) => refusal)) as Error;
+      throw (await reserved.then(
+        () => error,
+        (refusal: unknown) => refusal,
+      )) as Error;
     }
     // As the backend reads it: normalised, and no further than its tokens can reach (32 characters per kept token).
-    const read = (text: string) => (Number.isFinite(cap) ? text.normalize('NFKC').toLowerCase().slice(0, cap * 32) : text.normalize('NFKC').toLowerCase());
+    const read = (text: string) =>
+      Number.isFinite(cap)
+        ? text
+            .normalize('NFKC')
+            .toLowerCase()
+            .slice(0, cap * 32)
+        : text.normalize('NFKC').toLowerCase();
     const tokens = sum((text) => countTokens(read(text)));
     this.record(facts, { promptTokens: tokens, completionTokens: 0, totalTokens: tokens, promptCacheHitTokens: 0, promptCacheMissTokens: tokens }, 'STOP');
     return result;

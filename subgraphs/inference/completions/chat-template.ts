@@ -13,8 +13,7 @@ export interface ChatMessage {
 }
 
 /** `<|role|>` lines, then the assistant's turn: a neutral format for models trained without one. */
-export const DEFAULT_CHAT_TEMPLATE =
-  '{% for message in messages %}<|{{ message.role }}|>\n{{ message.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}';
+export const DEFAULT_CHAT_TEMPLATE = '{% for message in messages %}<|{{ message.role }}|>\n{{ message.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}';
 
 const compiled = new Map<string, Template>();
 

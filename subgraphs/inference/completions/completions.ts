@@ -224,16 +224,20 @@ export class Completions {
       signal?.addEventListener('abort', () => events.push({ unsubscribed: true }), { once: true });
       try {
         // The tier picks the endpoint that served this conversation before (its prompt is cached there) or the least-loaded one, and moves a stream that never reached its server.
-        stream = this.tier.startStream(generationRequest(model, id, [prepared.prompt], [prepared.sampling], true, priority), {
-          response: (response, final) => {
-            try {
-              events.push({ output: generationOutputs(model, response, 1)[0], final });
-            } catch (error) {
-              events.push({ error: error as Error });
-            }
+        stream = this.tier.startStream(
+          generationRequest(model, id, [prepared.prompt], [prepared.sampling], true, priority),
+          {
+            response: (response, final) => {
+              try {
+                events.push({ output: generationOutputs(model, response, 1)[0], final });
+              } catch (error) {
+                events.push({ error: error as Error });
+              }
+            },
+            error: (error) => events.push({ error }),
           },
-          error: (error) => events.push({ error }),
-        }, conversationKey(metered.facts.userId, model.id, prepared.messages));
+          conversationKey(metered.facts.userId, model.id, prepared.messages),
+        );
       } catch (error) {
         clearTimeout(timer);
         const coded = gpuError(error, model.id); // MODEL_NOT_FOUND / MODEL_NOT_READY (with retryAfter) / GPU_UNAVAILABLE

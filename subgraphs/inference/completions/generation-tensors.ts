@@ -36,14 +36,7 @@ const FLAGS = ['exclude_input_in_output', 'return_num_input_tokens', 'return_num
  * matters to decoupled models. `priority` (priority.ts) becomes Triton's
  * `priority` request parameter; undefined sends none (the model's default).
  */
-export function generationRequest(
-  model: ModelInfo,
-  id: string,
-  prompts: readonly string[],
-  sampling: readonly SamplingParameters[],
-  stream: boolean,
-  priority?: number,
-): ModelInferRequest {
+export function generationRequest(model: ModelInfo, id: string, prompts: readonly string[], sampling: readonly SamplingParameters[], stream: boolean, priority?: number): ModelInferRequest {
   const declared = new Set(model.inputs.map((t) => t.name));
   const batched = model.maxBatchSize > 0;
   const n = prompts.length;

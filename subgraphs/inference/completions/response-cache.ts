@@ -57,7 +57,9 @@ export class ResponseCache {
     if (!wanted || !isRepeatable(sampling)) return null;
     // Sorted keys: the same parameters always hash the same, whatever order they were set in.
     const parameters = JSON.stringify(sampling, Object.keys(sampling).sort());
-    const digest = createHash('sha256').update(JSON.stringify([model.id, model.version, prompt, parameters])).digest('hex');
+    const digest = createHash('sha256')
+      .update(JSON.stringify([model.id, model.version, prompt, parameters]))
+      .digest('hex');
     return `inference:response:${this.settings.shared ? 'shared' : userId}:${digest}`;
   }
 

@@ -23,9 +23,7 @@ function fakeTriton(answer: (request: ModelInferRequest) => Promise<ModelInferRe
 function echo(request: ModelInferRequest): Promise<ModelInferResponse> {
   const texts = decodeBytesTensor(request.raw_input_contents![0] as Buffer);
   const out = new Float32Array(texts.flatMap((t) => [t.length, texts.length]));
-  return Promise.resolve(
-    inferResponse({ model_name: 'm', model_version: '1', outputs: [outputTensor('embedding', 'FP32', [texts.length, 2])], raw_output_contents: [Buffer.from(out.buffer)] }),
-  );
+  return Promise.resolve(inferResponse({ model_name: 'm', model_version: '1', outputs: [outputTensor('embedding', 'FP32', [texts.length, 2])], raw_output_contents: [Buffer.from(out.buffer)] }));
 }
 
 describe('EmbeddingBatcher', () => {
@@ -34,8 +32,18 @@ describe('EmbeddingBatcher', () => {
     const embedder = new EmbeddingBatcher(client, 1);
     const texts = ['a', 'bb', 'ccc', 'dddd', 'eeeee', 'ffffff'];
     const vectors = await Promise.all(texts.map((t) => embedder.embed(model, [t]).then(([v]) => Array.from(v))));
-    expect(calls.map((c) => c.inputs![0].shape)).toEqual([[4, 1], [2, 1]]);
-    expect(vectors).toEqual([[1, 4], [2, 4], [3, 4], [4, 4], [5, 2], [6, 2]]);
+    expect(calls.map((c) => c.inputs![0].shape)).toEqual([
+      [4, 1],
+      [2, 1],
+    ]);
+    expect(vectors).toEqual([
+      [1, 4],
+      [2, 4],
+      [3, 4],
+      [4, 4],
+      [5, 2],
+      [6, 2],
+    ]);
     expect(calls).toHaveLength(2);
   });
 

@@ -37,12 +37,15 @@ export class EmbeddingBatcher {
    * the texts join a batch at once, and its GPU call waits for it (runCleared).
    */
   embed(model: ModelInfo, texts: readonly string[], priority?: number, cleared: Promise<unknown> = CLEARED): Promise<Float32Array[]> {
-    return this.loaders.of(model, String(priority ?? '')).loadMany(texts.map((text) => ({ text, priority, cleared }))).then((results) =>
-      results.map((result) => {
-        if (result instanceof Error) throw result;
-        return result;
-      }),
-    );
+    return this.loaders
+      .of(model, String(priority ?? ''))
+      .loadMany(texts.map((text) => ({ text, priority, cleared })))
+      .then((results) =>
+        results.map((result) => {
+          if (result instanceof Error) throw result;
+          return result;
+        }),
+      );
   }
 
   private batch(model: ModelInfo, keys: readonly EmbedKey[]): Promise<(Float32Array | Error)[]> {
@@ -66,9 +69,7 @@ export class EmbeddingBatcher {
     const output = response.outputs[index];
     const raw = response.raw_output_contents[index];
     if (!output || !raw || output.datatype !== 'FP32' || output.shape.length !== 2 || output.shape[0] !== texts.length) {
-      throw new Error(
-        `ModelInfer on ${model.id} expects an "embedding" FP32 output of shape [${texts.length}, D], but got ${output ? `${output.datatype} [${output.shape.join(', ')}]` : 'none'}`,
-      );
+      throw new Error(`ModelInfer on ${model.id} expects an "embedding" FP32 output of shape [${texts.length}, D], but got ${output ? `${output.datatype} [${output.shape.join(', ')}]` : 'none'}`);
     }
     const dims = output.shape[1];
     if (raw.length !== texts.length * dims * 4) {

@@ -72,11 +72,17 @@ function caller(): Caller {
 async function promptTokensBilled(who: Caller): Promise<number[]> {
   expect(await metering.drain(10_000)).toBe(true);
   const entries = await redis.xrange(USAGE_EVENTS_STREAM, '-', '+');
-  return entries.map(([, fields]) => decodeUsageEvent(fields)).filter((e) => e.userId === who.identity.sub).map((e) => e.promptTokens);
+  return entries
+    .map(([, fields]) => decodeUsageEvent(fields))
+    .filter((e) => e.userId === who.identity.sub)
+    .map((e) => e.promptTokens);
 }
 
 async function refusal(call: Promise<unknown>): Promise<{ message: string; extensions: Record<string, unknown> }> {
-  const error = (await call.then(() => undefined, (e: unknown) => e)) as GraphQLError | undefined;
+  const error = (await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as GraphQLError | undefined;
   if (!error) throw new Error('expected the call to be refused, but it succeeded');
   return { message: error.message, extensions: error.extensions };
 }
@@ -88,7 +94,11 @@ describe('embed(tokens:)', () => {
     const byText = caller();
     const byIds = caller();
     const fromTexts = await embeddings.embed(byText, TEXTS, 'sluice-embed');
-    const fromIds = await embeddings.embedTokens(byIds, TEXTS.map((t) => encodeR50k(t)), 'sluice-embed');
+    const fromIds = await embeddings.embedTokens(
+      byIds,
+      TEXTS.map((t) => encodeR50k(t)),
+      'sluice-embed',
+    );
     expect(fromIds.map((e) => e.index)).toEqual([0, 1]);
     expect(fromIds.map((e) => e.vector)).toEqual(fromTexts.map((e) => e.vector));
     expect(await promptTokensBilled(byIds)).toEqual(await promptTokensBilled(byText));
@@ -140,6 +150,8 @@ describe('embedInput', () => {
     expect(embedInput({ texts: ['a'], tokens: null })).toEqual({ texts: ['a'] });
     expect(embedInput({ tokens: [[1]] })).toEqual({ tokens: [[1]] });
     expect(() => embedInput({})).toThrow('embed expects exactly one of texts (strings) or tokens (arrays of token ids), but got neither');
-    expect(() => embedInput({ texts: ['a'], tokens: [[1]] })).toThrow(expect.objectContaining({ message: expect.stringContaining('but got both'), extensions: { code: 'BAD_USER_INPUT', field: 'tokens' } }));
+    expect(() => embedInput({ texts: ['a'], tokens: [[1]] })).toThrow(
+      expect.objectContaining({ message: expect.stringContaining('but got both'), extensions: { code: 'BAD_USER_INPUT', field: 'tokens' } }),
+    );
   });
 });

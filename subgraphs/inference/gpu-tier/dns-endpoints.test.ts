@@ -113,7 +113,9 @@ describe('a GpuTier on a DNS target', () => {
     try {
       expect(tier.endpoints).toEqual([]);
       expect(await tier.isReady()).toBe(false);
-      expect(() => tier.pick('m')).toThrow(expect.objectContaining({ code: 'GPU_UNAVAILABLE', message: `model "m" cannot be routed: there is no GPU endpoint yet, no address has come from ${target}` }));
+      expect(() => tier.pick('m')).toThrow(
+        expect.objectContaining({ code: 'GPU_UNAVAILABLE', message: `model "m" cannot be routed: there is no GPU endpoint yet, no address has come from ${target}` }),
+      );
       await until(() => tier.dnsNames[0].failures > 0, true, 'a silent server counted as a failure');
       dns.answer('gpu-c.sluice.test', ['127.0.0.1']);
       await until(() => tier.endpoints.map((e) => e.address), ['127.0.0.1:1'], 'endpoints after the answer');

@@ -35,22 +35,57 @@ export function endpointMetrics(tier: GpuTier): string {
   };
   const endpoints = tier.endpoints;
   const each = (value: (e: (typeof endpoints)[number]) => number): Array<[Record<string, string>, number]> => endpoints.map((e) => [{ endpoint: e.address }, value(e)]);
-  family('sluice_gpu_endpoint_requests_total', 'counter', 'Calls routed to the GPU endpoint (a batch counts once, each streamed request once).', each((e) => e.requests));
-  family('sluice_gpu_endpoint_failures_total', 'counter', 'Calls to the GPU endpoint that failed in transport.', each((e) => e.failures));
-  family('sluice_gpu_endpoint_in_flight', 'gauge', 'Requests of this service on the GPU endpoint now (batch rows counted).', each((e) => e.inFlight));
+  family(
+    'sluice_gpu_endpoint_requests_total',
+    'counter',
+    'Calls routed to the GPU endpoint (a batch counts once, each streamed request once).',
+    each((e) => e.requests),
+  );
+  family(
+    'sluice_gpu_endpoint_failures_total',
+    'counter',
+    'Calls to the GPU endpoint that failed in transport.',
+    each((e) => e.failures),
+  );
+  family(
+    'sluice_gpu_endpoint_in_flight',
+    'gauge',
+    'Requests of this service on the GPU endpoint now (batch rows counted).',
+    each((e) => e.inFlight),
+  );
   family(
     'sluice_gpu_endpoint_queued',
     'gauge',
     "Mean requests waiting in the GPU endpoint's queue over the last poll interval, per model.",
     endpoints.flatMap((e) => [...e.queued].map(([model, queued]): [Record<string, string>, number] => [{ endpoint: e.address, model }, queued])),
   );
-  family('sluice_gpu_endpoint_up', 'gauge', 'Whether the GPU endpoint answered its last ServerReady probe.', each((e) => (e.reachable ? 1 : 0)));
-  family('sluice_gpu_endpoint_breaker_state', 'gauge', "The GPU endpoint's circuit breaker: 0 closed, 1 half-open, 2 open.", each((e) => BREAKER_VALUES[e.breaker.state]));
+  family(
+    'sluice_gpu_endpoint_up',
+    'gauge',
+    'Whether the GPU endpoint answered its last ServerReady probe.',
+    each((e) => (e.reachable ? 1 : 0)),
+  );
+  family(
+    'sluice_gpu_endpoint_breaker_state',
+    'gauge',
+    "The GPU endpoint's circuit breaker: 0 closed, 1 half-open, 2 open.",
+    each((e) => BREAKER_VALUES[e.breaker.state]),
+  );
   const names = tier.dnsNames;
   if (names.length > 0) {
     const perName = (value: (n: (typeof names)[number]) => number): Array<[Record<string, string>, number]> => names.map((n) => [{ target: n.target.entry }, value(n)]);
-    family('sluice_gpu_dns_addresses', 'gauge', 'GPU endpoint addresses in force from the DNS target (its last answer that listed any).', perName((n) => n.addresses?.length ?? 0));
-    family('sluice_gpu_dns_failures_total', 'counter', 'Resolutions of the DNS target that failed, timed out or listed no address (the last addresses were kept).', perName((n) => n.failures));
+    family(
+      'sluice_gpu_dns_addresses',
+      'gauge',
+      'GPU endpoint addresses in force from the DNS target (its last answer that listed any).',
+      perName((n) => n.addresses?.length ?? 0),
+    );
+    family(
+      'sluice_gpu_dns_failures_total',
+      'counter',
+      'Resolutions of the DNS target that failed, timed out or listed no address (the last addresses were kept).',
+      perName((n) => n.failures),
+    );
   }
   return `${lines.join('\n')}\n`;
 }

@@ -91,7 +91,11 @@ export class GpuEndpoint {
   /** The server refused work for `model` as not ready: stop routing it here until the next index says otherwise. */
   markNotReady(model: string, reason: string): void {
     const versions = this.models?.get(model);
-    if (versions) this.models!.set(model, versions.map((m) => ({ ...m, state: 'UNAVAILABLE', reason })));
+    if (versions)
+      this.models!.set(
+        model,
+        versions.map((m) => ({ ...m, state: 'UNAVAILABLE', reason })),
+      );
   }
 
   /** A unary call starts here: `weight` batch rows of inference, or 0 for a control call (not counted as a request). */

@@ -23,8 +23,14 @@ const start = (repository: string, grpcPort = 0) => startGpuServer({ repository,
 beforeAll(async () => {
   // Both serve tier-embed; only the first serves only-a, only the second only-b.
   repositories = await Promise.all([
-    makeEmbedRepository([{ name: 'tier-embed', maxBatchSize: 8 }, { name: 'only-a', maxBatchSize: 8 }]),
-    makeEmbedRepository([{ name: 'tier-embed', maxBatchSize: 8 }, { name: 'only-b', maxBatchSize: 8 }]),
+    makeEmbedRepository([
+      { name: 'tier-embed', maxBatchSize: 8 },
+      { name: 'only-a', maxBatchSize: 8 },
+    ]),
+    makeEmbedRepository([
+      { name: 'tier-embed', maxBatchSize: 8 },
+      { name: 'only-b', maxBatchSize: 8 },
+    ]),
   ]);
   servers = await Promise.all(repositories.map((r) => start(r)));
   deadPort = await freePort(); // nothing listens here
@@ -116,9 +122,7 @@ it('says which endpoints are unusable when none can take the call', async () => 
   const tier = tierOf([`127.0.0.1:${deadPort}`], { deadlineMs: 1_000 });
   try {
     expect(await tier.isReady()).toBe(false);
-    expect(() => tier.pick('tier-embed')).toThrow(
-      new RegExp(`model "tier-embed" is listed by no GPU endpoint that has answered, and 127\\.0\\.0\\.1:${deadPort} has not answered yet`),
-    );
+    expect(() => tier.pick('tier-embed')).toThrow(new RegExp(`model "tier-embed" is listed by no GPU endpoint that has answered, and 127\\.0\\.0\\.1:${deadPort} has not answered yet`));
     await expect(tier.repositoryIndex()).rejects.toMatchObject({ code: 'GPU_UNAVAILABLE' });
   } finally {
     tier.close();

@@ -19,7 +19,9 @@ import type { ChatMessage } from '../completions/chat-template';
 
 /** The affinity key of a conversation (see the file comment). */
 export function conversationKey(userId: string, model: string, messages: readonly ChatMessage[]): string {
-  return createHash('sha256').update(JSON.stringify([userId, model, messages.slice(0, 2)])).digest('base64');
+  return createHash('sha256')
+    .update(JSON.stringify([userId, model, messages.slice(0, 2)]))
+    .digest('base64');
 }
 
 /** The endpoint (address) that last served each key, the `capacity` most recently used keys kept. */

@@ -22,7 +22,10 @@ const DEFAULT_KEY = 'default';
 /** Parses "scope=level,…" (levels are integers ≥ 1); throws naming the entry that is wrong. */
 export function parsePriorityByScope(text: string): PriorityByScope {
   const table = new Map<string, number>();
-  for (const entry of text.split(',').map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of text
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
     const match = /^([^=\s]+)\s*=\s*(\d+)$/.exec(entry);
     const level = match ? Number(match[2]) : NaN;
     if (!match || !Number.isSafeInteger(level) || level < 1) {

@@ -41,7 +41,10 @@ describe('withAffinity', () => {
 
 describe('conversationKey and AffinityTable', () => {
   it('gives every turn of a conversation one key, distinct per user, model and conversation', () => {
-    const turn1 = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
+    const turn1 = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ];
     const turn2 = [...turn1, { role: 'assistant', content: 'Hello.' }, { role: 'user', content: 'And then?' }];
     expect(conversationKey('u1', 'm', turn2)).toBe(conversationKey('u1', 'm', turn1));
     expect(conversationKey('u2', 'm', turn1)).not.toBe(conversationKey('u1', 'm', turn1));
@@ -165,7 +168,12 @@ describe('GpuTier.pick', () => {
   it('routes a pinned version only to endpoints that have that version ready', () => {
     serve(0, { m: [{ ...READY, version: '1' }] });
     const b = serve(1, { m: [{ ...READY, version: '2' }] });
-    serve(2, { m: [{ ...READY, version: '1' }, { version: '2', state: 'UNAVAILABLE', reason: 'unloaded' }] });
+    serve(2, {
+      m: [
+        { ...READY, version: '1' },
+        { version: '2', state: 'UNAVAILABLE', reason: 'unloaded' },
+      ],
+    });
     for (let i = 0; i < 4; i++) expect(tier.pick('m', '2')).toBe(b);
   });
 

@@ -28,9 +28,7 @@ beforeAll(async () => {
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   client = new TritonClient(`127.0.0.1:${port}`, 5_000);
 });
 
@@ -100,8 +98,14 @@ it('carries many requests on one call and routes interleaved responses by id', a
   call.write(response('b', 'b2', true));
   call.write(response('a', 'a2', true));
   await Promise.all([a.finished, b.finished]);
-  expect(a.events).toEqual([{ name: 'a1', final: false }, { name: 'a2', final: true }]);
-  expect(b.events).toEqual([{ name: 'b1', final: false }, { name: 'b2', final: true }]);
+  expect(a.events).toEqual([
+    { name: 'a1', final: false },
+    { name: 'a2', final: true },
+  ]);
+  expect(b.events).toEqual([
+    { name: 'b1', final: false },
+    { name: 'b2', final: true },
+  ]);
   expect(stream.active).toBe(0);
   stream.close();
 });
@@ -118,7 +122,7 @@ it('reads the gRPC status a server error names in sluice_error_code, and none fr
   stream.close();
 });
 
-it("routes a server error message to its request only, as a non-transport error", async () => {
+it('routes a server error message to its request only, as a non-transport error', async () => {
   const { stream, a, b } = await twoRequests();
   calls[0].write(serverError('a', "unexpected datatype for input 'x'"));
   await a.finished;

@@ -48,7 +48,8 @@ export class TritonClient implements TritonApi {
   ) {
     if (restrictedKey) {
       const equals = restrictedKey.indexOf('=');
-      if (equals <= 0 || equals === restrictedKey.length - 1) throw new ConfigError('INFERENCE_GPU_SERVER_KEY expects <key>=<value>, as the tail of the GPU server\'s --grpc-restricted-protocol, but got a value without both');
+      if (equals <= 0 || equals === restrictedKey.length - 1)
+        throw new ConfigError("INFERENCE_GPU_SERVER_KEY expects <key>=<value>, as the tail of the GPU server's --grpc-restricted-protocol, but got a value without both");
       this.metadata.set(`triton-grpc-protocol-${restrictedKey.slice(0, equals).toLowerCase()}`, restrictedKey.slice(equals + 1));
     }
     const Service = loadTritonProto().inference.GRPCInferenceService;
@@ -115,9 +116,7 @@ export class TritonClient implements TritonApi {
   }
 
   private unary<Res>(start: UnaryCall<Res>, deadlineMs = this.deadlineMs): Promise<Res> {
-    return new Promise((resolve, reject) =>
-      start(this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (error, response) => (error ? reject(error) : resolve(response!))),
-    );
+    return new Promise((resolve, reject) => start(this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (error, response) => (error ? reject(error) : resolve(response!))));
   }
 }
 
@@ -129,10 +128,7 @@ export { status as GrpcStatus } from '@grpc/grpc-js';
 
 /** A failure of the endpoint or the network, as opposed to the server's answer. */
 export function isTransportFailure(error: unknown): boolean {
-  return (
-    isGrpcError(error) &&
-    (error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED || error.code === grpc.status.INTERNAL || error.code === grpc.status.UNKNOWN)
-  );
+  return isGrpcError(error) && (error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED || error.code === grpc.status.INTERNAL || error.code === grpc.status.UNKNOWN);
 }
 
 /**

@@ -116,39 +116,37 @@ export function AccountPage({ session }: { session: Session }) {
 
       <section aria-labelledby="invoices-title">
         <h2 id="invoices-title">Invoices</h2>
-        {me?.invoices && me.invoices.length > 0 ? (
-          me.invoices.map((invoice) => (
-            <table key={invoice.month} className="invoice">
-              <caption>
-                {invoice.month}: {formatMicros(invoice.total, invoice.currency)}
-              </caption>
-              <thead>
-                <tr>
-                  <th scope="col">Model</th>
-                  <th scope="col">Requests</th>
-                  <th scope="col">Cached prompt tokens</th>
-                  <th scope="col">Prompt tokens</th>
-                  <th scope="col">Completion tokens</th>
-                  <th scope="col">Amount</th>
-                </tr>
-              </thead>
-              <tbody>
-                {invoice.lines.map((line) => (
-                  <tr key={line.model}>
-                    <th scope="row">{line.model}</th>
-                    <td>{formatCount(line.requests)}</td>
-                    <td>{formatCount(line.promptCacheHitTokens)}</td>
-                    <td>{formatCount(line.promptCacheMissTokens)}</td>
-                    <td>{formatCount(line.completionTokens)}</td>
-                    <td>{formatMicros(line.amount, invoice.currency)}</td>
+        {me?.invoices && me.invoices.length > 0
+          ? me.invoices.map((invoice) => (
+              <table key={invoice.month} className="invoice">
+                <caption>
+                  {invoice.month}: {formatMicros(invoice.total, invoice.currency)}
+                </caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Model</th>
+                    <th scope="col">Requests</th>
+                    <th scope="col">Cached prompt tokens</th>
+                    <th scope="col">Prompt tokens</th>
+                    <th scope="col">Completion tokens</th>
+                    <th scope="col">Amount</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
-          ))
-        ) : (
-          !loading && <p className="hint">No invoices yet: a month appears once it has usage.</p>
-        )}
+                </thead>
+                <tbody>
+                  {invoice.lines.map((line) => (
+                    <tr key={line.model}>
+                      <th scope="row">{line.model}</th>
+                      <td>{formatCount(line.requests)}</td>
+                      <td>{formatCount(line.promptCacheHitTokens)}</td>
+                      <td>{formatCount(line.promptCacheMissTokens)}</td>
+                      <td>{formatCount(line.completionTokens)}</td>
+                      <td>{formatMicros(line.amount, invoice.currency)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            ))
+          : !loading && <p className="hint">No invoices yet: a month appears once it has usage.</p>}
       </section>
 
       <ApiKeys session={session} currency={currency} />

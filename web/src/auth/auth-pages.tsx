@@ -48,7 +48,21 @@ interface FieldSpec {
  * a submit button that says what is happening. Both pages differ only in
  * their fields, their mutation and the link to the other page.
  */
-function AuthForm({ title, fields, submit, loading, error, other }: { title: string; fields: FieldSpec[]; submit: (values: Record<string, string>) => Promise<Payload | undefined>; loading: boolean; error: unknown; other: ReactNode }) {
+function AuthForm({
+  title,
+  fields,
+  submit,
+  loading,
+  error,
+  other,
+}: {
+  title: string;
+  fields: FieldSpec[];
+  submit: (values: Record<string, string>) => Promise<Payload | undefined>;
+  loading: boolean;
+  error: unknown;
+  other: ReactNode;
+}) {
   const id = useId();
   const [values, setValues] = useState<Record<string, string>>(() => Object.fromEntries(fields.map((field) => [field.name, ''])));
   const onSubmit = async (event: FormEvent) => {

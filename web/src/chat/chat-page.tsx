@@ -57,7 +57,9 @@ export function ChatPage({ session }: { session: Session }) {
   const { conversations, save, remove } = useConversations(session.user.id);
   const [currentId, setCurrentId] = useState<string | null>(() => conversations[0]?.id ?? null);
   const models = useQuery(CHAT_MODELS);
-  const chatModels: ChatModel[] = (models.data?.models ?? []).flatMap((m) => (m.kind === 'TEXT_GENERATION' && m.pricing ? [{ id: m.id, ready: m.ready, pricing: m.pricing, contextLength: m.contextLength ?? null }] : []));
+  const chatModels: ChatModel[] = (models.data?.models ?? []).flatMap((m) =>
+    m.kind === 'TEXT_GENERATION' && m.pricing ? [{ id: m.id, ready: m.ready, pricing: m.pricing, contextLength: m.contextLength ?? null }] : [],
+  );
   const [modelId, setModelId] = useState('');
   const model = chatModels.find((m) => m.id === modelId) ?? chatModels.find((m) => m.ready) ?? chatModels[0];
   const [maxTokens, setMaxTokens] = useState(DEFAULT_MAX_TOKENS);
@@ -172,7 +174,15 @@ export function ChatPage({ session }: { session: Session }) {
           </div>
           <div className="field inline">
             <label htmlFor={`${ids}-max`}>Longest answer (tokens)</label>
-            <input id={`${ids}-max`} type="number" min={1} max={model?.contextLength ?? undefined} value={maxTokens} onChange={(e) => setMaxTokens(Math.max(1, Number(e.target.value) || DEFAULT_MAX_TOKENS))} disabled={busy} />
+            <input
+              id={`${ids}-max`}
+              type="number"
+              min={1}
+              max={model?.contextLength ?? undefined}
+              value={maxTokens}
+              onChange={(e) => setMaxTokens(Math.max(1, Number(e.target.value) || DEFAULT_MAX_TOKENS))}
+              disabled={busy}
+            />
           </div>
           {model && (
             <p className="prices">

@@ -17,18 +17,35 @@ describe('stream assembly', () => {
   });
 
   it('holds a chunk that arrives early until the gap before it is filled', () => {
-    const gap = assemble([{ index: 0, delta: 'a' }, { index: 2, delta: 'c' }]);
+    const gap = assemble([
+      { index: 0, delta: 'a' },
+      { index: 2, delta: 'c' },
+    ]);
     expect(gap.text).toBe('a');
-    expect(assemble([{ index: 0, delta: 'a' }, { index: 2, delta: 'c' }, { index: 1, delta: 'b' }]).text).toBe('abc');
+    expect(
+      assemble([
+        { index: 0, delta: 'a' },
+        { index: 2, delta: 'c' },
+        { index: 1, delta: 'b' },
+      ]).text,
+    ).toBe('abc');
   });
 
   it('ignores a chunk it has already taken in', () => {
-    const stream = assemble([{ index: 0, delta: 'a' }, { index: 0, delta: 'a' }, { index: 1, delta: 'b' }, { index: 1, delta: 'b' }]);
+    const stream = assemble([
+      { index: 0, delta: 'a' },
+      { index: 0, delta: 'a' },
+      { index: 1, delta: 'b' },
+      { index: 1, delta: 'b' },
+    ]);
     expect(stream.text).toBe('ab');
   });
 
   it('keeps the error of a stream that ends with ERROR', () => {
-    const stream = assemble([{ index: 0, delta: 'par' }, { index: 1, delta: '', finishReason: 'ERROR', error: { code: 'GPU_UNAVAILABLE', message: 'the GPU went away' } }]);
+    const stream = assemble([
+      { index: 0, delta: 'par' },
+      { index: 1, delta: '', finishReason: 'ERROR', error: { code: 'GPU_UNAVAILABLE', message: 'the GPU went away' } },
+    ]);
     expect(stream).toMatchObject({ text: 'par', finishReason: 'ERROR', error: { code: 'GPU_UNAVAILABLE' } });
   });
 

@@ -44,7 +44,14 @@ const ACCEPTED = '.md,.markdown,.txt,text/plain,text/markdown';
 
 /** Tags as a person types them: "guides, setup" → ["guides", "setup"]. */
 export function parseTags(text: string): string[] {
-  return [...new Set(text.split(',').map((tag) => tag.trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      text
+        .split(',')
+        .map((tag) => tag.trim())
+        .filter(Boolean),
+    ),
+  ];
 }
 
 /** Upload (drop or pick files), the document list with each one's ingestion progress, tags and delete. */
@@ -150,7 +157,11 @@ export function Documents() {
                   ))}
                 </ul>
               )}
-              {doc.status === 'INGESTING' ? <Ingestion documentId={doc.id} title={doc.title} onDone={() => void documents.refetch()} /> : <IngestionBar title={doc.title} status={doc.status} done={doc.chunkCount} total={doc.chunkCount} reason={doc.failureReason ?? null} />}
+              {doc.status === 'INGESTING' ? (
+                <Ingestion documentId={doc.id} title={doc.title} onDone={() => void documents.refetch()} />
+              ) : (
+                <IngestionBar title={doc.title} status={doc.status} done={doc.chunkCount} total={doc.chunkCount} reason={doc.failureReason ?? null} />
+              )}
             </li>
           ))}
         </ul>

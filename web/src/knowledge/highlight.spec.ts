@@ -14,7 +14,11 @@ describe('highlight', () => {
   });
 
   it('leaves out words under three letters and filler words, and matches only letters and digits of the query', () => {
-    expect(highlight('The Nile flows.', 'Where does the Nile flow?').filter((s) => s.match).map((s) => s.text)).toEqual(['Nile', 'flow']);
+    expect(
+      highlight('The Nile flows.', 'Where does the Nile flow?')
+        .filter((s) => s.match)
+        .map((s) => s.text),
+    ).toEqual(['Nile', 'flow']);
     expect(highlight('a (b) of c++', 'of a (b) c++')).toEqual([{ text: 'a (b) of c++', match: false, start: 0 }]);
     expect(highlight('cost: $1.50 (est.)', '$1.50 (est.)')).toEqual([
       { text: 'cost: $1.50 (', match: false, start: 0 },

@@ -12,7 +12,31 @@ export interface Segment {
   start: number;
 }
 
-const FILLER = new Set(['the', 'and', 'for', 'are', 'was', 'were', 'does', 'did', 'has', 'have', 'what', 'which', 'who', 'where', 'when', 'how', 'why', 'this', 'that', 'with', 'from', 'into', 'about']);
+const FILLER = new Set([
+  'the',
+  'and',
+  'for',
+  'are',
+  'was',
+  'were',
+  'does',
+  'did',
+  'has',
+  'have',
+  'what',
+  'which',
+  'who',
+  'where',
+  'when',
+  'how',
+  'why',
+  'this',
+  'that',
+  'with',
+  'from',
+  'into',
+  'about',
+]);
 
 export function highlight(text: string, query: string): Segment[] {
   const words = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) ?? [])].filter((word) => !FILLER.has(word));

@@ -69,16 +69,16 @@ export function Search() {
     <section aria-labelledby={`${ids}-title`}>
       <h2 id={`${ids}-title`}>Search</h2>
       <search>
-      <form className="row" onSubmit={submit}>
-        <div className="field inline grow">
-          <label htmlFor={`${ids}-q`}>Search your documents</label>
-          <input id={`${ids}-q`} type="search" value={query} onChange={(e) => setQuery(e.target.value)} />
-        </div>
-        <TagFilter value={tags} onChange={setTags} />
-        <button type="submit" disabled={loading}>
-          {loading ? 'Searching…' : 'Search'}
-        </button>
-      </form>
+        <form className="row" onSubmit={submit}>
+          <div className="field inline grow">
+            <label htmlFor={`${ids}-q`}>Search your documents</label>
+            <input id={`${ids}-q`} type="search" value={query} onChange={(e) => setQuery(e.target.value)} />
+          </div>
+          <TagFilter value={tags} onChange={setTags} />
+          <button type="submit" disabled={loading}>
+            {loading ? 'Searching…' : 'Search'}
+          </button>
+        </form>
       </search>
       <ErrorNotice error={error} />
       {called && !loading && !error && data?.search?.length === 0 && <p className="hint">Nothing in your ready documents matches.</p>}
