@@ -22,6 +22,12 @@ const SCRIPTS = [
   'rate-limit-load.ts',
   'gateway-throughput.ts',
   'scale-out.ts',
+  'openai-api.ts',
+  'prefix-cache.ts',
+  'prefix-affinity.ts',
+  'perimeter-cost.ts',
+  'chaos.ts',
+  'web-app.ts',
 ];
 
 let failed = 0;
