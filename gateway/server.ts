@@ -140,10 +140,10 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
     try {
       return await contextFor(req.headers.authorization, req, (req.headers['x-request-id'] as string | undefined) ?? nextRequestId());
     } catch (error) {
-      if (error instanceof AuthenticationError) throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
+      if (error instanceof AuthenticationError) throw new ContextError(ErrorCode.Unauthenticated, error.message);
       if (error instanceof KeysUnavailableError) {
         log.error('cannot verify credentials', { error: error.message });
-        throw new ContextError(503, ErrorCode.ServiceUnavailable, 'credentials cannot be verified right now: the auth service is unreachable');
+        throw new ContextError(ErrorCode.ServiceUnavailable, 'credentials cannot be verified right now: the auth service is unreachable');
       }
       throw error;
     }

@@ -27,12 +27,15 @@ export interface ApolloHttpOptions<TContext extends BaseContext> {
 
 /** Thrown by a context function to refuse a request with a status and a coded error. */
 export class ContextError extends Error {
+  /** The HTTP status, from the one ErrorCode → status map. */
+  readonly status: number;
+
   constructor(
-    readonly status: number,
     readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
+    this.status = httpStatusFor(code);
   }
 }
 

@@ -92,7 +92,7 @@ export async function startSubgraph<TContext extends SubgraphContext>(options: S
       } catch (error) {
         if (error instanceof IdentityError) {
           log.warn('refused request without a valid identity', { reason: error.message });
-          throw new ContextError(401, ErrorCode.Unauthenticated, error.message);
+          throw new ContextError(ErrorCode.Unauthenticated, error.message);
         }
         throw error;
       }

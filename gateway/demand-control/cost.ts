@@ -33,7 +33,7 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import type { Env } from '../../lib/config';
-import { ErrorCode } from '../../lib/errors';
+import { ErrorCode, httpStatusFor } from '../../lib/errors';
 
 const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
 const MUTATION_COST = 10;
@@ -173,7 +173,7 @@ export function estimateCost(
 export function checkCost(estimatedCost: number, options: DemandControlOptions): GraphQLError | undefined {
   if (estimatedCost <= options.maxCost) return undefined;
   return new GraphQLError(`the operation's estimated cost is ${estimatedCost}, over the limit of ${options.maxCost}: request fewer items (smaller "first" or "k") or fewer fields`, {
-    extensions: { code: ErrorCode.CostLimit, estimatedCost, maxCost: options.maxCost, http: { status: 400 } },
+    extensions: { code: ErrorCode.CostLimit, estimatedCost, maxCost: options.maxCost, http: { status: httpStatusFor(ErrorCode.CostLimit) } },
   });
 }
 

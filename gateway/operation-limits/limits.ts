@@ -8,7 +8,7 @@
  */
 import { getOperationAST, GraphQLError, Kind, Lexer, parse, Source, TokenKind, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import type { Env } from '../../lib/config';
-import { ErrorCode } from '../../lib/errors';
+import { ErrorCode, httpStatusFor } from '../../lib/errors';
 import { remember } from '../../lib/bounded-map';
 
 export interface OperationLimits {
@@ -49,7 +49,7 @@ type LimitName = 'documentBytes' | 'tokens' | 'expandedFields' | 'depth' | 'alia
 
 function limitError(limit: LimitName, what: string, max: number, got: number): GraphQLError {
   return new GraphQLError(`the operation ${what}: expected at most ${max}, got ${got}`, {
-    extensions: { code: ErrorCode.OperationLimit, limit, max, got, http: { status: 400 } },
+    extensions: { code: ErrorCode.OperationLimit, limit, max, got, http: { status: httpStatusFor(ErrorCode.OperationLimit) } },
   });
 }
 

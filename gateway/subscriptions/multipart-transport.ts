@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GraphQLError } from 'graphql';
-import { ErrorCode } from '../../lib/errors';
+import { ErrorCode, httpStatusFor } from '../../lib/errors';
 import { sendJson } from '../../lib/http-service';
 import type { GatewayContext } from '../auth/context';
 import type { SubscriptionRequest, SubscriptionService } from './subscription-service';
@@ -76,12 +76,13 @@ export async function serveMultipartSubscription(subscriptions: SubscriptionServ
 /** The HTTP status of a refused subscription, as for the same refusal elsewhere at the gateway. */
 function refusalStatus(errors: readonly GraphQLError[]): number {
   const codes = new Set(errors.map((e) => e.extensions.code));
-  if (codes.has(ErrorCode.RateLimited)) return 429;
-  if (codes.has(ErrorCode.ServiceUnavailable)) return 503;
-  if (codes.has(ErrorCode.Unauthenticated)) return 401;
-  if (codes.has(ErrorCode.Forbidden)) return 403;
-  return 400;
+  const decisive = REFUSAL_PRECEDENCE.find((code) => codes.has(code));
+  // Anything else (parse, validation, limits) is the request's fault.
+  return decisive ? httpStatusFor(decisive) : 400;
 }
+
+/** When a refusal carries several codes, the one whose status the client should act on first. */
+const REFUSAL_PRECEDENCE = [ErrorCode.RateLimited, ErrorCode.ServiceUnavailable, ErrorCode.Unauthenticated, ErrorCode.Forbidden] as const;
 
 /** The RateLimit headers of a RATE_LIMITED refusal, from its error's extensions (the limiter puts the numbers there). */
 function refusalHeaders(errors: readonly GraphQLError[]): Record<string, string> {
