@@ -308,7 +308,10 @@ async function main(): Promise<void> {
         '',
         '| replica lost | kill → ready | requests ended in the window | failed | streams in flight at the kill: finished / coded error (gpu-server) | what failed |',
         '|---|---|---|---|---|---|',
-        ...results.map((r) => `| ${r.name} | ${ms(r.downMs)} | ${r.requests} | ${r.failed.length} | ${r.streamsAtKill.inFlight}: ${r.streamsAtKill.finished} / ${r.name === GPU_FAULT ? r.codedStreamEnds.length : '—'} | ${describe(r.failed)} |`),
+        ...results.map(
+          (r) =>
+            `| ${r.name} | ${ms(r.downMs)} | ${r.requests} | ${r.failed.length} | ${r.streamsAtKill.inFlight}: ${r.streamsAtKill.finished} / ${r.name === GPU_FAULT ? r.codedStreamEnds.length : '—'} | ${describe(r.failed)} |`,
+        ),
         '',
         `**${failedTotal === 0 ? 'Target met' : 'Target not met'}:** ${failedTotal} failed request(s) over the ${results.length} faults${outside.length ? ` (${outside.length} outside any fault's window: ${describe(outside)})` : ''}; streams on the killed gpu-server: ${results.find((r) => r.name === GPU_FAULT)?.codedStreamEnds.length ?? 0} ended with a coded error.`,
         '',
