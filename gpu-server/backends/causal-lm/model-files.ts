@@ -44,7 +44,7 @@ export async function openCausalLm(versionDir: string, modelFileName: string, se
   for (const file of [modelFile, tokenizerFile]) {
     if (!fs.existsSync(file))
       throw new Error(
-        `${file} does not exist (a causal-lm model needs ${modelFileName} and tokenizer.json in its version directory; for the built-in models run: npx tsx gpu-server/scripts/build-models.ts)`,
+        `${file} does not exist (a causal-lm model needs ${modelFileName} and tokenizer.json in its version directory; for the built-in models run: npx tsx gpu-server/model-builder/build-models.ts)`,
       );
   }
   const config: HfConfig = fs.existsSync(configFile) ? (JSON.parse(fs.readFileSync(configFile, 'utf8')) as HfConfig) : {};
