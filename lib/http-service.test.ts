@@ -36,20 +36,29 @@ describe('HttpService lifecycle', () => {
 
   it('drains: an in-flight request completes, new connections are refused, then it stops', async () => {
     let release: () => void = () => undefined;
+    let started: () => void = () => undefined;
+    const handling = new Promise<void>((resolve) => {
+      started = resolve;
+    });
     const service = new HttpService({
       name: 't',
       host: '127.0.0.1',
       port: 0,
       log,
       handle: async (_req, res) => {
-        await new Promise<void>((resolve) => (release = resolve));
+        const released = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        started();
+        await released;
         res.end('finished');
       },
     });
     const port = await service.listen();
     service.markReady();
     const inFlight = get(port, '/slow');
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The drain starts once the request is in the handler: before that its socket is still idle, and a drain closes idle sockets.
+    await handling;
     const stopped = service.stop();
     expect(service.phase).toBe('draining');
     await expect(get(port, '/health')).rejects.toThrow(/ECONNREFUSED/);
