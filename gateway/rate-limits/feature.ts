@@ -17,6 +17,7 @@
  * size by the operation limits).
  */
 import { HeaderMap } from '@apollo/server';
+import { type ErrorCode, httpStatusFor } from '../../lib/errors';
 import type { GatewayFeature } from '../pipeline/feature';
 import { StateKey } from '../pipeline/operation-state';
 import { variablesWithDefaults } from '../pipeline/operation-variables';
@@ -44,7 +45,8 @@ export function rateLimits(limiter: RateLimiter, corrections: TokenChargeCorrect
       }
       const admission = await limiter.admit(context.identity.claims, completionTokens(document, operationName, variablesWithDefaults(document, operationName, variables)));
       if (!admission.admitted) {
-        admission.error.extensions.http = { status: admission.status, headers: new HeaderMap(Object.entries(rateLimitHeaders(admission.quota, admission.retryAfter))) };
+        const status = httpStatusFor(admission.error.extensions.code as ErrorCode);
+        admission.error.extensions.http = { status, headers: new HeaderMap(Object.entries(rateLimitHeaders(admission.quota, admission.retryAfter))) };
         return [admission.error];
       }
       operation.set(QUOTA, admission.quota);

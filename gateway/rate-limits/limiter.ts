@@ -53,13 +53,13 @@ export interface TokenCharge {
   correct(realTokens: number): Promise<void>;
 }
 
-export type Admission = { admitted: true; quota?: Quota; tokens?: TokenCharge } | { admitted: false; status: 429 | 503; error: GraphQLError; quota?: Quota; retryAfter?: number };
+export type Admission = { admitted: true; quota?: Quota; tokens?: TokenCharge } | { admitted: false; error: GraphQLError; quota?: Quota; retryAfter?: number };
 
 export interface StreamLease {
   release(): void;
 }
 
-export type StreamAdmission = { admitted: true; lease: StreamLease } | { admitted: false; status: 429 | 503; error: GraphQLError; retryAfter?: number };
+export type StreamAdmission = { admitted: true; lease: StreamLease } | { admitted: false; error: GraphQLError; retryAfter?: number };
 
 const UNITS: Record<QuotaKind, string> = { rpm: 'requests per minute', 'ip-rpm': 'requests per minute', tpm: 'tokens per minute', streams: 'live streams' };
 const WHOSE: Record<QuotaScope, string> = { key: 'this API key', user: 'this user', ip: 'this IP address' };
@@ -125,7 +125,7 @@ export class RateLimiter {
     this.hooks.onRefusal?.(counter.scope, counter.kind);
     const { retryMs } = verdict.windows[worst];
     const retryAfter = retryMs === null ? undefined : Math.max(1, Math.ceil(retryMs / 1000));
-    return { admitted: false, status: 429, error: refusal(plan, counter, quotas[worst], retryAfter, verdict.windows[worst].used), quota: quotas[worst], retryAfter };
+    return { admitted: false, error: refusal(plan, counter, quotas[worst], retryAfter, verdict.windows[worst].used), quota: quotas[worst], retryAfter };
   }
 
   /** Takes one of the caller's live-stream slots, shared by every gateway process; `release()` gives it back. */
@@ -146,7 +146,7 @@ export class RateLimiter {
         `too many live subscriptions for ${WHOSE[holder.scope]}: the limit is ${limit} across all gateways (plan "${plan.name}"), with ${verdict.held} live; end one before starting another`,
         { limit, scope: holder.scope, kind: 'streams', plan: plan.name, retryAfter },
       );
-      return { admitted: false, status: 429, error, retryAfter };
+      return { admitted: false, error, retryAfter };
     }
     this.track(ref, store);
     let released = false;
@@ -256,10 +256,9 @@ export class RateLimiter {
     );
   }
 
-  private unavailable(): { admitted: false; status: 503; error: GraphQLError } {
+  private unavailable(): { admitted: false; error: GraphQLError } {
     return {
       admitted: false,
-      status: 503,
       error: codedError(
         ErrorCode.ServiceUnavailable,
         'rate limits cannot be checked right now (their store, Redis, is unreachable), and the gateway is configured to refuse rather than run unchecked; retry shortly',
