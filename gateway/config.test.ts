@@ -11,6 +11,7 @@ describe('gatewayConfigFromEnv', () => {
       expect(config.http).toEqual({ bodyLimitBytes: 1024 * 1024, sandbox: false, introspection: true });
       expect(config.subscriptions).toEqual({ perConnection: 16, multipartHeartbeatMs: 5_000, wsKeepAliveMs: 12_000 });
       expect([config.apq, config.safelist, config.responseCache]).toEqual([undefined, undefined, { maxEntryBytes: 512 * 1024 }]);
+      expect([config.auth.credentialsCacheMs, config.auth.credentialsStaleIfErrorMs]).toEqual([10_000, 300_000]);
     } finally {
       delete process.env.GATEWAY_MAX_DEPTH;
     }
@@ -21,6 +22,9 @@ describe('gatewayConfigFromEnv', () => {
       new ConfigError('GATEWAY_SUBSCRIPTIONS_PER_CONNECTION expects an integer between 1 and 9007199254740991, but got "0"'),
     );
     expect(() => gatewayConfigFromEnv({ GATEWAY_RATE_LIMIT_ON_REDIS_ERROR: 'maybe' })).toThrow(/^GATEWAY_RATE_LIMIT_ON_REDIS_ERROR expects "open" .* or "closed" .*, but got "maybe"$/);
+    expect(() => gatewayConfigFromEnv({ GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS: '-1' })).toThrow(
+      new ConfigError('GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS expects an integer between 0 and 9007199254740991, but got "-1"'),
+    );
     expect(() => gatewayConfigFromEnv({ GATEWAY_SAFELIST: 'true' })).toThrow('GATEWAY_SAFELIST=true expects GATEWAY_SAFELIST_FILE to name a persisted query manifest, but it is not set');
   });
 });

@@ -24,6 +24,12 @@ export interface AuthConfig {
   authUrl: string;
   /** How long a verified credential is trusted before it is checked again, in ms; also how often open WebSockets are re-checked, at least 1 s (GATEWAY_CREDENTIALS_CACHE_MS). @default 10000 */
   credentialsCacheMs: number;
+  /**
+   * While auth cannot be asked (unreachable, timed out, its breaker open, or answering 503 because its store is down),
+   * the last answer for a credential is used until it is this many ms past its expiry; 0 never uses an expired answer
+   * (GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS). @default 300000
+   */
+  credentialsStaleIfErrorMs: number;
   /** Lifetime of a signed identity sent to subgraphs, in seconds (GATEWAY_IDENTITY_TTL_SECONDS). @default 60 */
   identityTtlSeconds: number;
   /** Take the caller's address from X-Forwarded-For: only behind a proxy that is the gateway's sole entrance (GATEWAY_TRUST_PROXY). @default false */
@@ -82,6 +88,7 @@ export function gatewayConfigFromEnv(source: EnvSource = process.env): GatewayCo
       jwksUrl: env.string('GATEWAY_AUTH_JWKS_URL', 'http://127.0.0.1:4001/.well-known/jwks.json'),
       authUrl: env.string('GATEWAY_AUTH_URL', 'http://127.0.0.1:4001'),
       credentialsCacheMs: env.int('GATEWAY_CREDENTIALS_CACHE_MS', 10_000),
+      credentialsStaleIfErrorMs: env.int('GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS', 300_000),
       identityTtlSeconds: env.int('GATEWAY_IDENTITY_TTL_SECONDS', 60, { min: 5 }),
       trustProxy: env.bool('GATEWAY_TRUST_PROXY', false),
     },
