@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { redisUrlAs } from '../lib/redis-acl';
+import { killWithParent } from './child-lifetime';
 import { freePort } from './free-port';
 
 export interface RedisServer {
@@ -44,9 +45,15 @@ export async function startRedisServer(dir: string, onLine?: (line: string) => v
     );
   }
   const url = acl ? redisUrlAs(`redis://127.0.0.1:${port}`, 'default', acl.defaultPassword) : `redis://127.0.0.1:${port}`;
+  killWithParent(child);
   const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} before it was ready`))));
   exited.catch(() => undefined);
-  await Promise.race([waitForPing(url), exited]);
+  try {
+    await Promise.race([waitForPing(url), exited]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
   return {
     url,
     process: child,

@@ -6,6 +6,7 @@ import { ConfigError, PORT_VARIABLES, type PortName } from '../lib/config';
 import { generateIdentityKeyPair } from '../lib/identity';
 import { IN_MEMORY_REDIS_URL } from '../lib/redis';
 import { redisAclFile, redisUrlAs, REDIS_SERVICE_USERS, type RedisServiceUser } from '../lib/redis-acl';
+import { killWithParent } from './child-lifetime';
 import { hasRedisServer, type RedisServer, startRedisServer } from './redis-server';
 
 /**
@@ -327,6 +328,7 @@ function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<stri
     env: serviceEnv(spec.name, { ...process.env, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  killWithParent(child);
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => options.onLine(spec.name, line));
   }
