@@ -1,9 +1,10 @@
 /**
- * For tests: a real gateway on port 0, over the project's supergraph, with
- * a stand-in auth service (its JWKS, and no session ever revoked) and Redis
- * in memory, and the three ways an operation reaches it: HTTP (Apollo
- * Server's path), graphql-ws and multipart HTTP (the subscription path). No
- * subgraph runs: the operations sent are refused before anything is fetched.
+ * For tests: a real gateway on port 0, over the project's supergraph (or a
+ * given supergraph file), with a stand-in auth service (its JWKS, and no
+ * session ever revoked) and Redis in memory, and the three ways an operation
+ * reaches it: HTTP (Apollo Server's path), graphql-ws and multipart HTTP (the
+ * subscription path). Over the project's supergraph no subgraph runs: the
+ * operations sent are refused before anything is fetched.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,8 +27,8 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-/** Starts a gateway whose settings are `env` over the defaults (process.env is not read for them). */
-export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+/** Starts a gateway whose settings are `env` over the defaults (process.env is not read for them), over `supergraphFile` if given. */
+export async function startTestGateway(env: Record<string, string> = {}, supergraphFile?: string): Promise<TestGateway> {
   // The identity key comes from the process's environment (lib/identity); any key will do, as no subgraph is called.
   process.env.SLUICE_IDENTITY_PRIVATE_KEY ??= generateIdentityKeyPair().privateKeyPem;
   const sessionKey = generateKeyPairSync('ed25519');
@@ -43,7 +44,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     gateway = await startGateway(
       { host: '127.0.0.1', port: 0, redisUrl: 'memory://', log: silent },
       {
-        supergraphConfig: 'supergraph.yaml',
+        ...(supergraphFile ? { supergraphFile } : { supergraphConfig: 'supergraph.yaml' }),
         config: gatewayConfigFromEnv({ GATEWAY_AUTH_URL: authUrl, GATEWAY_AUTH_JWKS_URL: `${authUrl}/.well-known/jwks.json`, GATEWAY_METRICS: 'false', ...env }),
       },
     );
