@@ -7,9 +7,9 @@
 import { ConfigError, envInt, envString } from '../../lib/config';
 
 export interface SubgraphCallSettings {
-  /** Deadline of one attempt, from sending the request to the last byte of the response. */
+  /** Deadline of one call, retries included, from sending the first attempt to the last byte of the response. */
   timeoutMs: number;
-  /** Extra attempts for a query after a connection error or a 502/503/504; mutations never get one. */
+  /** Extra attempts for a query after a connection error or a 502/503/504, for a mutation only when its request never reached the subgraph. */
   retries: number;
   /** Pause before the first retry; doubled before each next one, with jitter. */
   retryBackoffMs: number;

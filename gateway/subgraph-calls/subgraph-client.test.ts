@@ -65,6 +65,17 @@ function init(body: string, sub = 'user-1', now = Date.now()) {
   return { method: 'POST', headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: signer.sign({ sub, scopes: ['billing:read'] }, ['billing'], now), 'x-request-id': `r-${now}` }, body };
 }
 
+/** The URL of a port nothing listens on: every connection to it is refused. */
+async function closedPort(): Promise<string> {
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+  return `http://127.0.0.1:${port}/graphql`;
+}
+
 async function failure(promise: Promise<unknown>): Promise<SubgraphCallError> {
   try {
     await promise;
@@ -118,17 +129,46 @@ describe('SubgraphClient', () => {
   });
 
   it('gives up on a query after its retries, with the connection error that stopped it', async () => {
-    const closed = await new Promise<number>((resolve) => {
-      const probe = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = probe.address() as AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
-    const target = `http://127.0.0.1:${closed}/graphql`;
+    const target = await closedPort();
     const error = await failure(client({}, undefined, target).fetch(target, init(QUERY)));
     expect(error).toMatchObject({ service: 'billing', reason: 'CONNECTION_FAILED', attempts: 3 });
     expect(error.message).toMatch(new RegExp(`^subgraph "billing" is unavailable: the connection to ${target} failed \\(ECONNREFUSED.*; 3 attempts\\)$`));
-    expect((await failure(client({}, undefined, target).fetch(target, init(MUTATION)))).attempts).toBe(1);
+    // A refused connection never carried the mutation: retrying it cannot run it twice.
+    expect((await failure(client({}, undefined, target).fetch(target, init(MUTATION)))).attempts).toBe(3);
+  });
+
+  it('retries a query, never a mutation, whose connection was reset after the request was sent', async () => {
+    handler = (_req, res) => res.socket?.destroy();
+    const error = await failure(client().fetch(url, init(MUTATION)));
+    expect(error).toMatchObject({ reason: 'CONNECTION_FAILED', attempts: 1 });
+    expect(hits).toHaveLength(1);
+    hits = [];
+    expect(await failure(client().fetch(url, init(QUERY)))).toMatchObject({ reason: 'CONNECTION_FAILED', attempts: 3 });
+    expect(hits).toHaveLength(3);
+  });
+
+  it("does not retry past the call's deadline", async () => {
+    const target = await closedPort();
+    const error = await failure(client({ timeoutMs: 100, retryBackoffMs: 1_000 }, undefined, target).fetch(target, init(QUERY)));
+    expect(error).toMatchObject({ reason: 'CONNECTION_FAILED', attempts: 1 });
+  });
+
+  it('keeps its breaker closed when every failed attempt was retried successfully: one dead replica behind the address', async () => {
+    // Every other request lands on a "dead replica" whose connection resets.
+    let n = 0;
+    handler = (_req, res) => (n++ % 2 === 0 ? res.socket?.destroy() : res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":{"ok":true}}'));
+    const c = client({ breakerFailures: 1 });
+    for (let i = 0; i < 6; i++) expect((await c.fetch(url, init(QUERY))).status).toBe(200);
+    expect(hits).toHaveLength(12);
+  });
+
+  it('counts a call that failed after its retries once toward the breaker', async () => {
+    handler = (_req, res) => res.writeHead(503).end();
+    const c = client({ breakerFailures: 2 });
+    expect(await failure(c.fetch(url, init(QUERY)))).toMatchObject({ reason: 'BAD_GATEWAY', attempts: 3 });
+    expect(await failure(c.fetch(url, init(QUERY)))).toMatchObject({ reason: 'BAD_GATEWAY', attempts: 3 });
+    expect(await failure(c.fetch(url, init(QUERY)))).toMatchObject({ reason: 'CIRCUIT_OPEN', attempts: 0 });
+    expect(hits).toHaveLength(6);
   });
 
   it('ends an attempt at the deadline and does not retry it', async () => {

@@ -1,7 +1,7 @@
 /**
  * How the gateway talks to one subgraph: a pool of keep-alive connections
- * (undici), a deadline per attempt, bounded retries with backoff for queries
- * only, a circuit breaker, and — when enabled — deduplication of identical
+ * (undici), a deadline per call, bounded retries with backoff (queries, and
+ * mutations that never reached the subgraph), a circuit breaker, and — when enabled — deduplication of identical
  * query fetches in flight. Its `fetch` is what the subgraph's data source
  * uses as its `fetcher`, so everything Apollo does around a fetch (headers,
  * parsing, cache hints) stays as it is.
@@ -40,6 +40,7 @@ export class SubgraphClient {
   private stallCheck: Promise<void> | undefined;
   private readonly origin: string;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
 
   constructor(
     readonly service: string,
@@ -51,6 +52,7 @@ export class SubgraphClient {
     this.pool = new Pool(this.origin, { connections: settings.connections, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
     this.probes = new Pool(this.origin, { connections: 1, keepAliveTimeout: settings.keepAliveMs, pipelining: 1 });
     this.breaker = new CircuitBreaker({ failureThreshold: settings.breakerFailures, openMs: settings.breakerOpenMs, now: options.now });
+    this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
@@ -64,49 +66,60 @@ export class SubgraphClient {
     await Promise.all([this.pool.close(), this.probes.close()]);
   }
 
-  /** One call with its retries: only a query is retried, and only after a connection error or a 502/503/504. */
+  /**
+   * One call with its retries, all within one deadline (`timeoutMs` from the
+   * first attempt). A query is retried after a connection error or a
+   * 502/503/504; a mutation only when its request never reached the subgraph
+   * (`neverSent`), so that it cannot run twice. The breaker hears the call's
+   * outcome, not each attempt's: behind one address with several replicas (a
+   * Kubernetes Service), a dead replica's refused or reset connections are
+   * retried onto a live one, and counting them would open the breaker on
+   * the healthy replicas too. When every replica is down, every call fails
+   * after its retries, and the threshold of such calls still opens it.
+   */
   private async call(url: string, init: FetcherRequestInit, query: boolean): Promise<BufferedResponse> {
-    const attempts = query ? 1 + this.settings.retries : 1;
-    let failure: SubgraphCallError | undefined;
+    const permit = this.breaker.tryAcquire();
+    if (!permit) throw this.circuitOpen(0);
+    const deadline = this.now() + this.settings.timeoutMs;
     for (let attempt = 1; ; attempt++) {
-      const permit = this.breaker.tryAcquire();
-      if (!permit) {
-        // The breaker opened during the retries: the failure that opened it says more than "circuit open".
-        throw failure ?? this.circuitOpen(attempt - 1);
-      }
-      let response: BufferedResponse;
+      let failure: SubgraphCallError;
+      let retryable: boolean;
       try {
-        response = await this.attempt(url, init, query);
-      } catch (error) {
-        this.breaker.record(permit, false);
-        failure = this.failed(url, error, attempt);
-        if (failure.reason === 'CONNECTION_FAILED' && attempt < attempts) {
-          await this.sleep(this.backoffMs(attempt));
-          continue;
+        const response = await this.attempt(url, init, query, deadline - this.now());
+        if (!RETRYABLE_STATUS.has(response.status)) {
+          this.breaker.record(permit, response.status < 500);
+          return response;
         }
+        failure = new SubgraphCallError(
+          this.service,
+          'BAD_GATEWAY',
+          `subgraph "${this.service}" is unavailable: ${url} answered ${response.status} ${response.statusText} (${attemptsText(attempt)})`,
+          attempt,
+        );
+        // The subgraph answered: a mutation may have run.
+        retryable = query;
+      } catch (error) {
+        failure = this.failed(url, error, attempt);
+        retryable = failure.reason === 'CONNECTION_FAILED' && (query || neverSent(error));
+      }
+      const pause = this.backoffMs(attempt);
+      // The breaker opened meanwhile (other calls failed too): the whole subgraph is down, not one replica.
+      if (!retryable || attempt > this.settings.retries || this.now() + pause >= deadline || this.breaker.state === 'open') {
+        this.breaker.record(permit, false);
         throw failure;
       }
-      this.breaker.record(permit, response.status < 500);
-      if (!RETRYABLE_STATUS.has(response.status)) return response;
-      failure = new SubgraphCallError(
-        this.service,
-        'BAD_GATEWAY',
-        `subgraph "${this.service}" is unavailable: ${url} answered ${response.status} ${response.statusText} (${attemptsText(attempt)})`,
-        attempt,
-      );
-      if (attempt >= attempts) throw failure;
-      await this.sleep(this.backoffMs(attempt));
+      await this.sleep(pause);
     }
   }
 
-  /** One request on the pool, read to its end within the deadline; a query still out after `stallMs` checks the subgraph answers at all. */
-  private async attempt(url: string, init: FetcherRequestInit, query: boolean): Promise<BufferedResponse> {
+  /** One request on the pool, read to its end within `timeoutMs` (what is left of the call's deadline); a query still out after `stallMs` checks the subgraph answers at all. */
+  private async attempt(url: string, init: FetcherRequestInit, query: boolean, timeoutMs: number): Promise<BufferedResponse> {
     const target = new URL(url);
     if (target.origin !== this.origin) throw new Error(`subgraph "${this.service}" client serves ${this.origin}, not ${target.origin}`);
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), this.settings.timeoutMs);
+    const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), timeoutMs);
     const { stallMs } = this.settings;
-    const stallTimer = query && stallMs > 0 && stallMs < this.settings.timeoutMs ? setTimeout(() => this.checkStalled(), stallMs) : undefined;
+    const stallTimer = query && stallMs > 0 && stallMs < timeoutMs ? setTimeout(() => this.checkStalled(), stallMs) : undefined;
     if (query) this.queries.add(controller);
     try {
       const { statusCode, headers, body } = await this.pool.request({
@@ -193,6 +206,20 @@ export class SubgraphClient {
     const ceiling = this.settings.retryBackoffMs * 2 ** (attempt - 1);
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
+}
+
+/**
+ * Connection errors that prove the request never reached the subgraph: no
+ * connection was made (refused, unreachable, unresolved, timed out
+ * connecting), or the connection closed before a byte was written on it.
+ * Anything else (a reset after sending, a replica killed mid-request) may
+ * have left the operation run.
+ */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function neverSent(error: unknown): boolean {
+  const cause = error as { code?: unknown; socket?: { bytesWritten?: unknown } } | null;
+  return NOT_CONNECTED.has(String(cause?.code)) || cause?.socket?.bytesWritten === 0;
 }
 
 function attemptsText(attempts: number): string {
