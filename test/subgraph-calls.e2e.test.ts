@@ -60,7 +60,9 @@ it('gives partial results with one subgraph stopped, the error naming it, and re
   const requestId = partial.errors![0].extensions!.requestId as string;
   expect(stack.logs.find((line) => line.includes('subgraph call failed') && line.includes(requestId))).toMatch(/ECONNREFUSED/);
 
-  // Two failed attempts opened the breaker: the next caller is answered without a connection attempt.
+  // Two failed calls (each after its retry) open the breaker: the caller after them is answered without a connection attempt.
+  const second = await gql(stack.gatewayUrl, QUERY, {}, bearer(token));
+  expect(second.errors?.[0].extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 2 });
   const fast = await gql(stack.gatewayUrl, QUERY, {}, bearer(token));
   expect(fast.data!.me).toEqual({ email });
   expect(fast.errors?.[0].extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CIRCUIT_OPEN', attempts: 0 });
