@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, SignJWT } from 'jose';
 import { generateIdentityKeyPair, IDENTITY_HEADER, type Identity, IdentitySigner, IdentityVerifier } from '../../lib/identity';
 import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
-import { AuthenticationError, Authenticator, KeysUnavailableError } from './authenticate';
+import { AuthenticationError, Authenticator, type AuthenticatorOptions, KeysUnavailableError } from './authenticate';
 import { AuthServiceClient, type ApiKeyAnswer } from './credentials/auth-service-client';
 import { CachedCredentialVerifier } from './credentials/cached-verifier';
 import { VerificationCache } from './credentials/verification-cache';
@@ -30,6 +30,8 @@ class FakeAuth {
   delayMs = 0;
   /** How many of the next internal requests fail with 500. */
   failNext = 0;
+  /** Answer internal requests as auth does when its Redis is down: 503 SERVICE_UNAVAILABLE. */
+  storeDown = false;
   private readonly verifier = new IdentityVerifier([createPublicKey(gatewayKeys.publicKeyPem)]);
   private server!: Server;
   url = '';
@@ -73,6 +75,7 @@ class FakeAuth {
       this.failNext--;
       return [500, { error: 'redis is down' }];
     }
+    if (this.storeDown) return [503, { error: 'auth could not read the session (its store may be unreachable)', code: 'SERVICE_UNAVAILABLE' }];
     if (path === '/internal/api-keys/verify') {
       const key = this.keys.get(body.secret);
       return key ? [200, key] : [401, { error: 'the API key is not valid' }];
@@ -89,19 +92,23 @@ beforeEach(() => {
   auth.asked.length = 0;
   auth.delayMs = 0;
   auth.failNext = 0;
+  auth.storeDown = false;
 });
 
 const VERIFY = '/internal/api-keys/verify';
+const INVALID_KEY_MESSAGE = 'the API key is not valid (unknown, malformed or revoked): create a new one with createApiKey';
 const STATUS = '/internal/sessions/status';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function authenticator(options: { cacheMs?: number; cacheEntries?: number; authUrl?: string; signer?: IdentitySigner } = {}) {
+function authenticator(options: { cacheMs?: number; cacheEntries?: number; authUrl?: string; signer?: IdentitySigner } & Pick<AuthenticatorOptions, 'staleIfErrorMs' | 'onStaleAnswer'> = {}) {
   return new Authenticator({
     jwksUrl: `${auth.url}/.well-known/jwks.json`,
     authUrl: options.authUrl ?? auth.url,
     signer: options.signer ?? signer,
     cacheMs: options.cacheMs ?? 10_000,
     cacheEntries: options.cacheEntries,
+    staleIfErrorMs: options.staleIfErrorMs,
+    onStaleAnswer: options.onStaleAnswer,
   });
 }
 
@@ -144,9 +151,7 @@ describe('API keys', () => {
     expect(Date.now() - asked).toBeLessThan(cacheMs); // the cached answer was used, inside the bound
     expect(auth.count(VERIFY)).toBe(1);
     await sleep(asked + cacheMs + 20 - Date.now()); // + a timer's slack: the cache was asked a moment after `asked`
-    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(
-      new AuthenticationError('the API key is not valid (unknown, malformed or revoked): create a new one with createApiKey'),
-    );
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(new AuthenticationError(INVALID_KEY_MESSAGE));
     expect(auth.count(VERIFY)).toBe(2);
   });
 
@@ -157,9 +162,7 @@ describe('API keys', () => {
   });
 
   it('refuses an oversized key without asking auth, with the same words as any invalid key', async () => {
-    await expect(authenticator().authenticate(`Bearer sk-${'a'.repeat(5000)}`, undefined)).rejects.toThrow(
-      new AuthenticationError('the API key is not valid (unknown, malformed or revoked): create a new one with createApiKey'),
-    );
+    await expect(authenticator().authenticate(`Bearer sk-${'a'.repeat(5000)}`, undefined)).rejects.toThrow(new AuthenticationError(INVALID_KEY_MESSAGE));
     expect(auth.asked).toHaveLength(0);
   });
 
@@ -225,7 +228,7 @@ describe('API keys', () => {
     const key = newKey();
     auth.failNext = 1;
     await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(
-      new KeysUnavailableError('POST /internal/api-keys/verify answered 500: redis is down, not the expected answer'),
+      new KeysUnavailableError('POST /internal/api-keys/verify answered 500: redis is down, not the expected answer', 'BAD_ANSWER'),
     );
     await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).resolves.toMatchObject({ keyId: key.keyId });
     expect(auth.count(VERIFY)).toBe(2);
@@ -288,6 +291,59 @@ describe('sessions', () => {
   it('answers 503 when the session status cannot be checked', async () => {
     auth.failNext = 1;
     await expect(authenticator().authenticate(`Bearer ${await session()}`, undefined)).rejects.toBeInstanceOf(KeysUnavailableError);
+  });
+});
+
+describe('while auth cannot be asked (stale if error)', () => {
+  it("keeps each known credential's last answer, positive or negative, refuses an unknown one with 503, and asks auth again once it answers", async () => {
+    const served: string[] = [];
+    const gateway = authenticator({ cacheMs: 100, staleIfErrorMs: 60_000, onStaleAnswer: (credential, error) => served.push(`${credential} ${error.reason}`) });
+    const key = newKey();
+    const loggedOut = randomBytes(8).toString('hex');
+    auth.revokedSessions.add(loggedOut);
+    const [token, loggedOutToken] = await Promise.all([session({ jti: 'kept' }), session({ jti: loggedOut })]);
+    await gateway.authenticate(`Bearer ${key.secret}`, undefined);
+    await gateway.authenticate(`Bearer ${token}`, undefined);
+    await expect(gateway.authenticate('Bearer sk-forged-forged', undefined)).rejects.toBeInstanceOf(AuthenticationError);
+    await expect(gateway.authenticate(`Bearer ${loggedOutToken}`, undefined)).rejects.toBeInstanceOf(AuthenticationError);
+    await sleep(150); // every answer has expired
+
+    auth.storeDown = true;
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).resolves.toMatchObject({ keyId: key.keyId });
+    await expect(gateway.authenticate(`Bearer ${token}`, undefined)).resolves.toMatchObject({ sessionId: 'kept' });
+    // Three outages in a row open the breaker: the rest are not even asked.
+    const asked = auth.asked.length;
+    await expect(gateway.authenticate('Bearer sk-forged-forged', undefined)).rejects.toBeInstanceOf(AuthenticationError);
+    await expect(gateway.authenticate(`Bearer ${loggedOutToken}`, undefined)).rejects.toThrow(new AuthenticationError('the session has been logged out: log in again'));
+    const unknown = gateway.authenticate(`Bearer ${newKey().secret}`, undefined);
+    await expect(unknown).rejects.toBeInstanceOf(KeysUnavailableError);
+    await expect(unknown).rejects.toMatchObject({ reason: 'CIRCUIT_OPEN' });
+    expect(auth.asked.length).toBe(asked + 1);
+    expect(served).toEqual(['api-key STORE_UNAVAILABLE', 'session STORE_UNAVAILABLE', 'api-key STORE_UNAVAILABLE', 'session CIRCUIT_OPEN']);
+
+    auth.storeDown = false;
+    auth.keys.delete(key.secret); // revoked while auth was down
+    await sleep(1_100); // the breaker lets a probe through
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(new AuthenticationError(INVALID_KEY_MESSAGE));
+  });
+
+  it('keeps the refusal when the link to auth is broken rather than down (auth answering 500 or refusing the gateway)', async () => {
+    const gateway = authenticator({ cacheMs: 100, staleIfErrorMs: 60_000 });
+    const key = newKey();
+    await gateway.authenticate(`Bearer ${key.secret}`, undefined);
+    await sleep(150);
+    auth.failNext = 1;
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toMatchObject({ reason: 'BAD_ANSWER' });
+  });
+
+  it('names a refused connection and a store that is down as outages', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    await expect(authenticator({ authUrl: `http://127.0.0.1:${port}` }).authenticate(`Bearer ${newKey().secret}`, undefined)).rejects.toMatchObject({ reason: 'CONNECTION_FAILED', outage: true });
+    auth.storeDown = true;
+    await expect(authenticator().authenticate(`Bearer ${newKey().secret}`, undefined)).rejects.toMatchObject({ reason: 'STORE_UNAVAILABLE', outage: true });
   });
 });
 

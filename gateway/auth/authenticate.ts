@@ -3,7 +3,7 @@ import type { IdentityClaims, IdentitySigner } from '../../lib/identity';
 import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
 import { AuthServiceClient } from './credentials/auth-service-client';
 import { CachedCredentialVerifier } from './credentials/cached-verifier';
-import { AuthenticationError, KeysUnavailableError } from './credentials/errors';
+import { AuthenticationError, isAuthOutage, KeysUnavailableError } from './credentials/errors';
 import { VerificationCache } from './credentials/verification-cache';
 import { VerifiedTokens } from './credentials/verified-tokens';
 
@@ -27,6 +27,14 @@ export interface AuthenticatorOptions {
   cacheMs: number;
   /** The most answers kept per cache (API keys, sessions). @default 10000 */
   cacheEntries?: number;
+  /**
+   * How long past its expiry auth's last answer for a credential stands in
+   * while auth cannot be asked (unreachable, timed out, its breaker open, its
+   * store down); 0 refuses with 503 as soon as the answer expires. @default 0
+   */
+  staleIfErrorMs?: number;
+  /** Told of each request let through (or refused) on such an earlier answer: which kind of credential, and the outage it stood in for. */
+  onStaleAnswer?: (credential: 'api-key' | 'session', error: KeysUnavailableError, ageMs: number) => void;
 }
 
 /**
@@ -42,6 +50,8 @@ export interface AuthenticatorOptions {
  * A header that is present but invalid is refused outright rather than
  * downgraded to anonymous, so a client with a bad credential learns it at once;
  * when the credential cannot be checked at all the caller gets 503 (KeysUnavailableError).
+ * While auth cannot be asked, its last answer for the credential stands in for
+ * up to `staleIfErrorMs` past its expiry (README, "While auth is down").
  */
 export class Authenticator {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
@@ -51,9 +61,17 @@ export class Authenticator {
   constructor(options: AuthenticatorOptions) {
     // A token naming an unknown key id (a rotation) triggers a re-fetch; the cool-down only stops a flood of forged kids.
     this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 10 * 60_000 });
-    const cache = { ttlMs: options.cacheMs, maxEntries: options.cacheEntries ?? 10_000 };
+    const cache = (credential: 'api-key' | 'session') => ({
+      ttlMs: options.cacheMs,
+      maxEntries: options.cacheEntries ?? 10_000,
+      staleIfError: {
+        ms: options.staleIfErrorMs ?? 0,
+        when: isAuthOutage,
+        onServe: (error: unknown, ageMs: number) => options.onStaleAnswer?.(credential, error as KeysUnavailableError, ageMs),
+      },
+    });
     this.verifiedTokens = new VerifiedTokens(options.cacheEntries ?? 10_000);
-    this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache), new VerificationCache(cache));
+    this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache('api-key')), new VerificationCache(cache('session')));
   }
 
   /** The caller's claims; `ip` is the caller's address as the gateway saw it (see clientIp). */
@@ -110,16 +128,16 @@ export class Authenticator {
     } catch (error) {
       if (error instanceof AuthenticationError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw new AuthenticationError('the session token has expired: log in again');
-      if (error instanceof joseErrors.JWKSTimeout) throw new KeysUnavailableError(error.message);
+      if (error instanceof joseErrors.JWKSTimeout) throw new KeysUnavailableError(error.message, 'TIMEOUT');
       // A JWKS that cannot be fetched or read (auth answering 503, a broken body) says nothing about the token.
       if (error instanceof joseErrors.JWKSInvalid || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) {
-        throw new KeysUnavailableError(`the session-token keys cannot be read: ${error.message}`);
+        throw new KeysUnavailableError(`the session-token keys cannot be read: ${error.message}`, 'BAD_ANSWER');
       }
       if (error instanceof joseErrors.JOSEError) {
         throw new AuthenticationError(`the session token is not valid (${error.code}): expected a token from signUp or login, or an API key starting with "${API_KEY_PREFIX}"`);
       }
       // A network failure fetching the JWKS says nothing about the token.
-      throw new KeysUnavailableError((error as Error).message);
+      throw new KeysUnavailableError((error as Error).message, 'CONNECTION_FAILED');
     }
     const claims = { sub, scopes, sessionId };
     this.verifiedTokens.set(token, claims, expiresAt);

@@ -1,3 +1,5 @@
+import { CircuitBreaker } from '../../../lib/circuit-breaker';
+import { ErrorCode } from '../../../lib/errors';
 import { IDENTITY_HEADER, type IdentitySigner } from '../../../lib/identity';
 import type { ServiceName } from '../../../lib/service-calls';
 import { KeysUnavailableError } from './errors';
@@ -11,6 +13,12 @@ const INVALID_KEY = 'the API key is not valid';
 const AUTH_ONLY: readonly ServiceName[] = ['auth'];
 /** A credential check sits in front of every request: a slow auth service must fail it, not hang it. */
 const TIMEOUT_MS = 5_000;
+/**
+ * Outages in a row after which auth is not asked for a while: a hung auth
+ * would otherwise cost every request whose answer has expired the whole
+ * timeout before a stale answer (or a 503) could be given.
+ */
+const BREAKER = { failureThreshold: 3, openMs: 1_000 };
 
 /**
  * The gateway's client of the auth service's internal routes (not GraphQL:
@@ -21,34 +29,57 @@ const TIMEOUT_MS = 5_000;
  * Anything but a clear answer — unreachable, timed out, 5xx, an unexpected
  * body, or auth refusing the gateway's identity (mismatched keys) — throws
  * KeysUnavailableError, so a broken link to auth shows as 503 and never as
- * "your key is invalid" nor as an anonymous caller.
+ * "your key is invalid" nor as an anonymous caller. Its `reason` tells an
+ * outage (which a circuit breaker counts, and during which callers may be
+ * served an earlier answer) from a misconfigured link.
  */
 export class AuthServiceClient {
+  private readonly breaker = new CircuitBreaker(BREAKER);
+
   constructor(
     /** The auth service's base URL, e.g. `http://127.0.0.1:4001`. */
     private readonly baseUrl: string,
     private readonly signer: IdentitySigner,
   ) {}
 
-  async verifyApiKey(secret: string): Promise<ApiKeyAnswer> {
-    const { status, body } = await this.post('/internal/api-keys/verify', { secret });
-    if (status === 401 && body.error === INVALID_KEY) return { valid: false };
-    if (status === 200 && typeof body.sub === 'string' && typeof body.keyId === 'string' && isStringArray(body.scopes)) {
-      return { valid: true, sub: body.sub, scopes: body.scopes, keyId: body.keyId };
-    }
-    throw this.unexpected('/internal/api-keys/verify', status, body);
+  verifyApiKey(secret: string): Promise<ApiKeyAnswer> {
+    return this.call('/internal/api-keys/verify', { secret }, (status, body) => {
+      if (status === 401 && body.error === INVALID_KEY) return { valid: false };
+      if (status === 200 && typeof body.sub === 'string' && typeof body.keyId === 'string' && isStringArray(body.scopes)) {
+        return { valid: true, sub: body.sub, scopes: body.scopes, keyId: body.keyId };
+      }
+      return undefined;
+    });
   }
 
   /** Whether the session (a session token's `jti`) has been logged out. */
-  async sessionRevoked(sessionId: string): Promise<boolean> {
-    const { status, body } = await this.post('/internal/sessions/status', { sessionId });
-    if (status === 200 && typeof body.revoked === 'boolean') return body.revoked;
-    throw this.unexpected('/internal/sessions/status', status, body);
+  sessionRevoked(sessionId: string): Promise<boolean> {
+    return this.call('/internal/sessions/status', { sessionId }, (status, body) => (status === 200 && typeof body.revoked === 'boolean' ? body.revoked : undefined));
+  }
+
+  /** One question through the breaker: `read` turns auth's answer into the result, or undefined when it is not one. */
+  private async call<T>(path: string, payload: Record<string, string>, read: (status: number, body: Record<string, unknown>) => T | undefined): Promise<T> {
+    const permit = this.breaker.tryAcquire();
+    if (!permit) {
+      throw new KeysUnavailableError(`auth is not asked for ${this.breaker.retryAfterMs()} ms: ${BREAKER.failureThreshold} questions in a row found it unreachable or its store down`, 'CIRCUIT_OPEN');
+    }
+    try {
+      const { status, body } = await this.post(path, payload);
+      const answer = read(status, body);
+      if (answer === undefined) throw this.unexpected(path, status, body);
+      this.breaker.record(permit, true);
+      return answer;
+    } catch (error) {
+      // A misconfigured link is no outage: auth answered, and pausing would not mend it.
+      this.breaker.record(permit, !(error instanceof KeysUnavailableError && error.outage));
+      throw error;
+    }
   }
 
   private async post(path: string, payload: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
     const url = new URL(path, this.baseUrl);
     let response: Response;
+    let text: string;
     try {
       response = await fetch(url, {
         method: 'POST',
@@ -56,11 +87,12 @@ export class AuthServiceClient {
         body: JSON.stringify(payload),
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
+      text = await response.text();
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
-      throw new KeysUnavailableError(`POST ${url.origin}${path} failed (${cause}): is the auth service at GATEWAY_AUTH_URL=${this.baseUrl} running?`);
+      const timedOut = (error as Error).name === 'TimeoutError';
+      const cause = timedOut ? `no answer within ${TIMEOUT_MS} ms` : ((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message);
+      throw new KeysUnavailableError(`POST ${url.origin}${path} failed (${cause}): is the auth service at GATEWAY_AUTH_URL=${this.baseUrl} running?`, timedOut ? 'TIMEOUT' : 'CONNECTION_FAILED');
     }
-    const text = await response.text();
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -73,7 +105,9 @@ export class AuthServiceClient {
   private unexpected(path: string, status: number, body: Record<string, unknown>): KeysUnavailableError {
     const said = typeof body.error === 'string' ? `: ${body.error}` : '';
     const hint = status === 401 ? " (auth refused the gateway's identity: do SLUICE_IDENTITY_PRIVATE_KEY and auth's SLUICE_IDENTITY_PUBLIC_KEY match?)" : '';
-    return new KeysUnavailableError(`POST ${path} answered ${status}${said}${hint}, not the expected answer`);
+    // Auth's internal routes answer 503 with this code when their store (Redis) fails (lib/internal-routes.ts).
+    const reason = status === 503 && body.code === ErrorCode.ServiceUnavailable ? 'STORE_UNAVAILABLE' : status === 401 ? 'GATEWAY_REFUSED' : 'BAD_ANSWER';
+    return new KeysUnavailableError(`POST ${path} answered ${status}${said}${hint}, not the expected answer`, reason);
   }
 }
 

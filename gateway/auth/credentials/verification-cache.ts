@@ -6,42 +6,72 @@
  * - An answer is kept for `ttlMs` counted from when the question was *sent*,
  *   not from when the answer arrived: auth's answer describes its state at some
  *   moment after sending, so `ttlMs` is a true bound on how long a revoked key
- *   or a logged-out session keeps working at this gateway.
+ *   or a logged-out session keeps working at this gateway while auth can be asked.
  * - Negative answers ("not valid", "revoked") are cached too: a client retrying
  *   a bad key in a loop must not turn into a loop against auth.
  * - Concurrent look-ups of one key share one question, as long as that
  *   question is younger than `ttlMs` (a slow auth must not stretch the bound).
  * - Failures (auth unreachable) are never cached: the next request asks again.
+ * - Stale if error (`staleIfError`): when asking fails with an error
+ *   `staleIfError.when` accepts (auth cannot be asked at all), the last answer
+ *   for the key is used until `staleIfError.ms` past its expiry, positive or
+ *   negative alike: it is what auth last said, so nothing that was refused is
+ *   let in, and a key never answered still gets the error. Each such answer
+ *   is reported to `staleIfError.onServe`.
  * - At most `maxEntries` answers are kept; past that the oldest go first (all
- *   answers have the same lifetime, so the oldest is also the nearest to
- *   expiring). Callers choose the keys: anything secret must be hashed first.
+ *   answers are kept equally long, so the oldest is also the nearest to being
+ *   dropped). Callers choose the keys: anything secret must be hashed first.
  */
 export interface VerificationCacheOptions {
   ttlMs: number;
   maxEntries: number;
+  staleIfError?: StaleIfError;
+}
+
+export interface StaleIfError {
+  /** How long past its expiry an answer may still be used; 0 never uses an expired answer. */
+  ms: number;
+  /** Whether the failure of a question means the source cannot be asked right now (only then is an earlier answer used). */
+  when: (error: unknown) => boolean;
+  /** Called for each expired answer used, with the error it stood in for and how long ago its question was sent. */
+  onServe?: (error: unknown, ageMs: number) => void;
 }
 
 export class VerificationCache<T> {
-  /** In the order answers arrived, which is (nearly) the order they expire in. */
-  private readonly answers = new Map<string, { value: T; expiresAt: number }>();
+  /** In the order answers arrived, which is (nearly) the order they are dropped in. */
+  private readonly answers = new Map<string, { value: T; askedAt: number }>();
   private readonly pending = new Map<string, { answer: Promise<T>; askedAt: number }>();
+  /** How long an answer is kept past its expiry, for staleIfError. */
+  private readonly staleMs: number;
 
   constructor(private readonly options: VerificationCacheOptions) {
     if (!(options.maxEntries >= 1)) throw new RangeError(`VerificationCache expects maxEntries >= 1, but got ${options.maxEntries}`);
+    this.staleMs = options.staleIfError?.ms ?? 0;
+    if (!(this.staleMs >= 0)) throw new RangeError(`VerificationCache expects staleIfError.ms >= 0, but got ${this.staleMs}`);
   }
 
-  /** The cached answer for `key`, else the answer of `ask` (shared with any look-up of `key` already in flight). */
+  /** The cached answer for `key`, else the answer of `ask` (shared with any look-up of `key` already in flight), else, during an outage, the last answer within the staleness bound. */
   get(key: string, ask: () => Promise<T>): Promise<T> {
-    const askedAt = Date.now();
+    const now = Date.now();
     const cached = this.answers.get(key);
-    if (cached && cached.expiresAt > askedAt) return Promise.resolve(cached.value);
+    if (cached && cached.askedAt + this.options.ttlMs > now) return Promise.resolve(cached.value);
+    const answer = this.ask(key, ask, now);
+    return this.staleMs > 0 ? answer.catch((error: unknown) => this.staleAnswer(key, error)) : answer;
+  }
+
+  /** The keys answers are held under (never secrets: callers hash those). */
+  keys(): string[] {
+    return [...this.answers.keys()];
+  }
+
+  private ask(key: string, ask: () => Promise<T>, askedAt: number): Promise<T> {
     const inFlight = this.pending.get(key);
     if (inFlight && inFlight.askedAt + this.options.ttlMs > askedAt) return inFlight.answer;
     const lookup = {
       askedAt,
       answer: ask()
         .then((value) => {
-          this.store(key, value, askedAt + this.options.ttlMs);
+          this.store(key, value, askedAt);
           return value;
         })
         .finally(() => {
@@ -52,21 +82,30 @@ export class VerificationCache<T> {
     return lookup.answer;
   }
 
-  /** The keys answers are held under (never secrets: callers hash those). */
-  keys(): string[] {
-    return [...this.answers.keys()];
+  /** The last answer for `key` in place of `error`, if the error is an outage and the answer is within the bound; else the error. */
+  private staleAnswer(key: string, error: unknown): T {
+    const stale = this.options.staleIfError as StaleIfError;
+    const entry = this.answers.get(key);
+    const now = Date.now();
+    if (!entry || now >= this.keptUntil(entry.askedAt) || !stale.when(error)) throw error;
+    stale.onServe?.(error, now - entry.askedAt);
+    return entry.value;
   }
 
-  private store(key: string, value: T, expiresAt: number): void {
+  private keptUntil(askedAt: number): number {
+    return askedAt + this.options.ttlMs + this.staleMs;
+  }
+
+  private store(key: string, value: T, askedAt: number): void {
     const now = Date.now();
     // A slow, older question must not replace a newer answer.
-    if ((this.answers.get(key)?.expiresAt ?? 0) >= expiresAt) return;
+    if ((this.answers.get(key)?.askedAt ?? -Infinity) >= askedAt) return;
     this.answers.delete(key);
-    // Expired answers gather at the front: drop them, then the oldest while full.
+    // Answers past keeping gather at the front: drop them, then the oldest while full.
     for (const [oldest, entry] of this.answers) {
-      if (entry.expiresAt > now && this.answers.size < this.options.maxEntries) break;
+      if (this.keptUntil(entry.askedAt) > now && this.answers.size < this.options.maxEntries) break;
       this.answers.delete(oldest);
     }
-    if (expiresAt > now) this.answers.set(key, { value, expiresAt });
+    if (this.keptUntil(askedAt) > now) this.answers.set(key, { value, askedAt });
   }
 }
