@@ -70,7 +70,15 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
   // Shared state of every gateway process and replica (rate limits, persisted queries, caches) lives here, under `gw:`.
   const redis = connectRedis(service.redisUrl, log);
   const signer: IdentitySigner = identitySignerFromEnv(config.auth.identityTtlSeconds);
-  const authenticator = new Authenticator({ jwksUrl: config.auth.jwksUrl, authUrl: config.auth.authUrl, signer, cacheMs: config.auth.credentialsCacheMs });
+  const authenticator = new Authenticator({
+    jwksUrl: config.auth.jwksUrl,
+    authUrl: config.auth.authUrl,
+    signer,
+    cacheMs: config.auth.credentialsCacheMs,
+    // While auth cannot be asked, its last answer stands in (gateway/auth/README.md, "While auth is down").
+    staleIfErrorMs: config.auth.credentialsStaleIfErrorMs,
+    onStaleAnswer: (credential, error, ageMs) => log.warn('credential checked against an earlier answer: auth cannot be asked', { credential, reason: error.reason, ageMs }),
+  });
   // Requests, completion tokens and live streams per caller, shared by every gateway process through Redis (gateway/rate-limits).
   const rateLimiter = new RateLimiter(redis, config.rateLimits, log, { onRefusal: (scope, kind) => gatewayMetrics.recordRateLimitRefusal(scope, kind) });
   const tokenCharges = new TokenChargeCorrection();
