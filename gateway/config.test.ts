@@ -6,9 +6,9 @@ describe('gatewayConfigFromEnv', () => {
     process.env.GATEWAY_MAX_DEPTH = '3';
     try {
       const config = gatewayConfigFromEnv({ GATEWAY_MAX_COST: '42', GATEWAY_SANDBOX: 'false', GATEWAY_APQ: 'off' });
-      expect(config.demandControl).toEqual({ maxCost: 42, defaultListSize: 10 });
-      expect(config.operationLimits.maxDepth).toBe(25);
-      expect(config.http).toEqual({ bodyLimitBytes: 1024 * 1024, sandbox: false, introspection: true });
+      expect(config.demandControl).toEqual({ mode: 'auto', maxCost: 42, defaultListSize: 10, extension: false });
+      expect(config.operationLimits.maxDepth).toBe(64);
+      expect(config.http).toEqual({ bodyLimitBytes: 2 * 1024 * 1024, sandbox: false, introspection: true });
       expect(config.subscriptions).toEqual({ perConnection: 16, multipartHeartbeatMs: 5_000, wsKeepAliveMs: 12_000 });
       expect([config.apq, config.safelist, config.responseCache]).toEqual([undefined, undefined, { maxEntryBytes: 512 * 1024 }]);
       expect([config.auth.credentialsCacheMs, config.auth.credentialsStaleIfErrorMs]).toEqual([10_000, 300_000]);

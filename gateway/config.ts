@@ -37,7 +37,7 @@ export interface AuthConfig {
 }
 
 export interface HttpConfig {
-  /** Largest request body, in bytes (GATEWAY_BODY_LIMIT_BYTES). @default 1048576 */
+  /** Largest request body, in bytes, as Apollo Router's `http_max_request_bytes`: a body is held whole and parsed (GATEWAY_BODY_LIMIT_BYTES). @default 2097152 */
   bodyLimitBytes: number;
   /** Serve Apollo Sandbox on GET /graphql (GATEWAY_SANDBOX). @default true */
   sandbox: boolean;
@@ -67,6 +67,7 @@ export interface GatewayConfig {
   subscriptions: SubscriptionsConfig;
   metrics: MetricsConfig;
   operationLimits: OperationLimits;
+  /** Enforced on a graph that declares `@cost`/`@listSize` or when GATEWAY_MAX_COST is set; else only measured (demand-control/README.md). */
   demandControl: DemandControlOptions;
   rateLimits: RateLimiterOptions;
   /** Automatic persisted queries; undefined when GATEWAY_APQ is off. */
@@ -93,7 +94,7 @@ export function gatewayConfigFromEnv(source: EnvSource = process.env): GatewayCo
       trustProxy: env.bool('GATEWAY_TRUST_PROXY', false),
     },
     http: {
-      bodyLimitBytes: env.int('GATEWAY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024 }),
+      bodyLimitBytes: env.int('GATEWAY_BODY_LIMIT_BYTES', 2 * 1024 * 1024, { min: 1024 }),
       sandbox: env.bool('GATEWAY_SANDBOX', true),
       introspection: env.bool('GATEWAY_INTROSPECTION', true),
     },

@@ -6,53 +6,35 @@
  * deduplication on and off. No key is removed before comparing: by default
  * Sluice adds nothing to a response.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { ApolloGateway } from '@apollo/gateway';
-import { ApolloServer } from '@apollo/server';
-import { startStandaloneServer } from '@apollo/server/standalone';
 import { startTestGateway, type TestGateway } from '../gateway/testing/gateway-on-port-0';
-import { PARITY_QUERIES, startFederationFixture, type ParityQuery, type RunningFixture } from './support/federation-fixture';
+import { PARITY_QUERIES, postOperation as answer, startFederationFixture, startStockGateway, type RunningFixture, type StockGateway } from './support/federation-fixture';
 
 let fixture: RunningFixture;
-let stock: ApolloServer;
-let stockUrl: string;
-let directory: string;
+let stock: StockGateway;
 const sluice: Record<'dedup on' | 'dedup off', TestGateway | undefined> = { 'dedup on': undefined, 'dedup off': undefined };
 
 beforeAll(async () => {
   fixture = await startFederationFixture();
-  directory = mkdtempSync(path.join(tmpdir(), 'parity-'));
-  const supergraphFile = path.join(directory, 'supergraph.graphql');
-  writeFileSync(supergraphFile, fixture.supergraphSdl);
-  stock = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl: fixture.supergraphSdl }) });
-  stockUrl = (await startStandaloneServer(stock, { listen: { port: 0, host: '127.0.0.1' } })).url;
-  sluice['dedup on'] = await startTestGateway({ GATEWAY_DEDUP: 'true' }, supergraphFile);
-  sluice['dedup off'] = await startTestGateway({ GATEWAY_DEDUP: 'false' }, supergraphFile);
+  stock = await startStockGateway(fixture.supergraphSdl);
+  sluice['dedup on'] = await startTestGateway({ GATEWAY_DEDUP: 'true' }, fixture.supergraphFile);
+  sluice['dedup off'] = await startTestGateway({ GATEWAY_DEDUP: 'false' }, fixture.supergraphFile);
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all([sluice['dedup on']?.stop(), sluice['dedup off']?.stop(), stock?.stop()]);
   await fixture?.stop();
-  if (directory) rmSync(directory, { recursive: true, force: true });
 });
-
-async function answer(url: string, { query, variables, operationName }: ParityQuery): Promise<{ status: number; body: string }> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables, operationName }) });
-  return { status: response.status, body: await response.text() };
-}
 
 describe.each(['dedup on', 'dedup off'] as const)('Sluice with %s answers as stock @apollo/gateway does', (mode) => {
   it.each(PARITY_QUERIES.map((q) => [q.name, q] as const))('%s', async (_name, query) => {
-    const expected = await answer(stockUrl, query);
+    const expected = await answer(stock.url, query);
     const got = await answer((sluice[mode] as TestGateway).url, query);
     expect(got).toEqual(expected);
   });
 });
 
 it('the fixture exercises what it claims: data, errors with paths, and a propagated null', async () => {
-  const bodies = await Promise.all(PARITY_QUERIES.map((q) => answer(stockUrl, q)));
+  const bodies = await Promise.all(PARITY_QUERIES.map((q) => answer(stock.url, q)));
   const byName = Object.fromEntries(PARITY_QUERIES.map((q, i) => [q.name, JSON.parse(bodies[i].body)]));
   expect(byName['@requires across subgraphs'].data.topProducts[0]).toEqual({ upc: 'p1', shippingEstimate: 3, inStock: true });
   expect(byName['nullable error in a nested entity fetch'].errors).toEqual([expect.objectContaining({ message: 'warehouse of p5 unavailable', path: ['topProducts', 4, 'warehouse'] })]);

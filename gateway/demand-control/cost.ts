@@ -2,8 +2,11 @@
  * Demand control (issue 7): the cost of an operation is estimated before it
  * is planned, from the `@cost` and `@listSize` directives of the IBM GraphQL
  * cost specification as Apollo Federation composes them (the
- * `https://specs.apollo.dev/cost/v0.1` link), and an operation over budget is
- * refused with COST_LIMIT and the estimate.
+ * `https://specs.apollo.dev/cost/v0.1` link), and, when enforced, an
+ * operation over budget is refused with COST_LIMIT and the estimate. On a
+ * graph that declares no costs and no limit configured, estimates are only
+ * measured (issue 19): a default list size is a guess, and a guess must not
+ * refuse another team's legitimate queries.
  *
  * The estimate, as Apollo Router's static cost: a composite field weighs 1, a
  * leaf 0, unless `@cost(weight)` on the field (or on its type) says
@@ -32,7 +35,7 @@ import {
   type GraphQLSchema,
   type SelectionSetNode,
 } from 'graphql';
-import type { Env } from '../../lib/config';
+import { ConfigError, type Env } from '../../lib/config';
 import { ErrorCode, httpStatusFor } from '../../lib/errors';
 
 const COST_SPEC = /^https:\/\/specs\.apollo\.dev\/cost\/v0\.\d+$/;
@@ -50,18 +53,51 @@ export interface CostDirectives {
   listSizes: ReadonlyMap<string, ListSize>;
 }
 
+/** `enforce` refuses operations over the budget; `measure` only records their estimates. */
+export type CostMode = 'enforce' | 'measure';
+const COST_MODES = ['auto', 'enforce', 'measure'] as const;
+
+/** The budget enforced when none is configured, on a graph that declares its costs. */
+export const DEFAULT_MAX_COST = 5_000;
+
 export interface DemandControlOptions {
-  /** Highest estimated cost an operation may have (GATEWAY_MAX_COST). @default 5000 */
-  maxCost: number;
+  /**
+   * `auto` enforces when GATEWAY_MAX_COST is set or the supergraph declares `@cost` or `@listSize`, and only
+   * measures otherwise; `enforce` and `measure` say so whatever the graph (GATEWAY_COST_MODE). @default auto
+   */
+  mode: CostMode | 'auto';
+  /** Highest estimated cost an operation may have when enforced; unset is 5000 (GATEWAY_MAX_COST). @default unset */
+  maxCost: number | undefined;
   /** Size assumed for a list field that says nothing about its size (GATEWAY_COST_DEFAULT_LIST_SIZE). @default 10 */
   defaultListSize: number;
+  /** Add `extensions.cost { estimated, max }` to every response, as Hive Gateway's `includeExtensionMetadata` (GATEWAY_COST_EXTENSION). @default false */
+  extension: boolean;
 }
 
 export function demandControlFromEnv(env: Env): DemandControlOptions {
+  const mode = env.string('GATEWAY_COST_MODE', 'auto');
+  if (!(COST_MODES as readonly string[]).includes(mode)) {
+    throw new ConfigError(`GATEWAY_COST_MODE expects one of ${COST_MODES.map((m) => `"${m}"`).join(', ')}, but got ${JSON.stringify(mode)}`);
+  }
   return {
-    maxCost: env.int('GATEWAY_MAX_COST', 5_000, { min: 1 }),
+    mode: mode as DemandControlOptions['mode'],
+    maxCost: env.string('GATEWAY_MAX_COST') === undefined ? undefined : env.int('GATEWAY_MAX_COST', DEFAULT_MAX_COST, { min: 1 }),
     defaultListSize: env.int('GATEWAY_COST_DEFAULT_LIST_SIZE', 10, { min: 0 }),
+    extension: env.bool('GATEWAY_COST_EXTENSION', false),
   };
+}
+
+/** What the gateway does with estimates on this graph: enforce a budget, or only measure. */
+export interface CostPolicy {
+  mode: CostMode;
+  maxCost: number;
+}
+
+/** Enforced when asked, when a budget is configured, or when the graph declares what is expensive; else measured. */
+export function costPolicy(directives: CostDirectives, options: Pick<DemandControlOptions, 'mode' | 'maxCost'>): CostPolicy {
+  const declared = directives.fieldWeights.size + directives.typeWeights.size + directives.listSizes.size > 0;
+  const enforced = options.mode === 'enforce' || (options.mode === 'auto' && (options.maxCost !== undefined || declared));
+  return { mode: enforced ? 'enforce' : 'measure', maxCost: options.maxCost ?? DEFAULT_MAX_COST };
 }
 
 /** Reads `@cost` and `@listSize` from a supergraph SDL, under whatever names its cost `@link` gives them. */
@@ -170,7 +206,7 @@ export function estimateCost(
 }
 
 /** COST_LIMIT with the estimate, or undefined when the operation is within budget. */
-export function checkCost(estimatedCost: number, options: DemandControlOptions): GraphQLError | undefined {
+export function checkCost(estimatedCost: number, options: { maxCost: number }): GraphQLError | undefined {
   if (estimatedCost <= options.maxCost) return undefined;
   return new GraphQLError(`the operation's estimated cost is ${estimatedCost}, over the limit of ${options.maxCost}: request fewer items (smaller "first" or "k") or fewer fields`, {
     extensions: { code: ErrorCode.CostLimit, estimatedCost, maxCost: options.maxCost, http: { status: httpStatusFor(ErrorCode.CostLimit) } },

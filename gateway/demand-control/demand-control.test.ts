@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { parse } from 'graphql';
 import { supergraphForGateway } from '../auth/authorization/gateway-supergraph';
-import { checkCost, costDirectivesFromSupergraph, estimateCost } from './cost';
+import { Env } from '../../lib/config';
+import { checkCost, costDirectivesFromSupergraph, costPolicy, demandControlFromEnv, estimateCost } from './cost';
 import { variablesWithDefaults } from '../pipeline/operation-variables';
 import { SubscriptionPlanner } from '../subscriptions/planner';
 import { composeSupergraph, readSupergraphConfig } from '../supergraph';
@@ -43,10 +44,31 @@ describe('estimateCost', () => {
 
 describe('checkCost', () => {
   it('refuses over budget with COST_LIMIT and the estimate', () => {
-    const error = checkCost(5101, { maxCost: 5000, defaultListSize: 10 });
+    const error = checkCost(5101, { maxCost: 5000 });
     expect(error?.extensions).toMatchObject({ code: 'COST_LIMIT', estimatedCost: 5101, maxCost: 5000 });
     expect(error?.message).toMatch(/^the operation's estimated cost is 5101, over the limit of 5000/);
-    expect(checkCost(5000, { maxCost: 5000, defaultListSize: 10 })).toBeUndefined();
+    expect(checkCost(5000, { maxCost: 5000 })).toBeUndefined();
+  });
+});
+
+describe('costPolicy', () => {
+  const undeclared = costDirectivesFromSupergraph('type Query { items: [String] }');
+  const options = (env: Record<string, string>) => demandControlFromEnv(new Env(env));
+
+  it("enforces the default budget on a graph that declares its costs, as Sluice's own does", () => {
+    expect(costPolicy(directives, options({}))).toEqual({ mode: 'enforce', maxCost: 5000 });
+  });
+
+  it('only measures on a graph that declares no costs, unless a budget is configured or enforcement asked for', () => {
+    expect(undeclared.fieldWeights.size + undeclared.typeWeights.size + undeclared.listSizes.size).toBe(0);
+    expect(costPolicy(undeclared, options({}))).toEqual({ mode: 'measure', maxCost: 5000 });
+    expect(costPolicy(undeclared, options({ GATEWAY_MAX_COST: '300' }))).toEqual({ mode: 'enforce', maxCost: 300 });
+    expect(costPolicy(undeclared, options({ GATEWAY_COST_MODE: 'enforce' }))).toEqual({ mode: 'enforce', maxCost: 5000 });
+    expect(costPolicy(directives, options({ GATEWAY_COST_MODE: 'measure', GATEWAY_MAX_COST: '300' }))).toEqual({ mode: 'measure', maxCost: 300 });
+  });
+
+  it('refuses a mode it does not know, naming the variable and what it expects', () => {
+    expect(() => options({ GATEWAY_COST_MODE: 'strict' })).toThrow('GATEWAY_COST_MODE expects one of "auto", "enforce", "measure", but got "strict"');
   });
 });
 

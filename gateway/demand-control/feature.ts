@@ -1,19 +1,42 @@
 import { DocumentMemo } from '../../lib/document-memo';
+import { type GatewayMetrics, gatewayMetrics } from '../metrics/gateway-metrics';
 import type { GatewayFeature } from '../pipeline/feature';
+import { StateKey } from '../pipeline/operation-state';
 import { variablesWithDefaults } from '../pipeline/operation-variables';
-import { checkCost, estimateCost, type CostDirectives, type DemandControlOptions } from './cost';
+import { checkCost, costPolicy, estimateCost, type CostDirectives, type DemandControlOptions } from './cost';
 
-/** Refuses over-budget operations once they are resolved, before anything is planned. */
-export function demandControl(directives: CostDirectives, options: DemandControlOptions): GatewayFeature {
+const ESTIMATE = new StateKey<number>('demand control: estimate');
+
+/**
+ * Estimates every operation once it is resolved, before anything is planned,
+ * and records the estimate; refuses it when over budget only if the policy
+ * enforces (a budget configured, or costs declared by the graph). With
+ * `extension`, the estimate (and the budget when enforced) is added to the
+ * response as `extensions.cost`, the shape Hive Gateway uses.
+ */
+export function demandControl(directives: CostDirectives, options: DemandControlOptions, metrics: GatewayMetrics = gatewayMetrics): GatewayFeature {
+  const policy = costPolicy(directives, options);
   const costs = new DocumentMemo<number>();
   return {
     name: 'demand control',
-    operationDidResolve({ schema, document, operationName, variables }) {
+    operationDidResolve(state) {
+      const { schema, document, operationName, variables } = state;
       const estimate = () => estimateCost(schema, directives, document, operationName, variablesWithDefaults(document, operationName, variables), options.defaultListSize);
       const key = memoKey(variables);
-      const error = checkCost(key === undefined ? estimate() : costs.get(schema, document, `${operationName ?? ''}\n${key}`, estimate), options);
-      return error && [error];
+      const estimated = key === undefined ? estimate() : costs.get(schema, document, `${operationName ?? ''}\n${key}`, estimate);
+      state.set(ESTIMATE, estimated);
+      const error = checkCost(estimated, policy);
+      metrics.recordOperationCost(policy.mode, error ? 'over' : 'ok', estimated);
+      return policy.mode === 'enforce' && error ? [error] : undefined;
     },
+    ...(options.extension && {
+      responseWillSend(state, { response }) {
+        const estimated = state.get(ESTIMATE);
+        if (estimated === undefined || response.body.kind !== 'single') return;
+        const result = response.body.singleResult;
+        result.extensions = { ...result.extensions, cost: policy.mode === 'enforce' ? { estimated, max: policy.maxCost } : { estimated } };
+      },
+    }),
   };
 }
 

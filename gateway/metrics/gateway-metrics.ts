@@ -14,6 +14,9 @@ import { dedupCounters } from '../dedup/counters';
 /** Seconds, from half a millisecond (a cached or deduplicated answer) to ten seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Estimated costs, from a single object to a million (the default budget is 5000). */
+const COST_BUCKETS = [1, 10, 100, 1_000, 5_000, 10_000, 100_000, 1_000_000];
+
 /** Operation-name labels that no client-chosen name can take: GraphQL names never contain parentheses. */
 export const UNNAMED_OPERATION = '(unnamed)';
 export const OTHER_OPERATION = '(other)';
@@ -73,6 +76,14 @@ export class GatewayMetrics {
     name: 'sluice_gateway_rate_limited_total',
     help: 'Requests and streams refused with RATE_LIMITED, by the scope that was limited (key, user, ip, connection, …) and the limit (rpm, tpm, streams, …)',
     labelNames: ['scope', 'limit'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly operationCost = new Histogram({
+    name: 'sluice_gateway_operation_estimated_cost',
+    help: 'Estimated cost of each operation (gateway/demand-control), by mode (enforce: over budget is refused; measure: only recorded) and result (ok, or over the budget)',
+    labelNames: ['mode', 'result'] as const,
+    buckets: COST_BUCKETS,
     registers: [this.registry],
   });
 
@@ -138,6 +149,11 @@ export class GatewayMetrics {
   /** A refusal with RATE_LIMITED: `scope` is who was limited (key, user, ip, connection), `limit` which limit (rpm, tpm, streams). */
   recordRateLimitRefusal(scope: string, limit: RateLimitKind): void {
     this.rateLimited.inc({ scope, limit });
+  }
+
+  /** An operation's estimated cost: `mode` is whether the budget is enforced, `result` whether the estimate is within it. */
+  recordOperationCost(mode: 'enforce' | 'measure', result: 'ok' | 'over', estimated: number): void {
+    this.operationCost.observe({ mode, result }, estimated);
   }
 
   recordCacheLookup(cache: CacheName, result: CacheResult): void {

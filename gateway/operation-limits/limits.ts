@@ -12,17 +12,17 @@ import { ErrorCode, httpStatusFor } from '../../lib/errors';
 import { remember } from '../../lib/bounded-map';
 
 export interface OperationLimits {
-  /** Largest document, in bytes of UTF-8 (GATEWAY_MAX_DOCUMENT_BYTES). @default 65536 */
+  /** Largest document, in bytes of UTF-8: room for a pretty-printed document at the token limit (GATEWAY_MAX_DOCUMENT_BYTES). @default 262144 */
   maxDocumentBytes: number;
-  /** Most lexical tokens in a document (GATEWAY_MAX_TOKENS). @default 10000 */
+  /** Most lexical tokens in a document, as Apollo Router's `parser_max_tokens` (GATEWAY_MAX_TOKENS). @default 15000 */
   maxTokens: number;
-  /** Fields selected once fragments are expanded: bounds every later walk over the operation (GATEWAY_MAX_EXPANDED_FIELDS). @default 5000 */
+  /** Fields selected once fragments are expanded: bounds every later walk over the operation (GATEWAY_MAX_EXPANDED_FIELDS). @default 20000 */
   maxExpandedFields: number;
-  /** Deepest field nesting (GATEWAY_MAX_DEPTH); room for introspection's 15. @default 25 */
+  /** Deepest field nesting (GATEWAY_MAX_DEPTH); room for introspection's 15 and for trees walked by hand. @default 64 */
   maxDepth: number;
-  /** Most aliases (GATEWAY_MAX_ALIASES). @default 50 */
+  /** Most aliases (GATEWAY_MAX_ALIASES); room for batching by alias. @default 1000 */
   maxAliases: number;
-  /** Most root fields, fragments expanded (GATEWAY_MAX_ROOT_FIELDS). @default 64 */
+  /** Most root fields, fragments expanded (GATEWAY_MAX_ROOT_FIELDS); room for batching by alias. @default 1000 */
   maxRootFields: number;
 }
 
@@ -33,15 +33,20 @@ export interface OperationShape {
   rootFields: number;
 }
 
-/** The limits from the environment; the defaults leave room for introspection (depth 15) and for Sandbox. */
+/**
+ * The limits from the environment. The defaults refuse no query a client
+ * writes by hand or generates (the foreign-graph test holds them to what
+ * stock @apollo/gateway answers); they bound what each request can make the
+ * gateway parse and walk (README, "Defaults").
+ */
 export function operationLimitsFromEnv(env: Env): OperationLimits {
   return {
-    maxDocumentBytes: env.int('GATEWAY_MAX_DOCUMENT_BYTES', 64 * 1024, { min: 256 }),
-    maxTokens: env.int('GATEWAY_MAX_TOKENS', 10_000, { min: 100 }),
-    maxExpandedFields: env.int('GATEWAY_MAX_EXPANDED_FIELDS', 5_000, { min: 10 }),
-    maxDepth: env.int('GATEWAY_MAX_DEPTH', 25, { min: 1 }),
-    maxAliases: env.int('GATEWAY_MAX_ALIASES', 50, { min: 0 }),
-    maxRootFields: env.int('GATEWAY_MAX_ROOT_FIELDS', 64, { min: 1 }),
+    maxDocumentBytes: env.int('GATEWAY_MAX_DOCUMENT_BYTES', 256 * 1024, { min: 256 }),
+    maxTokens: env.int('GATEWAY_MAX_TOKENS', 15_000, { min: 100 }),
+    maxExpandedFields: env.int('GATEWAY_MAX_EXPANDED_FIELDS', 20_000, { min: 10 }),
+    maxDepth: env.int('GATEWAY_MAX_DEPTH', 64, { min: 1 }),
+    maxAliases: env.int('GATEWAY_MAX_ALIASES', 1_000, { min: 0 }),
+    maxRootFields: env.int('GATEWAY_MAX_ROOT_FIELDS', 1_000, { min: 1 }),
   };
 }
 
@@ -173,7 +178,7 @@ export function checkSourceExpansion(query: string, limits: OperationLimits): Gr
       return undefined;
     }
     fields = expandedFieldCount(document);
-    remember(expandedFields, query, fields, MAX_REMEMBERED_DOCUMENTS);
+    if (query.length <= MAX_REMEMBERED_CHARS) remember(expandedFields, query, fields, MAX_REMEMBERED_DOCUMENTS);
   }
   return fields > limits.maxExpandedFields ? expansionError(fields, limits) : undefined;
 }
@@ -186,3 +191,5 @@ export function checkSourceExpansion(query: string, limits: OperationLimits): Gr
  */
 const expandedFields = new Map<string, number>();
 const MAX_REMEMBERED_DOCUMENTS = 1_000;
+/** Longest text remembered: keys are whole documents, so 1,000 of the largest allowed would hold 256 MiB; larger ones are parsed again. */
+const MAX_REMEMBERED_CHARS = 16 * 1024;

@@ -10,9 +10,15 @@
  * byte for byte) and by the foreign-graph defaults test; `PARITY_QUERIES` is
  * the list a new plan executor must answer exactly as stock does.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { composeServices } from '@apollo/composition';
+import { ApolloGateway } from '@apollo/gateway';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { graphql, GraphQLError, parse, type GraphQLSchema } from 'graphql';
@@ -72,10 +78,14 @@ export const SUBGRAPHS: SubgraphDefinition[] = [
     name: 'accounts',
     typeDefs: `${FEDERATION(['key', 'shareable'])}
       type Query { me: User users: [User!]! user(id: ID!): User }
-      type User @key(fields: "id") { id: ID! name: String! username: String! @shareable }`,
+      type User @key(fields: "id") { id: ID! name: String! username: String! @shareable bestFriend: User }`,
     resolvers: {
       Query: { me: () => USERS[0], users: () => USERS, user: (_: unknown, { id }: { id: string }) => byId(USERS, 'id', id) },
-      User: { __resolveReference: (ref: { id: string }) => byId(USERS, 'id', ref.id) },
+      User: {
+        __resolveReference: (ref: { id: string }) => byId(USERS, 'id', ref.id),
+        // A chain as long as a query asks for: what deep queries walk.
+        bestFriend: (user: User) => USERS[(USERS.indexOf(user) + 1) % USERS.length],
+      },
     },
   },
   {
@@ -168,8 +178,10 @@ export const SUBGRAPHS: SubgraphDefinition[] = [
 export interface RunningFixture {
   /** Subgraph name → its URL. */
   urls: Record<string, string>;
-  /** The supergraph composed with these URLs. */
+  /** The supergraph composed with these URLs... */
   supergraphSdl: string;
+  /** ...and written to a file, as `--supergraph` (startGateway's `supergraphFile`) reads it. */
+  supergraphFile: string;
   stop(): Promise<void>;
 }
 
@@ -188,6 +200,8 @@ async function serveSubgraph(schema: GraphQLSchema): Promise<Server> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
     });
   });
+  // Idle connections stay open longer than any gateway's pool keeps them: a server closing one as a gateway reuses it is an ECONNRESET.
+  server.keepAliveTimeout = 120_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
@@ -203,10 +217,16 @@ export function composeFixture(urls: Record<string, string>): string {
 export async function startFederationFixture(): Promise<RunningFixture> {
   const servers = await Promise.all(SUBGRAPHS.map(async (s) => [s.name, await serveSubgraph(schemaOf(s))] as const));
   const urls = Object.fromEntries(servers.map(([name, server]) => [name, `http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`]));
+  const supergraphSdl = composeFixture(urls);
+  const directory = mkdtempSync(path.join(tmpdir(), 'federation-fixture-'));
+  const supergraphFile = path.join(directory, 'supergraph.graphql');
+  writeFileSync(supergraphFile, supergraphSdl);
   return {
     urls,
-    supergraphSdl: composeFixture(urls),
+    supergraphSdl,
+    supergraphFile,
     stop: async () => {
+      rmSync(directory, { recursive: true, force: true });
       await Promise.all(
         servers.map(([, server]) => {
           server.closeAllConnections();
@@ -215,6 +235,24 @@ export async function startFederationFixture(): Promise<RunningFixture> {
       );
     },
   };
+}
+
+export interface StockGateway {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Stock @apollo/gateway under @apollo/server's standalone server, both with their defaults: what Sluice is compared with. */
+export async function startStockGateway(supergraphSdl: string): Promise<StockGateway> {
+  const server = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl }) });
+  const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
+  return { url, stop: () => server.stop() };
+}
+
+/** POSTs an operation; the status and the body exactly as sent. */
+export async function postOperation(url: string, { query, variables, operationName }: Omit<ParityQuery, 'name'>): Promise<{ status: number; body: string }> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables, operationName }) });
+  return { status: response.status, body: await response.text() };
 }
 
 export interface ParityQuery {
