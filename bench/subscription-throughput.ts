@@ -1,26 +1,34 @@
 /**
- * Issue 4 (b): 100 concurrent completion streams, read through the gateway
- * (graphql-ws → gateway → inference subgraph → gpu-server) vs read directly
- * from the gpu-server over one shared ModelStreamInfer call (what the
- * inference subgraph itself does) — alternating, on one stack, in one run.
- * Figures: delivered tokens/s (server-counted), and time to first token.
+ * Issues 4 (b) and 19 (3): 100 concurrent completion streams, read hop by hop
+ * — directly from the gpu-server over one shared ModelStreamInfer call (what
+ * the inference subgraph itself does), from the inference subgraph over
+ * graphql-ws (with an identity signed as the gateway signs it), and through
+ * the gateway (graphql-ws → gateway → inference subgraph → gpu-server) —
+ * alternating, on one stack, in one run. Figures: delivered tokens/s
+ * (server-counted), and time to first token, so each hop's share is the
+ * difference between two rows measured here.
  *
- *   npx tsx bench/subscription-throughput.ts
+ *   npx tsx bench/subscription-throughput.ts [rounds] [lone streams]
  */
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
+import os from 'node:os';
 import { buildModels } from '../gpu-server/model-builder/build-models';
+import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
+import { identityAudience } from '../lib/service-calls';
 import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
 import { ModelCatalog } from '../subgraphs/inference/models/model-catalog';
 import { SharedInferStream } from '../subgraphs/inference/gpu-tier/shared-stream';
 import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
 import { wsClient } from '../test/support/subscriptions';
-import { percentile, recordResult } from './results';
+import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
 
 const STREAMS = 100;
 const MAX_TOKENS = 32;
-const ROUNDS = 3;
-const LONE_STREAMS = 30;
+const ROUNDS = Number(process.argv[2] ?? 3);
+const LONE_STREAMS = Number(process.argv[3] ?? 30);
 const PROMPT = 'Describe a river in a few words.';
 const STREAM = `subscription($i: CompletionInput!) { completionStream(input: $i) { delta finishReason usage { completionTokens } } }`;
 
@@ -31,6 +39,7 @@ interface Round {
 }
 
 async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0];
   await buildModels('gpu-server/model_repository');
   const { stack, token } = await benchStack();
   const triton = new TritonClient(`127.0.0.1:${stack.ports.gpuGrpc}`, 30_000);
@@ -68,84 +77,102 @@ async function main(): Promise<void> {
     return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
   };
 
-  const viaGateway = async (seed0: number, streams = STREAMS): Promise<Round> => {
-    const started = performance.now();
-    const ttft: number[] = [];
-    let tokens = 0;
-    await Promise.all(
-      Array.from({ length: streams }, async (_, i) => {
-        const t0 = performance.now();
-        let first = true;
-        const input = { model: 'sluice-chat', messages: [{ role: 'user', content: PROMPT }], maxTokens: MAX_TOKENS, temperature: 0.8, seed: seed0 + i };
-        for await (const event of client.iterate<{ completionStream: { delta: string; finishReason: string | null; usage: { completionTokens: number } | null } }>({
-          query: STREAM,
-          variables: { i: input },
-        })) {
-          if (event.errors) throw new Error(JSON.stringify(event.errors));
-          const chunk = event.data!.completionStream;
-          if (first && chunk.delta) {
-            ttft.push(performance.now() - t0);
-            first = false;
+  // Over graphql-ws, as a client speaks to the gateway and the gateway to the inference subgraph.
+  const viaGraphQLWs =
+    (ws: Client, extensions?: Record<string, unknown>) =>
+    async (seed0: number, streams = STREAMS): Promise<Round> => {
+      const started = performance.now();
+      const ttft: number[] = [];
+      let tokens = 0;
+      await Promise.all(
+        Array.from({ length: streams }, async (_, i) => {
+          const t0 = performance.now();
+          let first = true;
+          const input = { model: 'sluice-chat', messages: [{ role: 'user', content: PROMPT }], maxTokens: MAX_TOKENS, temperature: 0.8, seed: seed0 + i };
+          for await (const event of ws.iterate<{ completionStream: { delta: string; finishReason: string | null; usage: { completionTokens: number } | null } }>({
+            query: STREAM,
+            variables: { i: input },
+            extensions,
+          })) {
+            if (event.errors) throw new Error(JSON.stringify(event.errors));
+            const chunk = event.data!.completionStream;
+            if (first && chunk.delta) {
+              ttft.push(performance.now() - t0);
+              first = false;
+            }
+            if (chunk.usage) tokens += chunk.usage.completionTokens;
           }
-          if (chunk.usage) tokens += chunk.usage.completionTokens;
-        }
-      }),
-    );
-    return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
-  };
+        }),
+      );
+      return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft };
+    };
+  // The subgraph directly: the caller's identity signed for it with the stack's key, as the gateway signs it.
+  const session = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { sub: string; scopes: string[]; jti: string };
+  const identity = new IdentitySigner(createPrivateKey(stack.env.SLUICE_IDENTITY_PRIVATE_KEY!), 3600).sign(
+    { sub: session.sub, scopes: session.scopes, sessionId: session.jti },
+    identityAudience('inference'),
+  );
+  const subgraphClient = createClient({
+    url: `ws://127.0.0.1:${stack.ports.inference}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { [IDENTITY_HEADER]: identity },
+    retryAttempts: 0,
+  });
+  const viaSubgraph = viaGraphQLWs(subgraphClient, { [IDENTITY_HEADER]: identity });
+  const viaGateway = viaGraphQLWs(client);
+  const paths = [
+    { name: 'gpu-server direct', run: viaDirect },
+    { name: 'inference subgraph over graphql-ws', run: viaSubgraph },
+    { name: 'through the gateway', run: viaGateway },
+  ];
 
   try {
-    await viaDirect(0);
-    await viaGateway(0); // warm-up of both paths
-    const d: Round[] = [];
-    const g: Round[] = [];
-    for (let r = 1; r <= ROUNDS; r++) {
-      d.push(await viaDirect(r * 1000));
-      g.push(await viaGateway(r * 1000));
-    }
+    for (const path of paths) await path.run(0); // warm-up of every path
+    const loaded: Round[][] = paths.map(() => []);
+    for (let r = 1; r <= ROUNDS; r++) for (const [p, path] of paths.entries()) loaded[p].push(await path.run(r * 1000));
     // Unloaded: one stream at a time, so time to first token is the path's own latency, not queueing.
-    const lone: { d: number[]; g: number[] } = { d: [], g: [] };
-    for (let i = 0; i < LONE_STREAMS; i++) {
-      lone.d.push(...(await viaDirect(5000 + i, 1)).ttftMs);
-      lone.g.push(...(await viaGateway(5000 + i, 1)).ttftMs);
-    }
-    const loneAdded = percentile(lone.g, 50) - percentile(lone.d, 50);
+    const lone: number[][] = paths.map(() => []);
+    for (let i = 0; i < LONE_STREAMS; i++) for (const [p, path] of paths.entries()) lone[p].push(...(await path.run(5000 + i, 1)).ttftMs);
     const rate = (rounds: Round[]) => rounds.reduce((n, x) => n + x.tokens, 0) / rounds.reduce((n, x) => n + x.seconds, 0);
-    const p50 = (rounds: Round[]) =>
+    const ttft = (rounds: Round[], p: number) =>
       percentile(
         rounds.flatMap((x) => x.ttftMs),
-        50,
+        p,
       );
-    const directRate = rate(d);
-    const gatewayRate = rate(g);
-    const ratio = gatewayRate / directRate;
-    const added = p50(g) - p50(d);
-    console.log(`unloaded TTFT p50: direct ${percentile(lone.d, 50).toFixed(1)} ms, gateway ${percentile(lone.g, 50).toFixed(1)} ms`);
-    console.log(`direct ${directRate.toFixed(0)} tok/s, gateway ${gatewayRate.toFixed(0)} tok/s, ratio ${ratio.toFixed(2)}; TTFT p50 direct ${p50(d).toFixed(1)} ms, gateway ${p50(g).toFixed(1)} ms`);
+    const rows = paths.map((path, p) => ({
+      name: path.name,
+      rate: rate(loaded[p]),
+      p50: ttft(loaded[p], 50),
+      p99: ttft(loaded[p], 99),
+      loneP50: percentile(lone[p], 50),
+      loneP99: percentile(lone[p], 99),
+    }));
+    const [direct, subgraph, gateway] = rows;
+    const ratio = gateway.rate / direct.rate;
+    const added = gateway.p50 - direct.p50;
+    const loneAdded = gateway.loneP50 - direct.loneP50;
+    const ms = (x: number) => `${x.toFixed(1)} ms`;
+    for (const row of rows) console.log(`${row.name}: ${row.rate.toFixed(0)} tok/s, TTFT p50 ${ms(row.p50)} p99 ${ms(row.p99)}; alone p50 ${ms(row.loneP50)} p99 ${ms(row.loneP99)}`);
     recordResult(
       'subscription-throughput',
-      'Streams through the gateway vs straight from the gpu-server (issue 4b)',
-      `\`npx tsx bench/subscription-throughput.ts\` — ${STREAMS} concurrent streams of ${MAX_TOKENS} tokens (sluice-chat), ${ROUNDS} alternating rounds after a warm-up. Direct: one shared ModelStreamInfer call from the benchmark process. Gateway: graphql-ws to the gateway, which subscribes on the inference subgraph, which shares one ModelStreamInfer call.
+      'Streams through the gateway vs straight from the gpu-server (issues 4b, 19)',
+      `\`npx tsx bench/subscription-throughput.ts\` — ${STREAMS} concurrent streams of ${MAX_TOKENS} tokens (sluice-chat), ${ROUNDS} alternating rounds after a warm-up, then ${LONE_STREAMS} streams one at a time on each path. Direct: one shared ModelStreamInfer call from the benchmark process. Subgraph: graphql-ws straight to the inference subgraph (identity signed as the gateway signs it), which shares one ModelStreamInfer call. Gateway: graphql-ws to the gateway, which subscribes on the inference subgraph.
 
-| path | tokens/s | time to first token p50 | p99 |
-|---|---:|---:|---:|
-| gpu-server direct | ${directRate.toFixed(0)} | ${p50(d).toFixed(1)} ms | ${percentile(
-        d.flatMap((x) => x.ttftMs),
-        99,
-      ).toFixed(1)} ms |
-| through the gateway | ${gatewayRate.toFixed(0)} | ${p50(g).toFixed(1)} ms | ${percentile(
-        g.flatMap((x) => x.ttftMs),
-        99,
-      ).toFixed(1)} ms |
-| one stream at a time, direct | | ${percentile(lone.d, 50).toFixed(1)} ms | ${percentile(lone.d, 99).toFixed(1)} ms |
-| one stream at a time, through the gateway | | ${percentile(lone.g, 50).toFixed(1)} ms | ${percentile(lone.g, 99).toFixed(1)} ms |
+| path | tokens/s | time to first token p50 | p99 | alone p50 | alone p99 |
+|---|---:|---:|---:|---:|---:|
+${rows.map((row) => `| ${row.name} | ${row.rate.toFixed(0)} | ${ms(row.p50)} | ${ms(row.p99)} | ${ms(row.loneP50)} | ${ms(row.loneP99)} |`).join('\n')}
 
-**Delivered through the gateway: ${ratio.toFixed(2)}× of direct** (target ≥ 0.8: ${ratio >= 0.8 ? 'met' : 'not met'}). **Added time to first token at p50: ${added.toFixed(1)} ms with 100 concurrent streams** (target < 5 ms: ${added < 5 ? 'met' : 'not met'}), **${loneAdded.toFixed(1)} ms for a stream alone** (${loneAdded < 5 ? 'met' : 'not met'}). With 100 streams starting together, time to first token is mostly waiting for the gpu-server's prefill; every process of the stack shares this machine's 2 cores, so the two extra hops (gateway, inference subgraph: WebSocket frames, JSON, per-event execution) take CPU from generation and lengthen that queue. Alone, a stream pays the hops' own latency.`,
+Per hop, time to first token at p50 (each row minus the one before it): the inference subgraph adds ${ms(subgraph.loneP50 - direct.loneP50)} alone and ${ms(subgraph.p50 - direct.p50)} with ${STREAMS} streams; the gateway adds ${ms(gateway.loneP50 - subgraph.loneP50)} alone and ${ms(gateway.p50 - subgraph.p50)} with ${STREAMS} streams. Tokens/s: the subgraph delivers ${(subgraph.rate / direct.rate).toFixed(2)}× of direct, the gateway ${(gateway.rate / subgraph.rate).toFixed(2)}× of the subgraph.
+
+**Delivered through the gateway: ${ratio.toFixed(2)}× of direct** (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'not met'}). **Added time to first token at p50: ${ms(added)} with ${STREAMS} concurrent streams** (target ≤ 20 ms: ${added <= 20 ? 'met' : 'not met'}), **${ms(loneAdded)} for a stream alone** (target ≤ 3 ms: ${loneAdded <= 3 ? 'met' : 'not met'}). With ${STREAMS} streams starting together, time to first token is mostly waiting for the gpu-server's prefill; every process of the stack shares this machine's cores, so the extra hops take CPU from generation and lengthen that queue. Alone, a stream pays the hops' own latency.
+
+${loadNote(loadBefore)}`,
     );
   } finally {
     direct.close();
     triton.close();
     await client.dispose();
+    await subgraphClient.dispose();
     await stack.stop();
   }
 }
