@@ -148,11 +148,15 @@ export const SUBGRAPHS: SubgraphDefinition[] = [
     name: 'reviews',
     typeDefs: `${FEDERATION(['key', 'external', 'provides', 'interfaceObject'])}
       type Query { latestReviews(first: Int = 5): [Review!]! }
+      type Mutation { previewReview(input: ReviewInput!): Review! }
+      input ReviewInput { upc: ID! body: String! rating: Int! = 3 authorId: ID! }
       type Review { id: ID! body: String! rating: Int! author: User! @provides(fields: "username") product: Product }
       type User @key(fields: "id") { id: ID! username: String! @external reviews: [Review!]! numberOfReviews: Int! }
       type Product @key(fields: "upc") @interfaceObject { upc: ID! reviews: [Review!]! averageRating: Float }`,
     resolvers: {
       Query: { latestReviews: (_: unknown, { first }: { first: number }) => REVIEWS.slice(-first).reverse() },
+      // Builds the review without keeping it, so that every gateway compared gets the same answer.
+      Mutation: { previewReview: (_: unknown, { input }: { input: Omit<Review, 'id'> }) => ({ id: `preview-${input.upc}`, ...input }) },
       Review: {
         // Provided: the reviews subgraph knows usernames, so the gateway need not ask accounts for them.
         author: (review: Review) => ({ id: review.authorId, username: byId(USERS, 'id', review.authorId)?.username }),
@@ -320,4 +324,14 @@ export const PARITY_QUERIES: ParityQuery[] = [
   },
   { name: 'an operation name picked among several', query: 'query A { me { id } } query B { users { name } }', operationName: 'B' },
   { name: 'a validation error', query: '{ topProducts { nope } }' },
+  { name: 'a syntax error', query: '{ topProducts { upc }' },
+  { name: 'an operation name the document lacks', query: 'query A { me { id } }', operationName: 'B' },
+  { name: 'a variable of the wrong type', query: 'query Q($n: Int) { topProducts(first: $n) { upc } }', variables: { n: 'three' } },
+  {
+    name: 'a mutation with an input object, its default, and entities from three subgraphs in its result',
+    query: 'mutation M($input: ReviewInput!) { previewReview(input: $input) { id body rating author { id name username } product { upc name ... on Book { inStock } } } }',
+    variables: { input: { upc: 'p4', body: 'new', authorId: 'u2' } },
+  },
+  { name: 'introspection of the composed schema', query: '{ __schema { queryType { name } mutationType { name } types { kind name possibleTypes { name } } } }' },
+  { name: 'introspection of one abstract type', query: '{ __type(name: "Product") { kind fields { name type { kind name ofType { name } } } possibleTypes { name } } }' },
 ];
