@@ -13,14 +13,26 @@
  *   npx tsx bench/chaos.ts [outage seconds, default 8] [only the faults whose name matches this regular expression]
  */
 import * as os from 'node:os';
-import { killAndRestart, runScenario, signUpUsers, sleep, startChaosStack, type ChaosStack, type LoadMix, type Outcome, type Scenario, type ScenarioResult } from '../test/chaos/harness';
+import {
+  type ChaosOptions,
+  type ChaosStack,
+  killAndRestart,
+  type LoadMix,
+  type Outcome,
+  rollingRestart,
+  runScenario,
+  type Scenario,
+  type ScenarioResult,
+  signUpUsers,
+  sleep,
+  startChaosStack,
+} from '../test/chaos/harness';
 import { loadNote, percentile, recordResult } from './results';
 
 const OUTAGE_MS = Number(process.argv[2] ?? 8) * 1_000;
 const ONLY = new RegExp(process.argv[3] ?? '');
 const MIX: LoadMix = { queryClients: 6, completionClients: 2, streamClients: 2, streamTokens: 150, pauseMs: 20 };
 const PHASES = { beforeMs: 3_000, outageMs: OUTAGE_MS, afterMs: 8_000 };
-const ROLLED = ['auth', 'billing', 'knowledge', 'inference', 'gpu-server', 'gpu-server-2'] as const;
 
 /** Until two gateway workers answer again, `gone` not among them (the cluster forks a replacement when a worker exits). */
 async function workerReplaced(chaos: ChaosStack, gone: number): Promise<void> {
@@ -47,25 +59,17 @@ function gatewayWorkerKilled(): Scenario {
   };
 }
 
-/** SIGTERM (drain), then start, for every service in turn, gateway workers last, each once its predecessor's replacement answers; the fault is the whole sequence. */
-function rollingRestart(): Scenario {
-  return {
-    name: 'rolling restart of every service (SIGTERM, drain, start), one process each',
-    affects: [],
-    gpuCountsSurvive: false,
-    inject: async (chaos) => {
-      for (const service of ROLLED) {
-        await chaos.stack.kill(service, 'SIGTERM');
-        await chaos.stack.restart(service);
-      }
-      for (const pid of await chaos.gatewayWorkerPids()) {
-        process.kill(pid, 'SIGTERM');
-        await workerReplaced(chaos, pid);
-      }
-    },
-    recover: async () => undefined,
-  };
-}
+/** The rollout of every service, one replica at a time (harness.ts rollingRestart), on the replicated stack; the fault is the whole sequence. */
+const rolledOut: Scenario = {
+  name: 'rolling restart of every service (SIGTERM, drain, start, wait for /ready), two replicas of each behind one address, one replica at a time',
+  affects: [],
+  gpuCountsSurvive: false,
+  inject: async (chaos) => {
+    if (!chaos.replicas) throw new Error('the rolling restart expects a replicated chaos stack, but got a single one');
+    await rollingRestart(chaos.replicas);
+  },
+  recover: async () => undefined,
+};
 
 const SCENARIOS: Scenario[] = [
   { name: 'auth killed, restarted', ...killAndRestart('auth', ['auth']) },
@@ -88,7 +92,6 @@ const SCENARIOS: Scenario[] = [
     recover: (chaos) => chaos.startRedis(),
   },
   gatewayWorkerKilled(),
-  rollingRestart(),
 ];
 
 /** What keeps a row from its target (100 % kept, recovery ≤ 2 s, zero-downtime restarts), where it does not meet it. */
@@ -97,7 +100,7 @@ const BOUNDS = [
   '- **auth down, Redis down**: every signed-in request checks that its session was not logged out (auth, which reads Redis; answers cached `GATEWAY_CREDENTIALS_CACHE_MS`, 10 s). Once that cache runs out the whole request is refused with 503 `SERVICE_UNAVAILABLE` (streams: WebSocket close 4503), so `models` and `pricing` are lost with the rest. Serving the last known "not logged out" answer while auth cannot be asked would keep them: no logout can be recorded while auth is down anyway.',
   "- **Redis down**: answers wait for the services' Redis clients to give up or reconnect (p50 about 1.7 s).",
   '- **inference killed**: a generation the GPU finished for a request whose inference process died has no usage event: the text never reached the client, and its hold is released when the reservation expires (`BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default). This did not happen in every run.',
-  '- **rolling restart**: one process per service, so while a subgraph restarts (drain, then start: 10–25 s here) its fields are null and its mutations fail; auth restarting refuses signed-in callers as above; the second gpu-server is restarted before the inference router has seen the first ready again (MODEL_NOT_READY). Zero downtime needs two replicas per service behind one address, restarted one at a time on their `/ready` (it turns 503 when the drain starts), with the gateway retrying a mutation whose connection was refused (it never reached the subgraph). Gateway workers restart one at a time without failing a request; a stream whose subgraph restarts ends with `SERVICE_UNAVAILABLE`, `retryable: true`, naming the service.',
+  "- **rolling restart**: two replicas of every service (two gateway processes, two of each subgraph, a gpu-server per replica) behind round-robin addresses standing in for Kubernetes Services (test/support/replicated-stack.ts). A draining replica refuses new connections, which go to the other; the gateway retries a query on any connection error and a mutation whose connection was refused (it never reached the subgraph), and its breaker counts calls that failed after their retries, not attempts. What still fails, by construction: a mutation written onto a keep-alive connection in the instant its replica's drain closed it (it may have run, so it is not retried); a request of the load client on a connection its gateway closed as it drained (the TCP proxy cannot retry, a client or load balancer must); a stream whose inference replica or gpu-server restarts ends with a coded, retryable error.",
 ];
 
 const pct = (n: number, of: number) => (of === 0 ? '–' : `${((100 * n) / of).toFixed(0)} %`);
@@ -125,43 +128,51 @@ function row(result: ScenarioResult): string {
 
 async function main(): Promise<void> {
   const loadBefore = os.loadavg()[0];
-  let chaos: ChaosStack | undefined;
-  try {
-    chaos = await startChaosStack({ gpuServers: 2, gatewayWorkers: 2 });
-    const results: ScenarioResult[] = [];
-    for (const scenario of SCENARIOS.filter((s) => ONLY.test(s.name))) {
-      process.stdout.write(`${scenario.name} … `);
-      const users = await signUpUsers(chaos, 4, 'chaos-bench');
-      const result = await runScenario(chaos, scenario, PHASES, MIX, users);
-      results.push(result);
-      process.stdout.write(`${row(result)}\n`);
+  const results: ScenarioResult[] = [];
+  // The single faults on one process per service, the rollout on two replicas of each: each set on a stack of its own.
+  const runs: [Scenario[], ChaosOptions][] = [
+    [SCENARIOS, { gpuServers: 2, gatewayWorkers: 2 }],
+    [[rolledOut], { gpuServers: 1, replicated: true }],
+  ];
+  for (const [scenarios, options] of runs) {
+    const chosen = scenarios.filter((s) => ONLY.test(s.name));
+    if (chosen.length === 0) continue;
+    const chaos: ChaosStack = await startChaosStack(options);
+    try {
+      for (const scenario of chosen) {
+        process.stdout.write(`${scenario.name} … `);
+        const users = await signUpUsers(chaos, 4, 'chaos-bench');
+        const result = await runScenario(chaos, scenario, PHASES, MIX, users);
+        results.push(result);
+        process.stdout.write(`${row(result)}\n`);
+      }
+    } finally {
+      await chaos.stop();
     }
-    const all = results.flatMap((r) => r.outcomes.filter((o) => o.kind === 'query'));
-    const body = [
-      `\`npx tsx bench/chaos.ts ${OUTAGE_MS / 1_000}\`: one stack (every service its own process, 2 gpu-servers, 2 gateway workers, its own Redis with appendonly yes), the gateway's default subgraph settings (30 s deadline, a health probe after 2 s without an answer, breaker opening after 5 failures for 1 s), response cache off so answers come from the subgraphs. Load: ${MIX.queryClients} clients looping \`{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }\`, ${MIX.completionClients} looping \`complete\` (sluice-chat-batch, 4 tokens), ${MIX.streamClients} looping \`completionStream\` (sluice-chat, ${MIX.streamTokens} tokens), each pausing ${MIX.pauseMs} ms; fresh users per fault; ${PHASES.beforeMs / 1_000} s of load, the fault for ${OUTAGE_MS / 1_000} s (plus the restart's own time), then ${PHASES.afterMs / 1_000} s.`,
-      '',
-      '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event).',
-      '',
-      "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |",
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-      ...results.map(row),
-      '',
-      `All query answers: ${all.length}, latency p50 ${ms(
-        percentile(
-          all.map((o) => o.end - o.start),
-          50,
-        ),
-      )}.`,
-      '',
-      ...BOUNDS,
-      '',
-      loadNote(loadBefore),
-    ].join('\n');
-    recordResult('chaos', 'Issue 21: chaos, one fault at a time under load', body);
-    process.stdout.write(`${body}\n`);
-  } finally {
-    await chaos?.stop();
   }
+  const all = results.flatMap((r) => r.outcomes.filter((o) => o.kind === 'query'));
+  const body = [
+    `\`npx tsx bench/chaos.ts ${OUTAGE_MS / 1_000}\`: one stack (every service its own process, 2 gpu-servers, 2 gateway workers, its own Redis with appendonly yes; for the rolling restart two replicas of every service behind one address per tier), the gateway's default subgraph settings (30 s deadline, a health probe after 2 s without an answer, breaker opening after 5 failures for 1 s), response cache off so answers come from the subgraphs. Load: ${MIX.queryClients} clients looping \`{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }\`, ${MIX.completionClients} looping \`complete\` (sluice-chat-batch, 4 tokens), ${MIX.streamClients} looping \`completionStream\` (sluice-chat, ${MIX.streamTokens} tokens), each pausing ${MIX.pauseMs} ms; fresh users per fault; ${PHASES.beforeMs / 1_000} s of load, the fault for ${OUTAGE_MS / 1_000} s (plus the restart's own time), then ${PHASES.afterMs / 1_000} s.`,
+    '',
+    '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event).',
+    '',
+    "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |",
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...results.map(row),
+    '',
+    `All query answers: ${all.length}, latency p50 ${ms(
+      percentile(
+        all.map((o) => o.end - o.start),
+        50,
+      ),
+    )}.`,
+    '',
+    ...BOUNDS,
+    '',
+    loadNote(loadBefore),
+  ].join('\n');
+  recordResult('chaos', 'Issue 21: chaos, one fault at a time under load', body);
+  process.stdout.write(`${body}\n`);
 }
 
 main().catch((error: unknown) => {

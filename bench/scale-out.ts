@@ -9,29 +9,25 @@
  * in flight on the killed gpu-server are expected to end, with a coded error:
  * they are counted apart, and checked to be coded.
  *
- * Replicas sit behind round-robin TCP proxies (bench/support/round-robin-proxy.ts),
+ * Replicas sit behind round-robin TCP proxies (test/support/replicated-stack.ts),
  * what a Kubernetes Service is to the gateway (one URL per subgraph), to
  * inference (billing's URL), to knowledge (inference's) and to the client
- * (the gateways). The two scaled "stacks" are two scripts/stack.ts launches
- * sharing their secrets, Redis Cluster and GPU endpoints, each replica's
- * subgraph URLs pointing at the proxies.
+ * (the gateways).
  *
  *   npx tsx bench/scale-out.ts [measure seconds per shape, default 20] [outage seconds per fault, default 3]
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import { ErrorCode } from '../lib/errors';
-import { generateIdentityKeyPair } from '../lib/identity';
 import { startRedisServer } from '../scripts/redis-server';
-import { gpuServers, startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
+import { startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
 import { Load, QUERY_PARTS, signUpUsers, sleep, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
 import { inferenceCount } from '../test/support/gpu-processes';
 import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster';
+import { startReplicatedStack, SUBGRAPHS, type ReplicatedStack } from '../test/support/replicated-stack';
 import { freeStackPorts } from '../test/support/stack';
 import { loadNote, percentile, recordResult } from './results';
-import { startRoundRobinProxy, type RoundRobinProxy } from './support/round-robin-proxy';
 
 const MEASURE_MS = Number(process.argv[2] ?? 20) * 1_000;
 const OUTAGE_MS = Number(process.argv[3] ?? 3) * 1_000;
@@ -50,23 +46,11 @@ const ENV = {
   GATEWAY_SUBSCRIPTIONS_PER_USER: '64',
   BILLING_FREE_CREDIT_MICROS: String(10 ** 12),
 };
-const SUBGRAPHS = ['auth', 'billing', 'knowledge', 'inference'] as const;
 const CODES = new Set<string>(Object.values(ErrorCode));
 
 interface Shape {
   gatewayUrl: string;
   stop(): Promise<void>;
-}
-
-/** Secrets every replica of a service must share (the identity keys, auth's sealing key, the GPU key, the metrics token). */
-function shareSecrets(): void {
-  const secret = () => randomBytes(24).toString('base64url');
-  const keys = generateIdentityKeyPair();
-  process.env.SLUICE_IDENTITY_PRIVATE_KEY ??= keys.privateKeyPem;
-  process.env.SLUICE_IDENTITY_PUBLIC_KEY ??= keys.publicKeyPem;
-  process.env.AUTH_SESSION_SEALING_KEY ??= secret();
-  process.env.INFERENCE_GPU_SERVER_KEY ??= `sluice-gpu-key=${secret()}`;
-  process.env.SLUICE_METRICS_TOKEN ??= secret();
 }
 
 const logs: string[] = [];
@@ -99,52 +83,26 @@ async function startSingle(dataDir: string): Promise<Shape> {
   };
 }
 
-interface Scaled extends Shape {
+interface Scaled extends Shape, ReplicatedStack {
   cluster: RedisCluster;
-  /** Replica A runs one gpu-server, replica B two; faults strike B's services. */
-  a: Stack;
-  b: Stack;
-  gpus: { stack: 'a' | 'b'; name: ServiceName; address: string }[];
 }
 
+/** Replica A runs one gpu-server, replica B two; faults strike B's services. */
 async function startScaled(dataDir: string): Promise<Scaled> {
   const cluster = await startRedisCluster();
-  const proxies: RoundRobinProxy[] = [];
-  const stacks: Stack[] = [];
-  const stop = async () => {
-    for (const stack of stacks) await stack.stop();
-    for (const proxy of proxies) await proxy.stop();
-    await cluster.stop();
-  };
   try {
-    const [portsA, portsB] = [await freeStackPorts(), await freeStackPorts()];
-    const proxy = async (name: keyof StackPorts) => {
-      const started = await startRoundRobinProxy([portsA[name], portsB[name]]);
-      proxies.push(started);
-      return started;
+    const replicas = await startReplicatedStack({ redisUrl: cluster.url, dataDir, gpuServers: { a: 1, b: 2 }, env: { ...ENV, REDIS_CLUSTER_NODES: cluster.nodeList }, onLine });
+    return {
+      ...replicas,
+      cluster,
+      stop: async () => {
+        await replicas.stop();
+        await cluster.stop();
+      },
     };
-    const gateway = await proxy('gateway');
-    const [auth, billing, knowledge, inference] = await Promise.all(SUBGRAPHS.map(proxy));
-    // B, whose ports were taken last, runs the second gpu-server: its ports are its first's plus 10 (scripts/stack.ts), past every port taken here.
-    const gpus = [...gpuServers(portsA, { SLUICE_GPU_SERVERS: '1' }), ...gpuServers(portsB, { SLUICE_GPU_SERVERS: '2' })];
-    const shared = {
-      REDIS_CLUSTER_NODES: cluster.nodeList,
-      SLUICE_SUBGRAPH_AUTH_URL: auth.url('/graphql'),
-      SLUICE_SUBGRAPH_BILLING_URL: billing.url('/graphql'),
-      SLUICE_SUBGRAPH_KNOWLEDGE_URL: knowledge.url('/graphql'),
-      SLUICE_SUBGRAPH_INFERENCE_URL: inference.url('/graphql'),
-      GATEWAY_AUTH_JWKS_URL: auth.url('/.well-known/jwks.json'),
-      GATEWAY_AUTH_URL: auth.url(),
-      INFERENCE_BILLING_URL: billing.url(),
-      INFERENCE_GPU_ENDPOINTS: gpus.map((gpu) => `127.0.0.1:${gpu.grpc}`).join(','),
-    };
-    // One after the other: the 2-core machine starts a stack's processes faster than it starts two stacks' at once.
-    stacks.push(await launch(portsA, cluster.url, path.join(dataDir, 'a'), { ...shared, SLUICE_GPU_SERVERS: '1' }));
-    stacks.push(await launch(portsB, cluster.url, path.join(dataDir, 'b'), { ...shared, SLUICE_GPU_SERVERS: '2' }));
-    const gpuOf = (stack: 'a' | 'b') => (gpu: (typeof gpus)[number]) => ({ stack, name: gpu.name, address: `127.0.0.1:${gpu.grpc}` });
-    return { gatewayUrl: gateway.url('/graphql'), cluster, a: stacks[0], b: stacks[1], gpus: [...gpus.slice(0, 1).map(gpuOf('a')), ...gpus.slice(1).map(gpuOf('b'))], stop };
   } catch (error) {
-    await stop();
+    process.stderr.write(`the replicated stack failed to start; its output:\n${logs.join('\n')}\n`);
+    await cluster.stop();
     throw error;
   }
 }
@@ -282,7 +240,6 @@ function describe(failed: Outcome[]): string {
 
 async function main(): Promise<void> {
   const loadBefore = os.loadavg()[0];
-  shareSecrets();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sluice-scale-out-'));
   try {
     const single = await startSingle(path.join(dataDir, 'single'));
@@ -297,7 +254,7 @@ async function main(): Promise<void> {
       const row = (shape: string, t: Throughput) =>
         `| ${shape} | ${rate(t.perSecond)} | ${rate(t.queries.perSecond)} | ${ms(t.queries.p50)} / ${ms(t.queries.p99)} | ${rate(t.completions.perSecond)} | ${ms(t.completions.p50)} / ${ms(t.completions.p99)} | ${rate(t.streams.perSecond)} | ${ms(t.streams.p99)} | ${t.failed} |`;
       const body = [
-        `The same load from the benchmark process on both shapes (${MIX.queryClients} query clients, ${MIX.completionClients} completion clients, ${MIX.streamClients} stream clients of ${MIX.streamTokens} tokens, no pause; ${USERS} users; the response cache off), ${MEASURE_MS / 1_000} s measured after ${WARMUP_MS / 1_000} s of warm-up. Rates and latencies count answered requests (a query with no error, a completion or stream ending STOP or LENGTH). Replicas sit behind round-robin TCP proxies standing in for Kubernetes Services (bench/support/round-robin-proxy.ts: each connection to the next replica, a refusing replica skipped). Every process shares the machine's ${os.cpus().length} cores, so the scaled shape measures the cost of more processes and a cluster client more than added capacity: on separate nodes, each replica would bring its own cores.`,
+        `The same load from the benchmark process on both shapes (${MIX.queryClients} query clients, ${MIX.completionClients} completion clients, ${MIX.streamClients} stream clients of ${MIX.streamTokens} tokens, no pause; ${USERS} users; the response cache off), ${MEASURE_MS / 1_000} s measured after ${WARMUP_MS / 1_000} s of warm-up. Rates and latencies count answered requests (a query with no error, a completion or stream ending STOP or LENGTH). Replicas sit behind round-robin TCP proxies standing in for Kubernetes Services (test/support/round-robin-proxy.ts: each connection to the next replica, a refusing replica skipped). Every process shares the machine's ${os.cpus().length} cores, so the scaled shape measures the cost of more processes and a cluster client more than added capacity: on separate nodes, each replica would bring its own cores.`,
         '',
         '| shape | answered/s | queries/s | query p50 / p99 | completions/s | completion p50 / p99 | streams/s | stream p99 | failed |',
         '|---|---|---|---|---|---|---|---|---|',

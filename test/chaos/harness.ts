@@ -29,6 +29,7 @@ import { startRedisServer, type RedisServer } from '../../scripts/redis-server';
 import { percentile } from '../../bench/results';
 import { inferenceCount } from '../support/gpu-processes';
 import { bearer, gql, uniqueEmail } from '../support/graphql';
+import { type ReplicatedStack, startReplicatedStack, SUBGRAPHS } from '../support/replicated-stack';
 import { freeStackPorts } from '../support/stack';
 import { wsClient } from '../support/subscriptions';
 
@@ -67,10 +68,18 @@ export interface ChaosOptions {
   gatewayWorkers?: number;
   /** Extra environment for every service. */
   env?: Record<string, string>;
+  /**
+   * Two replicas of every service, each tier behind one round-robin address
+   * (test/support/replicated-stack.ts), `gpuServers` per replica.
+   */
+  replicated?: boolean;
 }
 
 export interface ChaosStack {
+  /** The stack, or with `replicated` replica A's services reached through the shared addresses (`gatewayUrl` is the gateways'). */
   stack: Stack;
+  /** Both replicas, with `replicated`. */
+  replicas?: ReplicatedStack;
   redis: RedisServer;
   /** Every service's output, printed by the caller when something fails. */
   logs: string[];
@@ -114,8 +123,15 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
     ...options.env,
   };
   let stack: Stack;
+  let replicas: ReplicatedStack | undefined;
   try {
-    stack = await startStack({ ports: await freeStackPorts(), redisUrl: redis.url, dataDir, host: '127.0.0.1', env, onLine });
+    if (options.replicated) {
+      const gpus = options.gpuServers ?? 1;
+      replicas = await startReplicatedStack({ redisUrl: redis.url, dataDir, gpuServers: { a: gpus, b: gpus }, env, onLine });
+      stack = { ...replicas.a, gatewayUrl: replicas.gatewayUrl, stop: replicas.stop };
+    } else {
+      stack = await startStack({ ports: await freeStackPorts(), redisUrl: redis.url, dataDir, host: '127.0.0.1', env, onLine });
+    }
   } catch (error) {
     process.stderr.write(`the chaos stack failed to start; its output:\n${logs.join('\n')}\n`);
     await redis.stop();
@@ -129,8 +145,9 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
     get redis() {
       return redis;
     },
+    replicas,
     logs,
-    gpuAddresses: gpuServers(stack.ports, env).map((gpu) => `127.0.0.1:${gpu.grpc}`),
+    gpuAddresses: replicas ? replicas.gpus.map((gpu) => gpu.address) : gpuServers(stack.ports, env).map((gpu) => `127.0.0.1:${gpu.grpc}`),
     stopRedis: () => redis.stop(),
     startRedis: async () => {
       redis = await startRedisServer(redisDir, (line) => onLine('redis', line), port);
@@ -364,6 +381,66 @@ export const killAndRestart = (service: ServiceName, affects: Dependency[], sign
   inject: (chaos) => chaos.stack.kill(service, signal),
   recover: (chaos) => chaos.stack.restart(service),
 });
+
+/**
+ * A rolling restart of every service of a replicated stack, as a deployment
+ * rollout does it: one replica at a time, SIGTERM (it drains: `/ready` turns
+ * 503, new connections are refused, requests in flight finish), start it
+ * again, and go on only once it is ready. The gpu-servers go first, each
+ * waited for until every inference replica routes to it again, so that the
+ * second is never stopped while the router knows only the stopped one.
+ */
+export async function rollingRestart(replicas: ReplicatedStack): Promise<void> {
+  for (const gpu of replicas.gpus) {
+    await replicas[gpu.stack].kill(gpu.name, 'SIGTERM');
+    await replicas[gpu.stack].restart(gpu.name);
+    await until(`every inference replica routing to ${gpu.address} again`, () => routesTo(replicas, gpu.address));
+  }
+  for (const service of [...SUBGRAPHS, 'gateway'] as const) {
+    for (const replica of [replicas.a, replicas.b]) {
+      await replica.kill(service, 'SIGTERM');
+      await replica.restart(service);
+      await until(`${service} on port ${replica.ports[service]} ready`, () => answers200(`http://127.0.0.1:${replica.ports[service]}/ready`));
+    }
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`expected ${what} within ${timeoutMs} ms, but it was not`);
+    await sleep(100);
+  }
+}
+
+async function answers200(url: string, headers: Record<string, string> = {}): Promise<boolean> {
+  try {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(2_000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether every inference replica's router has the endpoint up with its breaker closed (its /metrics). */
+async function routesTo(replicas: ReplicatedStack, address: string): Promise<boolean> {
+  const seen = await Promise.all(
+    [replicas.a, replicas.b].map(async (replica) => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${replica.ports.inference}/metrics`, {
+          headers: { authorization: `Bearer ${replica.env.INFERENCE_METRICS_TOKEN}` },
+          signal: AbortSignal.timeout(2_000),
+        });
+        const text = await res.text();
+        return text.includes(`sluice_gpu_endpoint_up{endpoint="${address}"} 1`) && text.includes(`sluice_gpu_endpoint_breaker_state{endpoint="${address}"} 0`);
+      } catch {
+        return false;
+      }
+    }),
+  );
+  return seen.every(Boolean);
+}
 
 export interface Phases {
   /** Load before the fault. */
