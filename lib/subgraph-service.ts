@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloServer } from '@apollo/server';
+import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap';
@@ -15,7 +16,7 @@ import { HttpService } from './http-service';
 import type { Extra } from 'graphql-ws/use/ws';
 import { type Identity, IDENTITY_HEADER, identityDeadline, IdentityError, type IdentityVerifier } from './identity';
 import type { Logger } from './log';
-import { redisIsReady } from './redis';
+import { redisIsReady, redisUnavailableResponse } from './redis';
 
 /** What every subgraph resolver can rely on. */
 export interface SubgraphContext {
@@ -77,6 +78,8 @@ export async function startSubgraph<TContext extends SubgraphContext>(options: S
     // Inline traces only feed Apollo Studio, which Sluice does not report to.
     plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
     includeStacktraceInErrorResponses: false,
+    // Redis away or failing over is SERVICE_UNAVAILABLE (retryable), not an uncoded INTERNAL_SERVER_ERROR.
+    formatError: (formatted, error) => redisUnavailableResponse(formatted, unwrapResolverError(error)) ?? formatted,
     // The service's HttpService owns signals and draining; Apollo's own handlers would race it.
     stopOnTerminationSignals: false,
   });

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Reservation } from '../../lib/billing-client';
 import { codedError, ErrorCode } from '../../lib/errors';
-import { runReplicated } from '../../lib/redis';
+import { redisUnavailable, retryDuringFailover, runReplicated } from '../../lib/redis';
 import { ID_PATTERN, MAX_TOKENS_PER_EVENT, UUID_PATTERN, type UsageEvent } from '../../lib/usage-events';
 import { billingKeys as K, utcDay, utcMonth } from './keys';
 import { CLAIM_TOP_UP, INDEX_USER, REINDEX_USER, RELEASE_EXPIRED, RESERVE, SETTLE, TOP_UP } from './ledger-lua';
@@ -154,8 +154,10 @@ export class Ledger {
     return results.map((result, i) => {
       if (result.status === 'fulfilled') return settleOutcome(result.value as string[]);
       const error = result.reason as Error;
-      if (error?.name === 'ReplyError') return { status: 'refused', reason: `Redis refused its settlement: ${error.message}` };
-      throw new Error(`settling usage event ${events[i].eventId} failed: ${error?.message}`);
+      // A failover's refusals (READONLY, CLUSTERDOWN…) are replies too, but they say "not now": the event stays pending.
+      const unavailable = redisUnavailable(error);
+      if (error?.name === 'ReplyError' && !unavailable) return { status: 'refused', reason: `Redis refused its settlement: ${error.message}` };
+      throw unavailable ?? new Error(`settling usage event ${events[i].eventId} failed: ${error?.message}`);
     });
   }
 
@@ -285,9 +287,13 @@ export class Ledger {
     return this.script('billingIndexUser')(K.reservationUsers, K.reservationUserVersions, userId, expiresAt);
   }
 
-  /** Every money script answers only once it is replicated (on a Cluster: see runReplicated), so a failover cannot undo a change the caller saw. */
+  /**
+   * Every money script answers only once it is replicated (on a Cluster or behind Sentinel: see runReplicated),
+   * so a failover cannot undo a change the caller saw. Each is idempotent (keyed by its reservation, event or
+   * idempotency key), so one that failed during a failover is run again until it is confirmed.
+   */
   private script(name: string): ScriptFn {
-    return (...args) => runReplicated(this.redis, name, args);
+    return (...args) => retryDuringFailover(this.redis, () => runReplicated(this.redis, name, args));
   }
 }
 

@@ -1,5 +1,8 @@
 import { createPrivateKey } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type Redis from 'ioredis';
 import { GraphQLError } from 'graphql';
 import { BillingClient } from '../../lib/billing-client';
@@ -9,6 +12,7 @@ import { connectRedis } from '../../lib/redis';
 import { publishUsageEvent } from '../../lib/usage-events';
 import type { RunningService } from '../../lib/subgraph-service';
 import { freePort } from '../../scripts/free-port';
+import { startRedisServer } from '../../scripts/redis-server';
 import { gql } from '../../test/support/graphql';
 import { startTestRedis, type TestRedis } from '../../test/support/redis';
 import { startBilling } from './server';
@@ -181,5 +185,30 @@ it('settles in in-memory mode too (REDIS_URL=memory://), through the poller that
     memoryClient.close();
     producer.disconnect();
     await memory.stop();
+  }
+});
+
+it('answers SERVICE_UNAVAILABLE (retryable, naming Redis but not its address) when its Redis is gone, not INTERNAL_SERVER_ERROR', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-billing-no-redis-'));
+  const server = await startRedisServer(dir);
+  const orphan = await startBilling({ host: '127.0.0.1', port: 0, redisUrl: server.url, log: createLogger({ service: 'billing-no-redis' }) });
+  try {
+    await server.stop();
+    const user = newUser();
+    const res = await gql(
+      `http://127.0.0.1:${orphan.port}/graphql`,
+      'query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { balance { total } } } }',
+      { r: [{ __typename: 'User', id: user }] },
+      {
+        [IDENTITY_HEADER]: session(user),
+      },
+    );
+    expect(res.errors).toHaveLength(1);
+    expect(res.errors![0].extensions).toEqual({ code: 'SERVICE_UNAVAILABLE', service: 'redis', retryable: true });
+    expect(res.errors![0].message).toMatch(/^Redis is unavailable: /);
+    expect(res.errors![0].message).not.toContain(new URL(server.url).port);
+  } finally {
+    await orphan.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

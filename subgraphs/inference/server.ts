@@ -2,7 +2,7 @@ import path from 'node:path';
 import { BillingClient } from '../../lib/billing-client';
 import { ConfigError, envBool, envInt, envString } from '../../lib/config';
 import { identityVerifierFromEnv } from '../../lib/identity';
-import { connectRedis } from '../../lib/redis';
+import { connectRedis, REDIS_FAILOVER_WAIT_MS } from '../../lib/redis';
 import { type RunningService, type ServiceConfig, startSubgraph } from '../../lib/subgraph-service';
 import { BatchGenerator } from './completions/batch-generator';
 import { Completions } from './completions/completions';
@@ -65,7 +65,8 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   const catalog = new ModelCatalog(tier, envInt('INFERENCE_MODEL_CACHE_MS', 5_000));
   const windowMs = envInt('INFERENCE_BATCH_WINDOW_MS', 2);
   const embedder = new EmbeddingBatcher(tier, windowMs);
-  const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }) });
+  // Billing rides through a Redis failover (lib/redis.ts) before it answers: waiting less would refuse the completion anyway.
+  const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', REDIS_FAILOVER_WAIT_MS + 2_000, { min: 1 }) });
   const metering = new Metering(billing, new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }), config.log);
   const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 }, priorities, metering);
   const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 })), metering, {
