@@ -107,6 +107,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       },
       loseMaster: async (node) => {
         await stopNode(node);
+        // Until the others mark it failed (after the node timeout) they still report the cluster ok.
+        await waitForFailed(nodes, node, 30_000);
         await waitForClusterOk(nodes, 30_000);
         node.process = spawn('redis-server', node.args, { stdio: 'ignore' });
         await waitForPing(`redis://127.0.0.1:${node.port}`);
@@ -123,7 +125,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   }
 }
 
-function stopNode(node: ClusterNode): Promise<void> {
+/** Kills a node at once (SIGKILL) and resolves when it has exited. */
+export function stopNode(node: ClusterNode): Promise<void> {
   return new Promise((resolve) => {
     if (node.process.exitCode !== null || node.process.signalCode !== null) return resolve();
     node.process.once('exit', () => resolve());
@@ -156,6 +159,25 @@ async function waitForClusterOk(nodes: ClusterNode[], timeoutMs: number): Promis
     last = states.join('; ');
     if (Date.now() > deadline) throw new Error(`Redis Cluster not healthy within ${timeoutMs} ms: expected cluster_state:ok on every live node, got ${last}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** A live node's view of the cluster marks `lost` as failed (not just suspected: `fail?`), which starts its replica's election. */
+async function waitForFailed(nodes: ClusterNode[], lost: ClusterNode, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const observer = nodes.find((node) => node !== lost && node.process.exitCode === null && node.process.signalCode === null)!;
+  const client = new Redis(observer.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  try {
+    for (;;) {
+      const line = String(await client.call('CLUSTER', 'NODES'))
+        .split('\n')
+        .find((entry) => entry.includes(`:${lost.port}@`));
+      if (line?.split(' ')[2].split(',').includes('fail')) return;
+      if (Date.now() > deadline) throw new Error(`cluster node ${lost.port} was not marked failed within ${timeoutMs} ms: ${line}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    client.disconnect();
   }
 }
 
