@@ -8,19 +8,20 @@
  * The executor reads the gateway's own state (schema, plan cache, data
  * sources), which @apollo/gateway keeps in members TypeScript calls private:
  * {@link GatewayState} names the few it reads, and if the installed version
- * lacks one, every operation goes to stock's executor. Stock's executor also
- * runs every operation whose plan is not cached yet (it plans and caches it),
- * and those this executor does not compile or would answer differently:
- * usage-reporting traces, the query-plan debug header, `experimental_didResolveQueryPlan`.
+ * lacks one, every operation goes to stock's executor. A plan not cached yet
+ * is built by the gateway's planner and cached as stock does. Stock's executor
+ * runs the operations this one would answer differently: usage-reporting
+ * traces, the query-plan debug header, `experimental_didResolveQueryPlan`.
  */
 import { createHash } from 'node:crypto';
 import { type ApolloGateway, buildOperationContext, executeQueryPlan } from '@apollo/gateway';
 import type { GraphQLDataSource } from '@apollo/gateway/dist/datasources/types';
 import { operationFromDocument, type Schema } from '@apollo/federation-internals';
-import type { QueryPlan } from '@apollo/query-planner';
+import type { QueryPlan, QueryPlanner } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
 import { type DocumentNode, type GraphQLError, type GraphQLSchema, Kind } from 'graphql';
 import { type CompiledPlan, compilePlan } from './plan';
+import type { PlanExecutor } from './settings';
 
 /** The members of ApolloGateway (2.x) this executor reads; private in its typings. */
 interface GatewayState {
@@ -28,7 +29,11 @@ interface GatewayState {
   apiSchema?: Schema;
   supergraphSchema?: GraphQLSchema;
   serviceMap: Record<string, { dataSource: GraphQLDataSource }>;
-  queryPlanStore: { get(key: string): Promise<QueryPlan | undefined> };
+  queryPlanStore: { get(key: string): Promise<QueryPlan | undefined>; set(key: string, plan: QueryPlan): Promise<void> };
+  queryPlanner?: QueryPlanner;
+  recursiveSelectionsLimitDisabled: boolean;
+  nonLocalSelectionsLimitDisabled: boolean;
+  logger: { warn(message: string): void };
   config: { debug?: boolean; telemetry?: Parameters<typeof executeQueryPlan>[6]; __exposeQueryPlanExperimental?: boolean };
   experimental_didResolveQueryPlan?: unknown;
   validateIncomingRequest(requestContext: GatewayGraphQLRequestContext, operationContext: ReturnType<typeof buildOperationContext>): GraphQLError[];
@@ -36,8 +41,19 @@ interface GatewayState {
 
 function stateOf(gateway: ApolloGateway): GatewayState | undefined {
   const state = gateway as unknown as Partial<GatewayState>;
-  const complete = typeof state.validateIncomingRequest === 'function' && typeof state.queryPlanStore?.get === 'function' && typeof state.serviceMap === 'object' && typeof state.config === 'object';
+  const complete =
+    typeof state.validateIncomingRequest === 'function' &&
+    typeof state.queryPlanStore?.get === 'function' &&
+    typeof state.queryPlanStore?.set === 'function' &&
+    typeof state.serviceMap === 'object' &&
+    typeof state.config === 'object' &&
+    typeof state.logger?.warn === 'function';
   return complete ? (state as GatewayState) : undefined;
+}
+
+/** The gateway Apollo Server gets for the GATEWAY_PLAN_EXECUTOR setting: `gateway` itself for `stock`. */
+export function planExecutorGateway(gateway: ApolloGateway, executor: PlanExecutor): GatewayInterface {
+  return executor === 'compiled' ? compiledPlanGateway(gateway) : gateway;
 }
 
 /** The gateway with each cached plan run by its compiled executor; loading, schema updates and stopping are the gateway's own. */
@@ -59,15 +75,14 @@ function compiledExecutor(state: GatewayState, stock: GatewayExecutor): GatewayE
   const compiled = new WeakMap<QueryPlan, CompiledPlan | undefined>();
 
   return async (requestContext): Promise<GatewayExecutionResult> => {
-    const { schema, apiSchema, supergraphSchema } = state;
-    if (!schema || !apiSchema || !supergraphSchema || bypasses(state, requestContext)) return stock(requestContext);
+    const { schema, apiSchema, supergraphSchema, queryPlanner } = state;
+    if (!schema || !apiSchema || !supergraphSchema || !queryPlanner || bypasses(state, requestContext)) return stock(requestContext);
     const { request, document, queryHash } = requestContext;
     const key = request.operationName ? createHash('sha256').update(queryHash).update(request.operationName).digest('hex') : queryHash;
     const operationContext = buildOperationContext({ schema, operationDocument: document, operationName: request.operationName });
     const validationErrors = state.validateIncomingRequest(requestContext, operationContext);
     if (validationErrors.length > 0) return { errors: validationErrors };
-    const plan = await state.queryPlanStore.get(key);
-    if (!plan) return stock(requestContext);
+    const plan = (await state.queryPlanStore.get(key)) ?? (await planAndStore(state, queryPlanner, apiSchema, requestContext, key));
 
     let executor = compiled.get(plan);
     if (!compiled.has(plan)) {
@@ -79,6 +94,18 @@ function compiledExecutor(state: GatewayState, stock: GatewayExecutor): GatewayE
     if (!executor) return executeQueryPlan(plan, services, requestContext, operationContext, supergraphSchema, apiSchema, state.config.telemetry);
     return executor.execute(services, requestContext);
   };
+}
+
+/** Stock's planning on a cache miss: the same planner, options and cache (a planning failure is thrown, as stock throws it). */
+async function planAndStore(state: GatewayState, planner: QueryPlanner, apiSchema: Schema, requestContext: GatewayGraphQLRequestContext, key: string): Promise<QueryPlan> {
+  const operation = operationFromDocument(apiSchema, requestContext.document, { operationName: requestContext.request.operationName });
+  const plan = planner.buildQueryPlan(operation, { recursiveSelectionsLimitDisabled: state.recursiveSelectionsLimitDisabled, nonLocalSelectionsLimitDisabled: state.nonLocalSelectionsLimitDisabled });
+  try {
+    await state.queryPlanStore.set(key, plan);
+  } catch (err) {
+    state.logger.warn(`Could not store queryPlan${(err as Error)?.message || err}`);
+  }
+  return plan;
 }
 
 /** Operations whose answer or side effects stock's executor adds to: traces for usage reporting, the plan in the answer, the plan hook. */
