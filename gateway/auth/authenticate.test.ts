@@ -100,7 +100,9 @@ const INVALID_KEY_MESSAGE = 'the API key is not valid (unknown, malformed or rev
 const STATUS = '/internal/sessions/status';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function authenticator(options: { cacheMs?: number; cacheEntries?: number; authUrl?: string; signer?: IdentitySigner } & Pick<AuthenticatorOptions, 'staleIfErrorMs' | 'onStaleAnswer'> = {}) {
+function authenticator(
+  options: { cacheMs?: number; cacheEntries?: number; authUrl?: string; signer?: IdentitySigner } & Pick<AuthenticatorOptions, 'staleIfErrorMs' | 'stalePatienceMs' | 'onStaleAnswer'> = {},
+) {
   return new Authenticator({
     jwksUrl: `${auth.url}/.well-known/jwks.json`,
     authUrl: options.authUrl ?? auth.url,
@@ -108,6 +110,7 @@ function authenticator(options: { cacheMs?: number; cacheEntries?: number; authU
     cacheMs: options.cacheMs ?? 10_000,
     cacheEntries: options.cacheEntries,
     staleIfErrorMs: options.staleIfErrorMs,
+    stalePatienceMs: options.stalePatienceMs,
     onStaleAnswer: options.onStaleAnswer,
   });
 }
@@ -297,7 +300,8 @@ describe('sessions', () => {
 describe('while auth cannot be asked (stale if error)', () => {
   it("keeps each known credential's last answer, positive or negative, refuses an unknown one with 503, and asks auth again once it answers", async () => {
     const served: string[] = [];
-    const gateway = authenticator({ cacheMs: 100, staleIfErrorMs: 60_000, onStaleAnswer: (credential, error) => served.push(`${credential} ${error.reason}`) });
+    // Patience far beyond any stall of a loaded machine: each stand-in here is for auth's answer, not its delay.
+    const gateway = authenticator({ cacheMs: 100, staleIfErrorMs: 60_000, stalePatienceMs: 60_000, onStaleAnswer: (credential, error) => served.push(`${credential} ${error.reason}`) });
     const key = newKey();
     const loggedOut = randomBytes(8).toString('hex');
     auth.revokedSessions.add(loggedOut);
@@ -325,6 +329,17 @@ describe('while auth cannot be asked (stale if error)', () => {
     auth.keys.delete(key.secret); // revoked while auth was down
     await sleep(1_100); // the breaker lets a probe through
     await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).rejects.toThrow(new AuthenticationError(INVALID_KEY_MESSAGE));
+  });
+
+  it('waits stalePatienceMs for a slow auth when an earlier answer can stand in, then uses it (a timeout)', async () => {
+    const served: string[] = [];
+    const gateway = authenticator({ cacheMs: 100, staleIfErrorMs: 60_000, stalePatienceMs: 50, onStaleAnswer: (credential, error) => served.push(`${credential} ${error.reason}`) });
+    const key = newKey();
+    await gateway.authenticate(`Bearer ${key.secret}`, undefined);
+    await sleep(150);
+    auth.delayMs = 3_000;
+    await expect(gateway.authenticate(`Bearer ${key.secret}`, undefined)).resolves.toMatchObject({ keyId: key.keyId });
+    expect(served).toEqual(['api-key TIMEOUT']);
   });
 
   it('keeps the refusal when the link to auth is broken rather than down (auth answering 500 or refusing the gateway)', async () => {

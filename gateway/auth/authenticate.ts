@@ -33,6 +33,14 @@ export interface AuthenticatorOptions {
    * store down); 0 refuses with 503 as soon as the answer expires. @default 0
    */
   staleIfErrorMs?: number;
+  /**
+   * How long a request whose credential has such an earlier answer waits for
+   * auth's fresh one before using it. Auth answers in milliseconds when well;
+   * one that is hung, or waiting on a Redis that is away, would otherwise hold
+   * each such request for the client's whole timeout (5 s) until its breaker
+   * opens. @default 1000
+   */
+  stalePatienceMs?: number;
   /** Told of each request let through (or refused) on such an earlier answer: which kind of credential, and the outage it stood in for. */
   onStaleAnswer?: (credential: 'api-key' | 'session', error: KeysUnavailableError, ageMs: number) => void;
 }
@@ -67,7 +75,8 @@ export class Authenticator {
       staleIfError: {
         ms: options.staleIfErrorMs ?? 0,
         when: isAuthOutage,
-        onServe: (error: unknown, ageMs: number) => options.onStaleAnswer?.(credential, error as KeysUnavailableError, ageMs),
+        patienceMs: options.stalePatienceMs ?? 1_000,
+        onServe: (error: unknown, ageMs: number) => options.onStaleAnswer?.(credential, asKeysUnavailable(error), ageMs),
       },
     });
     this.verifiedTokens = new VerifiedTokens(options.cacheEntries ?? 10_000);
@@ -143,4 +152,9 @@ export class Authenticator {
     this.verifiedTokens.set(token, claims, expiresAt);
     return claims;
   }
+}
+
+/** What an earlier answer stood in for: auth's failure, or (OverdueAnswer) auth taking longer than stalePatienceMs, a timeout. */
+function asKeysUnavailable(error: unknown): KeysUnavailableError {
+  return error instanceof KeysUnavailableError ? error : new KeysUnavailableError((error as Error).message, 'TIMEOUT');
 }

@@ -1,4 +1,4 @@
-import { VerificationCache } from './verification-cache';
+import { OverdueAnswer, VerificationCache } from './verification-cache';
 
 /** The cache reads the time from Date.now: the tests move it by hand, so no assertion waits on a timer. */
 let now = 1_000_000;
@@ -12,8 +12,15 @@ class Outage extends Error {}
 const TTL_MS = 1_000;
 const STALE_MS = 60_000;
 
-function cache(onServe?: (error: unknown, ageMs: number) => void, staleMs = STALE_MS) {
-  return new VerificationCache<string>({ ttlMs: TTL_MS, maxEntries: 10, staleIfError: { ms: staleMs, when: (error) => error instanceof Outage, onServe } });
+function cache(onServe?: (error: unknown, ageMs: number) => void, staleMs = STALE_MS, patienceMs?: number) {
+  return new VerificationCache<string>({ ttlMs: TTL_MS, maxEntries: 10, staleIfError: { ms: staleMs, when: (error) => error instanceof Outage, onServe, patienceMs } });
+}
+/** A question whose answer the test gives (or refuses) when it likes. */
+function held() {
+  let release!: (value: string) => void;
+  let fail!: (error: Error) => void;
+  const ask = () => new Promise<string>((resolve, reject) => ([release, fail] = [resolve, reject]));
+  return { ask, release: (value: string) => release(value), fail: (error: Error) => fail(error) };
 }
 const answer = (value: string) => () => Promise.resolve(value);
 const failure = (error: Error) => () => Promise.reject(error);
@@ -74,11 +81,47 @@ describe('VerificationCache, stale if error', () => {
 
   it('keeps an answer that arrives after its own expiry, to stand in during a later outage', async () => {
     const answers = cache();
-    let release!: (value: string) => void;
-    const first = answers.get('key', () => new Promise<string>((resolve) => (release = resolve)));
+    const question = held();
+    const first = answers.get('key', question.ask);
     now += TTL_MS + 10; // the answer's expiry counts from when the question was sent
-    release('valid');
+    question.release('valid');
     await expect(first).resolves.toBe('valid');
     await expect(answers.get('key', failure(new Outage()))).resolves.toBe('valid');
+  });
+
+  describe('with patienceMs', () => {
+    it('waits no longer for a fresh answer when an earlier one can stand in; the late answer then refreshes the cache', async () => {
+      const served: unknown[] = [];
+      const answers = cache((error) => served.push(error), STALE_MS, 20);
+      await answers.get('key', answer('valid'));
+      now += TTL_MS;
+      const question = held();
+      await expect(answers.get('key', question.ask)).resolves.toBe('valid');
+      expect(served).toEqual([new OverdueAnswer('no answer within 20 ms')]);
+      question.release('revoked');
+      await expect(answers.get('key', failure(new Error('not asked: the fresh answer is cached')))).resolves.toBe('revoked');
+    });
+
+    it('reports a stand-in once, though the question fails after it', async () => {
+      const served: unknown[] = [];
+      const answers = cache((error) => served.push(error), STALE_MS, 20);
+      await answers.get('key', answer('valid'));
+      now += TTL_MS;
+      const question = held();
+      await expect(answers.get('key', question.ask)).resolves.toBe('valid');
+      question.fail(new Outage());
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(served).toHaveLength(1);
+    });
+
+    it('takes a fresh answer that comes in time, and waits as long as it takes when nothing could stand in', async () => {
+      const served: unknown[] = [];
+      const answers = cache((error) => served.push(error), STALE_MS, 20);
+      await answers.get('key', answer('valid'));
+      now += TTL_MS;
+      await expect(answers.get('key', answer('fresh'))).resolves.toBe('fresh');
+      await expect(answers.get('never-seen', () => new Promise((resolve) => setTimeout(() => resolve('late'), 60)))).resolves.toBe('late');
+      expect(served).toEqual([]);
+    });
   });
 });

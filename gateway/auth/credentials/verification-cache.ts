@@ -16,8 +16,12 @@
  *   `staleIfError.when` accepts (auth cannot be asked at all), the last answer
  *   for the key is used until `staleIfError.ms` past its expiry, positive or
  *   negative alike: it is what auth last said, so nothing that was refused is
- *   let in, and a key never answered still gets the error. Each such answer
- *   is reported to `staleIfError.onServe`.
+ *   let in, and a key never answered still gets the error. A look-up that
+ *   has such an answer to fall back on waits at most `staleIfError.patienceMs`
+ *   for the fresh one (a hung source costs each caller that, not its whole
+ *   timeout): past it the earlier answer is used, and the question goes on,
+ *   its answer refreshing the cache. Each such answer is reported to
+ *   `staleIfError.onServe`.
  * - At most `maxEntries` answers are kept; past that the oldest go first (all
  *   answers are kept equally long, so the oldest is also the nearest to being
  *   dropped). Callers choose the keys: anything secret must be hashed first.
@@ -33,8 +37,15 @@ export interface StaleIfError {
   ms: number;
   /** Whether the failure of a question means the source cannot be asked right now (only then is an earlier answer used). */
   when: (error: unknown) => boolean;
-  /** Called for each expired answer used, with the error it stood in for and how long ago its question was sent. */
+  /** How long a look-up that could fall back on an earlier answer waits for the fresh one. @default no limit */
+  patienceMs?: number;
+  /** Called for each expired answer used, with the error it stood in for (an OverdueAnswer past `patienceMs`) and how long ago its question was sent. */
   onServe?: (error: unknown, ageMs: number) => void;
+}
+
+/** What an earlier answer stood in for when the fresh one took longer than `staleIfError.patienceMs`. */
+export class OverdueAnswer extends Error {
+  override name = 'OverdueAnswer';
 }
 
 export class VerificationCache<T> {
@@ -56,7 +67,28 @@ export class VerificationCache<T> {
     const cached = this.answers.get(key);
     if (cached && cached.askedAt + this.options.ttlMs > now) return Promise.resolve(cached.value);
     const answer = this.ask(key, ask, now);
-    return this.staleMs > 0 ? answer.catch((error: unknown) => this.staleAnswer(key, error)) : answer;
+    if (this.staleMs === 0) return answer;
+    const patienceMs = this.options.staleIfError?.patienceMs;
+    if (patienceMs === undefined || !cached || now >= this.keptUntil(cached.askedAt)) return answer.catch((error: unknown) => this.staleAnswer(key, error));
+    return new Promise<T>((resolve, reject) => {
+      let stoodIn = false;
+      const overdue = setTimeout(() => {
+        const standIn = this.standIn(key, new OverdueAnswer(`no answer within ${patienceMs} ms`));
+        stoodIn = standIn !== undefined;
+        if (standIn) resolve(standIn.value);
+      }, patienceMs);
+      answer
+        .finally(() => clearTimeout(overdue))
+        .then(resolve, (error: unknown) => {
+          // Once the earlier answer has stood in, the question's failure is no news to this caller.
+          if (stoodIn) return;
+          try {
+            resolve(this.staleAnswer(key, error));
+          } catch (failure) {
+            reject(failure);
+          }
+        });
+    });
   }
 
   /** The keys answers are held under (never secrets: callers hash those). */
@@ -84,12 +116,18 @@ export class VerificationCache<T> {
 
   /** The last answer for `key` in place of `error`, if the error is an outage and the answer is within the bound; else the error. */
   private staleAnswer(key: string, error: unknown): T {
-    const stale = this.options.staleIfError as StaleIfError;
+    const standIn = this.options.staleIfError?.when(error) ? this.standIn(key, error) : undefined;
+    if (!standIn) throw error;
+    return standIn.value;
+  }
+
+  /** The answer for `key` that may still stand in for `error` (reported to onServe), if there is one. Boxed: an answer may be `false`. */
+  private standIn(key: string, error: unknown): { value: T } | undefined {
     const entry = this.answers.get(key);
     const now = Date.now();
-    if (!entry || now >= this.keptUntil(entry.askedAt) || !stale.when(error)) throw error;
-    stale.onServe?.(error, now - entry.askedAt);
-    return entry.value;
+    if (!entry || now >= this.keptUntil(entry.askedAt)) return undefined;
+    this.options.staleIfError?.onServe?.(error, now - entry.askedAt);
+    return { value: entry.value };
   }
 
   private keptUntil(askedAt: number): number {
