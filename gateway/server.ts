@@ -38,6 +38,8 @@ import { safelistFeature } from './persisted-queries/feature';
 import { apolloPlugin } from './pipeline/apollo-adapter';
 import { refuseHttpSource } from './pipeline/http-source';
 import { GatewayPipeline } from './pipeline/pipeline';
+import { planExecutorGateway } from './plan-executor/compiled-gateway';
+import { serializedResults } from './pipeline/serialized-results';
 import { rateLimits } from './rate-limits/feature';
 import { RateLimiter } from './rate-limits/limiter';
 import { TokenChargeCorrection } from './rate-limits/token-charge-correction';
@@ -113,11 +115,15 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
   ]);
   const apollo = new ApolloServer<GatewayContext>({
     // Identical queries in flight run once (gateway/dedup), after every feature has run for each caller.
-    gateway: config.dedup.enabled ? deduplicatingGateway(gateway, new OperationDedup(new PublicOperations(policy, config.dedup.publicFields))) : gateway,
+    gateway: ((executing) => (config.dedup.enabled ? deduplicatingGateway(executing, new OperationDedup(new PublicOperations(policy, config.dedup.publicFields))) : executing))(
+      planExecutorGateway(gateway, config.planExecutor),
+    ),
     plugins: [apolloPlugin(pipeline), config.http.sandbox ? ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }) : ApolloServerPluginLandingPageDisabled()],
     introspection: config.http.introspection,
     persistedQueries: persistedQueryOptions(config.apq, redis, log),
     includeStacktraceInErrorResponses: false,
+    // Each execution's data serialized once, for every caller dedup gave it to and for the response cache (gateway/pipeline).
+    stringifyResult: serializedResults.stringify,
     // The service's HttpService owns signals and draining; Apollo's own handlers would race it.
     stopOnTerminationSignals: false,
   });
@@ -159,6 +165,7 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
   const graphql = apolloHttpHandler<GatewayContext>(apollo, {
     bodyLimitBytes: config.http.bodyLimitBytes,
     context: httpContext,
+    encode: (context, body) => serializedResults.bytesFor(context, body),
     intercept: async (req, res, body, context) => {
       if (refuseHttpSource(pipeline, req, res, body)) return true;
       return wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, config.subscriptions.multipartHeartbeatMs) : false;

@@ -23,6 +23,8 @@ export interface ApolloHttpOptions<TContext extends BaseContext> {
    * subscription), false to let Apollo Server handle it.
    */
   intercept?: (req: IncomingMessage, res: ServerResponse, body: unknown, context: TContext) => Promise<boolean>;
+  /** What to write for a complete response body: the body, or bytes of it already made (shared by many requests). @default the body */
+  encode?: (context: TContext, body: string) => Buffer | string;
 }
 
 /** Thrown by a context function to refuse a request with a status and a coded error. */
@@ -73,7 +75,7 @@ export function apolloHttpHandler<TContext extends BaseContext>(server: ApolloSe
     for (const [key, value] of response.headers) res.setHeader(key, value);
     res.statusCode = response.status ?? 200;
     if (response.body.kind === 'complete') {
-      res.end(response.body.string);
+      res.end(options.encode ? options.encode(context, response.body.string) : response.body.string);
       return;
     }
     for await (const chunk of response.body.asyncIterator) {

@@ -2,7 +2,8 @@
  * Deduplication through the whole stack (issue 7, item 5): many callers
  * sending the same operations at once each get exactly their own data —
  * one user never sees another's — while identical operations in flight are
- * executed once (counted on /metrics).
+ * executed once (counted on /metrics) and serialized once: its callers get
+ * the same bytes, each with the headers of its own request.
  */
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
@@ -11,7 +12,8 @@ let stack: TestStack;
 const users: { email: string; token: string; id: string }[] = [];
 
 beforeAll(async () => {
-  stack = await startTestStack({ GATEWAY_WORKERS: '1', GATEWAY_RESPONSE_CACHE: 'false' });
+  // Rate limits high enough never to refuse: each response carries its caller's own quota headers.
+  stack = await startTestStack({ GATEWAY_WORKERS: '1', GATEWAY_RESPONSE_CACHE: 'false', GATEWAY_RATE_LIMITS: 'default:rpm=1000000;anonymous:rpm=1000000' });
   for (const name of ['alice', 'bob', 'carol']) {
     const email = uniqueEmail(`dedup-${name}`);
     const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "D") { token user { id } } }', { e: email });
@@ -52,6 +54,41 @@ it('shares a public operation between users and anonymous callers alike', async 
     expect(res.errors).toBeUndefined();
     expect(res.data).toEqual(expected);
   }
+});
+
+/** POSTs `query` and keeps the body as it came, byte for byte. */
+async function post(query: string, headers: Record<string, string>): Promise<{ status: number; text: string; headers: Headers }> {
+  const res = await fetch(stack.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query }) });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+it('sends every caller of one execution the same bytes, each with the rate-limit headers of its own request', async () => {
+  const before = await deduplicated('operation');
+  const query = '{ models { id ready pricing { output } } }';
+  const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => users[i % users.length]).map(async (user) => ({ user, ...(await post(query, bearer(user.token))) })));
+  const body = responses[0].text;
+  expect(JSON.parse(body).data.models.length).toBeGreaterThan(0);
+  // What Apollo Server itself writes: the result's JSON and a newline.
+  expect(body).toBe(`${JSON.stringify(JSON.parse(body))}\n`);
+  for (const res of responses) expect([res.status, res.text]).toEqual([200, body]);
+  for (const user of users) {
+    const remaining = responses.filter((res) => res.user === user).map((res) => res.headers.get('ratelimit-remaining'));
+    // Each request took one unit of its user's quota: no two of a user's responses say the same.
+    expect(remaining.every((value) => value !== null)).toBe(true);
+    expect(new Set(remaining).size).toBe(remaining.length);
+  }
+  expect(await deduplicated('operation')).toBeGreaterThan(before);
+});
+
+it("completes a shared narrowed operation for each caller: the public field, and null with the caller's error for the refused one", async () => {
+  const before = await deduplicated('operation');
+  const responses = await Promise.all(Array.from({ length: 20 }, () => gql(stack.gatewayUrl, '{ models { id } documents { id } }')));
+  for (const res of responses) {
+    expect(res.data!.models.length).toBeGreaterThan(0);
+    expect(res.data!.documents).toBeNull();
+    expect(res.errors!.map((error) => [error.extensions?.code, error.path])).toEqual([['UNAUTHENTICATED', ['documents']]]);
+  }
+  expect(await deduplicated('operation')).toBeGreaterThan(before);
 });
 
 it('never shares a mutation: each caller gets its own result', async () => {

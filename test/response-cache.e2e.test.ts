@@ -80,3 +80,20 @@ it('keeps a PUBLIC response for everyone: the same prices from the cache for ano
   expect([forBob.headers.get('x-cache'), forBob.data]).toEqual(['HIT', first.data]);
   expect([anonymous.headers.get('x-cache'), anonymous.data]).toEqual(['HIT', first.data]);
 });
+
+it('answers a hit with the very bytes the miss sent: the data is stored as it was serialized for the response', async () => {
+  const send = async () => {
+    const res = await fetch(stack.gatewayUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'query PricesAsSent { models { id pricing { output } } }' }),
+    });
+    return { cache: res.headers.get('x-cache'), text: await res.text() };
+  };
+  const miss = await send();
+  const hit = await send();
+  expect([miss.cache, hit.cache]).toEqual(['MISS', 'HIT']);
+  expect(JSON.parse(miss.text).data.models.length).toBeGreaterThan(0);
+  expect(miss.text).toBe(`${JSON.stringify(JSON.parse(miss.text))}\n`);
+  expect(hit.text).toBe(miss.text);
+});

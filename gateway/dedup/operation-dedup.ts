@@ -3,7 +3,8 @@
  * same time are executed once and every caller gets the result. It wraps the
  * gateway's executor, so everything per request — authentication, rate
  * limits, operation limits, authorization filtering, the response cache —
- * still runs for each caller; only planning and fetching are shared.
+ * still runs for each caller; planning, fetching and serializing the answer
+ * (gateway/pipeline/serialized-results.ts) are shared.
  *
  * Identical means the same document (its hash after authorization filtered
  * it for the caller), operation name and variables, AND the same audience:
@@ -14,11 +15,16 @@
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
 import type { GatewayContext } from '../auth/context';
 import { dedupCounters } from './counters';
+import { wasNarrowed } from '../pipeline/operation-state';
 import type { PublicOperations } from './public-operations';
 
 interface Shared {
   result: GatewayExecutionResult;
-  /** The data as JSON when others joined: each of them parses its own copy, since later steps (authorization's response completion) edit data in place. */
+  /**
+   * The data as JSON, for the callers of a narrowed document only (see
+   * `execute`); the others are all given the same data object, which Apollo
+   * Server serializes once for all of them (gateway/pipeline/serialized-results.ts).
+   */
   dataJson: string | undefined;
   cacheHint: { maxAge?: number; scope?: unknown };
 }
@@ -61,6 +67,7 @@ export class OperationDedup {
       dedupCounters.deduplicatedOperations += 1;
       const shared = await running.promise;
       requestContext.overallCachePolicy.restrict(shared.cacheHint);
+      // Authorization completes a narrowed document's result in place, per caller: each of those gets its own copy.
       return { ...shared.result, data: shared.dataJson === undefined ? shared.result.data : JSON.parse(shared.dataJson) };
     }
     const flight: Flight = { joiners: 0, promise: undefined as unknown as Promise<Shared> };
@@ -78,7 +85,9 @@ export class OperationDedup {
       this.flights.delete(key);
     }
     const { maxAge, scope } = requestContext.overallCachePolicy;
-    return { result, dataJson: flight.joiners > 0 ? JSON.stringify(result.data) : undefined, cacheHint: { maxAge, scope } };
+    // Every caller of one flight has the same document (it is in the key): narrowed for all of them or for none.
+    const copied = flight.joiners > 0 && wasNarrowed(requestContext.document);
+    return { result, dataJson: copied ? JSON.stringify(result.data) : undefined, cacheHint: { maxAge, scope } };
   }
 }
 

@@ -3,6 +3,7 @@ import type { DocumentNode } from 'graphql';
 import type { GatewayContext } from '../auth/context';
 import { OperationState } from './operation-state';
 import type { GatewayPipeline } from './pipeline';
+import { serializedResults } from './serialized-results';
 
 /**
  * The features as one Apollo Server plugin, for every operation Apollo Server
@@ -13,7 +14,9 @@ import type { GatewayPipeline } from './pipeline';
  * Being one plugin, the features' hooks run in the features' order, one
  * after the other (Apollo runs separate plugins' `didResolveOperation` at
  * once): a refused operation is not charged by the rate limiter, and the
- * metrics, last, record the outcome the others made.
+ * metrics, last, record the outcome the others made. Once they are done with
+ * a response, it is noted for `serializedResults`, whose bytes the HTTP
+ * handler sends.
  */
 export function apolloPlugin(pipeline: GatewayPipeline): ApolloServerPlugin<GatewayContext> {
   return {
@@ -46,6 +49,9 @@ export function apolloPlugin(pipeline: GatewayPipeline): ApolloServerPlugin<Gate
         },
         async willSendResponse(requestContext) {
           for (const feature of pipeline.responseFinishers) await feature.responseWillSend!(state, requestContext);
+          // The features are done with the result: the HTTP handler may now send bytes shared with other callers of the same execution.
+          const { body } = requestContext.response;
+          if (body.kind === 'single') serializedResults.willSend(contextValue, body.singleResult);
         },
       };
     },

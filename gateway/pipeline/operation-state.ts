@@ -1,6 +1,14 @@
 import type { DocumentNode, GraphQLSchema, OperationDefinitionNode } from 'graphql';
 import type { GatewayContext } from '../auth/context';
 
+/** Documents a feature narrowed (authorization's filter): their results are completed per caller, in place, before they are sent. */
+const narrowedDocuments = new WeakSet<DocumentNode>();
+
+/** Whether `document` is one a feature put in place of the request's own (see `OperationState.replaceDocument`). */
+export function wasNarrowed(document: DocumentNode): boolean {
+  return narrowedDocuments.has(document);
+}
+
 /** A typed place in an operation's state, one per feature that keeps something for the rest of the operation. */
 export class StateKey<T> {
   private static count = 0;
@@ -38,6 +46,7 @@ export class OperationState {
 
   /** Runs `document` instead from now on (and plans it under `queryHash`, which must differ when callers alike must not share the plan). */
   replaceDocument(document: DocumentNode, queryHash: string | undefined): void {
+    narrowedDocuments.add(document);
     this.document = document;
     this.queryHash = queryHash;
   }

@@ -14,7 +14,8 @@
  */
 import type { Env } from '../../lib/config';
 import type { GatewayFeature } from '../pipeline/feature';
-import { StateKey } from '../pipeline/operation-state';
+import { StateKey, wasNarrowed } from '../pipeline/operation-state';
+import { serializedResults } from '../pipeline/serialized-results';
 import type { EntryKeys, ResponseCacheStore } from './store';
 import { remember } from '../../lib/bounded-map';
 
@@ -66,6 +67,8 @@ export function responseCache(store: ResponseCacheStore, options: ResponseCacheO
       // Apollo's cache-control plugin then tells the client what is left of the max-age, not the whole of it.
       requestContext.overallCachePolicy.replace({ maxAge: cached.remaining, scope: cached.scope });
       requestContext.response.http.headers.set('age', String(cached.age));
+      // Sent as stored, unless authorization will complete it in place for this caller (a narrowed document).
+      if (!wasNarrowed(requestContext.document)) serializedResults.adopt(cached.data, cached.dataJson);
       return { http: requestContext.response.http, body: { kind: 'single', singleResult: { data: cached.data } } };
     },
     async responseWillSend(operation, requestContext) {
@@ -82,7 +85,7 @@ export function responseCache(store: ResponseCacheStore, options: ResponseCacheO
         return;
       }
       // Awaited (one SET, only for a cacheable miss) so that a client's next request finds what this one stored.
-      await store.save(lookup.keys, policy, body.singleResult.data, options.maxEntryBytes);
+      await store.save(lookup.keys, policy, serializedResults.dataJson(body.singleResult.data), options.maxEntryBytes);
     },
   };
 }

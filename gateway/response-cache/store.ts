@@ -30,6 +30,8 @@ export interface EntryKeys {
 
 export interface CachedResponse {
   data: Record<string, unknown>;
+  /** `data` as it was stored, JSON: the response sends these characters instead of serializing `data` again. */
+  dataJson: string;
   scope: CacheScope;
   /** Whole seconds since it was stored. */
   age: number;
@@ -37,16 +39,19 @@ export interface CachedResponse {
   remaining: number;
 }
 
+/** An entry is `{"s":…,"m":…,"t":…,"d":…}`, the data last, so its JSON is the text between `"d":` and the closing brace. */
 interface Entry {
-  /** data */
-  d: Record<string, unknown>;
   /** scope */
   s: CacheScope;
   /** max-age, seconds */
   m: number;
   /** stored at, ms since the epoch */
   t: number;
+  /** data */
+  d: Record<string, unknown>;
 }
+
+const DATA_FIELD = '"d":';
 
 export class ResponseCacheStore {
   constructor(
@@ -67,9 +72,10 @@ export class ResponseCacheStore {
   async lookup(keys: EntryKeys, now = Date.now()): Promise<CachedResponse | undefined> {
     if (!redisIsConnected(this.redis)) return undefined;
     let entry: Entry;
+    let value: string | undefined;
     try {
       const values = keys.private ? await this.redis.mget(keys.private, keys.public) : [await this.redis.get(keys.public)];
-      const value = values.find((v): v is string => v !== null);
+      value = values.find((v): v is string => v !== null);
       if (value === undefined) return undefined;
       entry = JSON.parse(value) as Entry;
     } catch (error) {
@@ -77,18 +83,21 @@ export class ResponseCacheStore {
       return undefined;
     }
     const age = Math.max(0, Math.floor((now - entry.t) / 1000));
-    return { data: entry.d, scope: entry.s, age, remaining: Math.max(1, entry.m - age) };
+    // An entry from a gateway that stored the data first (until it expires) is serialized again.
+    const dataJson = value.startsWith('{"s":') ? value.slice(value.indexOf(DATA_FIELD) + DATA_FIELD.length, -1) : JSON.stringify(entry.d);
+    return { data: entry.d, dataJson, scope: entry.s, age, remaining: Math.max(1, entry.m - age) };
   }
 
   /**
-   * Stores a response for `maxAge` seconds under the key its scope allows;
+   * Stores a response's data (`dataJson`, its JSON) for `maxAge` seconds under the key its scope allows;
    * false (and nothing stored) for a PRIVATE response to an anonymous caller
    * or one larger than `maxBytes`. Never throws.
    */
-  async save(keys: EntryKeys, policy: { maxAge: number; scope: CacheScope }, data: Record<string, unknown>, maxBytes: number, now = Date.now()): Promise<boolean> {
+  async save(keys: EntryKeys, policy: { maxAge: number; scope: CacheScope }, dataJson: string, maxBytes: number, now = Date.now()): Promise<boolean> {
     const key = policy.scope === 'PUBLIC' ? keys.public : keys.private;
     if (!key || !redisIsConnected(this.redis)) return false;
-    const value = JSON.stringify({ d: data, s: policy.scope, m: policy.maxAge, t: now } satisfies Entry);
+    // The data's JSON as the response sends it (serialized once), written in, not serialized again.
+    const value = `${JSON.stringify({ s: policy.scope, m: policy.maxAge, t: now }).slice(0, -1)},${DATA_FIELD}${dataJson}}`;
     if (Buffer.byteLength(value) > maxBytes) return false;
     try {
       await this.redis.set(key, value, 'PX', policy.maxAge * 1000);
