@@ -57,30 +57,46 @@ export function generationRequest(model: ModelInfo, id: string, prompts: readonl
   return request;
 }
 
-/** One GenerationOutput per batch row of a response. */
+/**
+ * One GenerationOutput per batch row of a response. Called for every token of
+ * every stream, so it allocates no closures and copies no tensor: the
+ * helpers below are module functions, and the counts are read in place.
+ */
 export function generationOutputs(model: ModelInfo, response: ModelInferResponse, rows: number): GenerationOutput[] {
-  const tensor = (name: string) => {
-    const index = response.outputs.findIndex((o) => o.name === name);
-    return index < 0 ? undefined : { meta: response.outputs[index], raw: response.raw_output_contents[index] };
-  };
-  const text = tensor('text_output');
-  if (text?.meta.datatype !== 'BYTES' || !text.raw) {
+  const text = outputIndex(response, 'text_output');
+  const raw = text < 0 ? undefined : response.raw_output_contents[text];
+  if (text < 0 || response.outputs[text].datatype !== 'BYTES' || !raw) {
     throw new Error(`model ${model.id} answered without a BYTES "text_output" output (got: ${response.outputs.map((o) => `${o.name} ${o.datatype}`).join(', ') || 'no outputs'})`);
   }
-  const texts = decodeBytesTensor(text.raw).map((b) => b.toString('utf8'));
+  const texts = decodeBytesTensor(raw);
   if (texts.length !== rows) throw new Error(`model ${model.id} returned ${texts.length} text_output element(s) for ${rows} prompt(s)`);
-  const counts = (name: string): Array<number | null> => {
-    const t = tensor(name);
-    if (!t?.raw || t.raw.length < rows * 4) return Array(rows).fill(null);
-    const view = Buffer.from(t.raw);
-    return Array.from({ length: rows }, (_, i) => (t.meta.datatype === 'INT64' || t.meta.datatype === 'UINT64' ? Number(view.readBigUInt64LE(i * 8)) : view.readUInt32LE(i * 4)));
-  };
-  const inputTokens = counts('num_input_tokens');
-  const outputTokens = counts('num_output_tokens');
-  const reasons = tensor('finish_reason');
-  const finish = reasons?.raw ? decodeBytesTensor(reasons.raw).map((b) => b.toString('utf8')) : [];
+  const inputTokens = counts(response, 'num_input_tokens', rows);
+  const outputTokens = counts(response, 'num_output_tokens', rows);
+  const reasons = outputIndex(response, 'finish_reason');
+  const finish = reasons >= 0 && response.raw_output_contents[reasons] ? decodeBytesTensor(response.raw_output_contents[reasons]) : [];
   const cached = cachedPromptTokens(response, rows);
-  return texts.map((t, i) => ({ text: t, inputTokens: inputTokens[i], outputTokens: outputTokens[i], finishReason: finish[i] ?? null, cachedPromptTokens: cached[i] }));
+  return texts.map((t, i) => ({
+    text: t.toString('utf8'),
+    inputTokens: inputTokens[i],
+    outputTokens: outputTokens[i],
+    finishReason: finish[i]?.toString('utf8') ?? null,
+    cachedPromptTokens: cached[i],
+  }));
+}
+
+function outputIndex(response: ModelInferResponse, name: string): number {
+  const { outputs } = response;
+  for (let i = 0; i < outputs.length; i++) if (outputs[i].name === name) return i;
+  return -1;
+}
+
+/** Each row's count from an INT32/UINT32 or INT64/UINT64 output; nulls when the output is absent or short. */
+function counts(response: ModelInferResponse, name: string, rows: number): Array<number | null> {
+  const index = outputIndex(response, name);
+  const raw = index < 0 ? undefined : response.raw_output_contents[index];
+  if (!raw || raw.length < rows * 4) return Array(rows).fill(null);
+  const wide = response.outputs[index].datatype === 'INT64' || response.outputs[index].datatype === 'UINT64';
+  return Array.from({ length: rows }, (_, i) => (wide ? Number(raw.readBigUInt64LE(i * 8)) : raw.readUInt32LE(i * 4)));
 }
 
 /** Each row's `sluice_cached_prompt_tokens`: the parameter itself for one row, its `_rows` list for several; nulls when absent or malformed. */
