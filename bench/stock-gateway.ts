@@ -36,45 +36,63 @@ export interface StockGateway {
 /** Spawns the stock gateway on a free port with the stack's environment, serving fetches as user `sub` with `scopes`. */
 export async function startStockGateway(stackEnv: Record<string, string>, sub: string, scopes: readonly string[]): Promise<StockGateway> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', __filename], {
+  return spawnGateway('the stock gateway', [process.execPath, '--import', 'tsx', __filename], {
     cwd: ROOT,
     env: { ...process.env, ...stackEnv, STOCK_GATEWAY_PORT: String(port), STOCK_GATEWAY_SUB: sub, STOCK_GATEWAY_SCOPES: scopes.join(',') },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    url: `http://127.0.0.1:${port}/graphql`,
   });
+}
+
+/** Runs `command` (a gateway in its own process) and waits until it answers `{ __typename }` at `url`; `stop` ends it, then calls `cleanUp`. */
+export async function spawnGateway(label: string, [file, ...args]: string[], options: { cwd: string; env: NodeJS.ProcessEnv; url: string; cleanUp?: () => void }): Promise<StockGateway> {
+  const child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `http://127.0.0.1:${port}/graphql`;
   const ready = () =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then(
+    fetch(options.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then(
       (r) => r.ok,
       () => false,
     );
   for (let i = 0; !(await ready()); i++) {
     if (i > 600 || child.exitCode !== null) {
       child.kill('SIGKILL');
-      throw new Error(`the stock gateway did not answer { __typename } on port ${port} within 60 s (exit ${child.exitCode ?? 'none'})`);
+      options.cleanUp?.();
+      throw new Error(`${label} did not answer { __typename } at ${options.url} within 60 s (exit ${child.exitCode ?? 'none'})`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {
-    url,
+    url: options.url,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
+      options.cleanUp?.();
     },
   };
 }
 
-async function serve(): Promise<void> {
+/**
+ * What a gateway that authenticates nothing needs, in a process started with
+ * the stack's environment: the supergraph with the stack's routing URLs and
+ * the one identity header (STOCK_GATEWAY_SUB, STOCK_GATEWAY_SCOPES) every
+ * subgraph fetch carries. Hive Gateway's configuration uses it too.
+ */
+export function unauthenticatedGatewaySetup(): { supergraphSdl: string; identity: string } {
   const sub = process.env.STOCK_GATEWAY_SUB;
   if (!sub) throw new Error('STOCK_GATEWAY_SUB is required: the user id every subgraph fetch is signed for');
   const scopes = (process.env.STOCK_GATEWAY_SCOPES ?? '').split(',').filter(Boolean);
-  const identity = identitySignerFromEnv(IDENTITY_TTL_SECONDS).sign({ sub, scopes }, Object.keys(FORWARDS_IDENTITY_TO));
+  return {
+    supergraphSdl: supergraphForGateway(composeSupergraph(readSupergraphConfig(path.join(ROOT, 'supergraph.yaml')))),
+    identity: identitySignerFromEnv(IDENTITY_TTL_SECONDS).sign({ sub, scopes }, Object.keys(FORWARDS_IDENTITY_TO)),
+  };
+}
+
+async function serve(): Promise<void> {
+  const { supergraphSdl, identity } = unauthenticatedGatewaySetup();
   class SignedFetches extends RemoteGraphQLDataSource {
     override willSendRequest({ request }: GraphQLDataSourceProcessOptions): void {
       request.http?.headers.set(IDENTITY_HEADER, identity);
     }
   }
-  const supergraphSdl = supergraphForGateway(composeSupergraph(readSupergraphConfig(path.join(ROOT, 'supergraph.yaml'))));
   const server = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl, buildService: ({ url }) => new SignedFetches({ url }) }) });
   await startStandaloneServer(server, { listen: { host: '127.0.0.1', port: Number(process.env.STOCK_GATEWAY_PORT ?? 0) } });
   process.once('SIGTERM', () => void server.stop().then(() => process.exit(0)));

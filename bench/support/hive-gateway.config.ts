@@ -1,0 +1,28 @@
+/**
+ * Hive Gateway's configuration in bench/gateway-throughput.ts, read by its
+ * CLI (`hive-gateway supergraph <file> -c <this file>`) as started by
+ * bench/support/hive-gateway.ts, which passes through the environment:
+ *
+ * - HIVE_BENCH_IDENTITY: the signed identity header every subgraph fetch
+ *   carries (our subgraphs refuse a fetch without one), signed once, as the
+ *   stock gateway's is;
+ * - HIVE_BENCH_DEDUP: `true` for its public benchmark settings (inbound
+ *   in-flight deduplication, and the outbound one it has on by default),
+ *   `false` for neither. `--jit` is the CLI's own flag.
+ *
+ * The CLI loads this file as an ES module: it imports nothing of the
+ * repository (whose modules are CommonJS).
+ */
+import { defineConfig } from '@graphql-hive/gateway';
+
+const identity = process.env.HIVE_BENCH_IDENTITY;
+if (!identity) throw new Error('HIVE_BENCH_IDENTITY is required: the signed identity header every subgraph fetch carries');
+const dedup = process.env.HIVE_BENCH_DEDUP === 'true';
+
+export const gatewayConfig = defineConfig({
+  inboundInflightRequestDeduplication: dedup,
+  transportEntries: { '*.http': { options: { deduplicateInflightRequests: dedup } } },
+  // lib/identity's IDENTITY_HEADER.
+  propagateHeaders: { fromClientToSubgraphs: () => ({ 'x-sluice-identity': identity }) },
+  logging: 'error',
+});
