@@ -50,6 +50,15 @@ describe.each(['dedup on', 'dedup off'] as const)('Sluice with %s answers as sto
   if (KNOWN_DEFECTS[mode].length) it.failing.each(cases(true))('%s (a known defect, reported)', (_name, query) => compare(mode, query));
 });
 
+it("with dedup on, identical queries sent together (joiners sharing one execution) each get stock's bytes", async () => {
+  const shared = PARITY_QUERIES.filter((q) => !KNOWN_DEFECTS['dedup on'].includes(q.name));
+  const expected = await Promise.all(shared.map((q) => answer(stock.url, q)));
+  const got = await Promise.all(shared.map((q) => Promise.all(Array.from({ length: 4 }, () => answer((sluice['dedup on'] as TestGateway).url, q)))));
+  got.forEach((answers, i) => {
+    for (const one of answers) expect({ name: shared[i].name, ...one }).toEqual({ name: shared[i].name, ...expected[i] });
+  });
+});
+
 it('the fixture exercises what it claims: data, errors with paths, and a propagated null', async () => {
   const bodies = await Promise.all(PARITY_QUERIES.map((q) => answer(stock.url, q)));
   const byName = Object.fromEntries(PARITY_QUERIES.map((q, i) => [q.name, JSON.parse(bodies[i].body)]));
