@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { createLogger } from './log';
 import { HttpService } from './http-service';
 
@@ -66,6 +66,32 @@ describe('HttpService lifecycle', () => {
     expect(await inFlight).toEqual({ status: 200, body: 'finished' });
     await stopped;
     expect(service.phase).toBe('stopped');
+  });
+
+  it('drains on a signal without closing idle keep-alive connections: a request a client sends on one is answered, with Connection: close', async () => {
+    const service = new HttpService({ name: 't', host: '127.0.0.1', port: 0, log, handle: (_q, r) => void r.end('ok') });
+    const port = await service.listen();
+    service.markReady();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const send = () =>
+      new Promise<{ body: string; connection: string | undefined; reused: boolean }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/work', agent }, (res) => {
+          let body = '';
+          res
+            .setEncoding('utf8')
+            .on('data', (c: string) => (body += c))
+            .on('end', () => resolve({ body, connection: res.headers.connection, reused: req.reusedSocket }));
+        });
+        req.on('error', reject).end();
+      });
+    expect(await send()).toEqual({ body: 'ok', connection: 'keep-alive', reused: false });
+    // The client's connection is idle now; closing it at the drain's start would fail this next request.
+    const stopped = service.stop({ leaveIdleConnections: true });
+    expect(service.phase).toBe('draining');
+    expect(await send()).toEqual({ body: 'ok', connection: 'close', reused: true });
+    await stopped;
+    expect(service.phase).toBe('stopped');
+    agent.destroy();
   });
 
   it('does not wait forever for a request that never finishes', async () => {

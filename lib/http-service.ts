@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, Server as NetServer } from 'node:net';
 import { ErrorCode, httpStatusFor } from './errors';
 import type { Logger } from './log';
 import { exitOnSignals } from './signals';
@@ -12,7 +12,9 @@ import { exitOnSignals } from './signals';
  * - `starting`: listening, but `/health` and `/ready` answer 503.
  * - `ready`: `/health` 200; `/ready` 200 when every dependency check passes.
  * - `draining`: no new connections; `/ready` 503 so load balancers move away;
- *   in-flight requests run to completion (up to `drainTimeoutMs`).
+ *   in-flight requests run to completion (up to `drainTimeoutMs`). A drain
+ *   on a signal also leaves idle keep-alive connections to their clients
+ *   (see `drain`).
  * - `stopped`: the server is closed and `onStop` has run.
  */
 export type ServicePhase = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -80,28 +82,50 @@ export class HttpService {
     if (this.currentPhase === 'starting') this.currentPhase = 'ready';
   }
 
-  stop(): Promise<void> {
-    this.stopping ??= this.drain();
+  /**
+   * Drains and stops. Idle keep-alive connections are closed at once unless
+   * `leaveIdleConnections` (see `drain`): a caller that owns the clients (a
+   * test, an embedding process) need not wait for their keep-alive timers.
+   */
+  stop(options: { leaveIdleConnections?: boolean } = {}): Promise<void> {
+    this.stopping ??= this.drain(options.leaveIdleConnections ?? false);
     return this.stopping;
   }
 
-  /** Stops on SIGTERM/SIGINT and exits the process once drained. */
+  /** Stops on SIGTERM/SIGINT, leaving idle keep-alive connections to their clients, and exits the process once drained. */
   stopOnSignals(): void {
     exitOnSignals(
       this.options.log,
-      () => this.stop(),
+      () => this.stop({ leaveIdleConnections: true }),
       () => ({ inFlight: this.inFlight }),
     );
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Stops accepting connections and lets requests in flight finish. A signal
+   * comes from an orchestrator rolling the service while clients it does not
+   * know hold keep-alive connections to it. Closing their idle ones now (what
+   * http.Server's close does) loses any request a client is writing onto one
+   * at that instant: a query can be retried, a mutation cannot, since it may
+   * have run. So a drain on a signal stops listening with net.Server's close,
+   * which leaves open connections be: each idle one either carries one more
+   * request, answered with `Connection: close`, or is closed by its client's
+   * keep-alive timer (shorter than this server's `keepAliveTimeout`, which
+   * the client hears in the `Keep-Alive` header) or by ours. The drain
+   * timeout bounds both waits.
+   */
+  private async drain(leaveIdleConnections: boolean): Promise<void> {
     this.currentPhase = 'draining';
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    const close = leaveIdleConnections ? NetServer.prototype.close : this.server.close;
+    const closed = new Promise<void>((resolve) => close.call(this.server, () => resolve()));
     const timeout = this.options.drainTimeoutMs ?? 10_000;
     const streams = this.options.onDrain?.(timeout);
-    if (this.inFlight > 0) {
-      await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), new Promise<void>((resolve) => setTimeout(resolve, timeout).unref())]);
+    // Every connection closed covers the requests in flight and the idle connections left to their clients.
+    const settled = leaveIdleConnections ? closed : this.inFlight > 0 ? new Promise<void>((resolve) => (this.idle = resolve)) : undefined;
+    if (settled) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeout).unref()))]);
+      clearTimeout(timer);
     }
     await streams;
     this.server.closeAllConnections();
