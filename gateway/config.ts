@@ -8,6 +8,7 @@
 import { Env, type EnvSource } from '../lib/config';
 import { demandControlFromEnv, type DemandControlOptions } from './demand-control/cost';
 import { dedupSettingsFromEnv, type DedupSettings } from './dedup/settings';
+import { type PlanExecutor, planExecutorFromEnv } from './plan-executor/settings';
 import { OPENAI_OPERATIONS } from './openai/operations';
 import { openAiFromEnv, type OpenAiOptions } from './openai/options';
 import { operationLimitsFromEnv, type OperationLimits } from './operation-limits/limits';
@@ -77,6 +78,8 @@ export interface GatewayConfig {
   /** The response cache; undefined when GATEWAY_RESPONSE_CACHE is off. */
   responseCache: ResponseCacheOptions | undefined;
   dedup: DedupSettings;
+  /** Which executor runs query plans (GATEWAY_PLAN_EXECUTOR: compiled, stock; plan-executor/README.md). @default 'compiled' */
+  planExecutor: PlanExecutor;
   /** The OpenAI-compatible API on /v1; undefined when GATEWAY_OPENAI is off. */
   openai: OpenAiOptions | undefined;
 }
@@ -115,6 +118,7 @@ export function gatewayConfigFromEnv(source: EnvSource = process.env): GatewayCo
     safelist: safelistFromEnv(env, openai ? OPENAI_OPERATIONS : []),
     responseCache: responseCacheFromEnv(env),
     dedup: dedupSettingsFromEnv(env),
+    planExecutor: planExecutorFromEnv(env),
     openai,
   };
 }
