@@ -114,6 +114,19 @@ describe('VerificationCache, stale if error', () => {
       expect(served).toHaveLength(1);
     });
 
+    it('counts the patience from when the question was sent: joining an overdue question costs no further wait', async () => {
+      const answers = cache(undefined, STALE_MS, 900);
+      await answers.get('key', answer('valid'));
+      now += TTL_MS;
+      const question = held();
+      const first = answers.get('key', question.ask).then(() => 'first');
+      now += 900; // the question is overdue, and still young enough to be shared
+      const joiner = answers.get('key', failure(new Error('not asked: the question in flight is shared'))).then(() => 'joiner');
+      await expect(Promise.race([first, joiner])).resolves.toBe('joiner');
+      question.release('valid');
+      await first;
+    });
+
     it('takes a fresh answer that comes in time, and waits as long as it takes when nothing could stand in', async () => {
       const served: unknown[] = [];
       const answers = cache((error) => served.push(error), STALE_MS, 20);

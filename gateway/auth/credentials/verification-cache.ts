@@ -66,17 +66,21 @@ export class VerificationCache<T> {
     const now = Date.now();
     const cached = this.answers.get(key);
     if (cached && cached.askedAt + this.options.ttlMs > now) return Promise.resolve(cached.value);
-    const answer = this.ask(key, ask, now);
+    const { answer, askedAt } = this.ask(key, ask, now);
     if (this.staleMs === 0) return answer;
     const patienceMs = this.options.staleIfError?.patienceMs;
     if (patienceMs === undefined || !cached || now >= this.keptUntil(cached.askedAt)) return answer.catch((error: unknown) => this.staleAnswer(key, error));
     return new Promise<T>((resolve, reject) => {
       let stoodIn = false;
-      const overdue = setTimeout(() => {
-        const standIn = this.standIn(key, new OverdueAnswer(`no answer within ${patienceMs} ms`));
-        stoodIn = standIn !== undefined;
-        if (standIn) resolve(standIn.value);
-      }, patienceMs);
+      // Counted from when the question was sent: joining a question already overdue costs no further wait.
+      const overdue = setTimeout(
+        () => {
+          const standIn = this.standIn(key, new OverdueAnswer(`no answer within ${patienceMs} ms`));
+          stoodIn = standIn !== undefined;
+          if (standIn) resolve(standIn.value);
+        },
+        Math.max(0, askedAt + patienceMs - now),
+      );
       answer
         .finally(() => clearTimeout(overdue))
         .then(resolve, (error: unknown) => {
@@ -96,9 +100,10 @@ export class VerificationCache<T> {
     return [...this.answers.keys()];
   }
 
-  private ask(key: string, ask: () => Promise<T>, askedAt: number): Promise<T> {
+  /** The question for `key`: the one in flight, or a new one sent now. */
+  private ask(key: string, ask: () => Promise<T>, askedAt: number): { answer: Promise<T>; askedAt: number } {
     const inFlight = this.pending.get(key);
-    if (inFlight && inFlight.askedAt + this.options.ttlMs > askedAt) return inFlight.answer;
+    if (inFlight && inFlight.askedAt + this.options.ttlMs > askedAt) return inFlight;
     const lookup = {
       askedAt,
       answer: ask()
@@ -111,7 +116,7 @@ export class VerificationCache<T> {
         }),
     };
     this.pending.set(key, lookup);
-    return lookup.answer;
+    return lookup;
   }
 
   /** The last answer for `key` in place of `error`, if the error is an outage and the answer is within the bound; else the error. */
