@@ -61,6 +61,29 @@ it('billing: a master killed mid-load loses and doubles nothing: every balance i
   expect(failures.filter((error) => !redisUnavailable(error)).map((error) => error.message)).toEqual([]);
 }, 120_000);
 
+it('a planned failover (CLUSTER FAILOVER) mid-load: reads of many users on the master handed over all answer, none gets MOVED', async () => {
+  const users = Array.from({ length: 200 }, newUser);
+  const victim = await cluster.masterOf(billingKeys.balance(users[0]));
+  const failures: string[] = [];
+  let answered = 0;
+  let stop = false;
+  const readers = Array.from({ length: 40 }, async (_, reader) => {
+    for (let i = reader; !stop; i++) {
+      await balances.forUser(users[i % users.length]).then(
+        () => answered++,
+        (error: Error) => failures.push(error.message),
+      );
+    }
+  });
+  while (answered < 500) await new Promise((resolve) => setTimeout(resolve, 10));
+  await cluster.handOver(victim);
+  const after = answered;
+  while (answered < after + 500) await new Promise((resolve) => setTimeout(resolve, 10));
+  stop = true;
+  await Promise.all(readers);
+  expect(failures).toEqual([]);
+}, 120_000);
+
 it('rate limits: windows of different slots are all or none, and a master killed mid-load admits no more than the limit', async () => {
   const store = new RedisRateStore(redis);
   const caller = `gw:rl:{user:${randomUUID()}}:rpm`;

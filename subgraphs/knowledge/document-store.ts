@@ -104,7 +104,7 @@ export class DocumentStore {
     return fromHash(hash);
   }
 
-  /** Documents by id whatever their owner, in the order asked (null for missing ones); for the service's own look-ups. Sent together: auto-pipelining writes them once per node. */
+  /** Documents by id whatever their owner, in the order asked (null for missing ones); for the service's own look-ups. Sent together: on one server auto-pipelining writes them at once. */
   async getMany(ids: readonly string[]): Promise<(Document | null)[]> {
     const rows = await Promise.all(ids.map((id) => this.redis.hgetall(docKey(id))));
     return rows.map((hash) => (hash.id ? fromHash(hash) : null));

@@ -240,7 +240,7 @@ export class VectorStore {
     } while (cursor !== '0');
   }
 
-  /** The vectors of several documents, sent together (auto-pipelined: one write per node), in the order asked. */
+  /** The vectors of several documents, sent together (on one server auto-pipelined: one write), in the order asked. */
   async loadMany(docIds: readonly string[]): Promise<Float32Array[][]> {
     return Promise.all(docIds.map(async (docId) => decodeVectors(docId, await this.redis.hgetallBuffer(this.vectorsKey(docId)))));
   }

@@ -36,6 +36,12 @@ export interface RedisCluster {
    * master's replica (so changes can be confirmed by a replica again).
    */
   loseMaster(node: ClusterNode): Promise<void>;
+  /**
+   * A planned failover (`CLUSTER FAILOVER` on `node`'s replica, as a rolling
+   * upgrade does): the replica takes over while `node` stays up and answers
+   * MOVED for the slots it gave away; resolves once every node reports them served.
+   */
+  handOver(node: ClusterNode): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -114,6 +120,20 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         await waitForPing(`redis://127.0.0.1:${node.port}`);
         await waitForReplicas([node], 30_000);
       },
+      handOver: async (node) => {
+        const replica = new Redis(await replicaPortOf(node), '127.0.0.1', { maxRetriesPerRequest: 1 });
+        try {
+          await replica.call('CLUSTER', 'FAILOVER');
+          const deadline = Date.now() + 30_000;
+          while (!/role:master/.test(await replica.info('replication'))) {
+            if (Date.now() > deadline) throw new Error(`the replica of ${node.port} did not take over within 30000 ms`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        } finally {
+          replica.disconnect();
+        }
+        await waitForClusterOk(nodes, 30_000);
+      },
       stop,
     };
     await waitForClusterOk(nodes, 30_000);
@@ -159,6 +179,22 @@ async function waitForClusterOk(nodes: ClusterNode[], timeoutMs: number): Promis
     last = states.join('; ');
     if (Date.now() > deadline) throw new Error(`Redis Cluster not healthy within ${timeoutMs} ms: expected cluster_state:ok on every live node, got ${last}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** The port of the replica of `master` (CLUSTER NODES lines: id address flags master-id …). */
+async function replicaPortOf(master: ClusterNode): Promise<number> {
+  const client = new Redis(master.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  try {
+    const lines = String(await client.call('CLUSTER', 'NODES'))
+      .trim()
+      .split('\n');
+    const id = lines.find((line) => line.split(' ')[2].includes('myself'))!.split(' ')[0];
+    const replica = lines.find((line) => line.split(' ')[3] === id);
+    if (!replica) throw new Error(`cluster node ${master.port} has no replica`);
+    return Number(/:(\d+)@/.exec(replica.split(' ')[1])![1]);
+  } finally {
+    client.disconnect();
   }
 }
 
