@@ -13,7 +13,7 @@
  * request is generated). Both clients are minimal (fetch with a line
  * parser; graphql-ws's own client), so the figures compare the servers.
  *
- *   npx tsx bench/openai-api.ts
+ *   npx tsx bench/openai-api.ts [rounds] [lone streams] [seconds of whole completions]
  */
 import os from 'node:os';
 import { wsClient } from '../test/support/subscriptions';
@@ -22,10 +22,10 @@ import { benchStack } from './stack';
 
 const STREAMS = 50;
 const MAX_TOKENS = 32;
-const ROUNDS = 3;
-const LONE_STREAMS = 30;
+const ROUNDS = Number(process.argv[2] ?? 3);
+const LONE_STREAMS = Number(process.argv[3] ?? 30);
 const CLIENTS = 16;
-const WHOLE_SECONDS = 8;
+const WHOLE_SECONDS = Number(process.argv[4] ?? 8);
 const WHOLE_MAX_TOKENS = 4;
 const PROMPT = 'Describe a river in a few words.';
 const MESSAGES = [{ role: 'user', content: PROMPT }];

@@ -13,6 +13,7 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { buildModels } from '../gpu-server/model-builder/build-models';
+import { BillingClient } from '../lib/billing-client';
 import { IDENTITY_HEADER, IdentitySigner } from '../lib/identity';
 import { identityAudience } from '../lib/service-calls';
 import { generationOutputs, generationRequest } from '../subgraphs/inference/completions/generation-tensors';
@@ -120,6 +121,17 @@ async function main(): Promise<void> {
   });
   const viaSubgraph = viaGraphQLWs(subgraphClient, { [IDENTITY_HEADER]: identity });
   const viaGateway = viaGraphQLWs(client);
+  // What the subgraph awaits before it writes a request to the gpu-server: its billing reservation, over the same route.
+  // Priced at one token each way, so the holds (released only when they expire) leave the bench user's credit for the streams.
+  const billing = new BillingClient({ baseUrl: `http://127.0.0.1:${stack.ports.billing}` });
+  const reservations = async (n: number): Promise<number[]> =>
+    Promise.all(
+      Array.from({ length: n }, async () => {
+        const t0 = performance.now();
+        await billing.reserve(identity, { reservationId: randomUUID(), model: 'sluice-chat', promptTokens: 1, maxCompletionTokens: 1 });
+        return performance.now() - t0;
+      }),
+    );
   const paths = [
     { name: 'gpu-server direct', run: viaDirect },
     { name: 'inference subgraph over graphql-ws', run: viaSubgraph },
@@ -133,6 +145,9 @@ async function main(): Promise<void> {
     // Unloaded: one stream at a time, so time to first token is the path's own latency, not queueing.
     const lone: number[][] = paths.map(() => []);
     for (let i = 0; i < LONE_STREAMS; i++) for (const [p, path] of paths.entries()) lone[p].push(...(await path.run(5000 + i, 1)).ttftMs);
+    const reserveLone: number[] = [];
+    for (let i = 0; i < LONE_STREAMS; i++) reserveLone.push(...(await reservations(1)));
+    const reserveLoaded = await reservations(STREAMS);
     const rate = (rounds: Round[]) => rounds.reduce((n, x) => n + x.tokens, 0) / rounds.reduce((n, x) => n + x.seconds, 0);
     const ttft = (rounds: Round[], p: number) =>
       percentile(
@@ -161,8 +176,9 @@ async function main(): Promise<void> {
 | path | tokens/s | time to first token p50 | p99 | alone p50 | alone p99 |
 |---|---:|---:|---:|---:|---:|
 ${rows.map((row) => `| ${row.name} | ${row.rate.toFixed(0)} | ${ms(row.p50)} | ${ms(row.p99)} | ${ms(row.loneP50)} | ${ms(row.loneP99)} |`).join('\n')}
+| billing reservation (awaited by the subgraph before the gpu-server) | | ${ms(percentile(reserveLoaded, 50))} | ${ms(percentile(reserveLoaded, 99))} | ${ms(percentile(reserveLone, 50))} | ${ms(percentile(reserveLone, 99))} |
 
-Per hop, time to first token at p50 (each row minus the one before it): the inference subgraph adds ${ms(subgraph.loneP50 - direct.loneP50)} alone and ${ms(subgraph.p50 - direct.p50)} with ${STREAMS} streams; the gateway adds ${ms(gateway.loneP50 - subgraph.loneP50)} alone and ${ms(gateway.p50 - subgraph.p50)} with ${STREAMS} streams. Tokens/s: the subgraph delivers ${(subgraph.rate / direct.rate).toFixed(2)}× of direct, the gateway ${(gateway.rate / subgraph.rate).toFixed(2)}× of the subgraph.
+Per hop, time to first token at p50 (each row minus the one before it): the inference subgraph adds ${ms(subgraph.loneP50 - direct.loneP50)} alone and ${ms(subgraph.p50 - direct.p50)} with ${STREAMS} streams; the gateway adds ${ms(gateway.loneP50 - subgraph.loneP50)} alone and ${ms(gateway.p50 - subgraph.p50)} with ${STREAMS} streams. Of the subgraph's share, its billing reservation (last row: ${STREAMS} at once, or one at a time, over the route the subgraph calls) is ${ms(percentile(reserveLone, 50))} alone and ${ms(percentile(reserveLoaded, 50))} at p50 with ${STREAMS} at once: no request reaches the gpu-server before its cost is held. Tokens/s: the subgraph delivers ${(subgraph.rate / direct.rate).toFixed(2)}× of direct, the gateway ${(gateway.rate / subgraph.rate).toFixed(2)}× of the subgraph.
 
 **Delivered through the gateway: ${ratio.toFixed(2)}× of direct** (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'not met'}). **Added time to first token at p50: ${ms(added)} with ${STREAMS} concurrent streams** (target ≤ 20 ms: ${added <= 20 ? 'met' : 'not met'}), **${ms(loneAdded)} for a stream alone** (target ≤ 3 ms: ${loneAdded <= 3 ? 'met' : 'not met'}). With ${STREAMS} streams starting together, time to first token is mostly waiting for the gpu-server's prefill; every process of the stack shares this machine's cores, so the extra hops take CPU from generation and lengthen that queue. Alone, a stream pays the hops' own latency.
 
