@@ -89,18 +89,43 @@ function graphqlError(code: ErrorCode, message: string) {
   return { errors: [{ message, extensions: { code } }] };
 }
 
-async function readBody(req: IncomingMessage, limit: number, contentType: string | undefined): Promise<unknown> {
-  if (req.method === 'GET' || req.method === 'HEAD') return undefined;
+/**
+ * The body, parsed when it is JSON. Read with 'data' events rather than an
+ * async iterator: a body is nearly always one chunk, and the iterator's
+ * promise per chunk and end-of-stream set-up showed in the gateway's
+ * profile. An oversized body stops the reading and destroys the request, as
+ * leaving an iteration early does.
+ */
+function readBody(req: IncomingMessage, limit: number, contentType: string | undefined): Promise<unknown> {
+  if (req.method === 'GET' || req.method === 'HEAD') return Promise.resolve(undefined);
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new BodyTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new BodyTooLarge();
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  if (declared > limit) return Promise.reject(new BodyTooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.destroy();
+        reject(new BodyTooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('error', reject);
+    req.once('end', () => {
+      try {
+        resolve(parseBody((chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)).toString('utf8'), contentType));
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}
+
+function parseBody(text: string, contentType: string | undefined): unknown {
   // Apollo Server rejects non-JSON content types itself (and its CSRF
   // prevention depends on seeing them), so only JSON is parsed here.
   if (!contentType?.toLowerCase().includes('json')) return text;
