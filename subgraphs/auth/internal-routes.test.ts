@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type Redis from 'ioredis';
+import Redis from 'ioredis';
 import { IDENTITY_HEADER, IdentitySigner, IdentityVerifier } from '../../lib/identity';
 import { internalRouter } from '../../lib/internal-routes';
 import { createLogger } from '../../lib/log';
@@ -81,6 +81,30 @@ describe('internal routes', () => {
     const expired = await post(VERIFY_API_KEY_PATH, { secret }, gateway.sign({ sub: null, scopes: [] }, ['auth'], Date.now() - 3_600_000));
     expect(expired.status).toBe(401);
     expect(expired.body.error).toContain('expired');
+  });
+
+  it("answers 503 SERVICE_UNAVAILABLE when its store is away: the code the gateway reads as an outage, to check credentials against auth's last answer", async () => {
+    // A client of a Redis that is not there, failing each command at once as a client that has given up waiting does.
+    const away = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    away.on('error', () => undefined);
+    const routes = internalRouter(authInternalRoutes({ apiKeys: new ApiKeys(new ApiKeyStore(away)), sessions: new SessionStore(away, 3_600_000) }), {
+      service: 'auth',
+      verifier: new IdentityVerifier([gatewayKeys.publicKey]),
+      log: createLogger(),
+    });
+    server.removeAllListeners('request');
+    server.on('request', (req, res) => {
+      if (!routes(req, res)) res.writeHead(404).end();
+    });
+    expect(await post(SESSION_STATUS_PATH, { sessionId: 's1' })).toEqual({
+      status: 503,
+      body: { error: 'auth could not read the session (its store may be unreachable)', code: 'SERVICE_UNAVAILABLE' },
+    });
+    expect(await post(VERIFY_API_KEY_PATH, { secret: `sk-${'x'.repeat(43)}` })).toEqual({
+      status: 503,
+      body: { error: 'auth could not check the API key (its store may be unreachable)', code: 'SERVICE_UNAVAILABLE' },
+    });
+    away.disconnect();
   });
 
   it('says what it expected for a wrong method, body or size', async () => {
