@@ -85,8 +85,8 @@ export class Completions {
   ) {}
 
   /**
-   * Checks the input, looks it up in the response cache, then reserves its
-   * cost; throws the coded error of either. A hit is billed too, so it is
+   * Checks the input, then looks it up in the response cache and reserves its
+   * cost at once; throws the coded error of either. A hit is billed too, so it is
    * reserved like any request (its cost is never more than the reservation).
    */
   private async begin(caller: Caller, input: CompletionInput): Promise<Begun> {
@@ -99,11 +99,12 @@ export class Completions {
     const prepared = await prepareCompletion(this.catalog, caller.identity, input, this.options.limits);
     const { responseCache } = this.options;
     const cacheKey = responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
-    // A cache that cannot be read only costs the saving: the request goes to the GPU.
-    const hit = cacheKey ? await responseCache.get(cacheKey).catch(() => null) : null;
+    // A hit is reserved too, so the reservation need not wait for the lookup: their round trips overlap.
     const reserved = this.metering.begin(caller, prepared);
     // Every path awaits it (and so throws billing's refusal); this only keeps a refusal from going unhandled meanwhile.
     reserved.catch(() => undefined);
+    // A cache that cannot be read only costs the saving: the request goes to the GPU.
+    const hit = cacheKey ? await responseCache.get(cacheKey).catch(() => null) : null;
     return { prepared, cacheKey, hit, reserved };
   }
 
