@@ -64,6 +64,32 @@ describe('the compiled plan executor answers as stock @apollo/gateway does', () 
     }
   });
 
+  it.each([
+    [
+      'one response name in several fragments, its selections merged',
+      '{ topProducts(first: 6) { ... on Book { reviews { id } } ... on Product { reviews { rating author { name } } } ... on Furniture { reviews { id body } } } }',
+    ],
+    [
+      '__typename aliased, in abstract and concrete positions',
+      '{ t: __typename search(text: "o") { k: __typename ... on Category { k2: __typename products { k3: __typename } } } latestReviews(first: 3) { k: __typename author { k: __typename } } }',
+    ],
+    [
+      'constant @skip and @include on fields and fragments',
+      '{ topProducts(first: 3) { upc name @include(if: false) price @skip(if: false) ... on Book @skip(if: true) { author } ... on Book @include(if: true) { weight } } }',
+    ],
+    ['an @include variable left to its default', 'query D($on: Boolean = true) { topProducts(first: 2) { upc reviews @include(if: $on) { id } } }'],
+    ['the same entity reached twice, and a null entity', '{ a: product(upc: "p2") { upc reviews { id } } b: product(upc: "p2") { name averageRating } c: product(upc: "none") { reviews { id } } }'],
+    ['a mutation', 'mutation { previewReview(input: { body: "ok", rating: 4, authorId: "u2", upc: "p3" }) { id body author { name } product { upc name } } }'],
+  ])('%s', async (_name, query) => {
+    const q = { name: _name, query };
+    const expected = await answer(stock, q);
+    for (let i = 0; i < 2; i++) {
+      const got = await compiledAnswer(q);
+      expect(got.body).toBe(expected);
+      expect(got.path).toBe('compiled');
+    }
+  });
+
   it('answers a validation error as stock does, before any plan', async () => {
     const q = PARITY_QUERIES.find((p) => p.name === 'a validation error')!;
     expect((await compiledAnswer(q)).body).toBe(await answer(stock, q));
