@@ -5,13 +5,13 @@ import { createLogger } from '../lib/log';
 import { connectRedis, redisUnavailable } from '../lib/redis';
 import { BalanceStore } from '../subgraphs/billing/balance-store';
 import { Ledger } from '../subgraphs/billing/ledger';
-import { CHAT_PRICES, pricedModel } from '../subgraphs/billing/testing/fixtures';
+import { CHAT_PRICES, newUser, pricedModel } from '../subgraphs/billing/testing/fixtures';
 import { balancesOf, billingAcross, rateLimitAcross } from './support/failover-load';
 import { startRedisSentinel, type RedisSentinel } from './support/redis-sentinel';
 
 /**
  * The services' Sentinel mode (REDIS_SENTINELS, REDIS_SENTINEL_NAME) on real
- * processes: a master, its replica and three sentinels. Billing's money and
+ * processes: a master, its replica and three sentinels, with ACL users. Billing's money and
  * the gateway's rate limits go on across a planned failover and a killed
  * master, with nothing lost or doubled and no more admitted than the limit.
  */
@@ -25,14 +25,7 @@ let model: string;
 
 beforeAll(async () => {
   sentinel = await startRedisSentinel();
-  process.env.REDIS_SENTINELS = sentinel.sentinelList;
-  process.env.REDIS_SENTINEL_NAME = sentinel.name;
-  try {
-    redis = connectRedis(sentinel.url, createLogger({ test: 'redis-sentinel' }));
-  } finally {
-    delete process.env.REDIS_SENTINELS;
-    delete process.env.REDIS_SENTINEL_NAME;
-  }
+  redis = connectThroughSentinels();
   ledger = new Ledger(redis, { freeCreditMicros: FREE, reservationTtlMs: 60_000, retentionMs: 3_600_000 });
   balances = new BalanceStore(redis, FREE, 'USD');
   model = await pricedModel(redis, CHAT_PRICES);
@@ -41,6 +34,30 @@ beforeAll(async () => {
 afterAll(async () => {
   redis?.disconnect();
   await sentinel?.stop();
+});
+
+/** A client as a service started with REDIS_SENTINELS, REDIS_SENTINEL_NAME and `env` makes it. */
+function connectThroughSentinels(env: Record<string, string> = {}): Redis {
+  const variables = { REDIS_SENTINELS: sentinel.sentinelList, REDIS_SENTINEL_NAME: sentinel.name, ...env };
+  Object.assign(process.env, variables);
+  try {
+    return connectRedis(sentinel.url, createLogger({ test: 'redis-sentinel' }));
+  } finally {
+    for (const name of Object.keys(variables)) delete process.env[name];
+  }
+}
+
+it('a service reaches the master through the sentinels as its own ACL user (REDIS_USERNAME), with its own keys only', async () => {
+  const billing = connectThroughSentinels({ REDIS_USERNAME: 'billing', REDIS_PASSWORD: sentinel.passwords.billing });
+  try {
+    const user = newUser();
+    // A money script confirmed by the replica (WAIT 1) as the billing user.
+    expect(await new Ledger(billing, { freeCreditMicros: FREE, reservationTtlMs: 60_000, retentionMs: 3_600_000 }).topUp(user, 1_000, randomUUID())).toBe(true);
+    expect((await new BalanceStore(billing, FREE, 'USD').forUser(user)).total).toBe(FREE + 1_000);
+    await expect(billing.get(`gw:rl:{user:${user}}:rpm`)).rejects.toThrow(/NOPERM/);
+  } finally {
+    await billing.quit();
+  }
 });
 
 /** The port of the server the client is connected to, as that server reports it. */

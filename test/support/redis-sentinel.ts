@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
+import { redisAclFile, redisUrlAs, REDIS_SERVICE_USERS, type RedisServiceUser } from '../../lib/redis-acl';
 import { freePort } from '../../scripts/free-port';
 import { waitForPing } from '../../scripts/redis-server';
 import { type ClusterNode, stopNode } from './redis-cluster';
@@ -14,15 +16,19 @@ export type SentinelNode = ClusterNode;
  * A real Redis behind Sentinel on free loopback ports: a master, one replica
  * (`--replicaof`) and three sentinels (`redis-server <conf> --sentinel`,
  * quorum 2), for the tests that prove the services' Sentinel mode and what a
- * failover costs them. Default user only, as for the cluster harness.
+ * failover costs them. The data nodes load `npm start`'s kind of ACL file
+ * (lib/redis-acl.ts: a user per service, the default user with a password),
+ * which the replica and the sentinels use as the default user.
  */
 export interface RedisSentinel {
   /** The name the sentinels monitor, for `REDIS_SENTINEL_NAME`. */
   name: string;
   /** `host:port,…` of the sentinels, for `REDIS_SENTINELS`. */
   sentinelList: string;
-  /** A URL of the first master, for `REDIS_URL` beside `REDIS_SENTINELS` (only its credentials are used). */
+  /** A URL of the first master as the default user, for `REDIS_URL` beside `REDIS_SENTINELS` (only its credentials are used). */
   url: string;
+  /** Each service's ACL user's password. */
+  passwords: Readonly<Record<RedisServiceUser, string>>;
   /** The data node the sentinels name as master now. */
   master(): Promise<SentinelNode>;
   /**
@@ -46,6 +52,10 @@ const WAIT_MS = 60_000;
 
 export async function startRedisSentinel(): Promise<RedisSentinel> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-redis-sentinel-'));
+  const passwords = Object.fromEntries(['default', ...REDIS_SERVICE_USERS].map((user) => [user, randomBytes(16).toString('hex')])) as Record<RedisServiceUser | 'default', string>;
+  const aclFile = path.join(dir, 'users.acl');
+  writeFileSync(aclFile, redisAclFile(passwords), { mode: 0o600 });
+  const dataUrl = (port: number) => redisUrlAs(`redis://127.0.0.1:${port}`, 'default', passwords.default);
   const data: SentinelNode[] = [];
   const sentinels: SentinelNode[] = [];
   const stop = async () => {
@@ -61,10 +71,12 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       [replicaPort, ['--replicaof', '127.0.0.1', String(masterPort)]],
     ] as const) {
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfilename', `appendonly-${port}.aof`, '--appenddirname', `aof-${port}`];
-      data.push(start(port, [...args, '--save', '', '--daemonize', 'no', '--loglevel', 'warning', ...extra]));
+      // Each data node may become the other's replica, so both know how to authenticate to a master.
+      const acl = ['--aclfile', aclFile, '--masteruser', 'default', '--masterauth', passwords.default];
+      data.push(start(port, [...args, ...acl, '--save', '', '--daemonize', 'no', '--loglevel', 'warning', ...extra]));
     }
-    await Promise.all(data.map((node) => waitForPing(`redis://127.0.0.1:${node.port}`)));
-    await waitForReplica(data[1].port);
+    await Promise.all(data.map((node) => waitForPing(dataUrl(node.port))));
+    await waitForReplica(data[1].port, passwords.default);
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       // Sentinel rewrites its configuration file as it learns the other sentinels and the replicas, so each has its own.
@@ -76,6 +88,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
           'bind 127.0.0.1',
           `dir ${dir}`,
           `sentinel monitor ${NAME} 127.0.0.1 ${masterPort} 2`,
+          `sentinel auth-pass ${NAME} ${passwords.default}`,
           `sentinel down-after-milliseconds ${NAME} ${DOWN_AFTER_MS}`,
           `sentinel failover-timeout ${NAME} 20000`,
           `sentinel parallel-syncs ${NAME} 1`,
@@ -97,16 +110,17 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       await until(async () => (await master()) !== old, `the sentinels did not promote the replica of ${old.port}`);
       if (restart) {
         old.process = spawn('redis-server', old.args, { stdio: 'ignore' });
-        await waitForPing(`redis://127.0.0.1:${old.port}`);
+        await waitForPing(dataUrl(old.port));
       }
       // A restarted master comes back as a master of its own until a sentinel tells it to replicate.
-      await waitForReplica(old.port);
+      await waitForReplica(old.port, passwords.default);
       await waitForSentinels(sentinels);
     };
     return {
       name: NAME,
       sentinelList: sentinels.map((node) => `127.0.0.1:${node.port}`).join(','),
-      url: `redis://127.0.0.1:${masterPort}`,
+      url: dataUrl(masterPort),
+      passwords,
       master,
       failover: async () => {
         const old = await master();
@@ -126,8 +140,8 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
   }
 }
 
-async function withClient<T>(port: number, use: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+async function withClient<T>(port: number, use: (client: Redis) => Promise<T>, password?: string): Promise<T> {
+  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(password ? { password } : {}) });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -166,13 +180,17 @@ async function masterPortNamed(sentinels: SentinelNode[]): Promise<number> {
 }
 
 /** The node at `port` is a replica whose link to its master is up and synced. */
-function waitForReplica(port: number): Promise<void> {
+function waitForReplica(port: number, password: string): Promise<void> {
   return until(
     () =>
-      withClient(port, async (client) => {
-        const info = await client.info('replication');
-        return /role:slave/.test(info) && /master_link_status:up/.test(info);
-      }),
+      withClient(
+        port,
+        async (client) => {
+          const info = await client.info('replication');
+          return /role:slave/.test(info) && /master_link_status:up/.test(info);
+        },
+        password,
+      ),
     `redis ${port} did not become a synced replica`,
   );
 }
