@@ -90,10 +90,15 @@ export function compileShaper(operation: Operation): Shaper | undefined {
   const { steps, conditional } = compiled;
   const defaults = operation.collectDefaultedVariableValues();
   const hasDefaults = Object.keys(defaults).length > 0;
-  const types = new Map<string, NamedType | undefined>();
+  // Only names the schema has are kept: the names looked up come from subgraph data.
+  const types = new Map<string, NamedType>();
   const typeNamed = (name: string): NamedType | undefined => {
-    if (!types.has(name)) types.set(name, schema.type(name));
-    return types.get(name);
+    let type = types.get(name);
+    if (!type) {
+      type = schema.type(name);
+      if (type) types.set(name, type);
+    }
+    return type;
   };
 
   return {
@@ -216,7 +221,8 @@ class Walk {
       let applies = step.byTypename.get(typename);
       if (applies === undefined) {
         const type = this.typeNamed(typename);
-        applies = !!type && isSubtype(condition, type);
+        if (!type) return false;
+        applies = isSubtype(condition, type);
         step.byTypename.set(typename, applies);
       }
       return applies;
