@@ -8,6 +8,8 @@
  * refused with 503. Every service runs in its own process; auth is killed
  * (SIGKILL) and started again.
  */
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
 import { collect, wsClient } from './support/subscriptions';
@@ -65,6 +67,12 @@ it('keeps signed-in callers answered with the other subgraphs while auth is down
   await sleep(CACHE_MS + 100);
   expect((await gql(url(), QUERY, {}, bearer(loggedOut.token))).status).toBe(401);
 
+  // A graphql-ws connection opened while auth is up (and kept open: not lazy), re-checked every GATEWAY_CREDENTIALS_CACHE_MS.
+  const closes: unknown[] = [];
+  const open = createClient({ url: url().replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: { Authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: false });
+  open.on('closed', (event) => closes.push((event as { code?: number }).code));
+  expect((await collect(open, '{ models { id } }', {}))[0].errors).toBeUndefined();
+
   await stack.kill('auth');
   await sleep(CACHE_MS + 100); // every answer the gateway holds has expired
 
@@ -82,6 +90,14 @@ it('keeps signed-in callers answered with the other subgraphs while auth is down
     expect(event.data!.models.length).toBeGreaterThan(0);
   } finally {
     await ws.dispose();
+  }
+  // The connection opened before the outage has been re-checked meanwhile, and is still open.
+  try {
+    const [event] = await collect(open, '{ models { id } }', {});
+    expect(event.errors).toBeUndefined();
+    expect(closes).toEqual([]);
+  } finally {
+    await open.dispose();
   }
   const models = await openAiModels(secret);
   expect(models.status).toBe(200);
