@@ -9,7 +9,7 @@
  * parses the recorded JSON, as a real fetch would). Both gateways are the
  * same `ApolloGateway` over the stack's supergraph, their executors called
  * directly (no Apollo Server, no HTTP), one execution at a time, alternating
- * rounds; every answer is checked byte for byte against stock's.
+ * rounds; the first answer of every round is checked byte for byte against stock's.
  *
  *   npx tsx bench/plan-executor.ts [rounds, default 5] [executions per round, default 2000]
  */
@@ -232,7 +232,7 @@ async function main(): Promise<void> {
   const fetches = recorded.size;
   const responseBytes = expected.length;
   const body = [
-    `The gateway-throughput benchmark's query (\`query Nested\`, ${fetches} subgraph fetches in its plan, a ${(responseBytes / 1024).toFixed(1)} KB answer), its subgraph answers recorded from the real stack and replayed (each replay parses the recorded JSON); each gateway's executor called directly, one execution at a time, ${ROUNDS} alternating rounds of ${PER_ROUND} executions after ${WARMUP} of warm-up; medians of the rounds. Both answers are checked byte for byte against stock's (\`npx tsx bench/plan-executor.ts\`).`,
+    `The gateway-throughput benchmark's query (\`query Nested\`, ${fetches} subgraph fetches in its plan, a ${(responseBytes / 1024).toFixed(1)} KB answer), its subgraph answers recorded from the real stack and replayed (each replay parses the recorded JSON); each gateway's executor called directly, one execution at a time, ${ROUNDS} alternating rounds of ${PER_ROUND} executions after ${WARMUP} of warm-up; medians of the rounds. The first answer of every round of each executor is checked byte for byte against stock's (\`npx tsx bench/plan-executor.ts\`).`,
     '',
     '| executor | CPU µs per execution | of which GC µs | KB allocated per execution³ | vs stock |',
     '| --- | ---: | ---: | ---: | ---: |',
