@@ -27,17 +27,6 @@ afterAll(async () => {
 
 type Mode = 'dedup on' | 'dedup off';
 
-/**
- * Byte differences found by this test that are Sluice defects outside its
- * owner's reach, reported: each is expected to differ until it is fixed, and
- * turns this test red then, to be removed from here. With dedup on, an
- * operation name the document lacks reaches the dedup wrapper with no
- * operation (`requestContext.operation` is undefined: Apollo Server leaves
- * that error to the gateway's executor) and `keyOf` throws: a 500-style
- * INTERNAL_SERVER_ERROR instead of stock's "Unknown operation named".
- */
-const KNOWN_DEFECTS: Record<Mode, readonly string[]> = { 'dedup on': ['an operation name the document lacks'], 'dedup off': [] };
-
 async function compare(mode: Mode, query: ParityQuery): Promise<void> {
   const expected = await answer(stock.url, query);
   const got = await answer((sluice[mode] as TestGateway).url, query);
@@ -45,13 +34,11 @@ async function compare(mode: Mode, query: ParityQuery): Promise<void> {
 }
 
 describe.each(['dedup on', 'dedup off'] as const)('Sluice with %s answers as stock @apollo/gateway does', (mode) => {
-  const cases = (known: boolean) => PARITY_QUERIES.filter((q) => KNOWN_DEFECTS[mode].includes(q.name) === known).map((q) => [q.name, q] as const);
-  it.each(cases(false))('%s', (_name, query) => compare(mode, query));
-  if (KNOWN_DEFECTS[mode].length) it.failing.each(cases(true))('%s (a known defect, reported)', (_name, query) => compare(mode, query));
+  it.each(PARITY_QUERIES.map((q) => [q.name, q] as const))('%s', (_name, query) => compare(mode, query));
 });
 
 it("with dedup on, identical queries sent together (joiners sharing one execution) each get stock's bytes", async () => {
-  const shared = PARITY_QUERIES.filter((q) => !KNOWN_DEFECTS['dedup on'].includes(q.name));
+  const shared = PARITY_QUERIES;
   const expected = await Promise.all(shared.map((q) => answer(stock.url, q)));
   const got = await Promise.all(shared.map((q) => Promise.all(Array.from({ length: 4 }, () => answer((sluice['dedup on'] as TestGateway).url, q)))));
   got.forEach((answers, i) => {

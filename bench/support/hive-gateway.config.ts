@@ -11,18 +11,20 @@
  *   `false` for neither. `--jit` is the CLI's own flag.
  *
  * The CLI loads this file as an ES module: it imports nothing of the
- * repository (whose modules are CommonJS).
+ * repository (whose modules are CommonJS), nor Hive's own types, whose
+ * graphql-yoga augments every GraphQLError's `extensions.http` with a shape
+ * that Apollo Server's (a Map of headers) would then fail to type-check
+ * against; `defineConfig` only returns its argument.
  */
-import { defineConfig } from '@graphql-hive/gateway';
 
 const identity = process.env.HIVE_BENCH_IDENTITY;
 if (!identity) throw new Error('HIVE_BENCH_IDENTITY is required: the signed identity header every subgraph fetch carries');
 const dedup = process.env.HIVE_BENCH_DEDUP === 'true';
 
-export const gatewayConfig = defineConfig({
+export const gatewayConfig = {
   inboundInflightRequestDeduplication: dedup,
   transportEntries: { '*.http': { options: { deduplicateInflightRequests: dedup } } },
   // lib/identity's IDENTITY_HEADER.
   propagateHeaders: { fromClientToSubgraphs: () => ({ 'x-sluice-identity': identity }) },
   logging: 'error',
-});
+};

@@ -53,7 +53,8 @@ export class OperationDedup {
   }
 
   private keyOf(requestContext: GatewayGraphQLRequestContext): string | undefined {
-    if (requestContext.operation.operation !== 'query') return undefined;
+    // No operation: the name asked for is not in the document, an error the gateway's executor reports (not ours to share).
+    if (requestContext.operation?.operation !== 'query') return undefined;
     const context = requestContext.context as Partial<GatewayContext>;
     if (!context.identity) return undefined;
     const isPublic = this.publicOperations.isPublic(requestContext.schema, requestContext.document, requestContext.operationName, requestContext.queryHash);
