@@ -20,6 +20,7 @@ const SCRIPTS = [
   'completion-cache.ts',
   'response-cache.ts',
   'rate-limit-load.ts',
+  'plan-executor.ts',
   'gateway-throughput.ts',
   'scale-out.ts',
   'openai-api.ts',
