@@ -82,7 +82,8 @@ describe('SignedIdentityDataSource', () => {
       expect(error).toBeInstanceOf(GraphQLError);
       // The caller learns the service, the reason and the request id; the address and the upstream's words are for the log.
       expect((error as GraphQLError).message).toBe('subgraph "billing" is unavailable, it could not be reached (CONNECTION_FAILED): the fields it serves are null (request req-7)');
-      expect((error as GraphQLError).extensions).toEqual({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 1, requestId: 'req-7' });
+      // The query and its one retry: the breaker hears the call's outcome after its retries.
+      expect((error as GraphQLError).extensions).toEqual({ code: 'SUBGRAPH_UNAVAILABLE', service: 'billing', reason: 'CONNECTION_FAILED', attempts: 2, requestId: 'req-7' });
       expect(logged).toEqual([
         [
           'subgraph call failed',
