@@ -190,6 +190,6 @@ export function checkSourceExpansion(query: string, limits: OperationLimits): Gr
  * it, so each text is parsed here once.
  */
 const expandedFields = new Map<string, number>();
-const MAX_REMEMBERED_DOCUMENTS = 1_000;
+export const MAX_REMEMBERED_DOCUMENTS = 1_000;
 /** Longest text remembered: keys are whole documents, so 1,000 of the largest allowed would hold 256 MiB; larger ones are parsed again. */
-const MAX_REMEMBERED_CHARS = 16 * 1024;
+export const MAX_REMEMBERED_CHARS = 16 * 1024;

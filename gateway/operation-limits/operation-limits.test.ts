@@ -1,5 +1,6 @@
 import { parse, print } from 'graphql';
 import { getIntrospectionQuery } from 'graphql';
+import { operationLimits } from './feature';
 import { checkShape, checkSource, checkSourceExpansion, expandedFieldCount, measureOperation, type OperationLimits } from './limits';
 
 const limits: OperationLimits = { maxDocumentBytes: 200, maxTokens: 30, maxExpandedFields: 100, maxDepth: 3, maxAliases: 1, maxRootFields: 2 };
@@ -60,5 +61,22 @@ describe('expandedFieldCount', () => {
   it('leaves room for the introspection query under the default limit', () => {
     expect(expandedFieldCount(parse(getIntrospectionQuery()))).toBeLessThan(5_000);
     expect(expandedFieldCount(parse('{ me { ...U } } fragment U on User { id email }'))).toBe(3);
+  });
+});
+
+describe('operationLimits, on the source', () => {
+  const { requestDidStart } = operationLimits(limits);
+  const check = (query: string) => requestDidStart?.({ query })?.extensions.limit;
+
+  it('refuses a text over a limit every time it is sent, and passes a text that passed every time', () => {
+    const tooManyTokens = `{ ${'a '.repeat(40)}}`;
+    const fine = '{ me { id } }';
+    expect([check(tooManyTokens), check(fine), check(tooManyTokens), check(fine)]).toEqual(['tokens', undefined, 'tokens', undefined]);
+  });
+
+  it('checks a passed text against these limits, not another feature’s', () => {
+    const long = `{ ${'a '.repeat(40)}}`;
+    expect(operationLimits({ ...limits, maxTokens: 100 }).requestDidStart?.({ query: long })).toBeUndefined();
+    expect(check(long)).toBe('tokens');
   });
 });
