@@ -17,13 +17,15 @@
  * size by the operation limits).
  */
 import { HeaderMap } from '@apollo/server';
+import type { FieldNode } from 'graphql';
+import { DocumentMemo } from '../../lib/document-memo';
 import { type ErrorCode, httpStatusFor } from '../../lib/errors';
 import type { GatewayFeature } from '../pipeline/feature';
 import { StateKey } from '../pipeline/operation-state';
 import { variablesWithDefaults } from '../pipeline/operation-variables';
 import { rateLimitHeaders } from './headers';
 import type { Quota, RateLimiter } from './limiter';
-import { completionTokens } from './operation-tokens';
+import { completionFields, tokensOf } from './operation-tokens';
 import { isStreamRefusal, SubscriptionGate, type AdmittedStream } from './subscription-gate';
 import { withStreamUsage, type TokenChargeCorrection } from './token-charge-correction';
 
@@ -32,6 +34,8 @@ const STREAM = new StateKey<AdmittedStream>('rate limits: stream');
 
 export function rateLimits(limiter: RateLimiter, corrections: TokenChargeCorrection): GatewayFeature {
   const gate = new SubscriptionGate(limiter);
+  // The completion fields depend only on the document and the operation name: found once, not walked per request.
+  const completions = new DocumentMemo<FieldNode[]>();
   return {
     name: 'rate limits',
     async operationDidResolve(operation) {
@@ -43,7 +47,10 @@ export function rateLimits(limiter: RateLimiter, corrections: TokenChargeCorrect
         operation.replaceDocument(withStreamUsage(document), operation.queryHash);
         return undefined;
       }
-      const admission = await limiter.admit(context.identity.claims, completionTokens(document, operationName, variablesWithDefaults(document, operationName, variables)));
+      const fields = completions.get(undefined, document, operationName ?? '', () => completionFields(document, operationName));
+      // Without a completion field the charge is 0 whatever the variables: they are not read.
+      const tokens = fields.length ? tokensOf(fields, variablesWithDefaults(document, operationName, variables)) : 0;
+      const admission = await limiter.admit(context.identity.claims, tokens);
       if (!admission.admitted) {
         const status = httpStatusFor(admission.error.extensions.code as ErrorCode);
         admission.error.extensions.http = { status, headers: new HeaderMap(Object.entries(rateLimitHeaders(admission.quota, admission.retryAfter))) };

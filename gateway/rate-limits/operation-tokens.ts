@@ -45,5 +45,10 @@ export function maxTokensOf(field: FieldNode, variables: Record<string, unknown>
 
 /** The tokens an operation is charged at admission: 0 when it has no completion field. */
 export function completionTokens(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined): number {
-  return completionFields(document, operationName).reduce((sum, field) => sum + maxTokensOf(field, variables), 0);
+  return tokensOf(completionFields(document, operationName), variables);
+}
+
+/** The tokens charged for an operation's completion `fields` (found once per document by the caller), with its variables. */
+export function tokensOf(fields: readonly FieldNode[], variables: Record<string, unknown> | null | undefined): number {
+  return fields.reduce((sum, field) => sum + maxTokensOf(field, variables), 0);
 }
