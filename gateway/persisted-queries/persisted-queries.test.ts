@@ -9,6 +9,7 @@ import { connectRedis } from '../../lib/redis';
 import { RedisKeyValueCache } from '../../lib/redis-key-value-cache';
 import { refuseHttpSource } from '../pipeline/http-source';
 import { GatewayPipeline } from '../pipeline/pipeline';
+import { RememberedDocuments } from './apq';
 import { safelistFeature } from './feature';
 import { MANIFEST_FORMAT, parseManifest, Safelist, safelistFromEnv, type ManifestOperation } from './safelist';
 
@@ -177,5 +178,40 @@ describe('RedisKeyValueCache', () => {
     await cache.set('k', 'v');
     expect(await cache.delete('k')).toBe(false);
     expect(errors).toEqual(['get: down', 'set: down', 'delete: down']);
+  });
+});
+
+describe('RememberedDocuments', () => {
+  const setUp = () => {
+    const redis = connectRedis('memory://', createLogger());
+    const prefix = `test:${Math.random().toString(36).slice(2)}:`;
+    let clock = 0;
+    const cache = new RememberedDocuments(new RedisKeyValueCache(redis, prefix), 60_000, () => clock);
+    return { redis, prefix, cache, advance: (ms: number) => (clock += ms) };
+  };
+
+  it('writes registrations through to Redis and answers what it registered or read without asking Redis again, until its TTL', async () => {
+    const { redis, prefix, cache, advance } = setUp();
+    await cache.set('apq:abc', '{ me { id } }', { ttl: 60 });
+    expect(await redis.get(`${prefix}apq:abc`)).toBe('{ me { id } }');
+    await redis.set(`${prefix}apq:other`, '{ models { id } }');
+    expect(await cache.get('apq:other')).toBe('{ models { id } }');
+    await redis.del(`${prefix}apq:abc`, `${prefix}apq:other`);
+    expect([await cache.get('apq:abc'), await cache.get('apq:other')]).toEqual(['{ me { id } }', '{ models { id } }']);
+    advance(60_000);
+    expect([await cache.get('apq:abc'), await cache.get('apq:other')]).toEqual([undefined, undefined]);
+    redis.disconnect();
+  });
+
+  it('remembers no miss and no document over 16 KiB', async () => {
+    const { redis, prefix, cache } = setUp();
+    expect(await cache.get('apq:late')).toBeUndefined();
+    await redis.set(`${prefix}apq:late`, '{ me { id } }');
+    expect(await cache.get('apq:late')).toBe('{ me { id } }');
+    const large = `{ me { id } } # ${'x'.repeat(16 * 1024)}`;
+    await cache.set('apq:large', large);
+    await redis.del(`${prefix}apq:large`);
+    expect(await cache.get('apq:large')).toBeUndefined();
+    redis.disconnect();
   });
 });
