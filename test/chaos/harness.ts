@@ -384,9 +384,10 @@ export const killAndRestart = (service: ServiceName, affects: Dependency[], sign
 
 /**
  * A rolling restart of every service of a replicated stack, as a deployment
- * rollout does it: one replica at a time, SIGTERM (it drains: `/ready` turns
- * 503, new connections are refused, requests in flight finish), start it
- * again, and go on only once it is ready. The gpu-servers go first, each
+ * rollout does it: one replica at a time, out of its Service's endpoints,
+ * SIGTERM (it drains: `/ready` turns 503, new connections are refused,
+ * requests in flight finish), start it again, and back into the endpoints
+ * once it is ready. The gpu-servers go first, each
  * waited for until every inference replica routes to it again, so that the
  * second is never stopped while the router knows only the stopped one.
  */
@@ -398,9 +399,12 @@ export async function rollingRestart(replicas: ReplicatedStack): Promise<void> {
   }
   for (const service of [...SUBGRAPHS, 'gateway'] as const) {
     for (const replica of [replicas.a, replicas.b]) {
+      const port = replica.ports[service];
+      replicas.proxies[service].exclude(port);
       await replica.kill(service, 'SIGTERM');
       await replica.restart(service);
-      await until(`${service} on port ${replica.ports[service]} ready`, () => answers200(`http://127.0.0.1:${replica.ports[service]}/ready`));
+      await until(`${service} on port ${port} ready`, () => answers200(`http://127.0.0.1:${port}/ready`));
+      replicas.proxies[service].include(port);
     }
   }
 }

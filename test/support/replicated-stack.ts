@@ -24,9 +24,13 @@ export interface ReplicaGpu {
   address: string;
 }
 
+export type ReplicatedService = 'gateway' | (typeof SUBGRAPHS)[number];
+
 export interface ReplicatedStack {
   /** The gateways' shared address. */
   gatewayUrl: string;
+  /** Each tier's shared address (a Service), in front of A's and B's ports. */
+  proxies: Record<ReplicatedService, RoundRobinProxy>;
   a: Stack;
   b: Stack;
   /** Every gpu-server, A's first; each inference replica routes to all of them. */
@@ -106,7 +110,7 @@ export async function startReplicatedStack(options: ReplicatedStackOptions): Pro
     // One after the other: the 2-core machine starts a stack's processes faster than it starts two stacks' at once.
     stacks.push(await launch(portsA, 'a'));
     stacks.push(await launch(portsB, 'b'));
-    return { gatewayUrl: gateway.url('/graphql'), a: stacks[0], b: stacks[1], gpus, stop };
+    return { gatewayUrl: gateway.url('/graphql'), proxies: { gateway, auth, billing, knowledge, inference }, a: stacks[0], b: stacks[1], gpus, stop };
   } catch (error) {
     await stop();
     throw error;

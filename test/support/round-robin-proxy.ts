@@ -11,12 +11,21 @@ import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 export interface RoundRobinProxy {
   port: number;
   url(path?: string): string;
+  /**
+   * Sends no new connection to this backend (until `include`), as Kubernetes
+   * takes a terminating pod out of its Service's endpoints before the pod's
+   * SIGTERM is acted on (the preStop pause): a connection the kernel accepted
+   * just before the replica closed its listener would otherwise be reset.
+   */
+  exclude(backendPort: number): void;
+  include(backendPort: number): void;
   stop(): Promise<void>;
 }
 
 export async function startRoundRobinProxy(backendPorts: readonly number[]): Promise<RoundRobinProxy> {
   if (backendPorts.length === 0) throw new Error('a round-robin proxy expects at least one backend port, but got none');
   let next = 0;
+  const excluded = new Set<number>();
   const sockets = new Set<Socket>();
   const track = (socket: Socket) => {
     sockets.add(socket);
@@ -24,10 +33,13 @@ export async function startRoundRobinProxy(backendPorts: readonly number[]): Pro
   };
   const server = createServer({ pauseOnConnect: true }, (client) => {
     track(client);
-    const first = next++ % backendPorts.length;
+    const serving = backendPorts.filter((port) => !excluded.has(port));
+    // With every backend excluded, each is tried all the same: better a refused connection than none.
+    const candidates = serving.length > 0 ? serving : backendPorts;
+    const first = next++ % candidates.length;
     const attempt = (tried: number) => {
-      if (tried === backendPorts.length) return client.destroy();
-      const upstream = connect(backendPorts[(first + tried) % backendPorts.length], '127.0.0.1');
+      if (tried === candidates.length) return client.destroy();
+      const upstream = connect(candidates[(first + tried) % candidates.length], '127.0.0.1');
       track(upstream);
       // Before 'connect', an error is the replica refusing the connection: try the next one.
       upstream.once('error', () => attempt(tried + 1));
@@ -49,6 +61,8 @@ export async function startRoundRobinProxy(backendPorts: readonly number[]): Pro
   return {
     port,
     url: (path = '') => `http://127.0.0.1:${port}${path}`,
+    exclude: (backendPort) => excluded.add(backendPort),
+    include: (backendPort) => excluded.delete(backendPort),
     stop: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
