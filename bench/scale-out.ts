@@ -107,6 +107,18 @@ async function startScaled(dataDir: string): Promise<Scaled> {
   }
 }
 
+/**
+ * What a SIGKILL costs by construction, whatever the retries: what was in
+ * flight on the killed process. (A drained restart costs nothing: see the
+ * rolling restart in bench/chaos.ts.)
+ */
+const BOUNDS = [
+  'What a node loss still costs, by construction:',
+  '- **a gateway**: the requests and streams in flight on it are lost with it (`TRANSPORT`, WebSocket close 1006). The Service in front is TCP-level and cannot replay them; the client (or an HTTP-level load balancer, for queries) must retry.',
+  '- **inference**: its streams in flight end with `SERVICE_UNAVAILABLE` (coded, retryable), and a completion in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`): it may have run, so the gateway does not send it again (its hold is released when the reservation expires; nothing is billed twice).',
+  "- **a subgraph replica** (auth, billing, knowledge): a query in flight on it is retried on the other replica; a mutation in flight on it fails the same way as a completion; a call whose connection was refused is retried, mutations included. The gateway's breaker counts calls that failed after their retries, so one dead replica does not open it.",
+];
+
 interface Throughput {
   perSecond: number;
   queries: { perSecond: number; p50: number; p99: number };
@@ -271,6 +283,8 @@ async function main(): Promise<void> {
         ),
         '',
         `**${failedTotal === 0 ? 'Target met' : 'Target not met'}:** ${failedTotal} failed request(s) over the ${results.length} faults${outside.length ? ` (${outside.length} outside any fault's window: ${describe(outside)})` : ''}; streams on the killed gpu-server: ${results.find((r) => r.name === GPU_FAULT)?.codedStreamEnds.length ?? 0} ended with a coded error.`,
+        '',
+        ...BOUNDS,
         '',
         loadNote(loadBefore) + '; other helpers were running tests on the machine during this run.',
       ].join('\n');
