@@ -22,7 +22,13 @@
  *    is a hit) vs straight to the inference subgraph with a signed identity
  *    header; p50 of each and the difference.
  *
- *   npx tsx bench/gateway-throughput.ts [rounds, default 4] [seconds per run, default 3] [connections, default 50]
+ * 3. The public workload (`--workload federation`): the same rows on the
+ *    graph of the public GraphQL gateways benchmark
+ *    (bench/support/federation-benchmark-subgraphs.ts: four subgraphs of our
+ *    own, each in its own process, one deep query answering ≈ 87 KB), a
+ *    foreign graph Sluice serves with `--supergraph`, to an anonymous caller.
+ *
+ *   npx tsx bench/gateway-throughput.ts [--workload sluice|federation, default both] [rounds, default 4] [seconds per run, default 3] [connections, default 50]
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
@@ -37,12 +43,20 @@ import { bearer, gql } from '../test/support/graphql';
 import { startSecondGateway } from './rate-limit-load';
 import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
-import { startStockGateway } from './stock-gateway';
+import { type AnchorGraph, startStockGateway } from './stock-gateway';
+import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
 import { startHiveGateway } from './support/hive-gateway';
 
-const ROUNDS = Number(process.argv[2] ?? 4);
-const SECONDS = Number(process.argv[3] ?? 3);
-const CONNECTIONS = Number(process.argv[4] ?? 50);
+const WORKLOADS = ['sluice', 'federation'] as const;
+type Workload = (typeof WORKLOADS)[number];
+const workloadFlag = process.argv.indexOf('--workload');
+const workloadArg = workloadFlag >= 0 ? process.argv[workloadFlag + 1] : undefined;
+if (workloadArg !== undefined && !WORKLOADS.includes(workloadArg as Workload)) throw new Error(`--workload must be one of ${WORKLOADS.join(', ')}, got ${workloadArg}`);
+const workloads: readonly Workload[] = workloadArg ? [workloadArg as Workload] : WORKLOADS;
+const positional = workloadFlag >= 0 ? process.argv.slice(2).filter((_, i) => i !== workloadFlag - 2 && i !== workloadFlag - 1) : process.argv.slice(2);
+const ROUNDS = Number(positional[0] ?? 4);
+const SECONDS = Number(positional[1] ?? 3);
+const CONNECTIONS = Number(positional[2] ?? 50);
 const WARMUP_SECONDS = 2;
 const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_PER_ROUND = 200;
@@ -68,6 +82,20 @@ const EVERY_FEATURE = {
   GATEWAY_RATE_LIMITS: 'default:rpm=100000000,tpm=100000000',
   GATEWAY_MAX_COST: '1000000',
   GATEWAY_COST_MODE: 'enforce',
+  GATEWAY_APQ: 'true',
+  GATEWAY_RESPONSE_CACHE: 'true',
+  GATEWAY_METRICS: 'true',
+  GATEWAY_DEDUP: 'true',
+} as const satisfies Record<string, string>;
+
+/**
+ * The same on a foreign graph, for an anonymous caller (it has no auth
+ * subgraph to sign in with): the rate limits are the anonymous plan's, and
+ * demand control measures without a budget, its default on a graph that
+ * declares no costs or list sizes.
+ */
+const EVERY_FEATURE_FOREIGN = {
+  GATEWAY_RATE_LIMITS: 'anonymous:rpm=100000000,tpm=100000000',
   GATEWAY_APQ: 'true',
   GATEWAY_RESPONSE_CACHE: 'true',
   GATEWAY_METRICS: 'true',
@@ -216,8 +244,8 @@ async function sequential(url: string, headers: Record<string, string>, body: st
 }
 
 /** The one answer every response of `target` must equal: 200, the data of `reference` (when given), no errors. */
-async function referenceAnswer(target: Target, reference?: unknown): Promise<{ text: string; data: unknown; cacheControl: string | null }> {
-  const response = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', ...target.headers }, body: JSON.stringify({ query: NESTED_QUERY }) });
+async function referenceAnswer(target: Target, body: string, reference?: unknown): Promise<{ text: string; data: unknown; cacheControl: string | null }> {
+  const response = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', ...target.headers }, body });
   const text = await response.text();
   const parsed = JSON.parse(text) as { data?: unknown; errors?: unknown };
   if (response.status !== 200 || parsed.errors || !parsed.data) throw new Error(`${target.label}: expected 200 with data and no errors, got ${response.status}: ${text.slice(0, 500)}`);
@@ -243,95 +271,172 @@ async function setUpUser(url: string, token: string): Promise<string> {
 
 const fmt = (n: number, digits = 0) => n.toFixed(digits);
 
-async function main(): Promise<void> {
-  const loadBefore = os.loadavg()[0];
-  // The stack's own gateway (a worker per core, response cache off) serves the set-up and the overhead paths only.
-  const { stack, token } = await benchStack({ GATEWAY_RESPONSE_CACHE: 'false' });
+/** The seven rows of a workload: Sluice's four, both Hive Gateways and the stock gateway, each in its own process(es) on the same graph. */
+interface Lineup {
+  /** Every feature on, a worker per core. */
+  allOn: Target;
+  allOnOneWorker: Target;
+  dedupOff: Target;
+  dedupOffOneWorker: Target;
+  hiveTuned: Target;
+  hivePlain: Target;
+  stock: Target;
+  /** Sluice's four rows. */
+  sluice: Target[];
+  /** All seven, in the order each round runs them. */
+  all: Target[];
+}
+
+/** Starts the lineup: Sluice with `features` (plus `sluiceEnv`, the graph it serves) and the anchors on `graph`; `stops` collects how to stop each. */
+async function startLineup(
+  stack: Awaited<ReturnType<typeof benchStack>>['stack'],
+  features: Record<string, string>,
+  sluiceEnv: Record<string, string>,
+  sluiceHeaders: Record<string, string>,
+  graph: AnchorGraph,
+  stops: Array<() => Promise<void>>,
+): Promise<Lineup> {
+  const variants: Array<{ label: string; env: Record<string, string> }> = [
+    { label: 'Sluice, every feature on', env: features },
+    { label: 'Sluice, every feature on, 1 worker', env: { ...features, GATEWAY_WORKERS: '1' } },
+    { label: 'Sluice, every feature on but dedup', env: { ...features, GATEWAY_DEDUP: 'false' } },
+    { label: 'Sluice, every feature on but dedup, 1 worker', env: { ...features, GATEWAY_DEDUP: 'false', GATEWAY_WORKERS: '1' } },
+  ];
+  // Each is stopped at the end even when another fails to start.
+  const track = <G extends { stop(): Promise<void> }>(gateway: G): G => {
+    stops.push(() => gateway.stop());
+    return gateway;
+  };
+  const [sluice, hiveTuned, hivePlain, stock] = await Promise.all([
+    Promise.all(variants.map((v) => startSecondGateway(stack, { ...v.env, ...sluiceEnv }).then(track))),
+    startHiveGateway(graph, true).then(track),
+    startHiveGateway(graph, false).then(track),
+    startStockGateway(graph).then(track),
+  ]);
+  const workers = os.availableParallelism();
+  const anchor = (label: string, url: string): Target => ({ label, url, headers: {}, cacheStatuses: {}, sharedOperations: 0, pids: processTree(Number(new URL(url).port)), runs: [] });
+  const sluiceTargets: Target[] = variants.map((v, i) => ({
+    label: `${v.label}${v.env.GATEWAY_WORKERS ? '' : `, ${workers} workers`}`,
+    url: sluice[i].url,
+    headers: sluiceHeaders,
+    cacheStatuses: {},
+    metricsUrl: sluice[i].url.replace(/\/graphql$/, '/metrics'),
+    sharedOperations: 0,
+    pids: processTree(Number(new URL(sluice[i].url).port)),
+    runs: [],
+  }));
+  const [allOn, allOnOneWorker, dedupOff, dedupOffOneWorker] = sluiceTargets;
+  const lineup = {
+    allOn,
+    allOnOneWorker,
+    dedupOff,
+    dedupOffOneWorker,
+    hiveTuned: anchor('Hive Gateway 2 (`--jit`, in-flight dedup inbound and outbound), 1 process', hiveTuned.url),
+    hivePlain: anchor('Hive Gateway 2 (neither), 1 process', hivePlain.url),
+    stock: anchor('stock @apollo/gateway + @apollo/server (defaults), 1 process', stock.url),
+    sluice: sluiceTargets,
+  };
+  return { ...lineup, all: [...sluiceTargets, lineup.hiveTuned, lineup.hivePlain, lineup.stock] };
+}
+
+/**
+ * Alternating rounds of `body` through every gateway of the lineup after a
+ * warm-up. Every gateway's first answer must hold the stock gateway's data,
+ * and every later answer must equal its first. Returns the stock gateway's
+ * first answer.
+ */
+async function measureThroughput(lineup: Lineup, stackPids: readonly number[], body: string): Promise<{ text: string; cacheControl: string | null }> {
+  const first = await referenceAnswer(lineup.stock, body);
+  const expected = new Map<Target, string>();
+  for (const target of lineup.all) expected.set(target, target === lineup.stock ? first.text : (await referenceAnswer(target, body, first.data)).text);
+  // Warm-up: plans, JIT, connection pools; its response-cache statuses and dedup counts are not reported.
+  for (const target of lineup.all) await hammer(target, stackPids, body, expected.get(target)!, WARMUP_SECONDS);
+  for (const target of lineup.all) {
+    target.cacheStatuses = {};
+    target.sharedOperations = 0;
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const target of lineup.all) target.runs.push(await hammer(target, stackPids, body, expected.get(target)!, SECONDS));
+  }
+  return first;
+}
+
+const rate = (t: Target) =>
+  percentile(
+    t.runs.map((r) => r.requests / r.seconds),
+    50,
+  );
+const latency = (t: Target, p: number) =>
+  percentile(
+    t.runs.flatMap((r) => r.latenciesMs),
+    p,
+  );
+const total = (t: Target) => t.runs.reduce((n, r) => n + r.requests, 0);
+/** CPU ms per request of one part, over all rounds. */
+const cpuPerRequest = (t: Target, part: keyof Run['cpuMs']) => t.runs.reduce((n, r) => n + r.cpuMs[part], 0) / total(t);
+const ratio = (a: Target, b: Target) => `${fmt(rate(a) / rate(b), 2)}×`;
+const goal = (met: boolean) => (met ? 'met' : 'NOT met');
+
+function throughputRows(lineup: Lineup): string[] {
+  /** The anchor a Sluice row is compared with: Hive with its deduplication for the rows with dedup, without for the others. */
+  const hiveFor = (t: Target) => (t === lineup.dedupOff || t === lineup.dedupOffOneWorker ? lineup.hivePlain : lineup.hiveTuned);
+  return lineup.all.map((t) => {
+    const failures = t.runs.reduce((n, r) => n + r.failures, 0);
+    const cache = Object.keys(t.cacheStatuses).length
+      ? Object.entries(t.cacheStatuses)
+          .map(([s, n]) => `${s} ${fmt((n / total(t)) * 100, 1)} %`)
+          .join(', ')
+      : '—';
+    const shared = t.metricsUrl ? `${fmt((t.sharedOperations / total(t)) * 100, 1)} %` : '—';
+    const cpu = `**${fmt(cpuPerRequest(t, 'gateway') * 1000)}** / ${fmt(cpuPerRequest(t, 'stack') * 1000)} / ${fmt(cpuPerRequest(t, 'loadGenerator') * 1000)}`;
+    const vsHive = lineup.sluice.includes(t) ? `**${fmt(rate(t) / rate(hiveFor(t)), 2)}×** (${hiveFor(t) === lineup.hiveTuned ? 'tuned' : 'plain'})` : '—';
+    return `| ${t.label} | ${fmt(rate(t))} | ${fmt(latency(t, 50), 1)} | ${fmt(latency(t, 99), 1)} | ${cache} | ${shared} | ${cpu} | ${failures} | ${vsHive} | **${fmt(rate(t) / rate(lineup.stock), 1)}×** |`;
+  });
+}
+
+/** The issue's throughput targets for a lineup, met or not, with the figures that decide them. */
+function throughputTargets(lineup: Lineup): string {
+  const { allOn, allOnOneWorker, dedupOff, dedupOffOneWorker, hiveTuned, hivePlain, stock } = lineup;
+  const bestOn = rate(allOn) >= rate(allOnOneWorker) ? allOn : allOnOneWorker;
+  const bestOff = rate(dedupOff) >= rate(dedupOffOneWorker) ? dedupOff : dedupOffOneWorker;
+  return `with every feature on, ≥ 1.2× Hive Gateway tuned and p99 no worse — ${goal(rate(bestOn) >= 1.2 * rate(hiveTuned) && latency(bestOn, 99) <= latency(hiveTuned, 99))} (best row ${ratio(bestOn, hiveTuned)}, p99 ${fmt(latency(bestOn, 99), 1)} ms vs ${fmt(latency(hiveTuned, 99), 1)} ms); dedup off, ≥ 3× stock and ≥ 2× Hive plain — ${goal(rate(bestOff) >= 3 * rate(stock) && rate(bestOff) >= 2 * rate(hivePlain))} (best row ${ratio(bestOff, stock)} stock, ${ratio(bestOff, hivePlain)} Hive plain)`;
+}
+
+const TABLE_HEADER = [
+  '| gateway | requests/s | p50 ms | p99 ms | response cache | operations shared (dedup) | CPU µs per request: **gateway** / subgraphs + gpu-server + Redis / load generator² | failures¹ | vs Hive | vs stock |',
+  '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
+];
+
+/** The share of the machine's CPU capacity that went to processes other than the gateway under load, the stack and the load generator. */
+const outsideShare = (runs: Run[]) =>
+  runs.reduce((n, r) => n + Math.max(0, r.machineCpuMs - r.cpuMs.gateway - r.cpuMs.stack - r.cpuMs.loadGenerator), 0) / runs.reduce((n, r) => n + r.seconds * 1000 * os.cpus().length, 0);
+
+function outsideNote(lineup: Lineup): string {
+  const allRuns = lineup.all.flatMap((t) => t.runs);
+  return `CPU time not accounted to this benchmark's processes (other work on the machine, and kernel time such as loopback networking) was ${fmt(outsideShare(allRuns) * 100)} % of the machine's capacity during the measured runs, at most ${fmt(Math.max(...allRuns.map((r) => outsideShare([r]))) * 100)} % in one run (the median of the rounds damps such runs).`;
+}
+
+const FAILURES_NOTE =
+  "¹ Errors, timeouts, non-2xx responses and responses whose body differed from that gateway's first answer (each first answer was checked to hold the stock gateway's data and no errors).";
+
+/** Sluice's own graph and query (sections 1 and 2 of the header comment). */
+async function sluiceWorkload(stack: Awaited<ReturnType<typeof benchStack>>['stack'], token: string, loadBefore: number): Promise<void> {
   const stops: Array<() => Promise<void>> = [];
   try {
     const userId = await setUpUser(stack.gatewayUrl, token);
-    const auth = bearer(token);
-    const variants: Array<{ label: string; env: Record<string, string> }> = [
-      { label: 'Sluice, every feature on', env: EVERY_FEATURE },
-      { label: 'Sluice, every feature on, 1 worker', env: { ...EVERY_FEATURE, GATEWAY_WORKERS: '1' } },
-      { label: 'Sluice, every feature on but dedup', env: { ...EVERY_FEATURE, GATEWAY_DEDUP: 'false' } },
-      { label: 'Sluice, every feature on but dedup, 1 worker', env: { ...EVERY_FEATURE, GATEWAY_DEDUP: 'false', GATEWAY_WORKERS: '1' } },
-    ];
-    // Each is stopped at the end even when another fails to start.
-    const track = <G extends { stop(): Promise<void> }>(gateway: G): G => {
-      stops.push(() => gateway.stop());
-      return gateway;
-    };
     // The anchors are signed with what the user's session token carries, as Sluice signs it.
-    const [sluice, hiveTuned, hivePlain, stock] = await Promise.all([
-      Promise.all(variants.map((v) => startSecondGateway(stack, v.env).then(track))),
-      startHiveGateway(stack.env, userId, SESSION_SCOPES, true).then(track),
-      startHiveGateway(stack.env, userId, SESSION_SCOPES, false).then(track),
-      startStockGateway(stack.env, userId, SESSION_SCOPES).then(track),
-    ]);
+    const lineup = await startLineup(stack, EVERY_FEATURE, {}, bearer(token), { stackEnv: stack.env, sub: userId, scopes: SESSION_SCOPES }, stops);
+    const { allOn, allOnOneWorker, dedupOff, dedupOffOneWorker, hiveTuned: hiveTunedTarget, hivePlain: hivePlainTarget, stock: stockTarget } = lineup;
     const workers = os.availableParallelism();
-    const anchor = (label: string, url: string): Target => ({ label, url, headers: {}, cacheStatuses: {}, sharedOperations: 0, pids: processTree(Number(new URL(url).port)), runs: [] });
-    const sluiceTargets: Target[] = variants.map((v, i) => ({
-      label: `${v.label}${v.env.GATEWAY_WORKERS ? '' : `, ${workers} workers`}`,
-      url: sluice[i].url,
-      headers: auth,
-      cacheStatuses: {},
-      metricsUrl: sluice[i].url.replace(/\/graphql$/, '/metrics'),
-      sharedOperations: 0,
-      pids: processTree(Number(new URL(sluice[i].url).port)),
-      runs: [],
-    }));
-    const hiveTunedTarget = anchor('Hive Gateway 2 (`--jit`, in-flight dedup inbound and outbound), 1 process', hiveTuned.url);
-    const hivePlainTarget = anchor('Hive Gateway 2 (neither), 1 process', hivePlain.url);
-    const stockTarget = anchor('stock @apollo/gateway + @apollo/server (defaults), 1 process', stock.url);
-    const [allOn, allOnOneWorker, dedupOff, dedupOffOneWorker] = sluiceTargets;
-    const targets = [...sluiceTargets, hiveTunedTarget, hivePlainTarget, stockTarget];
     // Everything the gateways call: the four subgraphs, the gpu-server and Redis.
     const { auth: authPort, billing, knowledge, inference, gpuHttp } = stack.ports;
     const stackPids = [authPort, billing, knowledge, inference, gpuHttp, Number(new URL(stack.redisUrl).port)].flatMap(processTree);
 
-    // 1. Throughput. Every gateway's first answer must hold the stock gateway's data, and every later answer must equal its first.
+    // 1. Throughput.
     const body = JSON.stringify({ query: NESTED_QUERY });
-    const first = await referenceAnswer(stockTarget);
-    const expected = new Map<Target, string>();
-    for (const target of targets) expected.set(target, target === stockTarget ? first.text : (await referenceAnswer(target, first.data)).text);
-    // Warm-up: plans, JIT, connection pools; its response-cache statuses and dedup counts are not reported.
-    for (const target of targets) await hammer(target, stackPids, body, expected.get(target)!, WARMUP_SECONDS);
-    for (const target of targets) {
-      target.cacheStatuses = {};
-      target.sharedOperations = 0;
-    }
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const target of targets) target.runs.push(await hammer(target, stackPids, body, expected.get(target)!, SECONDS));
-    }
-    const rate = (t: Target) =>
-      percentile(
-        t.runs.map((r) => r.requests / r.seconds),
-        50,
-      );
-    const latency = (t: Target, p: number) =>
-      percentile(
-        t.runs.flatMap((r) => r.latenciesMs),
-        p,
-      );
-    const total = (t: Target) => t.runs.reduce((n, r) => n + r.requests, 0);
-    /** CPU ms per request of one part, over all rounds. */
-    const cpuPerRequest = (t: Target, part: keyof Run['cpuMs']) => t.runs.reduce((n, r) => n + r.cpuMs[part], 0) / total(t);
-    /** The anchor a Sluice row is compared with: Hive with its deduplication for the rows with dedup, without for the others. */
-    const hiveFor = (t: Target) => (t === dedupOff || t === dedupOffOneWorker ? hivePlainTarget : hiveTunedTarget);
-    const throughputRows = targets.map((t) => {
-      const failures = t.runs.reduce((n, r) => n + r.failures, 0);
-      const cache = Object.keys(t.cacheStatuses).length
-        ? Object.entries(t.cacheStatuses)
-            .map(([s, n]) => `${s} ${fmt((n / total(t)) * 100, 1)} %`)
-            .join(', ')
-        : '—';
-      const shared = t.metricsUrl ? `${fmt((t.sharedOperations / total(t)) * 100, 1)} %` : '—';
-      const cpu = `**${fmt(cpuPerRequest(t, 'gateway') * 1000)}** / ${fmt(cpuPerRequest(t, 'stack') * 1000)} / ${fmt(cpuPerRequest(t, 'loadGenerator') * 1000)}`;
-      const vsHive = sluiceTargets.includes(t) ? `**${fmt(rate(t) / rate(hiveFor(t)), 2)}×** (${hiveFor(t) === hiveTunedTarget ? 'tuned' : 'plain'})` : '—';
-      return `| ${t.label} | ${fmt(rate(t))} | ${fmt(latency(t, 50), 1)} | ${fmt(latency(t, 99), 1)} | ${cache} | ${shared} | ${cpu} | ${failures} | ${vsHive} | **${fmt(rate(t) / rate(stockTarget), 1)}×** |`;
-    });
-    console.log(throughputRows.join('\n'));
+    const first = await measureThroughput(lineup, stackPids, body);
+    const rows = throughputRows(lineup);
+    console.log(rows.join('\n'));
     // One nested request at a time: how long one execution takes when nothing else runs, the unit dedup shares.
     const aloneAgent = new Agent({ keepAlive: true, maxSockets: 1 });
     const alone = async (t: Target) => {
@@ -348,8 +453,8 @@ async function main(): Promise<void> {
     const paths = [
       { label: `Sluice gateway (response cache off, ${workers} workers)`, url: stack.gatewayUrl, headers: {} as Record<string, string> },
       { label: 'inference subgraph directly (signed identity header)', url: stack.env.SLUICE_SUBGRAPH_INFERENCE_URL, headers: { [IDENTITY_HEADER]: anonymous } },
-      { label: 'Hive Gateway 2 (tuned, for comparison)', url: hiveTuned.url, headers: {} as Record<string, string> },
-      { label: 'stock @apollo/gateway (for comparison)', url: stock.url, headers: {} as Record<string, string> },
+      { label: 'Hive Gateway 2 (tuned, for comparison)', url: hiveTunedTarget.url, headers: {} as Record<string, string> },
+      { label: 'stock @apollo/gateway (for comparison)', url: stockTarget.url, headers: {} as Record<string, string> },
     ];
     const agents = paths.map(() => new Agent({ keepAlive: true, maxSockets: 1 }));
     for (const [i, p] of paths.entries()) await sequential(p.url, p.headers, overheadBody, OVERHEAD_PER_ROUND, agents[i]);
@@ -365,17 +470,10 @@ async function main(): Promise<void> {
     );
     console.log(overheadRows.join('\n'));
 
-    const allRuns = targets.flatMap((t) => t.runs);
-    /** The share of the machine's CPU capacity that went to processes other than the gateway under load, the stack and the load generator. */
-    const outsideShare = (runs: Run[]) =>
-      runs.reduce((n, r) => n + Math.max(0, r.machineCpuMs - r.cpuMs.gateway - r.cpuMs.stack - r.cpuMs.loadGenerator), 0) / runs.reduce((n, r) => n + r.seconds * 1000 * os.cpus().length, 0);
-    const ratio = (a: Target, b: Target) => `${fmt(rate(a) / rate(b), 2)}×`;
-    const goal = (met: boolean) => (met ? 'met' : 'NOT met');
-    const bestOn = rate(allOn) >= rate(allOnOneWorker) ? allOn : allOnOneWorker;
     const bestOff = rate(dedupOff) >= rate(dedupOffOneWorker) ? dedupOff : dedupOffOneWorker;
     const hitShare = (allOn.cacheStatuses.HIT ?? 0) / total(allOn);
     const report = [
-      `One stack (\`benchStack\`: Redis server, gpu-server, the four subgraphs), one signed-in user with an API key and two documents, the load generator (autocannon) in the same machine. Every gateway runs in its own process(es) on the same subgraphs; ${CONNECTIONS} concurrent keep-alive connections, ${ROUNDS} rounds of ${SECONDS} s per gateway, alternating (after a ${WARMUP_SECONDS} s warm-up each); requests/s is the median of the rounds, latencies are over all rounds (\`npx tsx bench/gateway-throughput.ts\`).`,
+      `One stack (\`benchStack\`: Redis server, gpu-server, the four subgraphs), one signed-in user with an API key and two documents, the load generator (autocannon) in the same machine. Every gateway runs in its own process(es) on the same subgraphs; ${CONNECTIONS} concurrent keep-alive connections, ${ROUNDS} rounds of ${SECONDS} s per gateway, alternating (after a ${WARMUP_SECONDS} s warm-up each); requests/s is the median of the rounds, latencies are over all rounds (\`npx tsx bench/gateway-throughput.ts --workload sluice\`). The public benchmark's workload is the next section.`,
       '',
       "The query (four subgraphs, seven fetches in its plan: `me` from auth; its balance and usage from billing and its documents (with their owners' documents) from knowledge; the owners' e-mail from auth and balance from billing; `models` from inference and their prices from billing):",
       '',
@@ -385,11 +483,10 @@ async function main(): Promise<void> {
       '',
       `"Every feature on": the caller signs in (bearer session token, verified and cached), operation limits, demand control enforcing a cost limit the query passes (\`GATEWAY_MAX_COST=${EVERY_FEATURE.GATEWAY_MAX_COST}\`), authorization, rate limits configured and passing (\`GATEWAY_RATE_LIMITS=${EVERY_FEATURE.GATEWAY_RATE_LIMITS}\`: one Redis script per request), APQ on (the requests carry the whole query, as the other gateways get it), the response cache on with nothing cacheable (one Redis lookup per request), metrics, and dedup (inbound operations and subgraph fetches) unless the row says otherwise. Hive Gateway runs its own CLI (\`hive-gateway supergraph\`, bench/support/hive-gateway.ts) in its public benchmark setting ("tuned": \`--jit\`, \`inboundInflightRequestDeduplication\` and its default outbound deduplication) and with neither ("plain": no JIT, no deduplication either way).`,
       '',
-      '| gateway | requests/s | p50 ms | p99 ms | response cache | operations shared (dedup) | CPU µs per request: **gateway** / subgraphs + gpu-server + Redis / load generator² | failures¹ | vs Hive | vs stock |',
-      '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
-      ...throughputRows,
+      ...TABLE_HEADER,
+      ...rows,
       '',
-      `Targets (issue 19): with every feature on, ≥ 1.2× Hive Gateway tuned and p99 no worse — ${goal(rate(bestOn) >= 1.2 * rate(hiveTunedTarget) && latency(bestOn, 99) <= latency(hiveTunedTarget, 99))} (best row ${ratio(bestOn, hiveTunedTarget)}, p99 ${fmt(latency(bestOn, 99), 1)} ms vs ${fmt(latency(hiveTunedTarget, 99), 1)} ms); dedup off, ≥ 3× stock and ≥ 2× Hive plain — ${goal(rate(bestOff) >= 3 * rate(stockTarget) && rate(bestOff) >= 2 * rate(hivePlainTarget))} (best row ${ratio(bestOff, stockTarget)} stock, ${ratio(bestOff, hivePlainTarget)} Hive plain); gateway CPU per request at least halved from 610 µs (1 worker, dedup on, before issue 19) — ${goal(cpuPerRequest(allOnOneWorker, 'gateway') <= 0.305)} (${fmt(cpuPerRequest(allOnOneWorker, 'gateway') * 1000)} µs).`,
+      `Targets (issue 19): ${throughputTargets(lineup)}; gateway CPU per request at least halved from 610 µs (1 worker, dedup on, before issue 19) — ${goal(cpuPerRequest(allOnOneWorker, 'gateway') <= 0.305)} (${fmt(cpuPerRequest(allOnOneWorker, 'gateway') * 1000)} µs).`,
       '',
       `Response cache: ${fmt(hitShare * 100, 1)} % of the responses with every feature on were hits (the query's responses say \`Cache-Control: ${first.cacheControl ?? 'none'}\` through the stock gateway: \`apiKeys\`, \`balance\`, \`usage\` and \`documents\` carry no max-age hint, so nothing is cacheable). "Operations shared" is the share of requests answered by an identical operation already in flight for the same user (\`sluice_gateway_deduplicated_total{kind="operation"}\`): all ${CONNECTIONS} connections are one user asking the same thing. Those callers share one execution and one serialized answer (gateway/pipeline/serialized-results.ts): the same bytes are written to each socket.`,
       '',
@@ -401,7 +498,7 @@ async function main(): Promise<void> {
         1,
       )}× the stock row on this machine.`,
       '',
-      "¹ Errors, timeouts, non-2xx responses and responses whose body differed from that gateway's first answer (each first answer was checked to hold the stock gateway's data and no errors).",
+      FAILURES_NOTE,
       '',
       `² User + system CPU time during the measured runs (from /proc), divided by the requests served: the gateway's processes (primary and workers), everything it calls, and this benchmark process (autocannon).`,
       '',
@@ -413,15 +510,72 @@ async function main(): Promise<void> {
       '',
       `Target p50 overhead < 1 ms: ${overheadMs < 1 ? 'met' : 'NOT met'} (${fmt(overheadMs, 3)} ms). The gateway's path adds an HTTP hop and its own work: authentication (anonymous here), operation limits, demand control, authorization, planning (cached), dedup lookups, signing the identity, and the metrics.`,
       '',
-      `CPU time not accounted to this benchmark's processes (other work on the machine, and kernel time such as loopback networking) was ${fmt(outsideShare(allRuns) * 100)} % of the machine's capacity during the measured runs, at most ${fmt(Math.max(...allRuns.map((r) => outsideShare([r]))) * 100)} % in one run (the median of the rounds damps such runs).`,
+      outsideNote(lineup),
       '',
       `${loadNote(loadBefore)}; the end figure includes this benchmark's own processes (the gateway under load, the stack, the load generator).`,
     ].join('\n');
     console.log(report);
     recordResult('gateway-throughput', '9 Gateway throughput vs Hive Gateway and stock @apollo/gateway, and gateway overhead', report);
-    if (targets.some((t) => t.runs.some((r) => r.failures > 0))) process.exitCode = 1;
+    if (lineup.all.some((t) => t.runs.some((r) => r.failures > 0))) process.exitCode = 1;
   } finally {
     await Promise.all(stops.map((stop) => stop()));
+  }
+}
+
+/** The public gateways benchmark's graph and query (section 3 of the header comment). */
+async function federationWorkload(stack: Awaited<ReturnType<typeof benchStack>>['stack'], loadBefore: number): Promise<void> {
+  const subgraphs = await startBenchmarkSubgraphs();
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const graph = { supergraphFile: subgraphs.supergraphFile };
+    const lineup = await startLineup(stack, EVERY_FEATURE_FOREIGN, { GATEWAY_SUPERGRAPH_FILE: subgraphs.supergraphFile }, {}, graph, stops);
+    // Everything the gateways call: the four subgraphs, and Redis (Sluice's rate limits, APQ and response cache).
+    const stackPids = [...Object.values(subgraphs.ports), Number(new URL(stack.redisUrl).port)].flatMap(processTree);
+    const first = await measureThroughput(lineup, stackPids, JSON.stringify({ query: BENCHMARK_QUERY }));
+    const rows = throughputRows(lineup);
+    console.log(rows.join('\n'));
+    const { allOn, allOnOneWorker } = lineup;
+    const workers = os.availableParallelism();
+    const report = [
+      `The workload of the public GraphQL gateways benchmark (graphql-hive/graphql-gateways-benchmark) in shape: four subgraphs of our own (bench/support/federation-benchmark-subgraphs.ts: accounts, inventory, products, reviews; static in-memory data; \`@requires(fields: "price weight")\`, \`@provides(fields: "username")\`), each a lean HTTP server (\`@apollo/subgraph\`'s schema, each distinct query parsed and validated once) in a process of its own, and its one deep query, whose answer is ${fmt(Buffer.byteLength(first.text) / 1000, 1)} KB. A foreign graph: Sluice serves the composed supergraph file (\`--supergraph\`, \`GATEWAY_SUPERGRAPH_FILE\`); the subgraphs expect no identity. Load as in the section above: ${CONNECTIONS} concurrent keep-alive connections (autocannon, in the same machine), ${ROUNDS} alternating rounds of ${SECONDS} s per gateway after a ${WARMUP_SECONDS} s warm-up each; requests/s is the median of the rounds, latencies over all rounds (\`npx tsx bench/gateway-throughput.ts --workload federation\`).`,
+      '',
+      '```graphql',
+      BENCHMARK_QUERY,
+      '```',
+      '',
+      `"Every feature on" for a foreign graph: the caller is anonymous (the graph has no auth subgraph to sign in with; Sluice still runs its authentication step, which finds no credentials), operation limits, demand control measuring the estimate without a budget (its default on a graph that declares no costs or list sizes), rate limits configured and passing (\`GATEWAY_RATE_LIMITS=${EVERY_FEATURE_FOREIGN.GATEWAY_RATE_LIMITS}\`: one Redis script per request, counted per client address), APQ on (the requests carry the whole query), the response cache on with nothing cacheable (the subgraphs give no cache hints: \`Cache-Control: ${first.cacheControl ?? 'none'}\` through the stock gateway), metrics, and dedup unless the row says otherwise. Hive Gateway and the stock gateway as in the section above, on the same supergraph file.`,
+      '',
+      ...TABLE_HEADER.map((line) => line.replace('subgraphs + gpu-server + Redis', 'the four subgraphs + Redis')),
+      ...rows,
+      '',
+      `Targets (issue 19), on this workload: ${throughputTargets(lineup)}. Gateway CPU per request with every feature on: ${fmt(cpuPerRequest(allOnOneWorker, 'gateway') * 1000)} µs with 1 worker, ${fmt(cpuPerRequest(allOn, 'gateway') * 1000)} µs with ${workers}.`,
+      '',
+      `The subgraphs' own CPU per request is the middle figure of the CPU column (all four processes, and Redis): with dedup off it is what each executed request costs them, the floor under every gateway's rate on ${os.cpus().length} shared cores.`,
+      '',
+      FAILURES_NOTE,
+      '',
+      "² User + system CPU time during the measured runs (from /proc), divided by the requests served: the gateway's processes (primary and workers), the four subgraph processes and Redis, and this benchmark process (autocannon).",
+      '',
+      outsideNote(lineup),
+      '',
+      `${loadNote(loadBefore)}; the end figure includes this benchmark's own processes.`,
+    ].join('\n');
+    console.log(report);
+    recordResult('gateway-throughput-federation', '9b Gateway throughput on the public gateways-benchmark workload (≈ 87 KB answers)', report);
+    if (lineup.all.some((t) => t.runs.some((r) => r.failures > 0))) process.exitCode = 1;
+  } finally {
+    await Promise.all(stops.map((stop) => stop()));
+    await subgraphs.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  // The stack's own gateway (a worker per core, response cache off) serves the set-up and the overhead paths only; the federation workload uses its Redis.
+  const { stack, token } = await benchStack({ GATEWAY_RESPONSE_CACHE: 'false' });
+  try {
+    if (workloads.includes('sluice')) await sluiceWorkload(stack, token, os.loadavg()[0]);
+    if (workloads.includes('federation')) await federationWorkload(stack, os.loadavg()[0]);
+  } finally {
     await stack.stop();
   }
 }

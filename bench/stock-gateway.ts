@@ -7,13 +7,16 @@
  * once at start-up for the benchmark's user (STOCK_GATEWAY_SUB,
  * STOCK_GATEWAY_SCOPES) with the stack's SLUICE_IDENTITY_PRIVATE_KEY and a
  * long TTL: the stock gateway does no authentication of its own, which only
- * flatters it.
+ * flatters it. Or, for a foreign graph (STOCK_GATEWAY_SUPERGRAPH_FILE: its
+ * subgraphs expect no identity), it serves that supergraph file as it is and
+ * signs nothing.
  *
  * Run as a script it serves on STOCK_GATEWAY_PORT; imported, it spawns itself
  * in a child process (`startStockGateway`), so that it never shares an event
  * loop with the load generator.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApolloGateway, RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
@@ -33,12 +36,24 @@ export interface StockGateway {
   stop(): Promise<void>;
 }
 
-/** Spawns the stock gateway on a free port with the stack's environment, serving fetches as user `sub` with `scopes`. */
-export async function startStockGateway(stackEnv: Record<string, string>, sub: string, scopes: readonly string[]): Promise<StockGateway> {
+/**
+ * The graph an anchor gateway serves: Sluice's (the stack's environment, every
+ * fetch signed for user `sub` with `scopes`), or a foreign supergraph file.
+ */
+export type AnchorGraph = { stackEnv: Record<string, string>; sub: string; scopes: readonly string[] } | { supergraphFile: string };
+
+/** The environment that tells an anchor's process (`unauthenticatedGatewaySetup`) which graph it serves. */
+export function anchorEnv(graph: AnchorGraph): Record<string, string> {
+  if ('supergraphFile' in graph) return { STOCK_GATEWAY_SUPERGRAPH_FILE: graph.supergraphFile };
+  return { ...graph.stackEnv, STOCK_GATEWAY_SUB: graph.sub, STOCK_GATEWAY_SCOPES: graph.scopes.join(',') };
+}
+
+/** Spawns the stock gateway on a free port, serving `graph`. */
+export async function startStockGateway(graph: AnchorGraph): Promise<StockGateway> {
   const port = await freePort();
   return spawnGateway('the stock gateway', [process.execPath, '--import', 'tsx', __filename], {
     cwd: ROOT,
-    env: { ...process.env, ...stackEnv, STOCK_GATEWAY_PORT: String(port), STOCK_GATEWAY_SUB: sub, STOCK_GATEWAY_SCOPES: scopes.join(',') },
+    env: { ...process.env, ...anchorEnv(graph), STOCK_GATEWAY_PORT: String(port) },
     url: `http://127.0.0.1:${port}/graphql`,
   });
 }
@@ -72,11 +87,14 @@ export async function spawnGateway(label: string, [file, ...args]: string[], opt
 
 /**
  * What a gateway that authenticates nothing needs, in a process started with
- * the stack's environment: the supergraph with the stack's routing URLs and
- * the one identity header (STOCK_GATEWAY_SUB, STOCK_GATEWAY_SCOPES) every
- * subgraph fetch carries. Hive Gateway's configuration uses it too.
+ * `anchorEnv`: the supergraph with the stack's routing URLs and the one
+ * identity header (STOCK_GATEWAY_SUB, STOCK_GATEWAY_SCOPES) every subgraph
+ * fetch carries; or a foreign supergraph file and no identity. Hive Gateway's
+ * configuration uses it too.
  */
-export function unauthenticatedGatewaySetup(): { supergraphSdl: string; identity: string } {
+export function unauthenticatedGatewaySetup(): { supergraphSdl: string; identity: string | undefined } {
+  const foreign = process.env.STOCK_GATEWAY_SUPERGRAPH_FILE;
+  if (foreign) return { supergraphSdl: readFileSync(foreign, 'utf8'), identity: undefined };
   const sub = process.env.STOCK_GATEWAY_SUB;
   if (!sub) throw new Error('STOCK_GATEWAY_SUB is required: the user id every subgraph fetch is signed for');
   const scopes = (process.env.STOCK_GATEWAY_SCOPES ?? '').split(',').filter(Boolean);
@@ -90,7 +108,7 @@ async function serve(): Promise<void> {
   const { supergraphSdl, identity } = unauthenticatedGatewaySetup();
   class SignedFetches extends RemoteGraphQLDataSource {
     override willSendRequest({ request }: GraphQLDataSourceProcessOptions): void {
-      request.http?.headers.set(IDENTITY_HEADER, identity);
+      if (identity) request.http?.headers.set(IDENTITY_HEADER, identity);
     }
   }
   const server = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl, buildService: ({ url }) => new SignedFetches({ url }) }) });

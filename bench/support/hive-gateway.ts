@@ -2,8 +2,9 @@
  * Hive Gateway (`@graphql-hive/gateway`), the JavaScript anchor of
  * bench/gateway-throughput.ts, run by its own CLI with
  * hive-gateway.config.ts, on the stock gateway's supergraph and signed
- * identity header (`unauthenticatedGatewaySetup`): it authenticates nothing,
- * as the stock gateway does not. `tuned` is its public benchmark setting
+ * identity header (`unauthenticatedGatewaySetup`), or on a foreign supergraph
+ * file with no identity: it authenticates nothing, as the stock gateway does
+ * not. `tuned` is its public benchmark setting
  * (`--jit` and in-flight deduplication, inbound and outbound); untuned is
  * neither.
  *
@@ -17,15 +18,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../scripts/free-port';
-import { spawnGateway, type StockGateway, unauthenticatedGatewaySetup } from '../stock-gateway';
+import { type AnchorGraph, anchorEnv, spawnGateway, type StockGateway, unauthenticatedGatewaySetup } from '../stock-gateway';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-export async function startHiveGateway(stackEnv: Record<string, string>, sub: string, scopes: readonly string[], tuned: boolean): Promise<StockGateway> {
+export async function startHiveGateway(graph: AnchorGraph, tuned: boolean): Promise<StockGateway> {
   const port = await freePort();
   return spawnGateway(`Hive Gateway${tuned ? ' (--jit, dedup)' : ''}`, [process.execPath, '--import', 'tsx', __filename], {
     cwd: ROOT,
-    env: { ...process.env, ...stackEnv, STOCK_GATEWAY_SUB: sub, STOCK_GATEWAY_SCOPES: scopes.join(','), HIVE_BENCH_PORT: String(port), HIVE_BENCH_DEDUP: String(tuned) },
+    env: { ...process.env, ...anchorEnv(graph), HIVE_BENCH_PORT: String(port), HIVE_BENCH_DEDUP: String(tuned) },
     url: `http://127.0.0.1:${port}/graphql`,
   });
 }
@@ -38,7 +39,7 @@ function serve(): void {
   const tuned = process.env.HIVE_BENCH_DEDUP === 'true';
   const bin = path.join(ROOT, 'node_modules/@graphql-hive/gateway/dist/bin.js');
   const args = [bin, 'supergraph', supergraphFile, '--host', '127.0.0.1', '--port', process.env.HIVE_BENCH_PORT ?? '4000', '-c', path.join(__dirname, 'hive-gateway.config.ts')];
-  const cli = spawn(process.execPath, tuned ? [...args, '--jit'] : args, { env: { ...process.env, HIVE_BENCH_IDENTITY: identity, NODE_ENV: 'production' }, stdio: 'inherit' });
+  const cli = spawn(process.execPath, tuned ? [...args, '--jit'] : args, { env: { ...process.env, ...(identity ? { HIVE_BENCH_IDENTITY: identity } : {}), NODE_ENV: 'production' }, stdio: 'inherit' });
   process.once('SIGTERM', () => cli.kill('SIGTERM'));
   cli.once('exit', (code) => {
     rmSync(dir, { recursive: true, force: true });
