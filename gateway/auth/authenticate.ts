@@ -4,6 +4,7 @@ import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/s
 import { AuthServiceClient } from './credentials/auth-service-client';
 import { CachedCredentialVerifier } from './credentials/cached-verifier';
 import { AuthenticationError, isAuthOutage, KeysUnavailableError } from './credentials/errors';
+import { shareSessionAnswers } from './credentials/shared-answers';
 import { VerificationCache } from './credentials/verification-cache';
 import { VerifiedTokens } from './credentials/verified-tokens';
 
@@ -69,6 +70,9 @@ export class Authenticator {
   constructor(options: AuthenticatorOptions) {
     // A token naming an unknown key id (a rotation) triggers a re-fetch; the cool-down only stops a flood of forged kids.
     this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 10 * 60_000 });
+    // Fetched now rather than at the first session token, so a worker that has verified none yet can while auth is down;
+    // a failure here is no news (the first token fetches again, and answers 503 if it still cannot).
+    void this.jwks.reload().catch(() => undefined);
     const cache = (credential: 'api-key' | 'session') => ({
       ttlMs: options.cacheMs,
       maxEntries: options.cacheEntries ?? 10_000,
@@ -80,7 +84,10 @@ export class Authenticator {
       },
     });
     this.verifiedTokens = new VerifiedTokens(options.cacheEntries ?? 10_000);
-    this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache('api-key')), new VerificationCache(cache('session')));
+    // Session answers go to the gateway's other worker processes and theirs come here (credentials/shared-answers.ts).
+    const sessions: VerificationCache<boolean> = new VerificationCache({ ...cache('session'), onAnswer: (sessionId, revoked, askedAt) => share?.(sessionId, revoked, askedAt) });
+    const share = shareSessionAnswers((sessionId, revoked, askedAt) => sessions.learn(sessionId, revoked, askedAt));
+    this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache('api-key')), sessions);
   }
 
   /** The caller's claims; `ip` is the caller's address as the gateway saw it (see clientIp). */

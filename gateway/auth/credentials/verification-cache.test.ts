@@ -89,6 +89,21 @@ describe('VerificationCache, stale if error', () => {
     await expect(answers.get('key', failure(new Outage()))).resolves.toBe('valid');
   });
 
+  it('tells onAnswer of each answer asked, and holds what another process learnt as if it had asked', async () => {
+    const told: [string, string, number][] = [];
+    const here = new VerificationCache<string>({ ttlMs: TTL_MS, maxEntries: 10, onAnswer: (key, value, askedAt) => told.push([key, value, askedAt]) });
+    const there = new VerificationCache<string>({ ttlMs: TTL_MS, maxEntries: 10, staleIfError: { ms: STALE_MS, when: (error) => error instanceof Outage } });
+    const askedAt = now;
+    await here.get('key', answer('valid'));
+    expect(told).toEqual([['key', 'valid', askedAt]]);
+    there.learn(...told[0]);
+    await expect(there.get('key', failure(new Error('not asked: learnt within ttlMs')))).resolves.toBe('valid');
+    now += TTL_MS;
+    await expect(there.get('key', failure(new Outage()))).resolves.toBe('valid');
+    now += STALE_MS;
+    await expect(there.get('key', failure(new Outage('past the bound')))).rejects.toThrow('past the bound');
+  });
+
   describe('with patienceMs', () => {
     it('waits no longer for a fresh answer when an earlier one can stand in; the late answer then refreshes the cache', async () => {
       const served: unknown[] = [];

@@ -26,10 +26,12 @@
  *   answers are kept equally long, so the oldest is also the nearest to being
  *   dropped). Callers choose the keys: anything secret must be hashed first.
  */
-export interface VerificationCacheOptions {
+export interface VerificationCacheOptions<T> {
   ttlMs: number;
   maxEntries: number;
   staleIfError?: StaleIfError;
+  /** Told of each answer `ask` gave, with when its question was sent (to pass it to other processes, which `learn` it). */
+  onAnswer?: (key: string, value: T, askedAt: number) => void;
 }
 
 export interface StaleIfError {
@@ -55,7 +57,7 @@ export class VerificationCache<T> {
   /** How long an answer is kept past its expiry, for staleIfError. */
   private readonly staleMs: number;
 
-  constructor(private readonly options: VerificationCacheOptions) {
+  constructor(private readonly options: VerificationCacheOptions<T>) {
     if (!(options.maxEntries >= 1)) throw new RangeError(`VerificationCache expects maxEntries >= 1, but got ${options.maxEntries}`);
     this.staleMs = options.staleIfError?.ms ?? 0;
     if (!(this.staleMs >= 0)) throw new RangeError(`VerificationCache expects staleIfError.ms >= 0, but got ${this.staleMs}`);
@@ -95,6 +97,11 @@ export class VerificationCache<T> {
     });
   }
 
+  /** An answer another process got for `key` to a question sent at `askedAt`: held as if this cache had asked it. */
+  learn(key: string, value: T, askedAt: number): void {
+    this.store(key, value, askedAt);
+  }
+
   /** The keys answers are held under (never secrets: callers hash those). */
   keys(): string[] {
     return [...this.answers.keys()];
@@ -109,6 +116,7 @@ export class VerificationCache<T> {
       answer: ask()
         .then((value) => {
           this.store(key, value, askedAt);
+          this.options.onAnswer?.(key, value, askedAt);
           return value;
         })
         .finally(() => {
