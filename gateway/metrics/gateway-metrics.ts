@@ -7,9 +7,10 @@
  * clients, so only the first `maxOperationNames` distinct ones get a label of
  * their own and the rest share `(other)`.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { envInt } from '../../lib/config';
 import { dedupCounters } from '../dedup/counters';
+import { BoundHistogram } from './bound-histogram';
 
 /** Seconds, from half a millisecond (a cached or deduplicated answer) to ten seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -42,29 +43,29 @@ export class GatewayMetrics {
   private readonly maxOperationNames: number;
   private processMetrics = false;
 
-  private readonly operationDuration = new Histogram({
-    name: 'sluice_gateway_operation_duration_seconds',
-    help: 'GraphQL operations handled by the gateway (HTTP and WebSocket), by operation name, type and outcome (ok or the first error code), from request to response',
-    labelNames: ['operation', 'type', 'outcome'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  private readonly operationDuration = new BoundHistogram(
+    'sluice_gateway_operation_duration_seconds',
+    'GraphQL operations handled by the gateway (HTTP and WebSocket), by operation name, type and outcome (ok or the first error code), from request to response',
+    ['operation', 'type', 'outcome'],
+    LATENCY_BUCKETS,
+    this.registry,
+  );
 
-  private readonly httpDuration = new Histogram({
-    name: 'sluice_gateway_http_request_duration_seconds',
-    help: 'HTTP requests to /graphql by status code, including those refused before an operation was read (401, 413, 429, 503)',
-    labelNames: ['status'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  private readonly httpDuration = new BoundHistogram(
+    'sluice_gateway_http_request_duration_seconds',
+    'HTTP requests to /graphql by status code, including those refused before an operation was read (401, 413, 429, 503)',
+    ['status'],
+    LATENCY_BUCKETS,
+    this.registry,
+  );
 
-  private readonly subgraphFetchDuration = new Histogram({
-    name: 'sluice_gateway_subgraph_fetch_duration_seconds',
-    help: 'Fetches from the gateway to each subgraph by outcome (ok, errors: the subgraph answered with GraphQL errors, failed: no answer)',
-    labelNames: ['subgraph', 'outcome'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  private readonly subgraphFetchDuration = new BoundHistogram(
+    'sluice_gateway_subgraph_fetch_duration_seconds',
+    'Fetches from the gateway to each subgraph by outcome (ok, errors: the subgraph answered with GraphQL errors, failed: no answer)',
+    ['subgraph', 'outcome'],
+    LATENCY_BUCKETS,
+    this.registry,
+  );
 
   private readonly liveSubscriptions = new Gauge({
     name: 'sluice_gateway_live_subscriptions',
@@ -79,13 +80,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  private readonly operationCost = new Histogram({
-    name: 'sluice_gateway_operation_estimated_cost',
-    help: 'Estimated cost of each operation (gateway/demand-control), by mode (enforce: over budget is refused; measure: only recorded) and result (ok, or over the budget)',
-    labelNames: ['mode', 'result'] as const,
-    buckets: COST_BUCKETS,
-    registers: [this.registry],
-  });
+  private readonly operationCost = new BoundHistogram(
+    'sluice_gateway_operation_estimated_cost',
+    'Estimated cost of each operation (gateway/demand-control), by mode (enforce: over budget is refused; measure: only recorded) and result (ok, or over the budget)',
+    ['mode', 'result'],
+    COST_BUCKETS,
+    this.registry,
+  );
 
   private readonly cacheLookups = new Counter({
     name: 'sluice_gateway_cache_lookups_total',
@@ -127,15 +128,15 @@ export class GatewayMetrics {
   }
 
   recordOperation(operation: string, type: OperationType, outcome: Outcome, seconds: number): void {
-    this.operationDuration.observe({ operation, type, outcome }, seconds);
+    this.operationDuration.observe(seconds, operation, type, outcome);
   }
 
   recordHttpRequest(status: number, seconds: number): void {
-    this.httpDuration.observe({ status: String(status) }, seconds);
+    this.httpDuration.observe(seconds, String(status));
   }
 
   recordSubgraphFetch(subgraph: string, outcome: 'ok' | 'errors' | 'failed', seconds: number): void {
-    this.subgraphFetchDuration.observe({ subgraph, outcome }, seconds);
+    this.subgraphFetchDuration.observe(seconds, subgraph, outcome);
   }
 
   subscriptionStarted(): void {
@@ -153,7 +154,7 @@ export class GatewayMetrics {
 
   /** An operation's estimated cost: `mode` is whether the budget is enforced, `result` whether the estimate is within it. */
   recordOperationCost(mode: 'enforce' | 'measure', result: 'ok' | 'over', estimated: number): void {
-    this.operationCost.observe({ mode, result }, estimated);
+    this.operationCost.observe(estimated, mode, result);
   }
 
   recordCacheLookup(cache: CacheName, result: CacheResult): void {
