@@ -147,6 +147,8 @@ function serveSubscriptions<TContext extends SubgraphContext>(http: HttpService,
   type Caller = { identity: Identity; identityHeader: string };
   const callers = new WeakMap<object, Caller>();
   const expiryTimers = new WeakMap<object, NodeJS.Timeout>();
+  /** Each subscribe message's verified caller, from onSubscribe to context. */
+  const verified = new WeakMap<object, Caller>();
   type WsContext = { extra: Extra; subscriptions: Record<string, unknown> };
   /** (Re)arms the close of `ctx`'s socket at its caller's identity deadline. */
   const watchExpiry = (ctx: WsContext, caller: Caller) => {
@@ -201,7 +203,8 @@ function serveSubscriptions<TContext extends SubgraphContext>(http: HttpService,
           return false;
         }
       },
-      // Checked in onSubscribe (so a bad one is the operation's error), taken again in context: nothing is kept between the two.
+      // Checked in onSubscribe (so a bad one is the operation's error) and handed to context through
+      // the subscribe message's payload, the object graphql-ws gives both: a signature is verified once per subscription.
       onSubscribe: (ctx, _id, payload) => {
         const connection = callers.get(ctx.extra)!;
         const fresh = freshCaller(connection, payload.extensions);
@@ -211,12 +214,13 @@ function serveSubscriptions<TContext extends SubgraphContext>(http: HttpService,
           callers.set(ctx.extra, fresh);
           watchExpiry(ctx, fresh);
         }
+        verified.set(payload, fresh);
         return undefined;
       },
-      context: (ctx, _id, payload) => {
-        const caller = callers.get(ctx.extra)!;
-        const fresh = freshCaller(caller, payload.extensions);
-        return options.context({ ...(fresh instanceof IdentityError ? caller : fresh), log });
+      context: (_ctx, _id, payload) => {
+        const caller = verified.get(payload)!;
+        verified.delete(payload);
+        return options.context({ ...caller, log });
       },
     },
   });
