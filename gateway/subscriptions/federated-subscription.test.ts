@@ -18,7 +18,7 @@ function run(variables: Record<string, unknown>) {
   const { planner, services } = ticksSupergraph(ticks.url);
   const context = callerContext();
   const upstream = new UpstreamConnections(() => ticks.url, context.identity);
-  const plan = planner.plan(parse(TICKS));
+  const plan = planner.plan(parse(TICKS), undefined, 'ticks');
   return { upstream, events: executeFederatedSubscription({ planner, services, upstream, log: silent }, { plan, query: TICKS, variables, context }) };
 }
 

@@ -10,7 +10,7 @@ import { buildOperationContext } from '@apollo/gateway';
 import type { OperationContext } from '@apollo/gateway/dist/operationContext';
 import { operationFromDocument, Supergraph, type Schema } from '@apollo/federation-internals';
 import { QueryPlanner, type FetchNode, type PlanNode, type QueryPlan } from '@apollo/query-planner';
-import { print, type DocumentNode, type GraphQLSchema } from 'graphql';
+import type { DocumentNode, GraphQLSchema } from 'graphql';
 import { remember } from '../../lib/bounded-map';
 
 export interface SubscriptionPlan {
@@ -51,9 +51,16 @@ export class SubscriptionPlanner {
     this.planner = new QueryPlanner(supergraph);
   }
 
-  /** Plans a validated subscription document (plans are cached by document and operation name). */
-  plan(document: DocumentNode, operationName?: string | null): SubscriptionPlan {
-    const key = `${operationName ?? ''}\n${print(document)}`;
+  /**
+   * Plans a validated subscription document. Plans are cached by operation
+   * name and `queryHash`, the pipeline's key for "plans the same" (a feature
+   * that narrows the document per caller gives it a hash of its own,
+   * operation-state.ts): features hand over a rewritten document object on
+   * every subscribe, and printing it to find its plan was a subscribe's
+   * largest planning cost.
+   */
+  plan(document: DocumentNode, operationName: string | null | undefined, queryHash: string): SubscriptionPlan {
+    const key = `${operationName ?? ''}\n${queryHash}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
     const operationContext = buildOperationContext({ schema: this.schema, operationDocument: document, operationName: operationName ?? undefined });

@@ -10,6 +10,7 @@
  * new subscription is refused with RATE_LIMITED (scope `connection`) and the
  * live ones continue. Every other limit is a feature's (gateway/pipeline).
  */
+import { createHash } from 'node:crypto';
 import type { ServiceMap } from '@apollo/gateway';
 import { ApolloServerErrorCode } from '@apollo/server/errors';
 import { getOperationAST, getVariableValues, GraphQLError, parse, validate, type DocumentNode, type OperationDefinitionNode } from 'graphql';
@@ -52,13 +53,20 @@ export class SubscriptionConnection {
 /** A parsed, validated operation, ready to run. */
 export interface PreparedOperation {
   document: DocumentNode;
+  /** The SHA-256 of the query text, as Apollo Server's `queryHash` (what plans are cached by). */
+  queryHash: string;
   operation: OperationDefinitionNode;
   variables: Record<string, unknown>;
 }
 
+interface KnownDocument {
+  document: DocumentNode;
+  queryHash: string;
+}
+
 export class SubscriptionService {
   /** Parsed and validated documents by query text: clients send the same few operations again and again. */
-  private readonly documents = new Map<string, DocumentNode>();
+  private readonly documents = new Map<string, KnownDocument>();
   private readonly pipeline: GatewayPipeline;
 
   constructor(
@@ -96,8 +104,9 @@ export class SubscriptionService {
     if (typeof request.query !== 'string' || request.query.trim() === '') {
       return [coded(ApolloServerErrorCode.GRAPHQL_PARSE_FAILED, 'the request expects a GraphQL document in "query", but got none')];
     }
-    const document = this.document(request.query);
-    if (Array.isArray(document)) return document;
+    const known = this.document(request.query);
+    if (Array.isArray(known)) return known;
+    const { document, queryHash } = known;
     const operation = getOperationAST(document, request.operationName ?? undefined);
     if (!operation) {
       return [
@@ -109,10 +118,10 @@ export class SubscriptionService {
     }
     const coerced = getVariableValues(this.deps.planner.schema, operation.variableDefinitions ?? [], request.variables ?? {});
     if (coerced.errors) return coerced.errors.map((e) => coded(ErrorCode.BadUserInput, e.message, e));
-    return { document, operation, variables: request.variables ?? {} };
+    return { document, queryHash, operation, variables: request.variables ?? {} };
   }
 
-  private document(query: string): DocumentNode | GraphQLError[] {
+  private document(query: string): KnownDocument | GraphQLError[] {
     const known = this.documents.get(query);
     if (known) return known;
     let document: DocumentNode;
@@ -124,10 +133,11 @@ export class SubscriptionService {
     const errors = validate(this.deps.planner.schema, document);
     if (errors.length) return errors.map((e) => coded(ApolloServerErrorCode.GRAPHQL_VALIDATION_FAILED, e.message, e));
     // Only valid, short documents are kept: errors and long texts are what a flood of junk would fill it with.
+    const valid = { document, queryHash: createHash('sha256').update(query).digest('hex') };
     if (query.length <= MAX_CACHED_QUERY_CHARS) {
-      remember(this.documents, query, document, MAX_CACHED_DOCUMENTS);
+      remember(this.documents, query, valid, MAX_CACHED_DOCUMENTS);
     }
-    return document;
+    return valid;
   }
 
   /**
@@ -148,6 +158,7 @@ export class SubscriptionService {
     connection.live++;
     const state = new OperationState(context, true);
     state.document = prepared.document;
+    state.queryHash = prepared.queryHash;
     state.operation = prepared.operation;
     state.operationName = request.operationName ?? null;
     state.variables = prepared.variables;
@@ -163,7 +174,9 @@ export class SubscriptionService {
     }
     let plan: SubscriptionPlan;
     try {
-      plan = this.deps.planner.plan(state.document, request.operationName);
+      // A feature that rewrites the document gives it a hash of its own when callers alike must not share the plan.
+      if (state.queryHash === undefined) throw new Error('a feature replaced the document without the queryHash its plan is cached by');
+      plan = this.deps.planner.plan(state.document, request.operationName, state.queryHash);
     } catch (error) {
       release();
       requestLog(this.deps.log, context).error('subscription planning failed', { error });
