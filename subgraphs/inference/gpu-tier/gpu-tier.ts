@@ -254,9 +254,14 @@ export class GpuTier implements TritonApi {
     let cancelled = false;
     const start = (attempt: number): { endpoint: GpuEndpoint; cancel: () => void } => {
       const endpoint = this.pick(request.model_name ?? '', request.model_version ?? '', affinityKey);
+      // The stream's first answer and its last say the endpoint is healthy; the tokens between tell the breaker nothing more.
+      let answered = false;
       const cancel = endpoint.stream.start(request, {
         response: (response, final) => {
-          endpoint.breaker.observe(true);
+          if (!answered || final) {
+            answered = true;
+            endpoint.breaker.observe(true);
+          }
           route.response(response, final);
         },
         error: (error) => {
