@@ -58,7 +58,7 @@ export async function startStockGateway(graph: AnchorGraph): Promise<StockGatewa
   });
 }
 
-/** Runs `command` (a gateway in its own process) and waits until it answers `{ __typename }` at `url`; `stop` ends it, then calls `cleanUp`. */
+/** Runs `command` (a gateway, or a benchmark's subgraph, in its own process) and waits until it answers `{ __typename }` at `url`; `stop` ends it, then calls `cleanUp`. */
 export async function spawnGateway(label: string, [file, ...args]: string[], options: { cwd: string; env: NodeJS.ProcessEnv; url: string; cleanUp?: () => void }): Promise<StockGateway> {
   const child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -20,7 +20,6 @@
  * BENCH_SUBGRAPH=<name> and BENCH_SUBGRAPH_PORT it serves that subgraph;
  * imported, `startBenchmarkSubgraphs` spawns the four and composes them.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -30,8 +29,10 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { type DocumentNode, execute, type GraphQLError, type GraphQLSchema, parse, validate } from 'graphql';
 import { freePort } from '../../scripts/free-port';
+import { byId as find, FEDERATION } from '../../test/support/federation-fixture';
+import { spawnGateway, type StockGateway } from '../stock-gateway';
 
-const FEDERATION = (imports: string[]) => `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: [${imports.map((i) => `"@${i}"`).join(', ')}])`;
+const ROOT = path.resolve(__dirname, '../..');
 
 interface User {
   id: string;
@@ -65,8 +66,6 @@ const REVIEWS: Review[] = Array.from({ length: 8 }, (_, i) => ({
   authorId: USERS[i % USERS.length].id,
   upc: PRODUCTS[i % (PRODUCTS.length - 1)].upc,
 }));
-
-const find = <T, K extends keyof T>(items: T[], key: K, value: unknown) => items.find((item) => item[key] === value) ?? null;
 
 export interface BenchmarkSubgraph {
   name: string;
@@ -214,33 +213,28 @@ export interface BenchmarkSubgraphs {
 
 /** Spawns the four subgraphs, each in its own process on a free port, waits until each answers, and composes the supergraph. */
 export async function startBenchmarkSubgraphs(): Promise<BenchmarkSubgraphs> {
-  const children: ChildProcess[] = [];
+  const running: StockGateway[] = [];
   const directory = mkdtempSync(path.join(tmpdir(), 'sluice-bench-federation-'));
   const stop = async () => {
-    await Promise.all(
-      children.map((child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return undefined;
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        return exited;
-      }),
-    );
+    await Promise.all(running.map((subgraph) => subgraph.stop()));
     rmSync(directory, { recursive: true, force: true });
   };
   try {
     const ports: Record<string, number> = {};
-    for (const subgraph of BENCHMARK_SUBGRAPHS) {
-      ports[subgraph.name] = await freePort();
-      children.push(
-        spawn(process.execPath, ['--import', 'tsx', __filename], {
+    for (const subgraph of BENCHMARK_SUBGRAPHS) ports[subgraph.name] = await freePort();
+    const started = await Promise.allSettled(
+      BENCHMARK_SUBGRAPHS.map((subgraph) =>
+        spawnGateway(`the benchmark's ${subgraph.name} subgraph`, [process.execPath, '--import', 'tsx', __filename], {
+          cwd: ROOT,
           env: { ...process.env, BENCH_SUBGRAPH: subgraph.name, BENCH_SUBGRAPH_PORT: String(ports[subgraph.name]) },
-          stdio: ['ignore', 'ignore', 'inherit'],
+          url: `http://127.0.0.1:${ports[subgraph.name]}/graphql`,
         }),
-      );
-    }
-    const urls = Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, `http://127.0.0.1:${port}/graphql`]));
-    await Promise.all(Object.entries(urls).map(([name, url]) => untilAnswering(name, url)));
-    const composed = composeServices(BENCHMARK_SUBGRAPHS.map((s) => ({ name: s.name, url: urls[s.name], typeDefs: parse(s.typeDefs) })));
+      ),
+    );
+    for (const result of started) if (result.status === 'fulfilled') running.push(result.value);
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    const composed = composeServices(BENCHMARK_SUBGRAPHS.map((s, i) => ({ name: s.name, url: running[i].url, typeDefs: parse(s.typeDefs) })));
     if (composed.errors) throw new Error(`the benchmark graph did not compose:\n${composed.errors.map((e) => e.message).join('\n')}`);
     const supergraphFile = path.join(directory, 'supergraph.graphql');
     writeFileSync(supergraphFile, composed.supergraphSdl);
@@ -248,18 +242,6 @@ export async function startBenchmarkSubgraphs(): Promise<BenchmarkSubgraphs> {
   } catch (error) {
     await stop();
     throw error;
-  }
-}
-
-async function untilAnswering(name: string, url: string): Promise<void> {
-  const answers = () =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }).then(
-      (r) => r.ok,
-      () => false,
-    );
-  for (let i = 0; !(await answers()); i++) {
-    if (i > 300) throw new Error(`the benchmark's ${name} subgraph did not answer { __typename } at ${url} within 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

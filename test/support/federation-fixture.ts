@@ -23,7 +23,8 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { graphql, GraphQLError, parse, type GraphQLSchema } from 'graphql';
 
-const FEDERATION = (imports: string[]) => `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: [${imports.map((i) => `"@${i}"`).join(', ')}])`;
+/** The `@link` a Federation 2 subgraph's SDL starts with, importing `imports`. */
+export const FEDERATION = (imports: string[]) => `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: [${imports.map((i) => `"@${i}"`).join(', ')}])`;
 
 interface User {
   id: string;
@@ -65,7 +66,7 @@ const CATEGORIES = [{ name: 'Reading' }, { name: 'Seating' }];
 /** The upc whose stock lookup fails: `warehouse` (nullable) and `restockDate` (non-null) throw for it. */
 export const FAILING_UPC = 'p5';
 
-const byId = <T, K extends keyof T>(items: T[], key: K, value: unknown) => items.find((item) => item[key] === value) ?? null;
+export const byId = <T, K extends keyof T>(items: T[], key: K, value: unknown) => items.find((item) => item[key] === value) ?? null;
 
 interface SubgraphDefinition {
   name: string;
