@@ -46,6 +46,7 @@ import { benchStack } from './stack';
 import { type AnchorGraph, startStockGateway } from './stock-gateway';
 import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
 import { startHiveGateway } from './support/hive-gateway';
+import { NESTED_QUERY } from './support/nested-query';
 
 const WORKLOADS = ['sluice', 'federation'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -62,19 +63,6 @@ const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_PER_ROUND = 200;
 const ALONE_REQUESTS = 100;
 
-const NESTED_QUERY = `query Nested {
-  me {
-    email
-    apiKeys { name }
-    balance { total }
-    usage(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { key }
-    documents(first: 5) {
-      title
-      owner { email balance { total } documents(first: 2) { title } }
-    }
-  }
-  models { id pricing { output } }
-}`;
 const OVERHEAD_QUERY = '{ models { id } }';
 
 /** Every feature of Sluice's gateway on, each configured so that the benchmark's query and caller pass it. */

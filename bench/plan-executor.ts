@@ -31,25 +31,11 @@ import { SESSION_SCOPES } from '../subgraphs/auth/scopes';
 import { bearer, gql } from '../test/support/graphql';
 import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
+import { NESTED_QUERY } from './support/nested-query';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const PER_ROUND = Number(process.argv[3] ?? 2000);
 const WARMUP = 500;
-
-/** The query of bench/gateway-throughput.ts. */
-const QUERY = `query Nested {
-  me {
-    email
-    apiKeys { name }
-    balance { total }
-    usage(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { key }
-    documents(first: 5) {
-      title
-      owner { email balance { total } documents(first: 2) { title } }
-    }
-  }
-  models { id pricing { output } }
-}`;
 
 /** A subgraph fetch's identity: the subgraph, the operation and its variables. */
 const fetchKey = (service: string, options: GraphQLDataSourceProcessOptions) => `${service}\n${options.request.query}\n${JSON.stringify(options.request.variables)}`;
@@ -95,16 +81,16 @@ async function record(supergraphSdl: string, identity: string): Promise<Map<stri
   return recorded;
 }
 
-const document = parse(QUERY);
-const queryHash = createHash('sha256').update(QUERY).digest('hex');
+const document = parse(NESTED_QUERY);
+const queryHash = createHash('sha256').update(NESTED_QUERY).digest('hex');
 
 /** What Apollo Server hands a gateway's executor for the query, minus what neither executor reads. */
 function requestContext(): GatewayGraphQLRequestContext {
   return {
-    request: { query: QUERY, operationName: 'Nested', variables: {} },
+    request: { query: NESTED_QUERY, operationName: 'Nested', variables: {} },
     document,
     queryHash,
-    source: QUERY,
+    source: NESTED_QUERY,
     operationName: 'Nested',
     operation: document.definitions[0] as OperationDefinitionNode,
     metrics: {},
