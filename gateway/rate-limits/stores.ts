@@ -99,7 +99,9 @@ export class RedisRateStore implements RateStore {
    */
   async charge(charges: readonly WindowCharge[]): Promise<WindowVerdict> {
     if (charges.length < 1 || charges.length > MAX_CHARGES) throw new RangeError(`a decision charges 1 to ${MAX_CHARGES} windows, not ${charges.length}`);
-    const groups = isCluster(this.redis) ? bySlot(charges) : [charges];
+    // One server: one script, whose verdict is the decision's as it stands (this runs on every request).
+    if (!isCluster(this.redis)) return this.chargeTogether(charges);
+    const groups = bySlot(charges);
     const verdicts = await Promise.all(groups.map((group) => this.chargeTogether(group)));
     const admitted = verdicts.every((v) => v.admitted);
     if (!admitted && groups.length > 1) {
@@ -112,11 +114,13 @@ export class RedisRateStore implements RateStore {
   }
 
   private async chargeTogether(charges: readonly WindowCharge[]): Promise<WindowVerdict> {
-    const args = charges.flatMap((c) => [c.limit, c.cost]);
-    const out = (await runReplicated(this.redis, `gwRateCharge${charges.length}`, [...charges.map((c) => c.key), this.time(), WINDOW_SECONDS, ...args])) as number[];
-    const windows = charges.map((_, i) => {
-      const [used, retry, reset] = out.slice(2 + 3 * i, 5 + 3 * i);
-      return { used, retryMs: retry < 0 ? null : retry, resetMs: reset };
+    const args: (string | number)[] = charges.map((c) => c.key);
+    args.push(this.time(), WINDOW_SECONDS);
+    for (const { limit, cost } of charges) args.push(limit, cost);
+    const out = (await runReplicated(this.redis, `gwRateCharge${charges.length}`, args)) as number[];
+    const windows = charges.map((_, i): WindowState => {
+      const retry = out[3 + 3 * i];
+      return { used: out[2 + 3 * i], retryMs: retry < 0 ? null : retry, resetMs: out[4 + 3 * i] };
     });
     return { admitted: out[0] === 1, bucket: out[1], windows };
   }
