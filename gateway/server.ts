@@ -79,7 +79,10 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
     cacheMs: config.auth.credentialsCacheMs,
     // While auth cannot be asked, its last answer stands in (gateway/auth/README.md, "While auth is down").
     staleIfErrorMs: config.auth.credentialsStaleIfErrorMs,
-    onStaleAnswer: (credential, error, ageMs) => log.warn('credential checked against an earlier answer: auth cannot be asked', { credential, reason: error.reason, ageMs }),
+    onStaleAnswer: (credential, error, ageMs) => {
+      gatewayMetrics.recordStaleCredential(credential, error.reason);
+      log.warn('credential checked against an earlier answer: auth cannot be asked', { credential, reason: error.reason, ageMs });
+    },
   });
   // Requests, completion tokens and live streams per caller, shared by every gateway process through Redis (gateway/rate-limits).
   const rateLimiter = new RateLimiter(redis, config.rateLimits, log, { onRefusal: (scope, kind) => gatewayMetrics.recordRateLimitRefusal(scope, kind) });

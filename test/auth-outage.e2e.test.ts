@@ -102,6 +102,10 @@ it('keeps signed-in callers answered with the other subgraphs while auth is down
   const models = await openAiModels(secret);
   expect(models.status).toBe(200);
   expect(((await models.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0);
+  // Operators see it: each credential served this way is counted, by kind and by why auth could not be asked.
+  const metrics = await (await fetch(url().replace(/\/graphql$/, '/metrics'), { headers: { authorization: `Bearer ${stack.env.GATEWAY_METRICS_TOKEN}` } })).text();
+  expect(metrics).toMatch(/^sluice_gateway_credentials_stale_answers_total\{credential="session",reason="[A-Z_]+"\} [1-9]/m);
+  expect(metrics).toMatch(/^sluice_gateway_credentials_stale_answers_total\{credential="api-key",reason="[A-Z_]+"\} [1-9]/m);
 
   // What auth refused stays refused; what auth never answered for cannot be vouched for.
   const stillLoggedOut = await gql(url(), QUERY, {}, bearer(loggedOut.token));

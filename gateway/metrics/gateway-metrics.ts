@@ -80,6 +80,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  private readonly staleCredentials = new Counter({
+    name: 'sluice_gateway_credentials_stale_answers_total',
+    help: "Credentials checked against auth's earlier answer because auth could not be asked (gateway/auth, GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS), by credential (api-key, session) and why auth could not be asked",
+    labelNames: ['credential', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   private readonly operationCost = new BoundHistogram(
     'sluice_gateway_operation_estimated_cost',
     'Estimated cost of each operation (gateway/demand-control), by mode (enforce: over budget is refused; measure: only recorded) and result (ok, or over the budget)',
@@ -150,6 +157,11 @@ export class GatewayMetrics {
   /** A refusal with RATE_LIMITED: `scope` is who was limited (key, user, ip, connection), `limit` which limit (rpm, tpm, streams). */
   recordRateLimitRefusal(scope: string, limit: RateLimitKind): void {
     this.rateLimited.inc({ scope, limit });
+  }
+
+  /** A credential served on auth's earlier answer while auth could not be asked; `reason` is why (CONNECTION_FAILED, TIMEOUT, …). */
+  recordStaleCredential(credential: 'api-key' | 'session', reason: string): void {
+    this.staleCredentials.inc({ credential, reason });
   }
 
   /** An operation's estimated cost: `mode` is whether the budget is enforced, `result` whether the estimate is within it. */
