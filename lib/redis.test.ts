@@ -74,6 +74,13 @@ it('a server that went away: a command fails soon (no wait for a failover on one
   }
 });
 
+it('a command whose connection was lost after it was sent may have run: SERVICE_UNAVAILABLE, but not retryable, and the message says so', () => {
+  const lost = Object.assign(new Error('Connection is closed.'), { name: 'Error' });
+  const response = redisUnavailableResponse({ message: lost.message }, lost);
+  expect(response?.extensions).toEqual({ code: ErrorCode.ServiceUnavailable, service: 'redis', retryable: false });
+  expect(response?.message).toBe('Redis is unavailable: the connection was lost; the change may or may not have been made, check before making it again');
+});
+
 it('another error keeps its formatted answer', () => {
   expect(redisUnavailableResponse({ message: 'boom' }, new TypeError('boom'))).toBeUndefined();
 });

@@ -213,8 +213,15 @@ const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /;
  * that met it may be sent again.
  */
 export class RedisUnavailableError extends Error {
-  constructor(reason: string) {
-    super(`Redis is unavailable: ${reason}; try again shortly`);
+  /**
+   * @param mayHaveRun the command was sent and its connection lost before the reply: it may have run, so a change
+   *   without an idempotency key must not simply be sent again.
+   */
+  constructor(
+    reason: string,
+    readonly mayHaveRun = false,
+  ) {
+    super(`Redis is unavailable: ${reason}; ${mayHaveRun ? 'the change may or may not have been made, check before making it again' : 'try again shortly'}`);
     this.name = 'RedisUnavailableError';
   }
 }
@@ -234,14 +241,15 @@ const UNAVAILABLE_REPLIES: Record<string, string> = {
   MASTERDOWN: 'the replica lost its master',
   NOREPLICAS: 'not enough replicas are connected',
 };
-const UNAVAILABLE_CLIENT_ERRORS: [RegExp, string][] = [
-  [/^Connection is closed\.$/, 'the connection was lost'],
+/** [message, what it says in words, whether the command may have run before the failure]. */
+const UNAVAILABLE_CLIENT_ERRORS: [RegExp, string, boolean][] = [
+  [/^Connection is closed\.$/, 'the connection was lost', true],
   // A pipeline cut in the middle: its first commands may have run, the rest did not.
-  [/^Command aborted due to connection close$/, 'the connection was lost'],
-  [/^Too many Cluster redirections/, `no master took over within ${REDIS_FAILOVER_WAIT_MS} ms`],
-  [/^Failed to refresh slots cache/, 'no cluster node answered'],
-  [/^All sentinels are unreachable/, 'no sentinel answered'],
-  [/^Stream isn't writeable/, 'the connection is not open'],
+  [/^Command aborted due to connection close$/, 'the connection was lost', true],
+  [/^Too many Cluster redirections/, `no master took over within ${REDIS_FAILOVER_WAIT_MS} ms`, false],
+  [/^Failed to refresh slots cache/, 'no cluster node answered', false],
+  [/^All sentinels are unreachable/, 'no sentinel answered', false],
+  [/^Stream isn't writeable/, 'the connection is not open', false],
 ];
 
 /** `error` as a RedisUnavailableError when it is one of Redis' "not now" failures; undefined for any other error. */
@@ -255,19 +263,20 @@ export function redisUnavailable(error: unknown): RedisUnavailableError | undefi
     return reason ? new RedisUnavailableError(reason) : undefined;
   }
   const known = UNAVAILABLE_CLIENT_ERRORS.find(([pattern]) => pattern.test(error.message));
-  return known ? new RedisUnavailableError(known[1]) : undefined;
+  return known ? new RedisUnavailableError(known[1], known[2]) : undefined;
 }
 
 /**
  * A subgraph's answer for a resolver that met `error`, when it is Redis being
- * unavailable: SERVICE_UNAVAILABLE, `retryable: true`, `service: 'redis'`,
+ * unavailable: SERVICE_UNAVAILABLE, `service: 'redis'`, `retryable` unless the
+ * command may have run (its connection was lost after sending it),
  * in place of Apollo's INTERNAL_SERVER_ERROR (which would say nothing a
  * client can act on). Undefined for any other error.
  */
 export function redisUnavailableResponse(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError | undefined {
   const unavailable = redisUnavailable(error);
   if (!unavailable) return undefined;
-  return { ...formatted, message: unavailable.message, extensions: { code: ErrorCode.ServiceUnavailable, service: 'redis', retryable: true } };
+  return { ...formatted, message: unavailable.message, extensions: { code: ErrorCode.ServiceUnavailable, service: 'redis', retryable: !unavailable.mayHaveRun } };
 }
 
 /**

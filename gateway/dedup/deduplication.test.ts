@@ -147,6 +147,17 @@ describe('OperationDedup', () => {
     expect(a.data).toEqual({ me: { id: 'alice', email: 'a@x' } });
   });
 
+  it('never shares a flight between a narrowed document and the same text sent as is, whose result must stay untouched', async () => {
+    const narrowed = request(ME, 'alice');
+    new OperationState(narrowed.context as GatewayContext, false).replaceDocument(narrowed.document, narrowed.queryHash);
+    const plain = request(ME, 'alice');
+    expect(plain.queryHash).toBe(narrowed.queryHash);
+    const results = [executor(plain), executor(narrowed)];
+    expect(calls).toHaveLength(2);
+    calls.forEach((call, i) => call.resolve({ data: { me: { id: `run-${i}` } } }));
+    expect((await Promise.all(results)).map((r) => r.data)).toEqual([{ me: { id: 'run-0' } }, { me: { id: 'run-1' } }]);
+  });
+
   it("never gives one user another's result for data that is not public", async () => {
     const results = [executor(request(ME, 'alice')), executor(request(ME, 'bob')), executor(request(ME, 'alice', ['admin'])), executor(request(ME, null))];
     expect(calls).toHaveLength(4);

@@ -58,7 +58,10 @@ export class OperationDedup {
     const context = requestContext.context as Partial<GatewayContext>;
     if (!context.identity) return undefined;
     const isPublic = this.publicOperations.isPublic(requestContext.schema, requestContext.document, requestContext.operationName, requestContext.queryHash);
-    return JSON.stringify([audienceOf(isPublic, context.identity.claims), requestContext.queryHash, requestContext.operationName, requestContext.request.variables ?? {}]);
+    // A narrowed document's hash is that of its printed text, which a caller may also send as is: the two must not
+    // share a flight, since authorization completes a narrowed result in place (see lead).
+    const narrowed = wasNarrowed(requestContext.document);
+    return JSON.stringify([audienceOf(isPublic, context.identity.claims), requestContext.queryHash, narrowed, requestContext.operationName, requestContext.request.variables ?? {}]);
   }
 
   private async execute(key: string, requestContext: GatewayGraphQLRequestContext, executor: GatewayExecutor): Promise<GatewayExecutionResult> {
@@ -86,7 +89,7 @@ export class OperationDedup {
       this.flights.delete(key);
     }
     const { maxAge, scope } = requestContext.overallCachePolicy;
-    // Every caller of one flight has the same document (it is in the key): narrowed for all of them or for none.
+    // Every caller of one flight has the same document and narrowing (both are in the key): narrowed for all or for none.
     const copied = flight.joiners > 0 && wasNarrowed(requestContext.document);
     return { result, dataJson: copied ? JSON.stringify(result.data) : undefined, cacheHint: { maxAge, scope } };
   }

@@ -25,7 +25,7 @@ import { ERRORS, errorCodeDef, type Operation } from '@apollo/federation-interna
 import { type ConditionNode, evaluateCondition, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
 import { GraphQLError, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
-import { compileShaper, NOT_PLAIN, type Shaper } from './shape';
+import { compileShaper, type Shaper } from './shape';
 
 /** What one execution works with. */
 interface Run {
@@ -287,8 +287,8 @@ function respond(run: Run, input: Record<string, unknown>, shaper: Shaper, opera
   let data: Record<string, unknown> | null;
   try {
     data = shaper.shape(input, variables);
-  } catch (error) {
-    if (error !== NOT_PLAIN) throw error;
+  } catch {
+    // NOT_PLAIN, or anything the compiled shaper did not foresee: stock's shaping decides, as it would have.
     return stockShaping(errors, input, operation, variables);
   }
   return errors.length === 0 ? { data } : { errors: errors as GraphQLError[], data };

@@ -105,7 +105,8 @@ export function compileShaper(operation: Operation): Shaper | undefined {
     shape(input, variables) {
       const values: Record<string, unknown> = conditional && hasDefaults ? { ...defaults, ...variables } : (variables ?? {});
       const walk = new Walk(schema, values, typeNamed);
-      const data: Record<string, unknown> = {};
+      // No prototype, as stock's: a field aliased `__proto__` is then an ordinary key.
+      const data: Record<string, unknown> = Object.create(null);
       walk.apply(input, steps, data, rootType);
       return data;
     },
@@ -269,7 +270,7 @@ class Walk {
           if (!named || !isCompositeType(named)) throw NOT_PLAIN;
           type = named;
         }
-        const output = (outputValue as Record<string, unknown> | undefined) ?? {};
+        const output = (outputValue as Record<string, unknown> | undefined) ?? Object.create(null);
         this.apply(input, selection, output, type);
         return output;
       }

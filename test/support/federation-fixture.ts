@@ -288,6 +288,10 @@ export const PARITY_QUERIES: ParityQuery[] = [
     query: '{ latestReviews(first: 10) { id product { __typename upc name ... on Book { author } ... on Furniture { material weight } } } }',
   },
   {
+    name: 'fields aliased __proto__ (an ordinary key of the answer)',
+    query: '{ __proto__: __typename me { __proto__: reviews { __proto__: body } } p: product(upc: "p2") { __proto__: name } }',
+  },
+  {
     name: 'aliases and __typename everywhere',
     query: '{ __typename a: product(upc: "p1") { __typename t: name n: upc } b: product(upc: "p3") { __typename upc ... on Furniture { m: material } } missing: product(upc: "nope") { upc } }',
   },
