@@ -97,8 +97,7 @@ const SCENARIOS: Scenario[] = [
 /** What keeps a row from its target (100 % kept, recovery ≤ 2 s, zero-downtime restarts), where it does not meet it. */
 const BOUNDS = [
   'What bounds the rows below target:',
-  '- **auth down, Redis down**: every signed-in request checks that its session was not logged out (auth, which reads Redis; answers cached `GATEWAY_CREDENTIALS_CACHE_MS`, 10 s). Once that cache runs out the whole request is refused with 503 `SERVICE_UNAVAILABLE` (streams: WebSocket close 4503), so `models` and `pricing` are lost with the rest. Serving the last known "not logged out" answer while auth cannot be asked would keep them: no logout can be recorded while auth is down anyway.',
-  "- **Redis down**: answers wait for the services' Redis clients to give up or reconnect (p50 about 1.7 s).",
+  "- **Redis down**: every part of the load's query but `models` and `pricing` lives in Redis; an answer waits for the services' Redis clients to give up (about 0.6 s on one server, three reconnections) or for Redis to be back, and a signed-in caller's credential is served on auth's last answer meanwhile (`GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS`). The column \"what the others lost\" names what the answers below target lost, and their errors.",
   '- **inference killed**: a generation the GPU finished for a request whose inference process died has no usage event: the text never reached the client, and its hold is released when the reservation expires (`BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default). This did not happen in every run.',
   "- **rolling restart**: two replicas of every service (two gateway processes, two of each subgraph, a gpu-server per replica) behind round-robin addresses standing in for Kubernetes Services (test/support/replicated-stack.ts). A replica draining on SIGTERM refuses new connections, which go to the other, and leaves its idle keep-alive connections to their clients (each carries at most one more request, answered with `Connection: close`), so no request is lost in the instant the drain starts (lib/http-service.ts). The gateway retries a query on any connection error and a mutation whose connection was refused (it never reached the subgraph), and its breaker counts calls that failed after their retries, not attempts. What may still end early: a stream whose inference replica or gpu-server restarts (coded `SERVICE_UNAVAILABLE` / `GPU_UNAVAILABLE`, retryable), and a request still running when its replica's drain timeout (10 s) runs out.",
 ];
@@ -116,6 +115,16 @@ function endings(outcomes: Outcome[]): string {
   return [...counts].map(([key, n]) => `${n} ${key}`).join(', ') || '–';
 }
 
+/** "3 × models, pricing (SERVICE_UNAVAILABLE)": what the answers that did not keep the others' data lost, and their errors' codes. */
+function lost(result: ScenarioResult): string {
+  const counts = new Map<string, number>();
+  for (const { answer, lost } of result.notKept) {
+    const key = `${lost.join(', ')} (${[...new Set([...answer.codes, ...answer.reasons])].join(', ') || 'no error'})`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([key, n]) => `${n} × ${key}`).join('; ') || '–';
+}
+
 function row(result: ScenarioResult): string {
   const { outageAnswers: answers } = result;
   const inOutage = (kind: Outcome['kind']) => result.outcomes.filter((o) => o.kind === kind && o.end > result.faultAt && o.start < result.readyAt);
@@ -123,7 +132,7 @@ function row(result: ScenarioResult): string {
   const money = result.money.exact
     ? `yes (${result.money.events} events${result.money.gpuRuns !== undefined ? `, ${result.money.gpuRuns} GPU runs` : ''})`
     : `**no**: ${result.money.problems.join('; ')}`;
-  return `| ${result.name} | ${((result.readyAt - result.faultAt) / 1_000).toFixed(1)} s | ${pct(Math.round(result.kept * answers.length), answers.length)} of ${answers.length} | ${pct(withErrors, answers.length)} | ${ms(result.failFast.p50)} / ${ms(result.failFast.max)} | ${ms(result.recoveryMs)} | ${endings(inOutage('complete'))} | ${endings(inOutage('stream'))} | ${money} |`;
+  return `| ${result.name} | ${((result.readyAt - result.faultAt) / 1_000).toFixed(1)} s | ${pct(Math.round(result.kept * answers.length), answers.length)} of ${answers.length} | ${pct(withErrors, answers.length)} | ${ms(result.failFast.p50)} / ${ms(result.failFast.max)} | ${ms(result.recoveryMs)} | ${lost(result)} | ${endings(inOutage('complete'))} | ${endings(inOutage('stream'))} | ${money} |`;
 }
 
 async function main(): Promise<void> {
@@ -154,10 +163,10 @@ async function main(): Promise<void> {
   const body = [
     `\`npx tsx bench/chaos.ts ${OUTAGE_MS / 1_000}\`: one stack (every service its own process, 2 gpu-servers, 2 gateway workers, its own Redis with appendonly yes; for the rolling restart two replicas of every service behind one address per tier), the gateway's default subgraph settings (30 s deadline, a health probe after 2 s without an answer, breaker opening after 5 failures for 1 s), response cache off so answers come from the subgraphs. Load: ${MIX.queryClients} clients looping \`{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }\`, ${MIX.completionClients} looping \`complete\` (sluice-chat-batch, 4 tokens), ${MIX.streamClients} looping \`completionStream\` (sluice-chat, ${MIX.streamTokens} tokens), each pausing ${MIX.pauseMs} ms; fresh users per fault; ${PHASES.beforeMs / 1_000} s of load, the fault for ${OUTAGE_MS / 1_000} s (plus the restart's own time), then ${PHASES.afterMs / 1_000} s.`,
     '',
-    '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event).',
+    '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. "What the others lost": for answers that lost a part the fault does not own, which parts, with their errors\' codes and reasons. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event).',
     '',
-    "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | completions | streams | money exact |",
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | what the others lost | completions | streams | money exact |",
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(row),
     '',
     `All query answers: ${all.length}, latency p50 ${ms(

@@ -476,6 +476,8 @@ export interface ScenarioResult {
   outageAnswers: Outcome[];
   /** Share of them that kept every part the fault does not own (1 when there were none). */
   kept: number;
+  /** The answers among them that lost a part the fault does not own, each with the parts it lost. */
+  notKept: { answer: Outcome; lost: Part[] }[];
   /** Latencies of the query answers started during the outage: p50 and max, ms. */
   failFast: { p50: number; max: number };
   /** From ready to the end of the last answer still missing a part, ms (0: whole at once). */
@@ -500,7 +502,8 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const whole = Object.keys(QUERY_PARTS).length;
   const outageAnswers = queries.filter((o) => o.start >= faultAt && o.start < readyAt);
   const kept = partsKept(scenario.affects);
-  const keptCount = outageAnswers.filter((o) => kept.every((p) => o.parts.includes(p))).length;
+  const notKept = outageAnswers.map((answer) => ({ answer, lost: kept.filter((p) => !answer.parts.includes(p)) })).filter((o) => o.lost.length > 0);
+  const keptCount = outageAnswers.length - notKept.length;
   const latencies = outageAnswers.map((o) => o.end - o.start);
   const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
   const money = await settledMoney(chaos, users, RESERVATION_TTL_MS + 10_000);
@@ -517,6 +520,7 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
     recoverAt,
     readyAt,
     outageAnswers,
+    notKept,
     kept: outageAnswers.length ? keptCount / outageAnswers.length : 1,
     failFast: { p50: percentile(latencies, 50), max: latencies.length ? Math.max(...latencies) : NaN },
     recoveryMs: lastBroken - readyAt,
