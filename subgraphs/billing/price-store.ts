@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type Redis from 'ioredis';
 import YAML from 'yaml';
+import { redisUnavailable } from '../../lib/redis';
 import { billingKeys } from './keys';
 
 export interface Pricing {
@@ -20,8 +21,15 @@ const FIELDS = ['inputCacheHit', 'inputCacheMiss', 'output'] as const;
  */
 export const MAX_PRICE_MICROS_PER_MILLION = 200_000_000;
 
-/** Per-model prices in Redis (`billing:{price}:<model>`), seeded from the prices file. */
+/**
+ * Per-model prices in Redis (`billing:{price}:<model>`), seeded from the prices file. Settlement's scripts read
+ * them there; a price shown to a client comes from there too, or, while Redis is unavailable, from the last one
+ * this process wrote or read: prices change only when a replica seeds them at start, so an answer that keeps the
+ * price beats one that loses it.
+ */
 export class PriceStore {
+  private readonly lastKnown = new Map<string, Pricing | null>();
+
   constructor(private readonly redis: Redis) {}
 
   /** Replaces the stored prices with the file's, in one transaction. Throws on a malformed file. */
@@ -30,13 +38,22 @@ export class PriceStore {
     const tx = this.redis.multi();
     for (const [model, pricing] of Object.entries(prices)) tx.hset(priceKey(model), pricing as unknown as Record<string, string | number>);
     await tx.exec();
+    for (const [model, pricing] of Object.entries(prices)) this.lastKnown.set(model, pricing);
     return { currency, models: Object.keys(prices).length };
   }
 
   async forModel(model: string): Promise<Pricing | null> {
-    const hash = await this.redis.hgetall(priceKey(model));
-    if (!hash.currency) return null;
-    return { currency: hash.currency, inputCacheHit: Number(hash.inputCacheHit), inputCacheMiss: Number(hash.inputCacheMiss), output: Number(hash.output) };
+    let hash: Record<string, string>;
+    try {
+      hash = await this.redis.hgetall(priceKey(model));
+    } catch (error) {
+      if (redisUnavailable(error) && this.lastKnown.has(model)) return this.lastKnown.get(model) ?? null;
+      throw error;
+    }
+    const pricing = hash.currency ? { currency: hash.currency, inputCacheHit: Number(hash.inputCacheHit), inputCacheMiss: Number(hash.inputCacheMiss), output: Number(hash.output) } : null;
+    // Models come from the GPU tier's list, a few names: the map stays that small.
+    this.lastKnown.set(model, pricing);
+    return pricing;
   }
 }
 
