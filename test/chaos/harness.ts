@@ -370,6 +370,8 @@ export interface Scenario {
   affects: Dependency[];
   /** False when a GPU server's statistics die with it: GPU runs cannot be matched to usage events. */
   gpuCountsSurvive: boolean;
+  /** True when the fault kills the process that asks the GPU for generations and reports their usage (inference). */
+  abandonsGenerations?: boolean;
   inject(chaos: ChaosStack): Promise<void>;
   /** Undoes the fault and resolves once the service is ready again. */
   recover(chaos: ChaosStack): Promise<void>;
@@ -378,6 +380,7 @@ export interface Scenario {
 export const killAndRestart = (service: ServiceName, affects: Dependency[], signal: NodeJS.Signals = 'SIGKILL'): Omit<Scenario, 'name'> => ({
   affects,
   gpuCountsSurvive: !service.startsWith('gpu-server'),
+  abandonsGenerations: service === 'inference',
   inject: (chaos) => chaos.stack.kill(service, signal),
   recover: (chaos) => chaos.stack.restart(service),
 });
@@ -463,6 +466,12 @@ export interface Money {
   events: number;
   /** Generations the GPU servers ran over the scenario, when their statistics survived it. */
   gpuRuns?: number;
+  /**
+   * Completions and streams in flight on a killed inference process: a generation it had started may still run to
+   * its end on the GPU, but its text was never delivered and nothing was charged (the hold expires). Runs beyond the
+   * usage events are allowed up to this many.
+   */
+  abandoned?: number;
 }
 
 export interface ScenarioResult {
@@ -508,10 +517,15 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const lastBroken = queries.filter((o) => o.start >= readyAt && o.parts.length < whole).reduce((t, o) => Math.max(t, o.end), readyAt);
   const money = await settledMoney(chaos, users, RESERVATION_TTL_MS + 10_000);
   if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
+  if (scenario.abandonsGenerations) {
+    money.abandoned = outcomes.filter((o) => o.kind !== 'query' && !o.ok && o.start < faultAt && o.end >= faultAt).length;
+  }
   // More events than runs is no loss: a stream cancelled before the GPU counted it still gets its (empty) event.
-  if (money.gpuRuns !== undefined && money.gpuRuns > money.events) {
+  if (money.gpuRuns !== undefined && money.gpuRuns > money.events + (money.abandoned ?? 0)) {
     money.exact = false;
-    money.problems.push(`the GPU servers ran ${money.gpuRuns} generations, but only ${money.events} usage events were published for them`);
+    money.problems.push(
+      `the GPU servers ran ${money.gpuRuns} generations, but only ${money.events} usage events were published for them${money.abandoned ? ` (and ${money.abandoned} requests were in flight on the killed process)` : ''}`,
+    );
   }
   return {
     name: scenario.name,
