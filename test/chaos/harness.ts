@@ -308,7 +308,8 @@ export class Load {
   private async stream(user: ChaosUser, client: number, deadline: AbortSignal): Promise<Outcome> {
     const start = Date.now();
     const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
-    const ws = wsClient(this.gatewayUrl, user.token);
+    // Up to 3 sockets until one is acknowledged, as a browser's graphql-ws client retries a connection that fails to open.
+    const ws = wsClient(this.gatewayUrl, user.token, 3);
     deadline.addEventListener('abort', () => void ws.dispose());
     let last: StreamChunk | undefined;
     try {

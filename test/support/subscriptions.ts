@@ -8,12 +8,21 @@ export interface Event<T = Record<string, any>> {
   errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
 }
 
-export function wsClient(httpUrl: string, token?: string): Client {
+/**
+ * A graphql-ws client of the gateway at `httpUrl`. With `connectAttempts` above 1 it opens the socket again, as a
+ * browser client with graphql-ws' default retries does, when the socket fails before the server acknowledged it
+ * (a connection that landed on a replica as it began to drain): no subscription had been sent yet, so none can run
+ * twice. Once acknowledged it never reconnects, so a stream cut later is seen as cut.
+ */
+export function wsClient(httpUrl: string, token?: string, connectAttempts = 1): Client {
+  let acknowledged = false;
   return createClient({
     url: httpUrl.replace(/^http/, 'ws'),
     webSocketImpl: WebSocket,
     connectionParams: token ? { Authorization: `Bearer ${token}` } : {},
-    retryAttempts: 0,
+    retryAttempts: connectAttempts - 1,
+    shouldRetry: () => !acknowledged,
+    on: { connected: () => (acknowledged = true) },
   });
 }
 
