@@ -101,7 +101,12 @@ const BOUNDS = [
   "- **rolling restart**: two replicas of every service (two gateway processes, two of each subgraph, a gpu-server per replica) behind round-robin addresses standing in for Kubernetes Services (test/support/replicated-stack.ts). A replica draining on SIGTERM refuses new connections, which go to the other, and leaves its idle keep-alive connections to their clients (each carries at most one more request, answered with `Connection: close`), so no request is lost in the instant the drain starts (lib/http-service.ts). The gateway retries a query on any connection error and a mutation whose connection was refused (it never reached the subgraph), and its breaker counts calls that failed after their retries, not attempts. What may still end early: a stream whose inference replica or gpu-server restarts (coded `SERVICE_UNAVAILABLE` / `GPU_UNAVAILABLE`, retryable), and a request still running when its replica's drain timeout (10 s) runs out.",
 ];
 
-const pct = (n: number, of: number) => (of === 0 ? '–' : `${((100 * n) / of).toFixed(0)} %`);
+/** A share in whole percents, with one decimal where rounding would show 0 % or 100 % for what is neither. */
+const pct = (n: number, of: number) => {
+  if (of === 0) return '–';
+  const share = (100 * n) / of;
+  return `${(share > 0 && share < 1) || (share > 99 && share < 100) ? share.toFixed(1) : share.toFixed(0)} %`;
+};
 const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : '–');
 
 /** "12 ok, 30 SERVICE_UNAVAILABLE" for the requests of one kind. */
@@ -121,7 +126,9 @@ function lost(result: ScenarioResult): string {
     const key = `${lost.join(', ')} (${[...new Set([...answer.codes, ...answer.reasons])].join(', ') || 'no error'})`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
-  return [...counts].map(([key, n]) => `${n} × ${key}`).join('; ') || '–';
+  const retried = result.outageAnswers.filter((o) => o.retried).length;
+  const lostText = [...counts].map(([key, n]) => `${n} × ${key}`).join('; ') || '–';
+  return retried ? `${lostText} (${retried} answered on a second attempt after TRANSPORT)` : lostText;
 }
 
 function row(result: ScenarioResult): string {
@@ -162,7 +169,7 @@ async function main(): Promise<void> {
   const body = [
     `\`npx tsx bench/chaos.ts ${OUTAGE_MS / 1_000}\`: one stack (every service its own process, 2 gpu-servers, 2 gateway workers, its own Redis with appendonly yes; for the rolling restart two replicas of every service behind one address per tier), the gateway's default subgraph settings (30 s deadline, a health probe after 2 s without an answer, breaker opening after 5 failures for 1 s), response cache off so answers come from the subgraphs. Load: ${MIX.queryClients} clients looping \`{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }\`, ${MIX.completionClients} looping \`complete\` (sluice-chat-batch, 4 tokens), ${MIX.streamClients} looping \`completionStream\` (sluice-chat, ${MIX.streamTokens} tokens), each pausing ${MIX.pauseMs} ms; fresh users per fault; ${PHASES.beforeMs / 1_000} s of load, the fault for ${OUTAGE_MS / 1_000} s (plus the restart's own time), then ${PHASES.afterMs / 1_000} s.`,
     '',
-    '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. "What the others lost": for answers that lost a part the fault does not own, which parts, with their errors\' codes and reasons. Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event), apart from generations of requests in flight on a killed inference process: the GPU may finish one, but its text never reaches the client and nothing is charged (its hold is released when the reservation expires, `BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default).',
+    '"Kept data": query answers started during the outage that kept every part the fault does not own (a part reached through the failed service cannot be kept: `balance` hangs off auth\'s `me`; Redis holds auth\'s, billing\'s and knowledge\'s data). "Fail-fast": latency p50 / max of the answers started during the outage. "Recovery": from the service ready again to the end of the last answer still missing a part. "What the others lost": for answers that lost a part the fault does not own, which parts, with their errors\' codes and reasons; a query that got no answer at all (TRANSPORT: its gateway process died under it) is sent once more, as Apollo Client\'s RetryLink does, and counted here (completions and streams never are). Completions and streams: those running at any time during the outage, by how they ended. "Money exact": every user\'s credit spent = usage billed = invoices, no hold left, usage counting each usage event once with its tokens, and (where the GPU servers survived) no more GPU generations than usage events (a stream cancelled before the GPU counted it still has its empty event), apart from generations of requests in flight on a killed inference process: the GPU may finish one, but its text never reaches the client and nothing is charged (its hold is released when the reservation expires, `BILLING_RESERVATION_TTL_MS`, 20 s here, 15 min by default).',
     '',
     "| fault | outage | answers with the others' data | answers with errors | fail-fast p50 / max | recovery after ready | what the others lost | completions | streams | money exact |",
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

@@ -222,6 +222,8 @@ export interface Outcome {
   codes: string[];
   /** SUBGRAPH_UNAVAILABLE reasons. */
   reasons: string[];
+  /** Query: sent again after its first attempt got no answer at all (TRANSPORT), as a client's retry link does. */
+  retried?: boolean;
 }
 
 export interface LoadMix {
@@ -283,13 +285,20 @@ export class Load {
     }
   }
 
+  /**
+   * One load query. A query whose connection failed without an answer (its gateway process died under it) is sent
+   * once more, as Apollo Client's RetryLink does for network errors: a query can run twice without harm. Mutations
+   * and streams are never sent again.
+   */
   private async query(user: ChaosUser): Promise<Outcome> {
     const start = Date.now();
-    try {
-      const res = await gql(this.gatewayUrl, LOAD_QUERY, {}, bearer(user.token));
-      return { kind: 'query', start, end: Date.now(), parts: partsOf(res.data), ok: !res.errors, ...codesOf(res.errors) };
-    } catch {
-      return { kind: 'query', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [] };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await gql(this.gatewayUrl, LOAD_QUERY, {}, bearer(user.token));
+        return { kind: 'query', start, end: Date.now(), parts: partsOf(res.data), ok: !res.errors, ...codesOf(res.errors), retried: attempt > 1 };
+      } catch {
+        if (attempt === 2) return { kind: 'query', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [], retried: true };
+      }
     }
   }
 
