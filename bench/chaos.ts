@@ -94,10 +94,11 @@ const SCENARIOS: Scenario[] = [
   gatewayWorkerKilled(),
 ];
 
-/** What keeps a row from its target (100 % kept, recovery ≤ 2 s, zero-downtime restarts), where it does not meet it. */
+/** What a fault still costs, and why, for the rows where that is not obvious from the table. */
 const BOUNDS = [
-  'What bounds the rows below target:',
-  "- **Redis down**: every part of the load's query but `models` and `pricing` lives in Redis; an answer waits for the services' Redis clients to give up (about 0.6 s on one server, three reconnections) or for Redis to be back, and a signed-in caller's credential is served on auth's last answer meanwhile (`GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS`). The column \"what the others lost\" names what the answers below target lost, and their errors.",
+  "Targets (issue 21): 100 % of the answers keep the others' data, recovery ≤ 2 s after ready, money exact, and a rolling restart fails no request that is not a stream. What the faults still cost:",
+  '- **a gateway process killed**: what was in flight on it (a completion, a stream) gets no answer; the other process carries on, and queries are sent again by the client (above).',
+  "- **Redis down**: every part of the load's query but `models` and `pricing` lives in Redis; an answer waits for the services' Redis clients to give up (about 0.6 s on one server, three reconnections) or for Redis to be back, and a signed-in caller's credential is served on auth's last answer meanwhile (`GATEWAY_CREDENTIALS_STALE_IF_ERROR_MS`); prices are answered from the last ones billing read. The slowest answers of the outage (the max of its fail-fast column, several seconds) wait longer than that, which is not explained yet.",
   "- **rolling restart**: two replicas of every service (two gateway processes, two of each subgraph, a gpu-server per replica) behind round-robin addresses standing in for Kubernetes Services (test/support/replicated-stack.ts). A replica draining on SIGTERM refuses new connections, which go to the other, and leaves its idle keep-alive connections to their clients (each carries at most one more request, answered with `Connection: close`), so no request is lost in the instant the drain starts (lib/http-service.ts). The gateway retries a query on any connection error and a mutation whose connection was refused (it never reached the subgraph), and its breaker counts calls that failed after their retries, not attempts. What may still end early: a stream whose inference replica or gpu-server restarts (coded `SERVICE_UNAVAILABLE` / `GPU_UNAVAILABLE`, retryable), and a request still running when its replica's drain timeout (10 s) runs out.",
 ];
 
