@@ -1,5 +1,4 @@
 import { Agent, request } from 'node:http';
-import { envInt, envString } from './config';
 import { codedError, ErrorCode } from './errors';
 import { IDENTITY_HEADER } from './identity';
 
@@ -111,12 +110,4 @@ export class BillingClient {
       req.end(payload);
     });
   }
-}
-
-/** The client from `INFERENCE_BILLING_URL` (default http://127.0.0.1:4002) and `INFERENCE_BILLING_TIMEOUT_MS`. */
-export function billingClientFromEnv(): BillingClient {
-  return new BillingClient({
-    baseUrl: envString('INFERENCE_BILLING_URL', 'http://127.0.0.1:4002'),
-    timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', 2_000, { min: 1 }),
-  });
 }
