@@ -278,7 +278,10 @@ export class Load {
       const unanswered = new Promise<Outcome>((resolve) =>
         deadline.signal.addEventListener('abort', () => resolve({ kind, start, end: Date.now(), parts: [], ok: false, codes: ['NO_ANSWER'], reasons: [] })),
       );
-      const outcome = await Promise.race([request(deadline.signal), unanswered]);
+      const answered = request(deadline.signal);
+      // Left behind when the deadline wins: a late failure of it must not end the load's process as unhandled.
+      answered.catch(() => undefined);
+      const outcome = await Promise.race([answered, unanswered]);
       clearTimeout(timer);
       this.outcomes.push(outcome);
       await sleep(this.mix.pauseMs);
@@ -319,7 +322,10 @@ export class Load {
     const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
     // Up to 3 sockets until one is acknowledged, as a browser's graphql-ws client retries a connection that fails to open.
     const ws = wsClient(this.gatewayUrl, user.token, 3);
-    deadline.addEventListener('abort', () => void ws.dispose());
+    // dispose() rejects with the socket's error when it is called while a connection attempt is failing: the
+    // outcome is already decided then, and a rejection nobody awaits would end the whole load's process.
+    const dispose = () => Promise.resolve(ws.dispose()).catch(() => undefined);
+    deadline.addEventListener('abort', () => void dispose());
     let last: StreamChunk | undefined;
     try {
       for await (const event of ws.iterate<{ completionStream: StreamChunk }>({ query: STREAM, variables: { i: input } })) {
@@ -334,7 +340,7 @@ export class Load {
       const codes = Array.isArray(error) ? codesOf(error) : { codes: [typeof close === 'number' ? `CLOSE_${close}` : 'TRANSPORT'], reasons: [] };
       return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codes };
     } finally {
-      await ws.dispose();
+      await dispose();
     }
   }
 }
