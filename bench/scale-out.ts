@@ -286,7 +286,7 @@ async function main(): Promise<void> {
         '',
         ...BOUNDS,
         '',
-        loadNote(loadBefore) + '; other helpers were running tests on the machine during this run.',
+        loadNote(loadBefore),
       ].join('\n');
       recordResult('scale-out', 'Issue 18: scale-out, one of each vs replicas on a Redis Cluster, and what a node loss costs', body);
       process.stdout.write(`${body}\n`);
