@@ -26,6 +26,11 @@ export function hasRedisServer(): boolean {
  * `<dir>/users.acl`; see lib/redis-acl.ts) and `url` carries the default
  * user's password; a restart on the same port with the same `acl` keeps the users.
  */
+/** A `redis-server` with `args`, its output ignored, killed when this process exits (for the cluster and sentinel harnesses, which wait for it themselves). */
+export function spawnRedisServer(args: string[]): ChildProcess {
+  return killWithParent(spawn('redis-server', args, { stdio: 'ignore' }));
+}
+
 export async function startRedisServer(dir: string, onLine?: (line: string) => void, port?: number, acl?: { file: string; defaultPassword: string }): Promise<RedisServer> {
   mkdirSync(dir, { recursive: true });
   port ??= await freePort();

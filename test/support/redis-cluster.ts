@@ -1,11 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
 import { freePort } from '../../scripts/free-port';
-import { waitForPing } from '../../scripts/redis-server';
+import { spawnRedisServer, waitForPing } from '../../scripts/redis-server';
 
 const run = promisify(execFile);
 
@@ -89,7 +89,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         '--loglevel',
         'warning',
       ];
-      nodes.push({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }) });
+      nodes.push({ port, args, process: spawnRedisServer(args) });
     }
     await Promise.all(nodes.map((node) => waitForPing(`redis://127.0.0.1:${node.port}`)));
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes']);
@@ -116,7 +116,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         // Until the others mark it failed (after the node timeout) they still report the cluster ok.
         await waitForFailed(nodes, node, 30_000);
         await waitForClusterOk(nodes, 30_000);
-        node.process = spawn('redis-server', node.args, { stdio: 'ignore' });
+        node.process = spawnRedisServer(node.args);
         await waitForPing(`redis://127.0.0.1:${node.port}`);
         await waitForReplicas([node], 30_000);
       },

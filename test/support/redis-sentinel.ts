@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +5,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { redisAclFile, redisUrlAs, REDIS_SERVICE_USERS, type RedisServiceUser } from '../../lib/redis-acl';
 import { freePort } from '../../scripts/free-port';
-import { waitForPing } from '../../scripts/redis-server';
+import { spawnRedisServer, waitForPing } from '../../scripts/redis-server';
 import { type ClusterNode, stopNode } from './redis-cluster';
 
 /** A redis-server, data node or sentinel: its port, process and arguments (to start it again). */
@@ -62,7 +61,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
     await Promise.all([...data, ...sentinels].map((node) => stopNode(node)));
     rmSync(dir, { recursive: true, force: true });
   };
-  const start = (port: number, args: string[]): SentinelNode => ({ port, args, process: spawn('redis-server', args, { stdio: 'ignore' }) });
+  const start = (port: number, args: string[]): SentinelNode => ({ port, args, process: spawnRedisServer(args) });
   try {
     const masterPort = await freePort();
     const replicaPort = await freePort();
@@ -109,7 +108,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
     const replacing = async (old: SentinelNode, restart: boolean) => {
       await until(async () => (await master()) !== old, `the sentinels did not promote the replica of ${old.port}`);
       if (restart) {
-        old.process = spawn('redis-server', old.args, { stdio: 'ignore' });
+        old.process = spawnRedisServer(old.args);
         await waitForPing(dataUrl(old.port));
       }
       // A restarted master comes back as a master of its own until a sentinel tells it to replicate.
