@@ -24,25 +24,15 @@ import {
   type Scenario,
   type ScenarioResult,
   signUpUsers,
-  sleep,
   startChaosStack,
 } from '../test/chaos/harness';
+import { gatewayWorkersAnswering } from '../test/support/gateway-workers';
 import { loadNote, percentile, recordResult } from './results';
 
 const OUTAGE_MS = Number(process.argv[2] ?? 8) * 1_000;
 const ONLY = new RegExp(process.argv[3] ?? '');
 const MIX: LoadMix = { queryClients: 6, completionClients: 2, streamClients: 2, streamTokens: 150, pauseMs: 20 };
 const PHASES = { beforeMs: 3_000, outageMs: OUTAGE_MS, afterMs: 8_000 };
-
-/** Until two gateway workers answer again, `gone` not among them (the cluster forks a replacement when a worker exits). */
-async function workerReplaced(chaos: ChaosStack, gone: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const pids = await chaos.gatewayWorkerPids();
-    if (pids.size >= 2 && !pids.has(gone)) return;
-    await sleep(100);
-  }
-  throw new Error(`the gateway did not replace its worker ${gone} within 60 s`);
-}
 
 /** Kills one gateway worker; recovery is the cluster's replacement answering. */
 function gatewayWorkerKilled(): Scenario {
@@ -55,7 +45,8 @@ function gatewayWorkerKilled(): Scenario {
       [victim] = await chaos.gatewayWorkerPids();
       process.kill(victim, 'SIGKILL');
     },
-    recover: (chaos) => workerReplaced(chaos, victim),
+    // The cluster forks a replacement when a worker exits.
+    recover: async (chaos) => void (await gatewayWorkersAnswering(chaos.stack.gatewayUrl, 2, { without: victim })),
   };
 }
 

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../lib/log';
-import { relaySessionAnswers } from './auth/credentials/shared-answers';
+import { relayCredentialAnswers } from './auth/credentials/shared-answers';
 import { aggregateWorkerMetrics } from './metrics/cluster-metrics';
 
 /** More restarts than this within a minute mean something a restart will not fix: the gateway stops instead. */
@@ -22,8 +22,8 @@ export function runWorkers(count: number, log: Logger, runWorker: () => void): v
   }
   // One /metrics scrape, whichever worker answers it, reports the sum of all workers.
   aggregateWorkerMetrics();
-  // A session one worker checked with auth is known to all, so an auth outage refuses no caller a worker has not seen.
-  relaySessionAnswers();
+  // A session one worker checked with auth, and auth's keys, are known to all (even a worker started later), so an auth outage refuses no caller a worker has not seen.
+  relayCredentialAnswers();
   let stopping = false;
   let exitCode = 0;
   const live = new Set<Worker>();

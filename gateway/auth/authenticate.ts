@@ -1,10 +1,10 @@
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, type JWSHeaderParameters, type JWKSCacheInput, jwksCache, jwtVerify, type KeyLike } from 'jose';
 import type { IdentityClaims, IdentitySigner } from '../../lib/identity';
 import { SESSION_ALGORITHM, SESSION_AUDIENCE, SESSION_ISSUER } from '../../lib/session-token';
 import { AuthServiceClient } from './credentials/auth-service-client';
 import { CachedCredentialVerifier } from './credentials/cached-verifier';
 import { AuthenticationError, isAuthOutage, KeysUnavailableError } from './credentials/errors';
-import { shareSessionAnswers } from './credentials/shared-answers';
+import { type CredentialSharing, shareCredentialAnswers, type SessionKeys } from './credentials/shared-answers';
 import { VerificationCache } from './credentials/verification-cache';
 import { VerifiedTokens } from './credentials/verified-tokens';
 
@@ -64,15 +64,18 @@ export interface AuthenticatorOptions {
  */
 export class Authenticator {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+  /** What jose fetched last (it writes here on every fetch), to pass on to the other workers. */
+  private readonly fetchedKeys: JWKSCacheInput = {};
+  private sharedKeysAt: number | undefined;
+  /** Auth's keys as another worker fetched them: used while this worker cannot fetch them itself. */
+  private learnedKeys: { uat: number; keySet: ReturnType<typeof createLocalJWKSet> } | undefined;
+  private readonly sharing: CredentialSharing | undefined;
   private readonly verifier: CachedCredentialVerifier;
   private readonly verifiedTokens: VerifiedTokens<IdentityClaims & { sessionId: string }>;
 
   constructor(options: AuthenticatorOptions) {
     // A token naming an unknown key id (a rotation) triggers a re-fetch; the cool-down only stops a flood of forged kids.
-    this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 10 * 60_000 });
-    // Fetched now rather than at the first session token, so a worker that has verified none yet can while auth is down;
-    // a failure here is no news (the first token fetches again, and answers 503 if it still cannot).
-    void this.jwks.reload().catch(() => undefined);
+    this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 10 * 60_000, [jwksCache]: this.fetchedKeys });
     const cache = (credential: 'api-key' | 'session') => ({
       ttlMs: options.cacheMs,
       maxEntries: options.cacheEntries ?? 10_000,
@@ -84,10 +87,22 @@ export class Authenticator {
       },
     });
     this.verifiedTokens = new VerifiedTokens(options.cacheEntries ?? 10_000);
-    // Session answers go to the gateway's other worker processes and theirs come here (credentials/shared-answers.ts).
-    const sessions: VerificationCache<boolean> = new VerificationCache({ ...cache('session'), onAnswer: (sessionId, revoked, askedAt) => share?.(sessionId, revoked, askedAt) });
-    const share = shareSessionAnswers((sessionId, revoked, askedAt) => sessions.learn(sessionId, revoked, askedAt));
+    // Session answers and keys go to the gateway's other worker processes and theirs come here (credentials/shared-answers.ts).
+    const sessions: VerificationCache<boolean> = new VerificationCache({
+      ...cache('session'),
+      onAnswer: (sessionId, revoked, askedAt) => this.sharing?.shareSession({ sessionId, revoked, askedAt }),
+    });
+    this.sharing = shareCredentialAnswers({
+      session: ({ sessionId, revoked, askedAt }) => sessions.learn(sessionId, revoked, askedAt),
+      keys: (keys) => this.learnKeys(keys),
+    });
     this.verifier = new CachedCredentialVerifier(new AuthServiceClient(options.authUrl, options.signer), new VerificationCache(cache('api-key')), sessions);
+    // Fetched now rather than at the first session token, so a worker that has verified none yet can while auth is down;
+    // a failure here is no news (the first token fetches again, and answers 503 if it still cannot).
+    void this.jwks.reload().then(
+      () => this.shareFetchedKeys(),
+      () => undefined,
+    );
   }
 
   /** The caller's claims; `ip` is the caller's address as the gateway saw it (see clientIp). */
@@ -129,7 +144,7 @@ export class Authenticator {
     let sessionId: string;
     let expiresAt: number;
     try {
-      const { payload } = await jwtVerify(token, this.jwks, {
+      const { payload } = await jwtVerify(token, this.sessionKey, {
         issuer: SESSION_ISSUER,
         audience: SESSION_AUDIENCE,
         algorithms: [SESSION_ALGORITHM],
@@ -144,21 +159,50 @@ export class Authenticator {
     } catch (error) {
       if (error instanceof AuthenticationError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw new AuthenticationError('the session token has expired: log in again');
-      if (error instanceof joseErrors.JWKSTimeout) throw new KeysUnavailableError(error.message, 'TIMEOUT');
-      // A JWKS that cannot be fetched or read (auth answering 503, a broken body) says nothing about the token.
-      if (error instanceof joseErrors.JWKSInvalid || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) {
-        throw new KeysUnavailableError(`the session-token keys cannot be read: ${error.message}`, 'BAD_ANSWER');
-      }
-      if (error instanceof joseErrors.JOSEError) {
-        throw new AuthenticationError(`the session token is not valid (${error.code}): expected a token from signUp or login, or an API key starting with "${API_KEY_PREFIX}"`);
-      }
-      // A network failure fetching the JWKS says nothing about the token.
-      throw new KeysUnavailableError((error as Error).message, 'CONNECTION_FAILED');
+      const unavailable = keysUnavailable(error);
+      if (unavailable) throw unavailable;
+      throw new AuthenticationError(`the session token is not valid (${(error as joseErrors.JOSEError).code}): expected a token from signUp or login, or an API key starting with "${API_KEY_PREFIX}"`);
     }
+    this.shareFetchedKeys();
     const claims = { sub, scopes, sessionId };
     this.verifiedTokens.set(token, claims, expiresAt);
     return claims;
   }
+
+  /** Auth's key for a token: fetched by this worker, or, while auth cannot be asked, as another worker last fetched it. */
+  private readonly sessionKey = async (header: JWSHeaderParameters, token: Parameters<ReturnType<typeof createRemoteJWKSet>>[1]): Promise<KeyLike> => {
+    try {
+      return await this.jwks(header, token);
+    } catch (error) {
+      if (!this.learnedKeys || !keysUnavailable(error)?.outage) throw error;
+      return this.learnedKeys.keySet(header, token);
+    }
+  };
+
+  private learnKeys(keys: SessionKeys): void {
+    if (keys.uat > (this.learnedKeys?.uat ?? -Infinity)) this.learnedKeys = { uat: keys.uat, keySet: createLocalJWKSet(keys.jwks) };
+  }
+
+  /** Passes jose's latest fetch on to the other workers, once per fetch. */
+  private shareFetchedKeys(): void {
+    const fetched = this.fetchedKeys;
+    if (!('uat' in fetched) || fetched.uat === this.sharedKeysAt) return;
+    this.sharedKeysAt = fetched.uat;
+    this.sharing?.shareKeys({ uat: fetched.uat, jwks: fetched.jwks });
+  }
+}
+
+/** Why the keys could not be had, if `error` says so rather than something about the token (which any JOSE error but these does). */
+function keysUnavailable(error: unknown): KeysUnavailableError | undefined {
+  if (error instanceof KeysUnavailableError) return error;
+  if (error instanceof joseErrors.JWKSTimeout) return new KeysUnavailableError(error.message, 'TIMEOUT');
+  // A JWKS that cannot be fetched or read (auth answering 503, a broken body) says nothing about the token.
+  if (error instanceof joseErrors.JWKSInvalid || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) {
+    return new KeysUnavailableError(`the session-token keys cannot be read: ${error.message}`, 'BAD_ANSWER');
+  }
+  if (error instanceof joseErrors.JOSEError) return undefined;
+  // A network failure fetching the JWKS says nothing about the token.
+  return new KeysUnavailableError((error as Error).message, 'CONNECTION_FAILED');
 }
 
 /** What an earlier answer stood in for: auth's failure, or (OverdueAnswer) auth taking longer than stalePatienceMs, a timeout. */

@@ -19,7 +19,6 @@
  *    every generation the GPU ran has its usage event: nothing ran unbilled.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
@@ -27,6 +26,7 @@ import { decodeUsageEvent, USAGE_EVENTS_STREAM, type UsageEvent } from '../../li
 import { gpuServers, startStack, type ServiceName, type Stack } from '../../scripts/stack';
 import { startRedisServer, type RedisServer } from '../../scripts/redis-server';
 import { percentile } from '../../bench/results';
+import { gatewayWorkerPids } from '../support/gateway-workers';
 import { inferenceCount } from '../support/gpu-processes';
 import { bearer, gql, uniqueEmail } from '../support/graphql';
 import { type ReplicatedStack, startReplicatedStack, SUBGRAPHS } from '../support/replicated-stack';
@@ -173,24 +173,6 @@ export async function startChaosStack(options: ChaosOptions = {}): Promise<Chaos
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/** The pids answering 20 concurrent /health requests on fresh connections (the cluster spreads connections over free workers). */
-async function gatewayWorkerPids(gatewayUrl: string): Promise<Set<number>> {
-  const healthPid = () =>
-    new Promise<number>((resolve) => {
-      const req = get(`${gatewayUrl.replace(/\/graphql$/, '')}/health`, { agent: false, timeout: 2_000 }, (res) => {
-        let body = '';
-        res
-          .setEncoding('utf8')
-          .on('data', (chunk: string) => (body += chunk))
-          .on('end', () => resolve(Number(JSON.parse(body).pid)));
-      });
-      req.on('timeout', () => req.destroy(new Error('no answer within 2 s'))).on('error', () => resolve(-1));
-    });
-  const pids = new Set(await Promise.all(Array.from({ length: 20 }, healthPid)));
-  pids.delete(-1);
-  return pids;
 }
 
 export interface ChaosUser {
