@@ -14,6 +14,7 @@
  */
 import * as os from 'node:os';
 import {
+  busiestGpuServerKilled,
   type ChaosOptions,
   type ChaosStack,
   killAndRestart,
@@ -67,7 +68,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'billing killed, restarted (completions requested meanwhile)', ...killAndRestart('billing', ['billing']) },
   { name: 'knowledge killed, restarted', ...killAndRestart('knowledge', ['knowledge']) },
   { name: 'inference killed, restarted', ...killAndRestart('inference', ['inference']) },
-  { name: 'gpu-server killed mid-stream (one of two)', ...killAndRestart('gpu-server-2', []) },
+  { name: 'gpu-server killed mid-stream (one of two)', ...busiestGpuServerKilled() },
   {
     name: 'billing hung (SIGSTOP, then SIGCONT)',
     affects: ['billing'],

@@ -5,7 +5,7 @@
  * errors, money exact — with timing bounds far above the targets
  * (bench/chaos.ts runs every scenario and reports the real figures).
  */
-import { killAndRestart, runScenario, signUpUsers, startChaosStack, type ChaosStack, type LoadMix, type Outcome, type Scenario, type ScenarioResult } from './harness';
+import { busiestGpuServerKilled, killAndRestart, runScenario, signUpUsers, startChaosStack, type ChaosStack, type LoadMix, type Outcome, type Scenario, type ScenarioResult } from './harness';
 
 let chaos: ChaosStack;
 
@@ -50,7 +50,7 @@ it('billing killed under load: answers keep auth, knowledge and inference data; 
 
 it('a gpu-server killed mid-stream: its streams end with a coded error, new requests go to the other endpoint, money exact', async () => {
   const users = await signUpUsers(chaos, 3, 'chaos-gpu');
-  const result = await runScenario(chaos, { name: 'gpu-server killed', ...killAndRestart('gpu-server-2', []) }, PHASES, MIX, users);
+  const result = await runScenario(chaos, { name: 'gpu-server killed', ...busiestGpuServerKilled() }, PHASES, MIX, users);
   const context = explain(result);
 
   const cut = result.outcomes.filter((o) => o.kind === 'stream' && o.start < result.faultAt && o.end > result.faultAt && !o.ok);

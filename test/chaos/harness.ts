@@ -370,6 +370,10 @@ export interface Scenario {
   gpuCountsSurvive: boolean;
   /** True when the fault kills the process that asks the GPU for generations and reports their usage (inference). */
   abandonsGenerations?: boolean;
+  /** What the scenario needs of the load other than the run's mix. */
+  mix?: Partial<LoadMix>;
+  /** Runs under the load before the fault's clock starts (choosing the victim, so that choosing is not counted as outage). */
+  aim?(chaos: ChaosStack): Promise<void>;
   inject(chaos: ChaosStack): Promise<void>;
   /** Undoes the fault and resolves once the service is ready again. */
   recover(chaos: ChaosStack): Promise<void>;
@@ -382,6 +386,56 @@ export const killAndRestart = (service: ServiceName, affects: Dependency[], sign
   inject: (chaos) => chaos.stack.kill(service, signal),
   recover: (chaos) => chaos.stack.restart(service),
 });
+
+/**
+ * Kills the gpu-server that holds the most of inference's long requests at
+ * that moment (a stream outlives the samples; a batched completion seldom
+ * does), so the kill cuts streams in flight: which server the router gave the
+ * streams to is its choice, and a fixed victim sometimes held none.
+ */
+export function busiestGpuServerKilled(): Omit<Scenario, 'name'> {
+  let victim: ServiceName | undefined;
+  return {
+    affects: [],
+    gpuCountsSurvive: false,
+    // Streams of about a second (prompt plus 800 tokens fit the 1,024-token context): one seen in flight is still running at the kill.
+    mix: { streamTokens: 800 },
+    aim: async (chaos) => {
+      victim = await busiestGpuServer(chaos.stack);
+    },
+    inject: async (chaos) => {
+      if (!victim) throw new Error('inject expects the gpu-server aim chose, but aim did not run');
+      await chaos.stack.kill(victim, 'SIGKILL');
+    },
+    recover: async (chaos) => {
+      if (!victim) throw new Error('recover expects the gpu-server aim chose, but aim did not run');
+      await chaos.stack.restart(victim);
+    },
+  };
+}
+
+/** The gpu-server with the most requests in flight on it in both of two samples of inference's /metrics, 20 ms apart, waiting (bounded) for one with any. */
+async function busiestGpuServer(stack: Stack): Promise<ServiceName> {
+  const servers = gpuServers(stack.ports, stack.env);
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const [first, second] = [await gpuEndpointsInFlight(stack), await sleep(20).then(() => gpuEndpointsInFlight(stack))];
+    const held = servers.map((gpu) => ({ name: gpu.name, count: Math.min(first.get(`127.0.0.1:${gpu.grpc}`) ?? 0, second.get(`127.0.0.1:${gpu.grpc}`) ?? 0) }));
+    const [busiest] = held.sort((a, b) => b.count - a.count);
+    if (busiest.count > 0) return busiest.name;
+  }
+  throw new Error('expected a gpu-server with requests in flight under the load, but none had any for 15 s');
+}
+
+/** sluice_gpu_endpoint_in_flight of inference's /metrics, by endpoint address. */
+async function gpuEndpointsInFlight(stack: Stack): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${stack.ports.inference}/metrics`, {
+    headers: { authorization: `Bearer ${stack.env.INFERENCE_METRICS_TOKEN}` },
+    signal: AbortSignal.timeout(2_000),
+  });
+  const text = await res.text();
+  return new Map([...text.matchAll(/^sluice_gpu_endpoint_in_flight\{endpoint="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+}
 
 /**
  * A rolling restart of every service of a replicated stack, as a deployment
@@ -494,8 +548,9 @@ export interface ScenarioResult {
 
 export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases: Phases, mix: LoadMix, users: ChaosUser[]): Promise<ScenarioResult> {
   const gpuBefore = scenario.gpuCountsSurvive ? await gpuRuns(chaos) : undefined;
-  const load = new Load(chaos.stack.gatewayUrl, users, mix).start();
+  const load = new Load(chaos.stack.gatewayUrl, users, { ...mix, ...scenario.mix }).start();
   await sleep(phases.beforeMs);
+  await scenario.aim?.(chaos);
   const faultAt = Date.now();
   await scenario.inject(chaos);
   await sleep(phases.outageMs);
