@@ -44,6 +44,7 @@ import { startSecondGateway } from './rate-limit-load';
 import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
 import { type AnchorGraph, startStockGateway } from './stock-gateway';
+import { EVERY_FEATURE, EVERY_FEATURE_FOREIGN } from './support/every-feature';
 import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
 import { startHiveGateway } from './support/hive-gateway';
 import { NESTED_QUERY } from './support/nested-query';
@@ -64,31 +65,6 @@ const OVERHEAD_PER_ROUND = 200;
 const ALONE_REQUESTS = 100;
 
 const OVERHEAD_QUERY = '{ models { id } }';
-
-/** Every feature of Sluice's gateway on, each configured so that the benchmark's query and caller pass it. */
-const EVERY_FEATURE = {
-  GATEWAY_RATE_LIMITS: 'default:rpm=100000000,tpm=100000000',
-  GATEWAY_MAX_COST: '1000000',
-  GATEWAY_COST_MODE: 'enforce',
-  GATEWAY_APQ: 'true',
-  GATEWAY_RESPONSE_CACHE: 'true',
-  GATEWAY_METRICS: 'true',
-  GATEWAY_DEDUP: 'true',
-} as const satisfies Record<string, string>;
-
-/**
- * The same on a foreign graph, for an anonymous caller (it has no auth
- * subgraph to sign in with): the rate limits are the anonymous plan's, and
- * demand control measures without a budget, its default on a graph that
- * declares no costs or list sizes.
- */
-const EVERY_FEATURE_FOREIGN = {
-  GATEWAY_RATE_LIMITS: 'anonymous:rpm=100000000,tpm=100000000',
-  GATEWAY_APQ: 'true',
-  GATEWAY_RESPONSE_CACHE: 'true',
-  GATEWAY_METRICS: 'true',
-  GATEWAY_DEDUP: 'true',
-} as const satisfies Record<string, string>;
 
 interface Target {
   label: string;

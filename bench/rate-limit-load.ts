@@ -22,9 +22,9 @@ import { loadNote, percentile, recordResult } from './results';
 const ROOT = path.resolve(__dirname, '..');
 
 /** Another gateway process on the stack's Redis and subgraphs (the stack's own environment), on a free port. */
-export async function startSecondGateway(stack: TestStack, env: Record<string, string> = {}): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startSecondGateway(stack: TestStack, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'gateway/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, ...stack.env, ...env, GATEWAY_PORT: String(port) },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -1,0 +1,182 @@
+/**
+ * Issue 19: where Sluice's gateway spends its CPU on the public
+ * gateways-benchmark workload (bench/support/federation-benchmark-subgraphs.ts,
+ * the ≈ 87 KB answer), the figure bench/gateway-throughput.ts reports as
+ * "gateway CPU per request". One gateway process (1 worker, every feature on
+ * as in that benchmark's foreign-graph rows) runs under V8's sampling
+ * profiler (`--cpu-prof`) while 50 keep-alive connections send the query;
+ * only the samples taken inside the measured window count (not start-up, not
+ * the warm-up, not the drain). The self time of each sample is attributed to
+ * the function it was in, and grouped by where that function lives: a package
+ * under node_modules, a file of ours, Node's internals, or V8's own work
+ * (garbage collection, compiled-code stubs as "(program)").
+ *
+ *   npx tsx bench/profile-gateway.ts [--dedup on|off, default on] [seconds, default 8]
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { startSecondGateway } from './rate-limit-load';
+import { loadNote, recordResult } from './results';
+import { benchStack } from './stack';
+import { EVERY_FEATURE_FOREIGN } from './support/every-feature';
+import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
+
+const dedupFlag = process.argv.indexOf('--dedup');
+const dedup = dedupFlag >= 0 ? process.argv[dedupFlag + 1] : 'on';
+if (dedup !== 'on' && dedup !== 'off') throw new Error(`--dedup expects on or off, but got ${dedup}`);
+const positional = process.argv.slice(2).filter((_, i) => dedupFlag < 0 || (i !== dedupFlag - 2 && i !== dedupFlag - 1));
+const SECONDS = Number(positional[0] ?? 8);
+if (!(SECONDS >= 1)) throw new Error(`seconds expects a number of at least 1, but got ${positional[0]}`);
+const WARMUP_SECONDS = 3;
+const CONNECTIONS = 50;
+const ROOT = path.resolve(__dirname, '..');
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Where a function lives: a package, a file of ours, Node's internals, or one of V8's pseudo-frames. */
+function placeOf(url: string, functionName: string): string {
+  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
+  const inPackage = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (inPackage) return inPackage[1];
+  if (url.startsWith('node:')) return 'Node internals';
+  const file = url.replace(/^file:\/\//, '');
+  return file.startsWith(ROOT) ? path.relative(ROOT, file) : file;
+}
+
+interface Attribution {
+  /** Samples in the window, and those of them not idle. */
+  samples: number;
+  busy: number;
+  byPlace: Map<string, number>;
+  byFunction: Map<string, number>;
+  /** For each function, the samples in it by the chain of callers above it (up to CALLER_DEPTH), outside V8's and Node's own frames. */
+  callers: Map<string, Map<string, number>>;
+}
+
+const CALLER_DEPTH = 4;
+const CALLERS_SHOWN = 8;
+
+/** A function as the tables name it: name, and where it lives. */
+function functionKey(node: ProfileNode): string {
+  const { functionName, url, lineNumber } = node.callFrame;
+  if (!url) return functionName.startsWith('(') ? functionName : `${functionName} (native)`;
+  return `${functionName || '(anonymous)'} (${placeOf(url, functionName)}:${lineNumber + 1})`;
+}
+
+/** The samples of `profile` taken between `from` and `to` (wall-clock ms), the profile having ended when the process exited at `exitedAt`. */
+function attribute(profile: CpuProfile, from: number, to: number, exitedAt: number): Attribution {
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parents = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
+  const result: Attribution = { samples: 0, busy: 0, byPlace: new Map(), byFunction: new Map(), callers: new Map() };
+  const add = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
+  let at = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i++) {
+    at += profile.timeDeltas[i];
+    // Profile clock (µs) to wall clock (ms), anchored at the end: the profile stops as the process exits.
+    const wall = exitedAt - (profile.endTime - at) / 1000;
+    if (wall < from || wall > to) continue;
+    result.samples++;
+    const node = nodes.get(profile.samples[i]) as ProfileNode;
+    const { functionName, url } = node.callFrame;
+    if (functionName === '(idle)') continue;
+    result.busy++;
+    add(result.byPlace, placeOf(url, functionName));
+    const key = functionKey(node);
+    add(result.byFunction, key);
+    const chain: string[] = [];
+    for (let parent = parents.get(node.id); parent && chain.length < CALLER_DEPTH; parent = parents.get(parent.id)) {
+      if (parent.callFrame.url && !parent.callFrame.url.startsWith('node:')) chain.push(functionKey(parent));
+    }
+    if (!result.callers.has(key)) result.callers.set(key, new Map());
+    add(result.callers.get(key) as Map<string, number>, chain.join(' ← ') || '(no caller of ours)');
+  }
+  return result;
+}
+
+const share = (n: number, of: number) => `${((100 * n) / of).toFixed(1)} %`;
+const top = (map: Map<string, number>, count: number) => [...map].sort((a, b) => b[1] - a[1]).slice(0, count);
+
+async function hammer(url: string, body: string, expected: string, seconds: number): Promise<{ requests: number; failures: number }> {
+  const result = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body, expectBody: expected, connections: CONNECTIONS, duration: seconds });
+  return { requests: result.requests.total, failures: result.errors + result.timeouts + result.non2xx + result.mismatches };
+}
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0];
+  const profileDir = mkdtempSync(path.join(os.tmpdir(), 'sluice-gateway-profile-'));
+  // Redis and the signing secrets come from a stack of ours; the graph served is the benchmark's.
+  const { stack } = await benchStack({ GATEWAY_RESPONSE_CACHE: 'false' });
+  const subgraphs = await startBenchmarkSubgraphs();
+  let exitedAt = 0;
+  try {
+    const env = { ...EVERY_FEATURE_FOREIGN, GATEWAY_DEDUP: dedup === 'on' ? 'true' : 'false', GATEWAY_WORKERS: '1', GATEWAY_SUPERGRAPH_FILE: subgraphs.supergraphFile };
+    const gateway = await startSecondGateway(stack, env, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    const body = JSON.stringify({ query: BENCHMARK_QUERY });
+    const first = await fetch(gateway.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const expected = await first.text();
+    if (first.status !== 200 || JSON.parse(expected).errors) throw new Error(`expected 200 with no errors from the gateway, got ${first.status}: ${expected.slice(0, 500)}`);
+    await hammer(gateway.url, body, expected, WARMUP_SECONDS);
+    const from = Date.now();
+    const run = await hammer(gateway.url, body, expected, SECONDS);
+    const to = Date.now();
+    await gateway.stop();
+    exitedAt = Date.now();
+    if (run.failures > 0) process.exitCode = 1;
+
+    const [file] = readdirSync(profileDir).filter((name) => name.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`expected the gateway to write a .cpuprofile into ${profileDir} as it exited, but found none`);
+    const profile = JSON.parse(readFileSync(path.join(profileDir, file), 'utf8')) as CpuProfile;
+    const seen = attribute(profile, from, to, exitedAt);
+    const perRequestUs = (((seen.busy / seen.samples) * (to - from)) / run.requests) * 1000;
+    const report = [
+      `One Sluice gateway process (1 worker, every feature on as in section 9b, dedup ${dedup}) serving the public gateways-benchmark query (≈ 87 KB answers) to ${CONNECTIONS} keep-alive connections, profiled with V8's sampling profiler (\`--cpu-prof\`); only the ${SECONDS} s measured after a ${WARMUP_SECONDS} s warm-up count (\`npx tsx bench/profile-gateway.ts --dedup ${dedup} ${SECONDS}\`). ${run.requests} requests (${(run.requests / ((to - from) / 1000)).toFixed(0)}/s under the profiler), ${run.failures} failed. The main thread was busy in ${share(seen.busy, seen.samples)} of ${seen.samples} samples: about ${perRequestUs.toFixed(0)} µs per request on it (the process's other threads — V8's concurrent GC and compiler, libuv — are not in a CPU profile, so /proc's figure in 9b is higher).`,
+      '',
+      'Self time of the busy samples, by where the function lives:',
+      '',
+      '| where | share |',
+      '|---|---|',
+      ...top(seen.byPlace, 15).map(([place, n]) => `| ${place} | ${share(n, seen.busy)} |`),
+      '',
+      'The functions with the most self time:',
+      '',
+      '| function | share |',
+      '|---|---|',
+      ...top(seen.byFunction, 25).map(([name, n]) => `| \`${name}\` | ${share(n, seen.busy)} |`),
+      '',
+      `Who calls the top ${CALLERS_SHOWN} (the callers outside V8's and Node's own frames, nearest first, up to ${CALLER_DEPTH}):`,
+      '',
+      ...top(seen.byFunction, CALLERS_SHOWN).flatMap(([name, n]) => [
+        `- \`${name}\`:`,
+        ...top(seen.callers.get(name) as Map<string, number>, 3).map(([chain, m]) => `  - ${share(m, n)} from \`${chain}\``),
+      ]),
+      '',
+      `${loadNote(loadBefore)}.`,
+    ].join('\n');
+    console.log(report);
+    recordResult(`gateway-profile-federation-dedup-${dedup}`, `9c Where the gateway's CPU goes on the gateways-benchmark workload (dedup ${dedup})`, report);
+  } finally {
+    await subgraphs.stop();
+    await stack.stop();
+    rmSync(profileDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
