@@ -168,7 +168,7 @@ export async function startGateway(service: ServiceConfig, options: GatewayOptio
   const graphql = apolloHttpHandler<GatewayContext>(apollo, {
     bodyLimitBytes: config.http.bodyLimitBytes,
     context: httpContext,
-    encode: (context, body) => serializedResults.bytesFor(context, body),
+    encode: (context, body) => serializedResults.bytesFor(context.identity, body),
     intercept: async (req, res, body, context) => {
       if (refuseHttpSource(pipeline, req, res, body)) return true;
       return wantsMultipartSubscription(req) ? serveMultipartSubscription(subscriptions, res, body, context, config.subscriptions.multipartHeartbeatMs) : false;

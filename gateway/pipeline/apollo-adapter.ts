@@ -51,7 +51,7 @@ export function apolloPlugin(pipeline: GatewayPipeline): ApolloServerPlugin<Gate
           for (const feature of pipeline.responseFinishers) await feature.responseWillSend!(state, requestContext);
           // The features are done with the result: the HTTP handler may now send bytes shared with other callers of the same execution.
           const { body } = requestContext.response;
-          if (body.kind === 'single') serializedResults.willSend(contextValue, body.singleResult);
+          if (body.kind === 'single') serializedResults.willSend(contextValue.identity, body.singleResult);
         },
       };
     },

@@ -11,6 +11,13 @@
  * What each caller receives is unchanged: a result with errors or extensions
  * of its own is written around the shared data's JSON, field for field as
  * Apollo Server orders and serializes it; headers are each response's own.
+ * A request is known by an object that Apollo Server's plugins and the HTTP
+ * handler both see: Apollo Server hands plugins a shallow copy of the
+ * context (its `cloneObject`), never the handler's own, so the gateway keys
+ * by the context's `identity`, which the copy shares and which is made for
+ * each request (server.ts). Bytes go out only when the body is the very
+ * text noted, so a key shared by mistake costs the saving, never a wrong answer.
+ *
  * The one rule it relies on: a result's `data` is not edited after it is
  * first serialized. Features edit data only in `responseWillSend`, before
  * Apollo Server serializes it, and a narrowed document's result, which
@@ -28,8 +35,8 @@ interface Serialized {
 
 export class SerializedResults {
   private readonly byData = new WeakMap<object, Serialized>();
-  /** The data each request is about to send alone (no errors, no extensions), by its context: the HTTP handler finds the bytes through it. */
-  private readonly byContext = new WeakMap<object, object>();
+  /** The data each request is about to send alone (no errors, no extensions), by the request's key: the HTTP handler finds the bytes through it. */
+  private readonly byRequest = new WeakMap<object, object>();
 
   /** `data` as JSON, made once per object (the response cache stores it; the response body contains it). */
   dataJson(data: object): string {
@@ -55,9 +62,9 @@ export class SerializedResults {
   };
 
   /** Notes the result a request will send (from the last hook before Apollo Server serializes it, if it does: nothing is serialized here). */
-  willSend(context: object, result: FormattedExecutionResult): void {
-    if (result.data && result.errors === undefined && result.extensions === undefined) this.byContext.set(context, result.data);
-    else this.byContext.delete(context);
+  willSend(request: object, result: FormattedExecutionResult): void {
+    if (result.data && result.errors === undefined && result.extensions === undefined) this.byRequest.set(request, result.data);
+    else this.byRequest.delete(request);
   }
 
   /**
@@ -65,11 +72,11 @@ export class SerializedResults {
    * request noted, made once for all its callers; else `body` itself (a
    * batch, a result with errors, anything changed after the note).
    */
-  bytesFor(context: object, body: string): Buffer | string {
-    const data = this.byContext.get(context);
+  bytesFor(request: object, body: string): Buffer | string {
+    const data = this.byRequest.get(request);
     const entry = data && this.byData.get(data);
     if (entry?.body !== body) return body;
-    this.byContext.delete(context);
+    this.byRequest.delete(request);
     entry.bytes ??= Buffer.from(body);
     return entry.bytes;
   }
