@@ -6,7 +6,11 @@
  * the gateway (graphql-ws → gateway → inference subgraph → gpu-server) —
  * alternating, on one stack, in one run. Figures: delivered tokens/s
  * (server-counted), and time to first token, so each hop's share is the
- * difference between two rows measured here.
+ * difference between two rows measured here. Every path holds its
+ * connection between streams (the graphql-ws clients close none while idle),
+ * as the direct path holds its call: else each lone stream through the
+ * gateway would pay two WebSocket handshakes, the client's and the gateway's
+ * own upstream one, that the direct path never pays.
  *
  *   npx tsx bench/subscription-throughput.ts [rounds] [lone streams]
  */
@@ -48,7 +52,7 @@ async function main(): Promise<void> {
   // The prompt the subgraph renders from one user message with the default template.
   const prompt = `<|user|>\n${PROMPT}\n<|assistant|>\n`;
   const direct = new SharedInferStream(triton);
-  const client = wsClient(stack.gatewayUrl, token);
+  const client = wsClient(stack.gatewayUrl, token, { keepOpen: true });
 
   const viaDirect = async (seed0: number, streams = STREAMS): Promise<Round> => {
     const started = performance.now();
@@ -117,6 +121,8 @@ async function main(): Promise<void> {
     url: `ws://127.0.0.1:${stack.ports.inference}/graphql`,
     webSocketImpl: WebSocket,
     connectionParams: { [IDENTITY_HEADER]: identity },
+    // Held open between streams, as the gateway's client and the direct path's ModelStreamInfer call are.
+    lazyCloseTimeout: 10 * 60_000,
     retryAttempts: 0,
   });
   const viaSubgraph = viaGraphQLWs(subgraphClient, { [IDENTITY_HEADER]: identity });
@@ -171,7 +177,7 @@ async function main(): Promise<void> {
     recordResult(
       'subscription-throughput',
       'Streams through the gateway vs straight from the gpu-server (issues 4b, 19)',
-      `\`npx tsx bench/subscription-throughput.ts\` — ${STREAMS} concurrent streams of ${MAX_TOKENS} tokens (sluice-chat), ${ROUNDS} alternating rounds after a warm-up, then ${LONE_STREAMS} streams one at a time on each path. Direct: one shared ModelStreamInfer call from the benchmark process. Subgraph: graphql-ws straight to the inference subgraph (identity signed as the gateway signs it), which shares one ModelStreamInfer call. Gateway: graphql-ws to the gateway, which subscribes on the inference subgraph.
+      `\`npx tsx bench/subscription-throughput.ts\` — ${STREAMS} concurrent streams of ${MAX_TOKENS} tokens (sluice-chat), ${ROUNDS} alternating rounds after a warm-up, then ${LONE_STREAMS} streams one at a time on each path. Direct: one shared ModelStreamInfer call from the benchmark process. Subgraph: graphql-ws straight to the inference subgraph (identity signed as the gateway signs it), which shares one ModelStreamInfer call. Gateway: graphql-ws to the gateway, which subscribes on the inference subgraph. Each graphql-ws client holds its connection open between streams, as the direct path holds its call.
 
 | path | tokens/s | time to first token p50 | p99 | alone p50 | alone p99 |
 |---|---:|---:|---:|---:|---:|

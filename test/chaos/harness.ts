@@ -303,7 +303,7 @@ export class Load {
     const start = Date.now();
     const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
     // Up to 3 sockets until one is acknowledged, as a browser's graphql-ws client retries a connection that fails to open.
-    const ws = wsClient(this.gatewayUrl, user.token, 3);
+    const ws = wsClient(this.gatewayUrl, user.token, { connectAttempts: 3 });
     // dispose() rejects with the socket's error when it is called while a connection attempt is failing: the
     // outcome is already decided then, and a rejection nobody awaits would end the whole load's process.
     const dispose = () => Promise.resolve(ws.dispose()).catch(() => undefined);

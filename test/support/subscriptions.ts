@@ -13,14 +13,19 @@ export interface Event<T = Record<string, any>> {
  * browser client with graphql-ws' default retries does, when the socket fails before the server acknowledged it
  * (a connection that landed on a replica as it began to drain): no subscription had been sent yet, so none can run
  * twice. Once acknowledged it never reconnects, so a stream cut later is seen as cut.
+ *
+ * graphql-ws closes an idle socket at once by default, so a client that runs one stream after another opens a
+ * socket (and the gateway one upstream) for each; `keepOpen` holds it open between operations, as a chat client
+ * with a conversation open would, and as a benchmark comparing with a held gRPC stream must.
  */
-export function wsClient(httpUrl: string, token?: string, connectAttempts = 1): Client {
+export function wsClient(httpUrl: string, token?: string, options: { connectAttempts?: number; keepOpen?: boolean } = {}): Client {
   let acknowledged = false;
   return createClient({
     url: httpUrl.replace(/^http/, 'ws'),
     webSocketImpl: WebSocket,
     connectionParams: token ? { Authorization: `Bearer ${token}` } : {},
-    retryAttempts: connectAttempts - 1,
+    ...(options.keepOpen ? { lazyCloseTimeout: 10 * 60_000 } : {}),
+    retryAttempts: (options.connectAttempts ?? 1) - 1,
     shouldRetry: () => !acknowledged,
     on: { connected: () => (acknowledged = true) },
   });
