@@ -16,7 +16,7 @@ import { ApolloServerErrorCode } from '@apollo/server/errors';
 import { getOperationAST, getVariableValues, GraphQLError, parse, validate, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import { remember } from '../../lib/bounded-map';
 import { ErrorCode } from '../../lib/errors';
-import { interruptible } from '../../lib/interruptible';
+import { interruptible, RETURNED } from '../../lib/interruptible';
 import type { Logger } from '../../lib/log';
 import type { GatewayContext } from '../auth/context';
 import { requestLog } from '../metrics/request-log';
@@ -205,7 +205,7 @@ export class SubscriptionService {
       }
     })();
     // return() must reach the upstream subscription at once, not after its next event.
-    return interruptible(events, { interrupt: () => unsubscribe.abort(), end: release });
+    return interruptible(events, { interrupt: () => unsubscribe.abort(RETURNED), end: release });
   }
 }
 

@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../../lib/errors';
-import { interruptible } from '../../../lib/interruptible';
+import { interruptible, RETURNED } from '../../../lib/interruptible';
 import type { FinishReason, Usage } from '../../../lib/usage-events';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
@@ -159,7 +159,7 @@ export class Completions {
     // `end` also covers a return() before the first next(), when the generator never ran: the hold is released.
     const priority = priorityFor(caller.identity, this.options.priorities);
     return interruptible(this.streamPrepared(prepared, metered, `cmpl-${randomUUID()}`, { delivered: true, signal: unsubscribed.signal, priority, cacheKey }), {
-      interrupt: () => unsubscribed.abort(),
+      interrupt: () => unsubscribed.abort(RETURNED),
       end: () => metered.end('CANCELLED', false),
     });
   }
