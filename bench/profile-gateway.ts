@@ -7,9 +7,11 @@
  * profiler (`--cpu-prof`) while 50 keep-alive connections send the query;
  * only the samples taken inside the measured window count (not start-up, not
  * the warm-up, not the drain). The self time of each sample is attributed to
- * the function it was in, and grouped by where that function lives: a package
- * under node_modules, a file of ours, Node's internals, or V8's own work
- * (garbage collection, compiled-code stubs as "(program)").
+ * the function it was in, and grouped by where that function lives
+ * (gpu-server/testing/load-profile.ts's `placeOf`, as bench/server-overhead.ts
+ * groups its profile): a package under node_modules, a directory of ours, a
+ * Node module, or a native or V8 frame by name (garbage collection,
+ * compiled-code stubs as "(program)").
  *
  *   npx tsx bench/profile-gateway.ts [--dedup on|off, default on] [seconds, default 8]
  */
@@ -17,6 +19,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { type CpuProfile, frameName, IDLE, placeOf, type ProfileNode } from '../gpu-server/testing/load-profile';
 import { startSecondGateway } from './rate-limit-load';
 import { loadNote, recordResult } from './results';
 import { benchStack } from './stack';
@@ -31,31 +34,6 @@ const SECONDS = Number(positional[0] ?? 8);
 if (!(SECONDS >= 1)) throw new Error(`seconds expects a number of at least 1, but got ${positional[0]}`);
 const WARMUP_SECONDS = 3;
 const CONNECTIONS = 50;
-const ROOT = path.resolve(__dirname, '..');
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-interface CpuProfile {
-  nodes: ProfileNode[];
-  startTime: number;
-  endTime: number;
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Where a function lives: a package, a file of ours, Node's internals, or one of V8's pseudo-frames. */
-function placeOf(url: string, functionName: string): string {
-  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
-  const inPackage = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
-  if (inPackage) return inPackage[1];
-  if (url.startsWith('node:')) return 'Node internals';
-  const file = url.replace(/^file:\/\//, '');
-  return file.startsWith(ROOT) ? path.relative(ROOT, file) : file;
-}
 
 interface Attribution {
   /** Samples in the window, and those of them not idle. */
@@ -69,13 +47,6 @@ interface Attribution {
 
 const CALLER_DEPTH = 4;
 const CALLERS_SHOWN = 8;
-
-/** A function as the tables name it: name, and where it lives. */
-function functionKey(node: ProfileNode): string {
-  const { functionName, url, lineNumber } = node.callFrame;
-  if (!url) return functionName.startsWith('(') ? functionName : `${functionName} (native)`;
-  return `${functionName || '(anonymous)'} (${placeOf(url, functionName)}:${lineNumber + 1})`;
-}
 
 /** The samples of `profile` taken between `from` and `to` (wall-clock ms), the profile having ended when the process exited at `exitedAt`. */
 function attribute(profile: CpuProfile, from: number, to: number, exitedAt: number): Attribution {
@@ -92,15 +63,14 @@ function attribute(profile: CpuProfile, from: number, to: number, exitedAt: numb
     if (wall < from || wall > to) continue;
     result.samples++;
     const node = nodes.get(profile.samples[i]) as ProfileNode;
-    const { functionName, url } = node.callFrame;
-    if (functionName === '(idle)') continue;
+    if (node.callFrame.functionName === IDLE) continue;
     result.busy++;
-    add(result.byPlace, placeOf(url, functionName));
-    const key = functionKey(node);
+    add(result.byPlace, placeOf(node.callFrame));
+    const key = frameName(node.callFrame);
     add(result.byFunction, key);
     const chain: string[] = [];
     for (let parent = parents.get(node.id); parent && chain.length < CALLER_DEPTH; parent = parents.get(parent.id)) {
-      if (parent.callFrame.url && !parent.callFrame.url.startsWith('node:')) chain.push(functionKey(parent));
+      if (parent.callFrame.url && !parent.callFrame.url.startsWith('node:')) chain.push(frameName(parent.callFrame));
     }
     if (!result.callers.has(key)) result.callers.set(key, new Map());
     add(result.callers.get(key) as Map<string, number>, chain.join(' ← ') || '(no caller of ours)');

@@ -9,21 +9,24 @@ import * as fs from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import * as path from 'node:path';
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
+  /** When the profiler started and stopped, in µs of the process's monotonic clock. */
+  startTime: number;
+  endTime: number;
   samples: number[];
   timeDeltas: number[];
 }
 
 const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 /** V8's pseudo-frames: time not spent in a JS or native function. */
-const IDLE = '(idle)';
+export const IDLE = '(idle)';
 
 /** Runs `work` under the sampling profiler (one sample per `intervalUs`), writes the profile to `file`. */
 export async function profileCpu<T>(file: string, work: () => Promise<T>, intervalUs = 100): Promise<{ result: T; profile: CpuProfile }> {
@@ -43,7 +46,7 @@ export async function profileCpu<T>(file: string, work: () => Promise<T>, interv
 }
 
 /** Where a frame's code lives: an npm package, a Node module, a project directory, or a native/V8 frame by name. */
-function placeOf({ url, functionName }: ProfileNode['callFrame']): string {
+export function placeOf({ url, functionName }: ProfileNode['callFrame']): string {
   if (!url) return functionName || '(native)';
   const packageMatch = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (packageMatch) return packageMatch[1];
@@ -52,7 +55,7 @@ function placeOf({ url, functionName }: ProfileNode['callFrame']): string {
   return path.relative(PROJECT_ROOT, file).split(path.sep).slice(0, 2).join('/');
 }
 
-function frameName(frame: ProfileNode['callFrame']): string {
+export function frameName(frame: ProfileNode['callFrame']): string {
   const file = frame.url ? ` ${path.basename(frame.url)}${frame.url.includes('node_modules') ? `:${frame.lineNumber + 1}` : ''}` : '';
   return `${frame.functionName || '(anonymous)'}${file}`;
 }
