@@ -22,8 +22,7 @@ import path from 'node:path';
 import { ErrorCode } from '../lib/errors';
 import { startRedisServer } from '../scripts/redis-server';
 import { startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
-import { Load, QUERY_PARTS, signUpUsers, sleep, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
-import { inferenceCount } from '../test/support/gpu-processes';
+import { busiestGpuEndpoint, Load, QUERY_PARTS, signUpUsers, sleep, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
 import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster';
 import { startReplicatedStack, SUBGRAPHS, type ReplicatedStack } from '../test/support/replicated-stack';
 import { freeStackPorts } from '../test/support/stack';
@@ -146,6 +145,8 @@ async function measure(shape: Shape, label: string): Promise<Throughput> {
 
 interface Fault {
   name: string;
+  /** Runs under the load before the fault's clock starts (choosing its victim), so that the kill is at the clock's start. */
+  aim?(scaled: Scaled): Promise<void>;
   inject(scaled: Scaled): Promise<void>;
   /** Resolves once the replica is ready again. */
   recover(scaled: Scaled): Promise<void>;
@@ -160,20 +161,24 @@ const replicaLost = (stack: 'a' | 'b', service: ServiceName, name: string): Faul
 const GPU_FAULT = 'the gpu-server serving the streams (1 of 3)';
 
 /**
- * The router keeps a prompt on the gpu-server that has its prefix cached, so
- * the load's streams (one prompt) all run on one gpu-server: that is the one
- * lost, or no stream would be in flight on it.
+ * The load's streams spread over the gpu-servers (the router keeps each
+ * user's conversation where its prefix is cached, per inference replica): the
+ * one lost is the one holding the most of both replicas' requests just
+ * before the kill, so that streams are surely in flight on it.
  */
 function streamingGpuLost(): Fault {
   let victim: Scaled['gpus'][number] | undefined;
   return {
     name: GPU_FAULT,
-    inject: async (scaled) => {
-      const streamed = await Promise.all(scaled.gpus.map((gpu) => inferenceCount(gpu.address, 'sluice-chat')));
-      victim = scaled.gpus[streamed.indexOf(Math.max(...streamed))];
-      process.stdout.write(`streams run per gpu-server: ${streamed.join(', ')}; killing ${victim.stack}'s ${victim.name}\n`);
-      await scaled[victim.stack].kill(victim.name, 'SIGKILL');
+    aim: async (scaled) => {
+      const address = await busiestGpuEndpoint(
+        [scaled.a, scaled.b],
+        scaled.gpus.map((gpu) => gpu.address),
+      );
+      victim = scaled.gpus.find((gpu) => gpu.address === address)!;
+      process.stdout.write(`killing ${victim.stack}'s ${victim.name} (${address}), the gpu-server with the most requests in flight\n`);
     },
+    inject: (scaled) => scaled[victim!.stack].kill(victim!.name, 'SIGKILL'),
     recover: (scaled) => scaled[victim!.stack].restart(victim!.name),
   };
 }
@@ -208,6 +213,7 @@ async function failover(scaled: Scaled): Promise<{ results: FaultResult[]; outsi
   await sleep(WARMUP_MS);
   const windows: { fault: Fault; killAt: number; readyAt: number; until: number }[] = [];
   for (const fault of FAULTS) {
+    await fault.aim?.(scaled);
     const killAt = Date.now();
     await fault.inject(scaled);
     await sleep(OUTAGE_MS);

@@ -414,15 +414,33 @@ export function busiestGpuServerKilled(): Omit<Scenario, 'name'> {
   };
 }
 
-/** The gpu-server with the most requests in flight on it in both of two samples of inference's /metrics, 20 ms apart, waiting (bounded) for one with any. */
+/** The gpu-server of `stack` with the most requests in flight on it (busiestGpuEndpoint). */
 async function busiestGpuServer(stack: Stack): Promise<ServiceName> {
   const servers = gpuServers(stack.ports, stack.env);
+  const address = await busiestGpuEndpoint(
+    [stack],
+    servers.map((gpu) => `127.0.0.1:${gpu.grpc}`),
+  );
+  return servers.find((gpu) => `127.0.0.1:${gpu.grpc}` === address)!.name;
+}
+
+/**
+ * Of the gpu-server `addresses`, the one with the most requests in flight on
+ * it in both of two samples 20 ms apart (summed over the inference replicas
+ * of `stacks`, from their /metrics), waiting (bounded) for one with any: a
+ * gpu-server to kill while it surely holds streams.
+ */
+export async function busiestGpuEndpoint(stacks: Stack[], addresses: string[]): Promise<string> {
+  const sample = async () => {
+    const seen = await Promise.all(stacks.map(gpuEndpointsInFlight));
+    return addresses.map((address) => seen.reduce((n, endpoints) => n + (endpoints.get(address) ?? 0), 0));
+  };
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    const [first, second] = [await gpuEndpointsInFlight(stack), await sleep(20).then(() => gpuEndpointsInFlight(stack))];
-    const held = servers.map((gpu) => ({ name: gpu.name, count: Math.min(first.get(`127.0.0.1:${gpu.grpc}`) ?? 0, second.get(`127.0.0.1:${gpu.grpc}`) ?? 0) }));
-    const [busiest] = held.sort((a, b) => b.count - a.count);
-    if (busiest.count > 0) return busiest.name;
+    const [first, second] = [await sample(), await sleep(20).then(sample)];
+    const held = first.map((count, i) => Math.min(count, second[i]));
+    const most = Math.max(...held);
+    if (most > 0) return addresses[held.indexOf(most)];
   }
   throw new Error('expected a gpu-server with requests in flight under the load, but none had any for 15 s');
 }
