@@ -10,21 +10,16 @@
  *   /v1/chat/completions and through the `complete` mutation over HTTP.
  *
  * No seed is sent, so the response cache is bypassed on both sides (every
- * request is generated). Both clients are lean (node:http with a line
- * parser over keep-alive connections, as curl would read the stream;
- * graphql-ws's own client), so the figures compare the servers: the client
- * shares the machine's two cores, and fetch's web streams cost it several
- * times what node:http does per chunk. Its CPU per token is reported.
- * Both hold their connections between streams (HTTP keep-alive; the
- * graphql-ws client closes no idle socket).
+ * request is generated). The clients are bench/support/stream-doors.ts's
+ * lean ones, holding their connections between streams; the client's CPU per
+ * token is reported, since it shares the machine's two cores.
  *
  *   npx tsx bench/openai-api.ts [rounds] [lone streams] [seconds of whole completions]
  */
-import { Agent, type IncomingMessage, request } from 'node:http';
 import os from 'node:os';
-import { wsClient } from '../test/support/subscriptions';
 import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
+import { type Round, streamDoors } from './support/stream-doors';
 
 const STREAMS = 50;
 const MAX_TOKENS = 32;
@@ -35,110 +30,16 @@ const WHOLE_SECONDS = Number(process.argv[4] ?? 8);
 const WHOLE_MAX_TOKENS = 4;
 const PROMPT = 'Describe a river in a few words.';
 const MESSAGES = [{ role: 'user', content: PROMPT }];
-const STREAM = 'subscription($i: CompletionInput!) { completionStream(input: $i) { delta finishReason usage { completionTokens } } }';
 const COMPLETE = 'mutation($i: CompletionInput!) { complete(input: $i) { text usage { completionTokens } } }';
-
-interface Round {
-  tokens: number;
-  seconds: number;
-  ttftMs: number[];
-  /** CPU time of this process (the client) during the round. */
-  clientCpuMs: number;
-}
-
-/** What the benchmark reads of a chunk (or of the error event a stream may end with). */
-interface SseChunk {
-  choices: Array<{ delta: { content?: string } }>;
-  usage?: { completion_tokens: number } | null;
-  error?: unknown;
-}
-
-/** Reads an OpenAI SSE response: calls `onChunk` with each parsed `data:` event until `[DONE]`. */
-async function readSse(response: IncomingMessage, onChunk: (chunk: SseChunk) => void): Promise<void> {
-  response.setEncoding('utf8');
-  if (response.statusCode !== 200) {
-    let text = '';
-    for await (const part of response) text += part;
-    throw new Error(`/v1/chat/completions answered ${response.statusCode}: ${text}`);
-  }
-  let buffered = '';
-  for await (const text of response as AsyncIterable<string>) {
-    buffered += text;
-    for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
-      const event = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      if (!event.startsWith('data: ')) continue; // keep-alive comments
-      const data = event.slice(6);
-      if (data === '[DONE]') {
-        response.resume();
-        return;
-      }
-      const chunk = JSON.parse(data) as SseChunk;
-      if (chunk.error) throw new Error(`stream error: ${JSON.stringify(chunk.error)}`);
-      onChunk(chunk);
-    }
-  }
-  throw new Error('the SSE stream ended without [DONE]');
-}
-
-/** POSTs `body` as JSON on one of `agent`'s keep-alive connections; resolves with the response as its head arrives. */
-function post(url: string, agent: Agent, headers: Record<string, string>, body: string): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, resolve);
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/**
- * `streams` streams at once; each calls `chunk` per event with its text and,
- * on the last, the server-counted completion tokens.
- */
-async function round(streams: number, run: (chunk: (text: string, completionTokens?: number) => void) => Promise<void>): Promise<Round> {
-  const started = performance.now();
-  const cpuBefore = process.cpuUsage();
-  const ttft: number[] = [];
-  let tokens = 0;
-  await Promise.all(
-    Array.from({ length: streams }, async () => {
-      const t0 = performance.now();
-      let first = true;
-      await run((text, completionTokens) => {
-        if (first && text) {
-          ttft.push(performance.now() - t0);
-          first = false;
-        }
-        tokens += completionTokens ?? 0;
-      });
-    }),
-  );
-  const cpu = process.cpuUsage(cpuBefore);
-  return { tokens, seconds: (performance.now() - started) / 1000, ttftMs: ttft, clientCpuMs: (cpu.user + cpu.system) / 1000 };
-}
 
 async function main(): Promise<void> {
   const loadAtStart = os.loadavg()[0];
   const { stack, token } = await benchStack();
   const v1 = stack.gatewayUrl.replace(/\/graphql$/, '/v1');
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-  const ws = wsClient(stack.gatewayUrl, token, { keepOpen: true });
-  const sseAgent = new Agent({ keepAlive: true, maxSockets: STREAMS });
-
-  const viaSse = (streams = STREAMS) =>
-    round(streams, async (chunk) => {
-      const body = { model: 'sluice-chat', messages: MESSAGES, max_tokens: MAX_TOKENS, temperature: 0.8, stream: true, stream_options: { include_usage: true } };
-      const response = await post(`${v1}/chat/completions`, sseAgent, headers, JSON.stringify(body));
-      await readSse(response, (c) => chunk(c.choices[0]?.delta.content ?? '', c.usage?.completion_tokens));
-    });
-  const viaWs = (streams = STREAMS) =>
-    round(streams, async (chunk) => {
-      const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: MAX_TOKENS, temperature: 0.8 };
-      for await (const event of ws.iterate<{ completionStream: { delta: string; usage: { completionTokens: number } | null } }>({ query: STREAM, variables: { i: input } })) {
-        if (event.errors) throw new Error(JSON.stringify(event.errors));
-        const { delta, usage } = event.data!.completionStream;
-        chunk(delta, usage?.completionTokens);
-      }
-    });
+  const doors = streamDoors(stack, token, { streams: STREAMS, maxTokens: MAX_TOKENS, messages: MESSAGES });
+  const viaSse = doors.sse;
+  const viaWs = doors.graphqlWs;
 
   /** Whole completions per second from CLIENTS clients in a loop for WHOLE_SECONDS. */
   const wholeRate = async (request: () => Promise<void>): Promise<number> => {
@@ -226,8 +127,7 @@ async function main(): Promise<void> {
 ${loadNote(loadAtStart)}.`,
     );
   } finally {
-    sseAgent.destroy();
-    await ws.dispose();
+    await doors.close();
     await stack.stop();
   }
 }

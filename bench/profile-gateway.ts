@@ -19,11 +19,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { type CpuProfile, frameName, IDLE, placeOf, type ProfileNode } from '../gpu-server/testing/load-profile';
+import type { CpuProfile } from '../gpu-server/testing/load-profile';
 import { startSecondGateway } from './rate-limit-load';
 import { loadNote, recordResult } from './results';
 import { benchStack } from './stack';
 import { EVERY_FEATURE_FOREIGN } from './support/every-feature';
+import { attribute, monotonicUs, selfTimeTables, share } from './support/profile-window';
 import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
 
 const dedupFlag = process.argv.indexOf('--dedup');
@@ -34,52 +35,6 @@ const SECONDS = Number(positional[0] ?? 8);
 if (!(SECONDS >= 1)) throw new Error(`seconds expects a number of at least 1, but got ${positional[0]}`);
 const WARMUP_SECONDS = 3;
 const CONNECTIONS = 50;
-
-interface Attribution {
-  /** Samples in the window, and those of them not idle. */
-  samples: number;
-  busy: number;
-  byPlace: Map<string, number>;
-  byFunction: Map<string, number>;
-  /** For each function, the samples in it by the chain of callers above it (up to CALLER_DEPTH), outside V8's and Node's own frames. */
-  callers: Map<string, Map<string, number>>;
-}
-
-const CALLER_DEPTH = 4;
-const CALLERS_SHOWN = 8;
-
-/** The samples of `profile` taken between `from` and `to` (wall-clock ms), the profile having ended when the process exited at `exitedAt`. */
-function attribute(profile: CpuProfile, from: number, to: number, exitedAt: number): Attribution {
-  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
-  const parents = new Map<number, ProfileNode>();
-  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
-  const result: Attribution = { samples: 0, busy: 0, byPlace: new Map(), byFunction: new Map(), callers: new Map() };
-  const add = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
-  let at = profile.startTime;
-  for (let i = 0; i < profile.samples.length; i++) {
-    at += profile.timeDeltas[i];
-    // Profile clock (µs) to wall clock (ms), anchored at the end: the profile stops as the process exits.
-    const wall = exitedAt - (profile.endTime - at) / 1000;
-    if (wall < from || wall > to) continue;
-    result.samples++;
-    const node = nodes.get(profile.samples[i]) as ProfileNode;
-    if (node.callFrame.functionName === IDLE) continue;
-    result.busy++;
-    add(result.byPlace, placeOf(node.callFrame));
-    const key = frameName(node.callFrame);
-    add(result.byFunction, key);
-    const chain: string[] = [];
-    for (let parent = parents.get(node.id); parent && chain.length < CALLER_DEPTH; parent = parents.get(parent.id)) {
-      if (parent.callFrame.url && !parent.callFrame.url.startsWith('node:')) chain.push(frameName(parent.callFrame));
-    }
-    if (!result.callers.has(key)) result.callers.set(key, new Map());
-    add(result.callers.get(key) as Map<string, number>, chain.join(' ← ') || '(no caller of ours)');
-  }
-  return result;
-}
-
-const share = (n: number, of: number) => `${((100 * n) / of).toFixed(1)} %`;
-const top = (map: Map<string, number>, count: number) => [...map].sort((a, b) => b[1] - a[1]).slice(0, count);
 
 async function hammer(url: string, body: string, expected: string, seconds: number): Promise<{ requests: number; failures: number }> {
   const result = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body, expectBody: expected, connections: CONNECTIONS, duration: seconds });
@@ -92,7 +47,6 @@ async function main(): Promise<void> {
   // Redis and the signing secrets come from a stack of ours; the graph served is the benchmark's.
   const { stack } = await benchStack({ GATEWAY_RESPONSE_CACHE: 'false' });
   const subgraphs = await startBenchmarkSubgraphs();
-  let exitedAt = 0;
   try {
     const env = { ...EVERY_FEATURE_FOREIGN, GATEWAY_DEDUP: dedup === 'on' ? 'true' : 'false', GATEWAY_WORKERS: '1', GATEWAY_SUPERGRAPH_FILE: subgraphs.supergraphFile };
     const gateway = await startSecondGateway(stack, env, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
@@ -101,39 +55,21 @@ async function main(): Promise<void> {
     const expected = await first.text();
     if (first.status !== 200 || JSON.parse(expected).errors) throw new Error(`expected 200 with no errors from the gateway, got ${first.status}: ${expected.slice(0, 500)}`);
     await hammer(gateway.url, body, expected, WARMUP_SECONDS);
-    const from = Date.now();
+    const from = monotonicUs();
     const run = await hammer(gateway.url, body, expected, SECONDS);
-    const to = Date.now();
+    const to = monotonicUs();
     await gateway.stop();
-    exitedAt = Date.now();
     if (run.failures > 0) process.exitCode = 1;
 
     const [file] = readdirSync(profileDir).filter((name) => name.endsWith('.cpuprofile'));
     if (!file) throw new Error(`expected the gateway to write a .cpuprofile into ${profileDir} as it exited, but found none`);
     const profile = JSON.parse(readFileSync(path.join(profileDir, file), 'utf8')) as CpuProfile;
-    const seen = attribute(profile, from, to, exitedAt);
-    const perRequestUs = (((seen.busy / seen.samples) * (to - from)) / run.requests) * 1000;
+    const seen = attribute(profile, [[from, to]]);
+    const perRequestUs = ((seen.busy / seen.samples) * (to - from)) / run.requests;
     const report = [
-      `One Sluice gateway process (1 worker, every feature on as in section 9b, dedup ${dedup}) serving the public gateways-benchmark query (≈ 87 KB answers) to ${CONNECTIONS} keep-alive connections, profiled with V8's sampling profiler (\`--cpu-prof\`); only the ${SECONDS} s measured after a ${WARMUP_SECONDS} s warm-up count (\`npx tsx bench/profile-gateway.ts --dedup ${dedup} ${SECONDS}\`). ${run.requests} requests (${(run.requests / ((to - from) / 1000)).toFixed(0)}/s under the profiler), ${run.failures} failed. The main thread was busy in ${share(seen.busy, seen.samples)} of ${seen.samples} samples: about ${perRequestUs.toFixed(0)} µs per request on it (the process's other threads — V8's concurrent GC and compiler, libuv — are not in a CPU profile, so /proc's figure in 9b is higher).`,
+      `One Sluice gateway process (1 worker, every feature on as in section 9b, dedup ${dedup}) serving the public gateways-benchmark query (≈ 87 KB answers) to ${CONNECTIONS} keep-alive connections, profiled with V8's sampling profiler (\`--cpu-prof\`); only the ${SECONDS} s measured after a ${WARMUP_SECONDS} s warm-up count (\`npx tsx bench/profile-gateway.ts --dedup ${dedup} ${SECONDS}\`). ${run.requests} requests (${(run.requests / ((to - from) / 1e6)).toFixed(0)}/s under the profiler), ${run.failures} failed. The main thread was busy in ${share(seen.busy, seen.samples)} of ${seen.samples} samples: about ${perRequestUs.toFixed(0)} µs per request on it (the process's other threads — V8's concurrent GC and compiler, libuv — are not in a CPU profile, so /proc's figure in 9b is higher).`,
       '',
-      'Self time of the busy samples, by where the function lives:',
-      '',
-      '| where | share |',
-      '|---|---|',
-      ...top(seen.byPlace, 15).map(([place, n]) => `| ${place} | ${share(n, seen.busy)} |`),
-      '',
-      'The functions with the most self time:',
-      '',
-      '| function | share |',
-      '|---|---|',
-      ...top(seen.byFunction, 25).map(([name, n]) => `| \`${name}\` | ${share(n, seen.busy)} |`),
-      '',
-      `Who calls the top ${CALLERS_SHOWN} (the callers outside V8's and Node's own frames, nearest first, up to ${CALLER_DEPTH}):`,
-      '',
-      ...top(seen.byFunction, CALLERS_SHOWN).flatMap(([name, n]) => [
-        `- \`${name}\`:`,
-        ...top(seen.callers.get(name) as Map<string, number>, 3).map(([chain, m]) => `  - ${share(m, n)} from \`${chain}\``),
-      ]),
+      ...selfTimeTables(seen, { places: 15, functions: 25, callers: 8 }),
       '',
       `${loadNote(loadBefore)}.`,
     ].join('\n');

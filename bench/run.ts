@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
-const SCRIPTS = [
+/** Each script with its arguments, when a section needs some. */
+const SCRIPTS: Array<string | string[]> = [
   'dynamic-batching.ts',
   'instances.ts',
   'generation-concurrency.ts',
@@ -22,8 +23,11 @@ const SCRIPTS = [
   'rate-limit-load.ts',
   'plan-executor.ts',
   'gateway-throughput.ts',
+  ['profile-gateway.ts', '--dedup', 'on'],
+  ['profile-gateway.ts', '--dedup', 'off'],
   'scale-out.ts',
   'openai-api.ts',
+  'profile-streams.ts',
   'prefix-cache.ts',
   'prefix-affinity.ts',
   'perimeter-cost.ts',
@@ -32,9 +36,10 @@ const SCRIPTS = [
 ];
 
 let failed = 0;
-for (const script of SCRIPTS) {
-  process.stdout.write(`\n=== bench/${script}\n`);
-  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, script)], { stdio: 'inherit' });
+for (const entry of SCRIPTS) {
+  const [script, ...args] = typeof entry === 'string' ? [entry] : entry;
+  process.stdout.write(`\n=== bench/${[script, ...args].join(' ')}\n`);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, script), ...args], { stdio: 'inherit' });
   if (run.status !== 0) {
     failed++;
     process.stderr.write(`bench/${script} failed (exit ${run.status ?? run.signal})\n`);

@@ -3,10 +3,11 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gql, uniqueEmail } from '../test/support/graphql';
+import type { StackOptions } from '../scripts/stack';
 import { startTestStack, type TestStack } from '../test/support/stack';
 
-export async function benchStack(env: Record<string, string> = {}): Promise<{ stack: TestStack; token: string }> {
-  const stack = await startTestStack({ SLUICE_LOG_LEVEL: 'error', GATEWAY_SUBSCRIPTIONS_PER_CONNECTION: '1000', GATEWAY_SUBSCRIPTIONS_PER_USER: '1000', ...env });
+export async function benchStack(env: Record<string, string> = {}, options: Pick<StackOptions, 'nodeArgs'> = {}): Promise<{ stack: TestStack; token: string }> {
+  const stack = await startTestStack({ SLUICE_LOG_LEVEL: 'error', GATEWAY_SUBSCRIPTIONS_PER_CONNECTION: '1000', GATEWAY_SUBSCRIPTIONS_PER_USER: '1000', ...env }, options);
   const res = await gql(stack.gatewayUrl, 'mutation($e: String!) { signUp(email: $e, password: "correct horse battery", name: "Bench") { token } }', { e: uniqueEmail('bench') });
   if (!res.data) throw new Error(`sign-up failed: ${JSON.stringify(res.errors)}`);
   return { stack, token: res.data.signUp.token };

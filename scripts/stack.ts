@@ -54,6 +54,8 @@ export interface StackOptions {
   onUnexpectedExit?: (service: ServiceName, code: number | null, signal: string | null) => void;
   /** How long to wait for each service's health probe. @default 120000 ms */
   startTimeoutMs?: number;
+  /** Extra Node options for a service's process (a benchmark's `--cpu-prof`, say). */
+  nodeArgs?: (service: ServiceName) => string[];
 }
 
 export interface Stack {
@@ -323,7 +325,7 @@ export function serviceEnv(service: ServiceName, env: Record<string, string | un
 }
 
 function spawnService(spec: ServiceSpec, options: StackOptions, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, spec.entry)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs?.(spec.name) ?? []), '--import', 'tsx', path.join(ROOT, spec.entry)], {
     cwd: ROOT,
     env: serviceEnv(spec.name, { ...process.env, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../scripts/free-port';
-import { type Stack, type StackPorts, stackPorts, startStack } from '../../scripts/stack';
+import { type Stack, type StackOptions, type StackPorts, stackPorts, startStack } from '../../scripts/stack';
 
 /**
  * The whole stack on free loopback ports with its own redis-server (or
@@ -18,7 +18,7 @@ export function freeStackPorts(): Promise<StackPorts> {
   return stackPorts(() => freePort());
 }
 
-export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestStack(env: Record<string, string> = {}, options: Pick<StackOptions, 'nodeArgs'> = {}): Promise<TestStack> {
   const ports = await freeStackPorts();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
   const logs: string[] = [];
@@ -30,6 +30,7 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
       dataDir,
       host: '127.0.0.1',
       env: { SLUICE_LOG_LEVEL: 'warn', ...env },
+      nodeArgs: options.nodeArgs,
       onLine: (service, line) => {
         logs.push(`[${service}] ${line}`);
         if (verbose) process.stdout.write(`[${service}] ${line}\n`);
