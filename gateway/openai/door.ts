@@ -29,10 +29,19 @@ export interface OpenAiDoorDeps {
 
 type Route = (res: ServerResponse, body: unknown, context: GatewayContext) => Promise<void>;
 
+/** The request's `Idempotency-Key` (a retry-safe whole completion, serve-chat.ts), undefined when it sent none. */
+function idempotencyKeyOf(req: IncomingMessage): string | undefined {
+  const value = req.headers['idempotency-key'];
+  if (Array.isArray(value)) throw invalidRequest('Idempotency-Key', `the Idempotency-Key header expects one value, but got ${value.length}`);
+  return value;
+}
+
 export function openAiDoor(deps: OpenAiDoorDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { graph, options } = deps;
-  const route = (method: string, path: string): Route | undefined => {
-    if (method === 'POST' && path === '/v1/chat/completions') return (res, body, context) => serveChatCompletion(graph, res, body, context, options.keepAliveMs);
+  const route = (req: IncomingMessage, method: string, path: string): Route | undefined => {
+    if (method === 'POST' && path === '/v1/chat/completions') {
+      return (res, body, context) => serveChatCompletion(graph, res, body, context, { keepAliveMs: options.keepAliveMs, idempotencyKey: idempotencyKeyOf(req) });
+    }
     if (method === 'POST' && path === '/v1/embeddings') return (res, body, context) => serveEmbeddings(graph, res, body, context);
     if (method === 'GET' && path === '/v1/models') return (res, _, context) => serveModels(graph, res, context);
     const model = /^\/v1\/models\/(.+)$/.exec(path);
@@ -44,7 +53,7 @@ export function openAiDoor(deps: OpenAiDoorDeps): (req: IncomingMessage, res: Se
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0];
     try {
-      const serve = route(method, path);
+      const serve = route(req, method, path);
       if (!serve)
         throw new OpenAiError(
           404,

@@ -10,8 +10,8 @@ import type { ManifestOperation } from '../persisted-queries/safelist';
 
 const USAGE = 'usage { promptTokens completionTokens totalTokens promptCacheHitTokens promptCacheMissTokens }';
 
-export const CHAT_COMPLETION = `mutation OpenAiChatCompletion($input: CompletionInput!) {
-  complete(input: $input) { id text finishReason ${USAGE} model { id version } }
+export const CHAT_COMPLETION = `mutation OpenAiChatCompletion($input: CompletionInput!, $idempotencyKey: String) {
+  complete(input: $input, idempotencyKey: $idempotencyKey) { id text finishReason ${USAGE} model { id version } }
 }`;
 
 export const CHAT_COMPLETION_STREAM = `subscription OpenAiChatCompletionStream($input: CompletionInput!) {

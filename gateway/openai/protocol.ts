@@ -118,6 +118,8 @@ export function parseEmbeddingsRequest(body: unknown): EmbeddingsRequest {
 
 /** OpenAI's parameter for a chat completion's graph field (`extensions.field`): `input.maxTokens` → `max_tokens`. */
 export function paramForChatField(field: string): string {
+  // The key comes as a header, not as a body parameter: name the header.
+  if (field === 'idempotencyKey') return 'Idempotency-Key';
   return field.replace(/^input\./, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 

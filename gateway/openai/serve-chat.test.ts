@@ -32,7 +32,7 @@ beforeAll(async () => {
     req
       .on('data', (c) => (text += c))
       .on('end', () => {
-        serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, keepAliveMs).catch((error) => {
+        serveChatCompletion(scriptedGraph(), res, JSON.parse(text), {} as GatewayContext, { keepAliveMs, idempotencyKey: req.headers['idempotency-key'] as string | undefined }).catch((error) => {
           if (error instanceof OpenAiError && !res.headersSent) sendJson(res, error.status, error.body, error.headers);
         });
       });
@@ -163,4 +163,17 @@ it('closes the subscription when the client leaves mid-stream', async () => {
   while (!text.includes('"content":"a"')) text += new TextDecoder().decode((await reader.read()).value);
   controller.abort();
   await closed; // the test times out if the subscription is never closed
+});
+
+it('refuses an Idempotency-Key on a stream, naming the header: a stream is not kept to be replayed', async () => {
+  script = { events: [chunk('a', { finishReason: 'STOP', usage: USAGE })] };
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'idempotency-key': 'retry-1' },
+    body: JSON.stringify({ model: 'sluice-chat', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  });
+  expect(response.status).toBe(400);
+  expect(await response.json()).toMatchObject({
+    error: { type: 'invalid_request_error', param: 'Idempotency-Key', message: expect.stringContaining('a stream (stream: true) is not kept to be replayed') },
+  });
 });

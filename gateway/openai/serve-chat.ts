@@ -12,7 +12,7 @@
 import type { ServerResponse } from 'node:http';
 import type { GraphQLFormattedError } from 'graphql';
 import type { GatewayContext } from '../auth/context';
-import { fromGraphQLError, OpenAiError } from './errors';
+import { fromGraphQLError, invalidRequest, OpenAiError } from './errors';
 import type { GraphOperations } from './graph-operations';
 import { CHAT_COMPLETION, CHAT_COMPLETION_STREAM } from './operations';
 import { paramForChatField, parseChatCompletionRequest, type ChatCompletionRequest } from './protocol';
@@ -55,10 +55,24 @@ export type ChatGraph = Pick<GraphOperations, 'execute' | 'subscribe'>;
 /** OpenAI's finish reasons for the graph's; CANCELLED and ERROR never reach a client as a finish. */
 const FINISH_REASONS: Record<string, string> = { STOP: 'stop', LENGTH: 'length' };
 
-export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse, body: unknown, context: GatewayContext, keepAliveMs: number): Promise<void> {
+export interface ChatRouteOptions {
+  /** How often an idle stream gets a keep-alive comment. */
+  keepAliveMs: number;
+  /** The request's Idempotency-Key header: a retry with the same key gets the first answer, generated and billed once. */
+  idempotencyKey?: string;
+}
+
+export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse, body: unknown, context: GatewayContext, options: ChatRouteOptions): Promise<void> {
   const request = parseChatCompletionRequest(body);
-  if (request.stream) return streamChatCompletion(graph, res, request, context, keepAliveMs);
-  const { data, headers } = await graph.execute(CHAT_COMPLETION, { input: request.input }, context, paramForChatField);
+  const { keepAliveMs, idempotencyKey } = options;
+  if (request.stream) {
+    // A stream is not kept to be replayed, so a key could not make its retry safe: say so rather than ignore it.
+    if (idempotencyKey !== undefined) {
+      throw invalidRequest('Idempotency-Key', 'the Idempotency-Key header makes a retry of a whole completion safe; a stream (stream: true) is not kept to be replayed, so send it without the header');
+    }
+    return streamChatCompletion(graph, res, request, context, keepAliveMs);
+  }
+  const { data, headers } = await graph.execute(CHAT_COMPLETION, { input: request.input, idempotencyKey: idempotencyKey ?? null }, context, paramForChatField);
   const completion = data.complete as Completion;
   sendJson(
     res,

@@ -2,6 +2,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import type { SubgraphContext } from '../../lib/subgraph-service';
 import type { CompletionInput } from './completions/completion-request';
 import type { CompletionChunk, Completions } from './completions/completions';
+import type { IdempotentCompletions } from './completions/idempotent-completions';
 import { embedInput, type EmbedArguments, type Embeddings } from './embeddings/embeddings';
 import { gpuError } from './gpu-tier/gpu-errors';
 import type { GpuTier } from './gpu-tier/gpu-tier';
@@ -11,6 +12,7 @@ export interface InferenceContext extends SubgraphContext {
   catalog: ModelCatalog;
   embeddings: Embeddings;
   completions: Completions;
+  idempotentCompletions: IdempotentCompletions;
   tier: GpuTier;
 }
 
@@ -29,7 +31,8 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
     },
   },
   Mutation: {
-    complete: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) => completions.complete({ identity, identityHeader }, input),
+    complete: (_: unknown, { input, idempotencyKey }: { input: CompletionInput; idempotencyKey?: string | null }, { identity, identityHeader, idempotentCompletions }: InferenceContext) =>
+      idempotentCompletions.complete({ identity, identityHeader }, input, idempotencyKey),
   },
   Subscription: {
     completionStream: {

@@ -14,6 +14,8 @@ import { GpuTier } from './gpu-tier/gpu-tier';
 import { ModelCatalog } from './models/model-catalog';
 import { Metering, type ResponseCacheBilling } from './billing/usage-billing';
 import { parsePriorityByScope } from './gpu-tier/priority';
+import { IdempotencyStore } from './completions/idempotency-store';
+import { IdempotentCompletions } from './completions/idempotent-completions';
 import { ResponseCache } from './completions/response-cache';
 import { type InferenceContext, resolvers } from './resolvers';
 import { UsagePublisher } from './billing/usage-publisher';
@@ -80,6 +82,12 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     }),
     responseCacheBilling: responseCacheBilling(envString('INFERENCE_RESPONSE_CACHE_BILLING', 'cache-hit')),
   });
+  const idempotency = new IdempotencyStore(redis, {
+    ttlMs: envInt('INFERENCE_IDEMPOTENCY_TTL_SECONDS', 86_400, { min: 1 }) * 1000,
+    leaseMs: envInt('INFERENCE_IDEMPOTENCY_LEASE_MS', 5_000, { min: 300 }),
+  });
+  // Under the gateway's subgraph deadline (30 s by default), so a waiting retry gets CONFLICT rather than a timeout.
+  const idempotentCompletions = new IdempotentCompletions(completions, idempotency, { waitMs: envInt('INFERENCE_IDEMPOTENCY_WAIT_MS', 20_000, { min: 0 }), log: config.log });
   config.log.info('GPU tier', { endpoints: tier.endpoints.map((e) => e.address) });
   return startSubgraph<InferenceContext>({
     name: 'inference',
@@ -88,7 +96,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     config,
     redis,
     verifier: identityVerifierFromEnv(),
-    context: (base) => ({ ...base, catalog, embeddings, completions, tier }),
+    context: (base) => ({ ...base, catalog, embeddings, completions, idempotentCompletions, tier }),
     checks: { gpu: () => tier.isReady() },
     routes: metricsRoute(tier),
     onStop: async () => {
