@@ -13,6 +13,7 @@ import { decodeUsageEvent, USAGE_EVENTS_STREAM } from '../lib/usage-events';
 import { TritonClient } from '../subgraphs/inference/gpu-tier/triton-client';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
+import { waitFor } from './support/wait-for';
 import { collect, wsClient } from './support/subscriptions';
 
 const ADMIN_EMAIL = `openai-admin-${process.pid}-${Date.now()}@example.test`;
@@ -84,16 +85,6 @@ const MESSAGES: OpenAI.Chat.ChatCompletionMessageParam[] = [
 async function cancelledStreams(): Promise<number> {
   const stats = (await triton.modelStatistics('sluice-chat')).model_stats[0];
   return Object.values(stats.response_stats ?? {}).reduce((n, r) => n + Number(r.cancel?.count ?? 0), 0);
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('chat completions', () => {
@@ -182,6 +173,43 @@ describe('chat completions', () => {
     const price = (await gql(stack.gatewayUrl, '{ model(id: "sluice-chat") { pricing { output } } }')).data!.model.pricing.output as number;
     // Far less than 900 tokens' worth: only what was generated before the abort is billed.
     expect(charged).toBeLessThan(Math.ceil((900 * price) / 1_000_000));
+  });
+});
+
+describe('retries with an Idempotency-Key', () => {
+  it('a whole completion sent again with the same key gets the first answer, generated and billed once; another body with it is refused', async () => {
+    const buyer = await userWith(5_000_000, ['INFERENCE_INVOKE']);
+    const buyerClient = openai(buyer.key);
+    const key = randomUUID();
+    // No seed: two generations would not give the same text.
+    const body = { model: 'sluice-chat', messages: MESSAGES, max_tokens: 12 };
+    const generations = async () => Number((await triton.modelStatistics('sluice-chat')).model_stats[0].inference_count);
+    const before = await generations();
+    // Two at once (the second waits for the first), then one after it finished.
+    const [first, concurrent] = await Promise.all([0, 1].map(() => buyerClient.chat.completions.create(body, { headers: { 'Idempotency-Key': key } })));
+    const later = await buyerClient.chat.completions.create(body, { headers: { 'Idempotency-Key': key } });
+    for (const answer of [concurrent, later]) {
+      expect(answer.id).toBe(first.id);
+      expect(answer.choices[0].message.content).toBe(first.choices[0].message.content);
+      expect(answer.usage).toEqual(first.usage);
+    }
+    expect(await generations()).toBe(before + 1);
+    await waitFor(async () => {
+      const res = await gql(stack.gatewayUrl, '{ me { balance { total reserved } } }', {}, bearer(buyer.token));
+      const balance = res.data?.me.balance as { total: number; reserved: number } | undefined;
+      return balance && balance.reserved === 0 && balance.total < 5_000_000 ? true : undefined;
+    }, 'billing to settle the completion');
+    const events = (await redis.xrange(USAGE_EVENTS_STREAM, '-', '+')).map(([, fields]) => decodeUsageEvent(fields)).filter((e) => e.userId === buyer.id);
+    expect(events).toHaveLength(1);
+    expect(events[0].completionTokens).toBe(first.usage!.completion_tokens);
+
+    const refused = await buyerClient.chat.completions.create({ ...body, max_tokens: 13 }, { headers: { 'Idempotency-Key': key } }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(refused).toMatchObject({ status: 400, param: 'Idempotency-Key', message: expect.stringContaining('was first used for a different request') });
+    expect(await generations()).toBe(before + 1);
   });
 });
 

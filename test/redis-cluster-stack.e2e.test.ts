@@ -76,17 +76,21 @@ it('auth: sign-up, a second sign-up with the same e-mail refused, login, an API 
   expect((await gql(stack.gatewayUrl, '{ me { id } }', {}, bearer(secret))).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
 });
 
-it('billing: a completion holds, settles and charges exactly its priced usage', async () => {
+it('billing: a completion holds, settles and charges exactly its priced usage, once when sent again with its idempotency key', async () => {
   const user = await signUp();
   expect(await topUp(user.id, 5_000_000)).toBe(5_000_000);
   const price = (await gql(stack.gatewayUrl, '{ model(id: "sluice-chat") { pricing { inputCacheHit inputCacheMiss output } } }')).data!.model.pricing;
-  const done = await gql(
-    stack.gatewayUrl,
-    'mutation($i: CompletionInput!) { complete(input: $i) { usage { promptCacheHitTokens promptCacheMissTokens completionTokens } } }',
-    { i: { model: 'sluice-chat', messages: [{ role: 'user', content: 'Name a river.' }], maxTokens: 4, seed: 1 } },
-    bearer(user.token),
-  );
+  const complete = () =>
+    gql(
+      stack.gatewayUrl,
+      'mutation($i: CompletionInput!, $k: String) { complete(input: $i, idempotencyKey: $k) { id usage { promptCacheHitTokens promptCacheMissTokens completionTokens } } }',
+      { i: { model: 'sluice-chat', messages: [{ role: 'user', content: 'Name a river.' }], maxTokens: 4, seed: 1 }, k: `cluster-${user.id}` },
+      bearer(user.token),
+    );
+  const done = await complete();
   expect(done.errors).toBeUndefined();
+  // The idempotency key's claim and result live on the cluster too: the same answer, and (below) one charge.
+  expect((await complete()).data).toEqual(done.data);
   const u = done.data!.complete.usage;
   const charge = Math.ceil((u.promptCacheHitTokens * price.inputCacheHit + u.promptCacheMissTokens * price.inputCacheMiss + u.completionTokens * price.output) / 1_000_000);
   const deadline = Date.now() + 20_000;
