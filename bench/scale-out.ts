@@ -113,9 +113,9 @@ async function startScaled(dataDir: string): Promise<Scaled> {
  */
 const BOUNDS = [
   'What a node loss still costs, by construction:',
-  '- **a gateway**: the requests and streams in flight on it are lost with it (`TRANSPORT`, WebSocket close 1006). The Service in front is TCP-level and cannot replay them; the client (or an HTTP-level load balancer, for queries) must retry.',
-  '- **inference**: its streams in flight end with `SERVICE_UNAVAILABLE` (coded, retryable), and a completion in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`): it may have run, so the gateway does not send it again (its hold is released when the reservation expires; nothing is billed twice).',
-  "- **a subgraph replica** (auth, billing, knowledge): a query in flight on it is retried on the other replica; a mutation in flight on it fails the same way as a completion; a call whose connection was refused is retried, mutations included. The gateway's breaker counts calls that failed after their retries, so one dead replica does not open it.",
+  "- **a gateway**: the streams in flight on it are lost with it (WebSocket close 1006): a stream is not kept to be replayed. The Service in front is TCP-level and cannot replay requests either; the load's clients send a query that got no answer again, and a completion again with its idempotency key (`complete(idempotencyKey:)`, `Idempotency-Key` on /v1), so it is answered once, generated and billed once, by whichever replica ran it.",
+  "- **inference**: its streams in flight end with `SERVICE_UNAVAILABLE` (coded, retryable). A completion in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`): it may have run, so the gateway does not send it again, but the client does, with its idempotency key: the other replica runs it once the lost one's lease on the key lapses (`INFERENCE_IDEMPOTENCY_LEASE_MS`, 5 s), or answers its result if it had finished.",
+  "- **a subgraph replica** (auth, billing, knowledge): a query in flight on it is retried on the other replica; a mutation in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`), as a completion does; a call whose connection was refused is retried, mutations included. The gateway's breaker counts calls that failed after their retries, so one dead replica does not open it.",
 ];
 
 interface Throughput {

@@ -18,6 +18,7 @@
  *    agree afterwards, and (where the GPU servers lived through the scenario)
  *    every generation the GPU ran has its usage event: nothing ran unbilled.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,7 +51,9 @@ export type Part = keyof typeof QUERY_PARTS;
 export const LOAD_QUERY = '{ me { email balance { total } documents(first: 1) { id } } models { id pricing { output } } }';
 const CHAT_MODELS = ['sluice-chat', 'sluice-chat-batch'];
 const MESSAGES = [{ role: 'user', content: 'Name a river.' }];
-const COMPLETE = 'mutation($i: CompletionInput!) { complete(input: $i) { id finishReason } }';
+const COMPLETE = 'mutation($i: CompletionInput!, $k: String) { complete(input: $i, idempotencyKey: $k) { id finishReason } }';
+/** Attempts of one load completion whose fate was unknown (see Load.complete). */
+const COMPLETE_ATTEMPTS = 3;
 /** How long a hold lasts when its request never settles (its inference process died). */
 const RESERVATION_TTL_MS = 20_000;
 /** Longest a load request may go unanswered before it is counted as lost (NO_ANSWER). */
@@ -204,7 +207,7 @@ export interface Outcome {
   codes: string[];
   /** SUBGRAPH_UNAVAILABLE reasons. */
   reasons: string[];
-  /** Query: sent again after its first attempt got no answer at all (TRANSPORT), as a client's retry link does. */
+  /** Sent again after an attempt whose fate was unknown: a query that got no answer at all (TRANSPORT), as a client's retry link does; a completion, also when its inference replica was lost under it (Load.complete). */
   retried?: boolean;
 }
 
@@ -272,8 +275,8 @@ export class Load {
 
   /**
    * One load query. A query whose connection failed without an answer (its gateway process died under it) is sent
-   * once more, as Apollo Client's RetryLink does for network errors: a query can run twice without harm. Mutations
-   * and streams are never sent again.
+   * once more, as Apollo Client's RetryLink does for network errors: a query can run twice without harm. Streams are
+   * never sent again.
    */
   private async query(user: ChaosUser): Promise<Outcome> {
     const start = Date.now();
@@ -287,15 +290,32 @@ export class Load {
     }
   }
 
+  /**
+   * One load completion, with an idempotency key, sent again with the same key when its fate is unknown, as the
+   * API's contract lets a client do: no answer at all (its gateway process died under it), SUBGRAPH_UNAVAILABLE
+   * with CONNECTION_FAILED (its inference replica died under it: it may have run), or CONFLICT (an earlier attempt
+   * still runs; after its retryAfter). Whatever happened to the earlier attempts, it is generated and billed once.
+   */
   private async complete(user: ChaosUser, client: number): Promise<Outcome> {
     const start = Date.now();
     const input = { model: 'sluice-chat-batch', messages: MESSAGES, maxTokens: 4, temperature: 0.8, seed: client, cache: false };
-    try {
-      const res = await gql(this.gatewayUrl, COMPLETE, { i: input }, bearer(user.token));
-      const ok = /^(STOP|LENGTH)$/.test(res.data?.complete?.finishReason ?? '');
-      return { kind: 'complete', start, end: Date.now(), parts: [], ok, ...codesOf(res.errors) };
-    } catch {
-      return { kind: 'complete', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [] };
+    const key = randomUUID();
+    for (let attempt = 1; ; attempt++) {
+      let outcome: Outcome;
+      let pauseMs = 0;
+      try {
+        const res = await gql(this.gatewayUrl, COMPLETE, { i: input, k: key }, bearer(user.token));
+        const ok = /^(STOP|LENGTH)$/.test(res.data?.complete?.finishReason ?? '');
+        outcome = { kind: 'complete', start, end: Date.now(), parts: [], ok, ...codesOf(res.errors) };
+        const lost = res.errors?.some((e) => e.extensions?.code === 'SUBGRAPH_UNAVAILABLE' && e.extensions.reason === 'CONNECTION_FAILED');
+        const running = res.errors?.find((e) => e.extensions?.code === 'CONFLICT');
+        if (!ok && !lost && !running) return { ...outcome, retried: attempt > 1 };
+        pauseMs = running ? Number(running.extensions?.retryAfter ?? 1) * 1000 : 0;
+      } catch {
+        outcome = { kind: 'complete', start, end: Date.now(), parts: [], ok: false, codes: ['TRANSPORT'], reasons: [] };
+      }
+      if (outcome.ok || attempt === COMPLETE_ATTEMPTS) return { ...outcome, retried: attempt > 1 };
+      await sleep(pauseMs);
     }
   }
 
