@@ -60,12 +60,16 @@ export class BillingClient {
     const payload = JSON.stringify(body);
     const attempts = this.options.attempts ?? 2;
     let lastProblem = '';
+    let fresh = false;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       let reply: { status: number; body: unknown };
       try {
-        reply = await this.post(identityHeader, payload);
+        reply = await this.post(identityHeader, payload, fresh);
       } catch (error) {
         lastProblem = (error as Error).message;
+        // The pooled connection broke (a billing replica lost under it): the pool's other idle ones may lead to the
+        // same dead replica, so the next attempt opens its own, which a Service routes to a live replica.
+        fresh = true;
         continue;
       }
       if (reply.status === 200) return reply.body as Reservation;
@@ -81,13 +85,14 @@ export class BillingClient {
     this.agent.destroy();
   }
 
-  private post(identityHeader: string, payload: string): Promise<{ status: number; body: unknown }> {
+  /** One POST, on a pooled keep-alive connection, or on a connection of its own (`fresh`). */
+  private post(identityHeader: string, payload: string, fresh: boolean): Promise<{ status: number; body: unknown }> {
     return new Promise((resolve, reject) => {
       const req = request(
         this.url,
         {
           method: 'POST',
-          agent: this.agent,
+          agent: fresh ? false : this.agent,
           timeout: this.options.timeoutMs ?? 2_000,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), [IDENTITY_HEADER]: identityHeader },
         },
