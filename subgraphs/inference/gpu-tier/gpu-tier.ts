@@ -24,10 +24,14 @@
  * (one ModelInfer) goes whole to one endpoint. Streams stay on the endpoint
  * that started them (its shared stream, `startStream`).
  *
- * Failover: a call is retried, on another endpoint, only when it provably
- * never started (`neverStarted` in triton-client.ts): nothing that may have
- * started generating runs twice. An endpoint that could not be connected is
- * taken out until a poll reaches it again; one that says the model is not
+ * Failover: a call is retried, on another endpoint, when it provably never
+ * started (`neverStarted` in triton-client.ts); a ModelInfer also when its
+ * connection dropped under it (`connectionDropped`: its server died): a
+ * unary answer that never arrived was delivered to no one and billed to no
+ * one, so running it again costs GPU time at worst (when the server lived
+ * and finished it), never a doubled answer or charge. A stream never moves
+ * once it may have started. An endpoint that could not be connected, or
+ * whose connection dropped, is taken out until a poll reaches it again; one that says the model is not
  * ready loses that model until its next index; transport failures count on
  * its circuit breaker; a successful poll closes the breaker, so a restarted
  * endpoint rejoins by itself.
@@ -43,7 +47,7 @@ import { GpuEndpoint } from './gpu-endpoint';
 import { AffinityTable } from './prefix-affinity';
 import { NoEndpointError, withAffinity } from './router';
 import { StreamError, type StreamRoute } from './shared-stream';
-import { isTransportFailure, neverStarted, refusedAsNotReady, type TritonApi, type TritonClient } from './triton-client';
+import { connectionDropped, isTransportFailure, neverStarted, refusedAsNotReady, type TritonApi, type TritonClient } from './triton-client';
 
 export { GpuEndpoint } from './gpu-endpoint';
 export { NoEndpointError } from './router';
@@ -329,7 +333,7 @@ export class GpuTier implements TritonApi {
 
   /** Routed by the request's model: a batch goes whole to one endpoint. */
   modelInfer(request: ModelInferRequest, deadlineMs?: number) {
-    return this.call(request.model_name ?? '', request.model_version ?? '', rows(request), (c) => c.modelInfer(request, deadlineMs));
+    return this.call(request.model_name ?? '', request.model_version ?? '', rows(request), (c) => c.modelInfer(request, deadlineMs), movable);
   }
 
   close(): void {
@@ -340,7 +344,8 @@ export class GpuTier implements TritonApi {
     this.retiring.clear();
   }
 
-  private async call<T>(model: string, version: string, weight: number, call: (client: TritonClient) => Promise<T>): Promise<T> {
+  /** `mayMove`: whether a failed attempt may run on another endpoint (by default, only one that never started). */
+  private async call<T>(model: string, version: string, weight: number, call: (client: TritonClient) => Promise<T>, mayMove: (error: unknown) => boolean = neverStarted): Promise<T> {
     const attempts = this.options.maxAttempts ?? 3;
     let delay = this.options.backoffMs ?? 50;
     for (let attempt = 1; ; attempt++) {
@@ -361,12 +366,12 @@ export class GpuTier implements TritonApi {
           endpoint.markNotReady(model, (error as grpc.ServiceError).details);
         } else if (transport) {
           endpoint.breaker.observe(false);
-          if (neverStarted(error)) endpoint.reachable = false; // until a poll reaches it again
+          if (neverStarted(error) || connectionDropped(error)) endpoint.reachable = false; // until a poll reaches it again
         } else {
           endpoint.breaker.observe(true);
           throw error;
         }
-        if (!neverStarted(error) || attempt >= attempts) throw error;
+        if (!mayMove(error) || attempt >= attempts) throw error;
         this.options.log.warn('GPU call did not start; moving it to another endpoint', { endpoint: endpoint.address, model, attempt, error: (error as grpc.ServiceError).details });
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay *= 2;
@@ -417,6 +422,9 @@ export class GpuTier implements TritonApi {
     }
   }
 }
+
+/** What a ModelInfer may be moved for: it never started, or its connection dropped with no answer delivered (see the header). */
+const movable = (error: unknown) => neverStarted(error) || connectionDropped(error);
 
 /** Batch rows of a ModelInfer request (its first input's leading dimension when it has a batch dimension). */
 function rows(request: ModelInferRequest): number {

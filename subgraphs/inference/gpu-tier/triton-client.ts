@@ -144,6 +144,19 @@ export function neverStarted(error: unknown): boolean {
   return isGrpcError(error) && error.code === grpc.status.UNAVAILABLE && NEVER_STARTED.test(error.details ?? '');
 }
 
+/**
+ * The connection broke with the call on it, as when its server is killed:
+ * whether the server began the call cannot be known. A unary call's answer
+ * then reached no one, so it may run elsewhere (gpu-tier.ts's modelInfer);
+ * a stream's tokens may have, so a stream never does.
+ */
+export function connectionDropped(error: unknown): boolean {
+  return isGrpcError(error) && error.code === grpc.status.UNAVAILABLE && DROPPED.test(error.details ?? '');
+}
+
+/** grpc-js's words for a connection lost under a call: its own, or the socket's error when that arrives first. */
+const DROPPED = /^(Connection dropped|read ECONNRESET)$/;
+
 /** The server answered that the model (or the whole server) takes no requests now. */
 export function refusedAsNotReady(error: unknown): boolean {
   return isGrpcError(error) && error.code === grpc.status.UNAVAILABLE && SERVER_REFUSED.test(error.details ?? '');
