@@ -656,7 +656,10 @@ export async function settledMoney(chaos: ChaosStack, users: ChaosUser[], timeou
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const events = (await redis.xrange(USAGE_EVENTS_STREAM, '-', '+')).map(([, fields]) => decodeUsageEvent(fields));
+      const published = (await redis.xrange(USAGE_EVENTS_STREAM, '-', '+')).map(([, fields]) => decodeUsageEvent(fields));
+      // A publisher's retry after an XADD whose reply was lost (Redis going away) adds a copy of its event
+      // (usage-publisher.ts); billing settles each eventId once, so each counts once here too.
+      const events = [...new Map(published.map((event) => [event.eventId, event])).values()];
       const problems: string[] = [];
       let count = 0;
       for (const user of users) {
