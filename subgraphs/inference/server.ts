@@ -82,9 +82,11 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     }),
     responseCacheBilling: responseCacheBilling(envString('INFERENCE_RESPONSE_CACHE_BILLING', 'cache-hit')),
   });
+  // Above REDIS_FAILOVER_WAIT_MS with room: a live runner cut off from Redis by a failover keeps its key (idempotency-store.ts).
+  const leaseMs = envInt('INFERENCE_IDEMPOTENCY_LEASE_MS', 30_000, { min: 300 });
   const idempotency = new IdempotencyStore(redis, {
-    ttlMs: envInt('INFERENCE_IDEMPOTENCY_TTL_SECONDS', 86_400, { min: 1 }) * 1000,
-    leaseMs: envInt('INFERENCE_IDEMPOTENCY_LEASE_MS', 5_000, { min: 300 }),
+    ttlMs: envInt('INFERENCE_IDEMPOTENCY_TTL_SECONDS', 86_400, { min: Math.ceil(leaseMs / 1000) }) * 1000,
+    leaseMs,
   });
   // Under the gateway's subgraph deadline (30 s by default), so a waiting retry gets CONFLICT rather than a timeout.
   const idempotentCompletions = new IdempotentCompletions(completions, idempotency, { waitMs: envInt('INFERENCE_IDEMPOTENCY_WAIT_MS', 20_000, { min: 0 }), log: config.log });

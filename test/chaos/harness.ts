@@ -609,7 +609,8 @@ export async function runScenario(chaos: ChaosStack, scenario: Scenario, phases:
   const money = await settledMoney(chaos, users, RESERVATION_TTL_MS + 10_000);
   if (gpuBefore !== undefined) money.gpuRuns = (await gpuRuns(chaos)) - gpuBefore;
   if (scenario.abandonsGenerations) {
-    money.abandoned = outcomes.filter((o) => o.kind !== 'query' && !o.ok && o.start < faultAt && o.end >= faultAt).length;
+    // In flight at the kill: those that failed, and completions whose lost attempt was sent again and answered.
+    money.abandoned = outcomes.filter((o) => o.kind !== 'query' && (!o.ok || o.retried) && o.start < faultAt && o.end >= faultAt).length;
   }
   // More events than runs is no loss: a stream cancelled before the GPU counted it still gets its (empty) event.
   if (money.gpuRuns !== undefined && money.gpuRuns > money.events + (money.abandoned ?? 0)) {

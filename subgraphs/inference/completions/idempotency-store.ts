@@ -4,8 +4,12 @@
  * now (a token, under a lease the runner renews), and, once it finished, its
  * result. Every step is one Lua script on one key, so two replicas that get
  * the same key at once cannot both run it, and a runner whose lease lapsed
- * (its process died) is replaced by exactly one other. Times come from
- * Redis's own clock (TIME), so replicas with skewed clocks agree on leases.
+ * is replaced by exactly one other. A lease lapses when its runner died, but
+ * also when a live runner could not renew it for a whole lease (stalled, or
+ * cut off from Redis): then both run and both bill. So the lease (30 s by
+ * default) is well above what a Redis failover takes to be waited out
+ * (REDIS_FAILOVER_WAIT_MS, 10 s). Times come from the master's clock (TIME),
+ * so replicas of the subgraph with skewed clocks agree on leases.
  * A claim and a result are confirmed by a replica before they count (on a
  * Cluster or behind Sentinel, lib/redis.ts's runReplicated), as billing's
  * money scripts are: one lost in a failover would let a retry run again.
@@ -48,12 +52,14 @@ if record[4] == ARGV[2] then return {'run'} end
 local left = tonumber(record[3]) - now
 if left > 0 then return {'running', tostring(left)} end
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'run'}`;
 
-// KEYS[1] record; ARGV token, leaseMs. 1 while the token still runs the request.
+// KEYS[1] record; ARGV token, leaseMs, ttlMs. 1 while the token still runs the request; the record outlives the run.
 const RENEW = `${NOW_MS}
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'result') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
 // KEYS[1] record; ARGV token, result, ttlMs. 1 when stored (the token still ran it).
@@ -89,7 +95,7 @@ export class IdempotencyStore {
   }
 
   async renew(userId: string, key: string, token: string): Promise<boolean> {
-    return (await this.redis.eval(RENEW, 1, this.recordKey(userId, key), token, this.settings.leaseMs)) === 1;
+    return (await this.redis.eval(RENEW, 1, this.recordKey(userId, key), token, this.settings.leaseMs, this.settings.ttlMs)) === 1;
   }
 
   async finish(userId: string, key: string, token: string, result: string): Promise<boolean> {

@@ -16,9 +16,12 @@
  * - A request that failed frees its key, so a retry runs again: a failed
  *   request published its own usage event, for the tokens it produced.
  *
- * What is left: a process that dies after its usage event is published and
- * before its result is stored makes a retry run (and bill) a second time;
- * the two steps follow each other at once, so the window is that short.
+ * What is left, each making a retry run and bill a second time: a process
+ * that dies after its usage event is published and before its result is
+ * stored (the two steps follow each other at once); a runner that could not
+ * store its result, or renew its lease, for a whole lease (Redis unreachable
+ * that long: the lease is set above a failover's wait, idempotency-store.ts).
+ * Fencing billing by key would close both; it is not built.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../../lib/errors';

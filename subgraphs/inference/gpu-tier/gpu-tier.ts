@@ -333,7 +333,10 @@ export class GpuTier implements TritonApi {
 
   /** Routed by the request's model: a batch goes whole to one endpoint. */
   modelInfer(request: ModelInferRequest, deadlineMs?: number) {
-    return this.call(request.model_name ?? '', request.model_version ?? '', rows(request), (c) => c.modelInfer(request, deadlineMs), movable);
+    // One deadline for the call, not one per attempt: a moved call ends when the first would have.
+    const until = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
+    const left = () => (until === undefined ? undefined : Math.max(1, until - Date.now()));
+    return this.call(request.model_name ?? '', request.model_version ?? '', rows(request), (c) => c.modelInfer(request, left()), movable);
   }
 
   close(): void {
@@ -372,7 +375,12 @@ export class GpuTier implements TritonApi {
           throw error;
         }
         if (!mayMove(error) || attempt >= attempts) throw error;
-        this.options.log.warn('GPU call did not start; moving it to another endpoint', { endpoint: endpoint.address, model, attempt, error: (error as grpc.ServiceError).details });
+        this.options.log.warn(neverStarted(error) ? 'GPU call did not start; moving it to another endpoint' : 'GPU call lost with its connection, no answer delivered; moving it to another endpoint', {
+          endpoint: endpoint.address,
+          model,
+          attempt,
+          error: (error as grpc.ServiceError).details,
+        });
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay *= 2;
       }
