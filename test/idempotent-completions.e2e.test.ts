@@ -2,7 +2,8 @@
  * A completion whose inference process is lost under it (SIGKILL mid-request)
  * is sent again with its idempotency key, as a client that got no usable
  * answer does: it is answered once the lost process's lease on the key
- * lapses, and billed once (the lost attempt published no usage event); after
+ * lapses, and billed once (under the usage event id of the key's run, the
+ * same the lost attempt would have published); after
  * that, the same key replays the answer. The whole stack runs as processes,
  * as in production. (Retries while the first still runs, on the OpenAI door:
  * test/openai.e2e.test.ts; the store's rules: idempotent-completions.test.ts.)
@@ -10,6 +11,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { decodeUsageEvent, USAGE_EVENTS_STREAM } from '../lib/usage-events';
+import { usageEventIdOf } from '../subgraphs/inference/completions/idempotent-completions';
 import { bearer, gql, uniqueEmail } from './support/graphql';
 import { startTestStack, type TestStack } from './support/stack';
 import { waitFor } from './support/wait-for';
@@ -77,4 +79,6 @@ it('a completion lost with its inference process is answered on a retry with its
   expect(billed).toEqual({ requests: 1, completionTokens: answered.usage.completionTokens });
   const events = (await redis.xrange(USAGE_EVENTS_STREAM, '-', '+')).map(([, fields]) => decodeUsageEvent(fields)).filter((e) => e.userId === user.id);
   expect(events).toHaveLength(1);
+  // Named by the key's run, as the lost attempt's would have been: billing settles that id once, whoever publishes it.
+  expect(events[0].eventId).toBe(usageEventIdOf(user.id, key, 1));
 }, 120_000);

@@ -82,8 +82,9 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     }),
     responseCacheBilling: responseCacheBilling(envString('INFERENCE_RESPONSE_CACHE_BILLING', 'cache-hit')),
   });
-  // Above REDIS_FAILOVER_WAIT_MS with room: a live runner cut off from Redis by a failover keeps its key (idempotency-store.ts).
-  const leaseMs = envInt('INFERENCE_IDEMPOTENCY_LEASE_MS', 30_000, { min: 300 });
+  // Above REDIS_FAILOVER_WAIT_MS: a live runner cut off from Redis by a failover keeps its key, and nothing runs twice
+  // (which would cost GPU time, not money: idempotency-store.ts); short enough that a lost runner's key frees soon.
+  const leaseMs = envInt('INFERENCE_IDEMPOTENCY_LEASE_MS', 15_000, { min: 300 });
   const idempotency = new IdempotencyStore(redis, {
     ttlMs: envInt('INFERENCE_IDEMPOTENCY_TTL_SECONDS', 86_400, { min: Math.ceil(leaseMs / 1000) }) * 1000,
     leaseMs,

@@ -55,6 +55,8 @@ export interface Caller {
   identity: Identity;
   /** Forwarded unchanged to billing, which takes the user and API key from it. */
   identityHeader: string;
+  /** The id of the request's usage event, when it must be the same for every run of the request (an idempotency key's, idempotent-completions.ts); a new one otherwise. */
+  usageEventId?: string;
 }
 
 /** What metering needs of billing: BillingClient. */
@@ -149,7 +151,7 @@ export class Metering {
   /** Called once per request by MeteredRequest.end. */
   record(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
     const event: UsageEvent = {
-      eventId: randomUUID(),
+      eventId: request.caller.usageEventId ?? randomUUID(),
       reservationId: request.reservationId,
       userId: request.userId,
       keyId: request.caller.identity.keyId ?? null,

@@ -8,12 +8,13 @@ import { randomUUID } from 'node:crypto';
 import type { GraphQLError } from 'graphql';
 import type Redis from 'ioredis';
 import { createLogger } from '../../../lib/log';
+import { UUID_PATTERN } from '../../../lib/usage-events';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
 import type { Caller } from '../billing/usage-billing';
 import type { CompletionInput } from './completion-request';
 import type { Completion } from './completions';
 import { IdempotencyStore } from './idempotency-store';
-import { fingerprintOf, IdempotentCompletions } from './idempotent-completions';
+import { fingerprintOf, IdempotentCompletions, usageEventIdOf } from './idempotent-completions';
 
 let testRedis: TestRedis;
 let redis: Redis;
@@ -32,10 +33,14 @@ const callerOf = (sub: string): Caller => ({ identity: { sub, scopes: ['inferenc
 function generator(ms = 20, failures = 0) {
   let remainingFailures = failures;
   const calls: CompletionInput[] = [];
+  /** The usage event id each run was given (undefined: a new one). */
+  const eventIds: Array<string | undefined> = [];
   return {
     calls,
-    complete: async (_: Caller, request: CompletionInput): Promise<Completion> => {
+    eventIds,
+    complete: async (caller: Caller, request: CompletionInput): Promise<Completion> => {
       calls.push(request);
+      eventIds.push(caller.usageEventId);
       await new Promise((resolve) => setTimeout(resolve, ms));
       if (remainingFailures-- > 0) throw new Error('GPU_UNAVAILABLE: the gpu-server went away');
       return {
@@ -139,6 +144,8 @@ test('a request that failed frees its key: the retry runs again', async () => {
   const retried = await completions.complete(caller, input(), key);
   expect(retried.text).toBe('text 2');
   expect(generated.calls).toHaveLength(2);
+  // The failed run billed what it produced under its own event; the retry is the key's next run, billed on its own.
+  expect(generated.eventIds).toEqual([usageEventIdOf(caller.identity.sub!, key, 1), usageEventIdOf(caller.identity.sub!, key, 2)]);
 });
 
 test('a runner that died leaves its key when its lease lapses, and the waiting retry runs the request', async () => {
@@ -152,6 +159,32 @@ test('a runner that died leaves its key when its lease lapses, and the waiting r
   expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   expect(answer.text).toBe('text 1');
   expect(generated.calls).toHaveLength(1);
+  // The same run as the dead one's: had it published its usage event, billing would settle this one's as that one.
+  expect(generated.eventIds).toEqual([usageEventIdOf(caller.identity.sub!, key, 1)]);
+});
+
+test('a live runner that lost its lease and the one that took it over run under one usage event id: billed once', async () => {
+  const { generated, store } = setUp({ ms: 1_000, leaseMs: 300 });
+  // Replica A is cut off from Redis after its claim: it cannot renew, and runs on.
+  const cutOff = Object.assign(Object.create(store) as IdempotencyStore, { renew: async () => Promise.reject(new Error('connection lost')) });
+  const a = new IdempotentCompletions(generated, cutOff, { waitMs: 5_000, log });
+  const b = new IdempotentCompletions(generated, store, { waitMs: 5_000, log });
+  const caller = callerOf(`user-${randomUUID()}`);
+  const key = randomUUID();
+  const first = a.complete(caller, input(), key);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const second = await b.complete(caller, input(), key);
+  await first;
+  expect(generated.calls).toHaveLength(2);
+  expect(generated.eventIds).toEqual([usageEventIdOf(caller.identity.sub!, key, 1), usageEventIdOf(caller.identity.sub!, key, 1)]);
+  expect(second.text).toBe('text 2');
+});
+
+test('usage event ids are UUIDs, one per user, key and run', () => {
+  const id = usageEventIdOf('user-1', 'key-1', 1);
+  expect(id).toMatch(UUID_PATTERN);
+  expect(usageEventIdOf('user-1', 'key-1', 1)).toBe(id);
+  expect(new Set([id, usageEventIdOf('user-2', 'key-1', 1), usageEventIdOf('user-1', 'key-2', 1), usageEventIdOf('user-1', 'key-1', 2)]).size).toBe(4);
 });
 
 test('a live runner keeps its key past its first lease by renewing it', async () => {

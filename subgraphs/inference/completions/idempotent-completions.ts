@@ -9,19 +9,19 @@
  * - A retry with the same input gets that result again, billed nothing more.
  * - A retry while the first still runs waits for it (up to `waitMs`, then
  *   CONFLICT with a retry hint: OpenAI's SDKs retry a 409 by themselves).
- * - If the first's process died, its lease lapses and the retry runs it; the
- *   dead one published no usage event, so it is billed once.
+ * - If the first's process died, its lease lapses and the retry runs it. Both
+ *   runs' usage events carry the same id (the key's, usageEventIdOf), so
+ *   billing charges once even if the first had published its event.
  * - The same key with a different input is BAD_USER_INPUT: a key names one
  *   request.
- * - A request that failed frees its key, so a retry runs again: a failed
- *   request published its own usage event, for the tokens it produced.
+ * - A request that failed frees its key, so a retry runs again, as the key's
+ *   next run with a usage event of its own: the failed run published one for
+ *   the tokens it produced.
  *
- * What is left, each making a retry run and bill a second time: a process
- * that dies after its usage event is published and before its result is
- * stored (the two steps follow each other at once); a runner that could not
- * store its result, or renew its lease, for a whole lease (Redis unreachable
- * that long: the lease is set above a failover's wait, idempotency-store.ts).
- * Fencing billing by key would close both; it is not built.
+ * A live runner that could not renew its lease for a whole lease (stalled,
+ * or cut off from Redis) loses the key: the retry runs the request too, which
+ * costs GPU time, but the same usage event id keeps it billed once (the
+ * second run's hold is released when its reservation expires).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../../lib/errors';
@@ -60,7 +60,7 @@ export class IdempotentCompletions {
     const deadline = Date.now() + this.options.waitMs;
     for (;;) {
       const claim = await this.store.claim(userId, idempotencyKey, fingerprint, token);
-      if (claim.kind === 'run') return this.run(caller, input, userId, idempotencyKey, token);
+      if (claim.kind === 'run') return this.run({ ...caller, usageEventId: usageEventIdOf(userId, idempotencyKey, claim.epoch) }, input, userId, idempotencyKey, token);
       if (claim.kind === 'done') return JSON.parse(claim.result) as Completion;
       if (claim.kind === 'conflict') {
         throw codedError(
@@ -106,6 +106,16 @@ export class IdempotentCompletions {
       clearInterval(renewal);
     }
   }
+}
+
+/**
+ * The usage event id of run `epoch` of a user's key: the same for whoever runs it (a runner and the one that took
+ * its lapsed lease over), so billing, which settles each id once, charges it once. A UUID (version 8, from SHA-256).
+ */
+export function usageEventIdOf(userId: string, key: string, epoch: number): string {
+  const hex = createHash('sha256').update(`${userId}\n${key}\n${epoch}`).digest('hex');
+  const variant = ((Number.parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** What names a request's input: a hash of it as canonical JSON (keys sorted, null members left out), so the same input always fingerprints the same. */
