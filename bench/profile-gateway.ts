@@ -15,16 +15,15 @@
  *
  *   npx tsx bench/profile-gateway.ts [--dedup on|off, default on] [seconds, default 8]
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import type { CpuProfile } from '../gpu-server/testing/load-profile';
 import { startSecondGateway } from './rate-limit-load';
 import { loadNote, recordResult } from './results';
 import { benchStack } from './stack';
 import { EVERY_FEATURE_FOREIGN } from './support/every-feature';
-import { attribute, monotonicUs, selfTimeTables, share } from './support/profile-window';
+import { attribute, busyUs, monotonicUs, readCpuProfiles, selfTimeTables, share } from './support/profile-window';
 import { BENCHMARK_QUERY, startBenchmarkSubgraphs } from './support/federation-benchmark-subgraphs';
 
 const dedupFlag = process.argv.indexOf('--dedup');
@@ -61,11 +60,9 @@ async function main(): Promise<void> {
     await gateway.stop();
     if (run.failures > 0) process.exitCode = 1;
 
-    const [file] = readdirSync(profileDir).filter((name) => name.endsWith('.cpuprofile'));
-    if (!file) throw new Error(`expected the gateway to write a .cpuprofile into ${profileDir} as it exited, but found none`);
-    const profile = JSON.parse(readFileSync(path.join(profileDir, file), 'utf8')) as CpuProfile;
+    const [{ profile }] = readCpuProfiles(profileDir, 'the gateway');
     const seen = attribute(profile, [[from, to]]);
-    const perRequestUs = ((seen.busy / seen.samples) * (to - from)) / run.requests;
+    const perRequestUs = busyUs(seen, to - from) / run.requests;
     const report = [
       `One Sluice gateway process (1 worker, every feature on as in section 9b, dedup ${dedup}) serving the public gateways-benchmark query (≈ 87 KB answers) to ${CONNECTIONS} keep-alive connections, profiled with V8's sampling profiler (\`--cpu-prof\`); only the ${SECONDS} s measured after a ${WARMUP_SECONDS} s warm-up count (\`npx tsx bench/profile-gateway.ts --dedup ${dedup} ${SECONDS}\`). ${run.requests} requests (${(run.requests / ((to - from) / 1e6)).toFixed(0)}/s under the profiler), ${run.failures} failed. The main thread was busy in ${share(seen.busy, seen.samples)} of ${seen.samples} samples: about ${perRequestUs.toFixed(0)} µs per request on it (the process's other threads — V8's concurrent GC and compiler, libuv — are not in a CPU profile, so /proc's figure in 9b is higher).`,
       '',

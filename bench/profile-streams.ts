@@ -14,13 +14,13 @@
  *
  *   npx tsx bench/profile-streams.ts [seconds per door, default 8]
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import type { CpuProfile } from '../gpu-server/testing/load-profile';
 import { loadNote, percentile, recordResult } from './results';
 import { benchStack } from './stack';
-import { type Attribution, attribute, monotonicUs, selfTimeTables, type Window } from './support/profile-window';
+import { addAttribution, type Attribution, attribute, busyUs, monotonicUs, readCpuProfiles, selfTimeTables, type Window } from './support/profile-window';
 import { type Round, streamDoors } from './support/stream-doors';
 
 const SECONDS = Number(process.argv[2] ?? 8);
@@ -72,22 +72,20 @@ async function main(): Promise<void> {
   }
 
   try {
-    const files = readdirSync(profileDir).filter((name) => name.endsWith('.cpuprofile'));
-    if (files.length === 0) throw new Error(`expected the stack's processes to write .cpuprofile files into ${profileDir} as they exited, but found none`);
+    const profiles = readCpuProfiles(profileDir, "the stack's processes");
     // µs of CPU per delivered token, by owner and door; the hops' attributions for each door (the gateway's workers summed).
     const usPerToken = new Map<string, Record<Door, number>>();
     const hops = new Map<string, Record<Door, Attribution | undefined>>(BROKEN_DOWN.map((owner) => [owner, { sse: undefined, graphqlWs: undefined }]));
     const tokens = (door: Door) => rounds[door].reduce((n, r) => n + r.tokens, 0);
     const span = (door: Door) => windows[door].reduce((n, [from, to]) => n + (to - from), 0);
-    for (const file of files) {
-      const profile = JSON.parse(readFileSync(path.join(profileDir, file), 'utf8')) as CpuProfile;
+    for (const { file, profile } of profiles) {
       const owner = ownerOf(profile, file);
       const row = usPerToken.get(owner) ?? { sse: 0, graphqlWs: 0 };
+      const hop = hops.get(owner);
       for (const door of DOORS) {
         const seen = attribute(profile, windows[door]);
-        if (seen.samples > 0) row[door] += ((seen.busy / seen.samples) * span(door)) / tokens(door);
-        const hop = hops.get(owner);
-        if (hop) hop[door] = attribute(profile, windows[door], hop[door]);
+        row[door] += busyUs(seen, span(door)) / tokens(door);
+        if (hop) hop[door] = hop[door] ? addAttribution(hop[door], seen) : seen;
       }
       usPerToken.set(owner, row);
     }

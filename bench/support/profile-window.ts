@@ -7,6 +7,8 @@
  * samples with on Linux: a benchmark reads it once in its own process and
  * applies it to the profiles of every process it ran.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { type CpuProfile, frameName, IDLE, placeOf, type ProfileNode } from '../../gpu-server/testing/load-profile';
 
 export interface Attribution {
@@ -29,12 +31,12 @@ export function monotonicUs(): number {
 /** A measured stretch, from and to in monotonicUs. */
 export type Window = readonly [number, number];
 
-/** The samples of `profile` taken inside any of `windows`, added to `into` (to sum several processes). */
-export function attribute(profile: CpuProfile, windows: readonly Window[], into?: Attribution): Attribution {
+/** The samples of `profile` taken inside any of `windows`. */
+export function attribute(profile: CpuProfile, windows: readonly Window[]): Attribution {
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const parents = new Map<number, ProfileNode>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
-  const result: Attribution = into ?? { samples: 0, busy: 0, byPlace: new Map(), byFunction: new Map(), callers: new Map() };
+  const result: Attribution = { samples: 0, busy: 0, byPlace: new Map(), byFunction: new Map(), callers: new Map() };
   const add = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
   let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
@@ -55,6 +57,34 @@ export function attribute(profile: CpuProfile, windows: readonly Window[], into?
     add(result.callers.get(key) as Map<string, number>, chain.join(' ← ') || '(no caller of ours)');
   }
   return result;
+}
+
+/** `more`'s samples added into `into` (several processes summed); returns `into`. */
+export function addAttribution(into: Attribution, more: Attribution): Attribution {
+  const addAll = (to: Map<string, number>, from: Map<string, number>) => {
+    for (const [key, n] of from) to.set(key, (to.get(key) ?? 0) + n);
+  };
+  into.samples += more.samples;
+  into.busy += more.busy;
+  addAll(into.byPlace, more.byPlace);
+  addAll(into.byFunction, more.byFunction);
+  for (const [name, chains] of more.callers) {
+    if (!into.callers.has(name)) into.callers.set(name, new Map());
+    addAll(into.callers.get(name) as Map<string, number>, chains);
+  }
+  return into;
+}
+
+/** µs a thread ran over windows `spanUs` long in all: its busy share of the samples in them, times their length. */
+export function busyUs(seen: Attribution, spanUs: number): number {
+  return seen.samples > 0 ? (seen.busy / seen.samples) * spanUs : 0;
+}
+
+/** Every .cpuprofile in `dir` (written by processes as they exited), with its file name; `who` names the writers for the error when there is none. */
+export function readCpuProfiles(dir: string, who: string): Array<{ file: string; profile: CpuProfile }> {
+  const files = readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'));
+  if (files.length === 0) throw new Error(`expected ${who} to write a .cpuprofile into ${dir} as it exited, but found none`);
+  return files.map((file) => ({ file, profile: JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile }));
 }
 
 export const share = (n: number, of: number) => `${((100 * n) / of).toFixed(1)} %`;
