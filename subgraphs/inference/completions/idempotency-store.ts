@@ -95,10 +95,14 @@ export class IdempotencyStore {
     return `inference:idempotency:${userId}:${createHash('sha256').update(key).digest('hex')}`;
   }
 
+  /** Runs `script` on the record, answering once a replica has the change (on a Cluster or behind Sentinel), through a failover: each step that uses it is idempotent. */
+  private replicated(script: string, record: string, ...args: (string | number)[]): Promise<unknown> {
+    return retryDuringFailover(this.redis, () => runReplicated(this.redis, 'eval', [script, 1, record, ...args]));
+  }
+
   /** Claims `key` for `token`; sent again with the same token (after a failover lost its answer), it is the same claim. */
   async claim(userId: string, key: string, fingerprint: string, token: string): Promise<Claim> {
-    const args = [CLAIM, 1, this.recordKey(userId, key), fingerprint, token, this.settings.leaseMs, this.settings.ttlMs];
-    const [kind, value] = (await retryDuringFailover(this.redis, () => runReplicated(this.redis, 'eval', args))) as [string, string?];
+    const [kind, value] = (await this.replicated(CLAIM, this.recordKey(userId, key), fingerprint, token, this.settings.leaseMs, this.settings.ttlMs)) as [string, string?];
     if (kind === 'run') return { kind, token, epoch: Number(value) };
     if (kind === 'done') return { kind, result: value as string };
     if (kind === 'running') return { kind, leaseLeftMs: Number(value) };
@@ -110,8 +114,7 @@ export class IdempotencyStore {
   }
 
   async finish(userId: string, key: string, token: string, result: string): Promise<boolean> {
-    const args = [FINISH, 1, this.recordKey(userId, key), token, result, this.settings.ttlMs];
-    return (await retryDuringFailover(this.redis, () => runReplicated(this.redis, 'eval', args))) === 1;
+    return (await this.replicated(FINISH, this.recordKey(userId, key), token, result, this.settings.ttlMs)) === 1;
   }
 
   async abandon(userId: string, key: string, token: string): Promise<void> {

@@ -369,7 +369,7 @@ export class GpuTier implements TritonApi {
           endpoint.markNotReady(model, (error as grpc.ServiceError).details);
         } else if (transport) {
           endpoint.breaker.observe(false);
-          if (neverStarted(error) || connectionDropped(error)) endpoint.reachable = false; // until a poll reaches it again
+          if (movable(error)) endpoint.reachable = false; // could not connect, or lost its connection: until a poll reaches it again
         } else {
           endpoint.breaker.observe(true);
           throw error;
