@@ -301,6 +301,15 @@ export async function retryDuringFailover<T>(client: Redis, step: () => Promise<
   }
 }
 
+/**
+ * Runs a Lua script on one key as a change that must survive a failover:
+ * confirmed by a replica (runReplicated) and sent again through a failover
+ * (retryDuringFailover), so the script must be idempotent.
+ */
+export function evalReplicated(client: Redis, script: string, key: string, ...args: (string | number)[]): Promise<unknown> {
+  return retryDuringFailover(client, () => runReplicated(client, 'eval', [script, 1, key, ...args]));
+}
+
 /** True once the connection answers PING; used by readiness checks. */
 export async function redisIsReady(client: Redis, timeoutMs = 1_000): Promise<boolean> {
   // A PING waits in the offline queue while Redis is away: a readiness probe must answer "no" in time, not hang.

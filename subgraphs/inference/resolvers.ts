@@ -3,6 +3,7 @@ import type { SubgraphContext } from '../../lib/subgraph-service';
 import type { CompletionInput } from './completions/completion-request';
 import type { CompletionChunk, Completions } from './completions/completions';
 import type { IdempotentCompletions } from './completions/idempotent-completions';
+import type { ResumableStreams } from './completions/resumable-streams';
 import { embedInput, type EmbedArguments, type Embeddings } from './embeddings/embeddings';
 import { gpuError } from './gpu-tier/gpu-errors';
 import type { GpuTier } from './gpu-tier/gpu-tier';
@@ -13,6 +14,7 @@ export interface InferenceContext extends SubgraphContext {
   embeddings: Embeddings;
   completions: Completions;
   idempotentCompletions: IdempotentCompletions;
+  resumableStreams: ResumableStreams;
   tier: GpuTier;
 }
 
@@ -36,7 +38,11 @@ export const resolvers: GraphQLResolverMap<InferenceContext> = {
   },
   Subscription: {
     completionStream: {
-      subscribe: (_: unknown, { input }: { input: CompletionInput }, { identity, identityHeader, completions }: InferenceContext) => completions.stream({ identity, identityHeader }, input),
+      subscribe: (
+        _: unknown,
+        { input, streamKey, resumeAt }: { input: CompletionInput; streamKey?: string | null; resumeAt?: number | null },
+        { identity, identityHeader, resumableStreams }: InferenceContext,
+      ) => resumableStreams.stream({ identity, identityHeader }, input, streamKey, resumeAt),
       resolve: (chunk: CompletionChunk) => chunk,
     },
   },

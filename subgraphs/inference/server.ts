@@ -15,6 +15,8 @@ import { ModelCatalog } from './models/model-catalog';
 import { Metering, type ResponseCacheBilling } from './billing/usage-billing';
 import { parsePriorityByScope } from './gpu-tier/priority';
 import { IdempotencyStore } from './completions/idempotency-store';
+import { ResumableStreams } from './completions/resumable-streams';
+import { StreamRecordStore } from './completions/stream-record-store';
 import { IdempotentCompletions } from './completions/idempotent-completions';
 import { ResponseCache } from './completions/response-cache';
 import { type InferenceContext, resolvers } from './resolvers';
@@ -91,6 +93,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   });
   // Under the gateway's subgraph deadline (30 s by default), so a waiting retry gets CONFLICT rather than a timeout.
   const idempotentCompletions = new IdempotentCompletions(completions, idempotency, { waitMs: envInt('INFERENCE_IDEMPOTENCY_WAIT_MS', 20_000, { min: 0 }), log: config.log });
+  const resumableStreams = new ResumableStreams(completions, new StreamRecordStore(redis, envInt('INFERENCE_STREAM_RESUME_TTL_SECONDS', 3_600, { min: 1 }) * 1000));
   config.log.info('GPU tier', { endpoints: tier.endpoints.map((e) => e.address) });
   return startSubgraph<InferenceContext>({
     name: 'inference',
@@ -99,7 +102,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
     config,
     redis,
     verifier: identityVerifierFromEnv(),
-    context: (base) => ({ ...base, catalog, embeddings, completions, idempotentCompletions, tier }),
+    context: (base) => ({ ...base, catalog, embeddings, completions, idempotentCompletions, resumableStreams, tier }),
     checks: { gpu: () => tier.isReady() },
     routes: metricsRoute(tier),
     onStop: async () => {

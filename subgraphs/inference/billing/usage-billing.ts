@@ -57,6 +57,11 @@ export interface Caller {
   identityHeader: string;
   /** The id of the request's usage event, when it must be the same for every run of the request (an idempotency key's, idempotent-completions.ts); a new one otherwise. */
   usageEventId?: string;
+  /**
+   * What the request adds to the bill, given its usage, when that is not all of it: a resumed stream's run pays
+   * only for what no earlier run of the stream was billed for (resumable-streams.ts). The client is shown the usage.
+   */
+  billedShare?: (usage: Usage) => Promise<Usage>;
 }
 
 /** What metering needs of billing: BillingClient. */
@@ -143,13 +148,34 @@ export class Metering {
     return result;
   }
 
-  /** Waits (at most `timeoutMs`) for events being published; true when all are done. */
-  drain(timeoutMs: number): Promise<boolean> {
-    return this.publisher.drain(timeoutMs);
+  /** Waits (at most `timeoutMs`) for shares being worked out and events being published; true when all are done. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([Promise.all(this.sharing).then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
+    clearTimeout(timer);
+    return (await this.publisher.drain(Math.max(0, deadline - Date.now()))) && settled;
   }
+
+  /** Shares of the bill (Caller.billedShare) still being worked out: their events are not published yet. */
+  private readonly sharing = new Set<Promise<void>>();
 
   /** Called once per request by MeteredRequest.end. */
   record(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
+    const { billedShare } = request.caller;
+    if (!billedShare) {
+      this.publish(request, usage, finishReason);
+      return;
+    }
+    const sharing = billedShare(usage).then(
+      (share) => this.publish(request, share, finishReason),
+      (error: Error) => this.log.error('USAGE SHARE NOT WORKED OUT: no event published; its reservation will expire unbilled', { error: error.message, usage }),
+    );
+    this.sharing.add(sharing);
+    void sharing.finally(() => this.sharing.delete(sharing));
+  }
+
+  private publish(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
     const event: UsageEvent = {
       eventId: request.caller.usageEventId ?? randomUUID(),
       reservationId: request.reservationId,

@@ -65,6 +65,17 @@ export interface CompletionChunk {
   cacheStatus: CacheStatus | null;
 }
 
+/** A run of a resumable stream (resumable-streams.ts), as `stream` takes it. */
+export interface StreamRun {
+  /** Characters of the stream's text (UTF-16 code units) the client already has: generated again, not sent again. */
+  resumeAt: number;
+  /**
+   * Claims the run once the input is checked, for its model: the seed every run of the stream generates with,
+   * and the caller to bill it as (its usage event and its share of the bill). Throws the coded refusal.
+   */
+  claim(model: ModelInfo): Promise<{ seed: number; caller: Caller }>;
+}
+
 export interface CompletionsOptions {
   limits: CompletionLimits;
   /** Longest a streamed generation may take before it ends with ERROR. */
@@ -89,16 +100,22 @@ export class Completions {
    * cost at once; throws the coded error of either. A hit is billed too, so it is
    * reserved like any request (its cost is never more than the reservation).
    */
-  private async begin(caller: Caller, input: CompletionInput): Promise<Begun> {
-    const started = await this.start(caller, input);
+  private async begin(caller: Caller, input: CompletionInput, run?: StreamRun): Promise<Begun> {
+    const started = await this.start(caller, input, run);
     return { ...started, metered: await started.reserved };
   }
 
   /** As `begin`, but the reservation is started, not awaited: a batched request joins its batch meanwhile (runCleared). */
-  private async start(caller: Caller, input: CompletionInput): Promise<Omit<Begun, 'metered'> & { reserved: Promise<MeteredRequest> }> {
-    const prepared = await prepareCompletion(this.catalog, caller.identity, input, this.options.limits);
+  private async start(caller: Caller, input: CompletionInput, run?: StreamRun): Promise<Omit<Begun, 'metered'> & { reserved: Promise<MeteredRequest> }> {
+    let prepared = await prepareCompletion(this.catalog, caller.identity, input, this.options.limits);
+    if (run) {
+      const claimed = await run.claim(prepared.model);
+      prepared = { ...prepared, sampling: { ...prepared.sampling, seed: claimed.seed } };
+      caller = claimed.caller;
+    }
     const { responseCache } = this.options;
-    const cacheKey = responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
+    // A resumable stream is always generated: a cached answer would be billed apart from the stream's runs.
+    const cacheKey = run ? null : responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
     // A hit is reserved too, so the reservation need not wait for the lookup: their round trips overlap.
     const reserved = this.metering.begin(caller, prepared);
     // Every path awaits it (and so throws billing's refusal); this only keeps a refusal from going unhandled meanwhile.
@@ -150,15 +167,16 @@ export class Completions {
     return { id, text, finishReason: reason, usage: usage ?? metered.end(reason, false), model, cacheStatus };
   }
 
-  /** Checks the input and reserves its cost (throwing coded errors), then streams. */
-  async stream(caller: Caller, input: CompletionInput): Promise<AsyncGenerator<CompletionChunk>> {
-    const { prepared, metered, cacheKey, hit } = await this.begin(caller, input);
+  /** Checks the input and reserves its cost (throwing coded errors), then streams; as run `run` of a resumable stream, from its `resumeAt`. */
+  async stream(caller: Caller, input: CompletionInput, run?: StreamRun): Promise<AsyncGenerator<CompletionChunk>> {
+    const { prepared, metered, cacheKey, hit } = await this.begin(caller, input, run);
     if (hit) return replay(`cmpl-${randomUUID()}`, prepared.model, hit, metered.endCached(hit, this.options.responseCacheBilling));
     const unsubscribed = new AbortController();
     // return() (the client unsubscribed) must cancel on the GPU at once, not after the next token.
     // `end` also covers a return() before the first next(), when the generator never ran: the hold is released.
     const priority = priorityFor(caller.identity, this.options.priorities);
-    return interruptible(this.streamPrepared(prepared, metered, `cmpl-${randomUUID()}`, { delivered: true, signal: unsubscribed.signal, priority, cacheKey }), {
+    const resumeAt = run?.resumeAt ?? 0;
+    return interruptible(this.streamPrepared(prepared, metered, `cmpl-${randomUUID()}`, { delivered: true, signal: unsubscribed.signal, priority, cacheKey, resumeAt }), {
       interrupt: () => unsubscribed.abort(RETURNED),
       end: () => metered.end('CANCELLED', false),
     });
@@ -167,12 +185,14 @@ export class Completions {
   /**
    * The request's chunks; `delivered`: each chunk yielded reaches the client
    * (a subscription), which is what a request cut short is billed for.
+   * `resumeAt`: the text's first characters the client already has, which
+   * are generated but not sent again (and count as delivered).
    */
   private async *streamPrepared(
     prepared: PreparedCompletion,
     metered: MeteredRequest,
     id: string,
-    { delivered, signal, priority, cacheKey }: { delivered: boolean; signal?: AbortSignal; priority?: number; cacheKey: string | null },
+    { delivered, signal, priority, cacheKey, resumeAt = 0 }: { delivered: boolean; signal?: AbortSignal; priority?: number; cacheKey: string | null; resumeAt?: number },
   ): AsyncGenerator<CompletionChunk> {
     const { model } = prepared;
     const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
@@ -191,9 +211,23 @@ export class Completions {
       if (delivered) metered.sent(delta);
       return make(index, delta);
     };
+    // Text of `resumeAt` the regenerated text has not reached yet; what it covers is the client's already.
+    let toSkip = resumeAt;
+    const unseen = (text: string): string => {
+      if (toSkip === 0) return text;
+      const seen = text.slice(0, toSkip);
+      toSkip -= seen.length;
+      if (delivered) metered.sent(seen);
+      return text.slice(seen.length);
+    };
     // The last chunk carries the usage billed, which for a request cut short counts the last chunk's own text.
     let generated = '';
     const last = (index: number, delta: string, reason: FinishReason, finished: boolean, error: CompletionChunk['error'] = null): CompletionChunk => {
+      if (finished && toSkip > 0) {
+        // The client claims more text than the stream has: its resumeAt is not a point it reached.
+        const message = `resumeAt expects at most ${resumeAt - toSkip} (the characters of this stream's text), but got ${resumeAt}`;
+        return last(index, '', 'ERROR', false, { code: ErrorCode.BadUserInput, message });
+      }
       if (delivered) metered.sent(delta);
       const usage = metered.end(reason, finished);
       this.remember(cacheKey, generated, reason, usage, finished);
@@ -212,7 +246,7 @@ export class Completions {
         }
         metered.received(output);
         generated = output.text;
-        yield last(0, output.text, finishReason(output.finishReason), true);
+        yield last(0, unseen(output.text), finishReason(output.finishReason), true);
         return;
       }
 
@@ -261,7 +295,7 @@ export class Completions {
             }
             const output = event.output!;
             metered.received(output);
-            delta += output.text;
+            delta += unseen(output.text);
             generated += output.text;
             if (event.final) {
               yield last(index, delta, finishReason(output.finishReason), true);

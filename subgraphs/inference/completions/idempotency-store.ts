@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
-import { retryDuringFailover, runReplicated } from '../../../lib/redis';
+import { evalReplicated } from '../../../lib/redis';
 
 export interface IdempotencySettings {
   /** How long a finished result is kept for retries. */
@@ -95,14 +95,9 @@ export class IdempotencyStore {
     return `inference:idempotency:${userId}:${createHash('sha256').update(key).digest('hex')}`;
   }
 
-  /** Runs `script` on the record, answering once a replica has the change (on a Cluster or behind Sentinel), through a failover: each step that uses it is idempotent. */
-  private replicated(script: string, record: string, ...args: (string | number)[]): Promise<unknown> {
-    return retryDuringFailover(this.redis, () => runReplicated(this.redis, 'eval', [script, 1, record, ...args]));
-  }
-
   /** Claims `key` for `token`; sent again with the same token (after a failover lost its answer), it is the same claim. */
   async claim(userId: string, key: string, fingerprint: string, token: string): Promise<Claim> {
-    const [kind, value] = (await this.replicated(CLAIM, this.recordKey(userId, key), fingerprint, token, this.settings.leaseMs, this.settings.ttlMs)) as [string, string?];
+    const [kind, value] = (await evalReplicated(this.redis, CLAIM, this.recordKey(userId, key), fingerprint, token, this.settings.leaseMs, this.settings.ttlMs)) as [string, string?];
     if (kind === 'run') return { kind, token, epoch: Number(value) };
     if (kind === 'done') return { kind, result: value as string };
     if (kind === 'running') return { kind, leaseLeftMs: Number(value) };
@@ -114,7 +109,7 @@ export class IdempotencyStore {
   }
 
   async finish(userId: string, key: string, token: string, result: string): Promise<boolean> {
-    return (await this.replicated(FINISH, this.recordKey(userId, key), token, result, this.settings.ttlMs)) === 1;
+    return (await evalReplicated(this.redis, FINISH, this.recordKey(userId, key), token, result, this.settings.ttlMs)) === 1;
   }
 
   async abandon(userId: string, key: string, token: string): Promise<void> {

@@ -31,7 +31,8 @@ import type { CompletionInput } from './completion-request';
 import type { Completion } from './completions';
 import type { IdempotencyStore } from './idempotency-store';
 
-const MAX_KEY_CHARS = 255;
+/** The longest idempotency or stream key (resumable-streams.ts). */
+export const MAX_KEY_CHARS = 255;
 /** How often a waiting retry looks whether the first request finished. */
 const POLL_MS = 100;
 
@@ -109,11 +110,13 @@ export class IdempotentCompletions {
 }
 
 /**
- * The usage event id of run `epoch` of a user's key: the same for whoever runs it (a runner and the one that took
- * its lapsed lease over), so billing, which settles each id once, charges it once. A UUID (version 8, from SHA-256).
+ * The usage event id of a run of a user's key — (userId, key, epoch) for an idempotency key, (userId, key, run,
+ * 'stream') for a stream's: the same for whoever runs it (a runner and the one that took its lapsed lease over), so
+ * billing, which settles each id once, charges it once. The two shapes cannot name the same event whatever the key
+ * holds: the idempotency shape ends in a number, the stream's in 'stream'. A UUID (version 8, from SHA-256).
  */
-export function usageEventIdOf(userId: string, key: string, epoch: number): string {
-  const hex = createHash('sha256').update(`${userId}\n${key}\n${epoch}`).digest('hex');
+export function usageEventIdOf(...parts: [string, string, number] | [string, string, number, 'stream']): string {
+  const hex = createHash('sha256').update(parts.join('\n')).digest('hex');
   const variant = ((Number.parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
