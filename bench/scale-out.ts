@@ -5,9 +5,11 @@
  * loopback, under the same mixed load (queries, completions, streams) from
  * this process: requests/s and p99 side by side. Then, in the scaled stack,
  * one replica of each tier is killed (SIGKILL: a node lost, nothing drained)
- * and restarted in turn under load, counting the requests that failed. Streams
- * in flight on the killed gpu-server are expected to end, with a coded error:
- * they are counted apart, and checked to be coded.
+ * and restarted in turn under load, counting the requests that failed. The
+ * load's stream clients resume a cut stream (completionStream's streamKey and
+ * resumeAt), as the API lets a client do; each fault's row says how many were
+ * cut and resumed, and by what. A stream in flight on the killed gpu-server
+ * that still ends (its resumes used up) is allowed if its error is coded.
  *
  * Replicas sit behind round-robin TCP proxies (test/support/replicated-stack.ts),
  * what a Kubernetes Service is to the gateway (one URL per subgraph), to
@@ -22,7 +24,7 @@ import path from 'node:path';
 import { ErrorCode } from '../lib/errors';
 import { startRedisServer } from '../scripts/redis-server';
 import { startStack, type ServiceName, type Stack, type StackPorts } from '../scripts/stack';
-import { busiestGpuEndpoint, Load, QUERY_PARTS, signUpUsers, sleep, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
+import { busiestGpuEndpoint, Load, QUERY_PARTS, signUpUsers, sleep, STREAM_ATTEMPTS, type LoadMix, type Outcome, type Part } from '../test/chaos/harness';
 import { startRedisCluster, type RedisCluster } from '../test/support/redis-cluster';
 import { startReplicatedStack, SUBGRAPHS, type ReplicatedStack } from '../test/support/replicated-stack';
 import { freeStackPorts } from '../test/support/stack';
@@ -34,7 +36,7 @@ const OUTAGE_MS = Number(process.argv[3] ?? 3) * 1_000;
 const WARMUP_MS = 3_000;
 const SETTLE_MS = 2_000;
 // Six stream clients over three gpu-servers: some stream is in flight on whichever is lost.
-const MIX: LoadMix = { queryClients: 8, completionClients: 3, streamClients: 6, streamTokens: 120, pauseMs: 0 };
+const MIX: LoadMix = { queryClients: 8, completionClients: 3, streamClients: 6, streamTokens: 120, pauseMs: 0, resumeStreams: true };
 const USERS = 12;
 const ENV = {
   SLUICE_LOG_LEVEL: 'warn',
@@ -113,8 +115,9 @@ async function startScaled(dataDir: string): Promise<Scaled> {
  */
 const BOUNDS = [
   'What a node loss still costs, by construction:',
-  "- **a gateway**: the streams in flight on it are lost with it (WebSocket close 1006): a stream is not kept to be replayed. The Service in front is TCP-level and cannot replay requests either; the load's clients send a query that got no answer again, and a completion again with its idempotency key (`complete(idempotencyKey:)`, `Idempotency-Key` on /v1), so it is answered once, generated and billed once, by whichever replica ran it.",
-  "- **inference**: its streams in flight end with `SERVICE_UNAVAILABLE` (coded, retryable). A completion in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`): it may have run, so the gateway does not send it again, but the client does, with its idempotency key: the other replica runs it once the lost one's lease on the key lapses (`INFERENCE_IDEMPOTENCY_LEASE_MS`, 15 s), or answers its result if it had finished.",
+  "- **a gateway**: the streams in flight on it are cut with it (WebSocket close 1006). The Service in front is TCP-level and cannot replay requests; the load's clients send a query that got no answer again, a completion again with its idempotency key (`complete(idempotencyKey:)`, `Idempotency-Key` on /v1), so it is answered once, generated and billed once, by whichever replica ran it, and resume a stream with its key (`completionStream(streamKey:, resumeAt:)`): the text is generated again from the stream's seed and only what the client lacks is sent, billed once over its runs.",
+  "- **inference**: its streams in flight end with `SERVICE_UNAVAILABLE` (coded: subscribe again), which the clients resume on the other replica. A completion in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`): it may have run, so the gateway does not send it again, but the client does, with its idempotency key: the other replica runs it once the lost one's lease on the key lapses (`INFERENCE_IDEMPOTENCY_LEASE_MS`, 15 s), or answers its result if it had finished.",
+  '- **a gpu-server**: its streams end with a coded `GPU_UNAVAILABLE` chunk; the clients resume them, and inference routes the new run to a live gpu-server.',
   "- **a subgraph replica** (auth, billing, knowledge): a query in flight on it is retried on the other replica; a mutation in flight on it fails with `SUBGRAPH_UNAVAILABLE` (`CONNECTION_FAILED`), as a completion does; a call whose connection was refused is retried, mutations included. The gateway's breaker counts calls that failed after their retries, so one dead replica does not open it.",
 ];
 
@@ -200,10 +203,10 @@ interface FaultResult {
   downMs: number;
   requests: number;
   failed: Outcome[];
-  /** Streams in flight when the gpu-server was killed that ended with a code of ErrorCode (expected). */
+  /** Streams in flight when the gpu-server was killed that ended, their resumes used up, with a code of ErrorCode (allowed). */
   codedStreamEnds: Outcome[];
-  /** Streams in flight at the kill (on any gpu-server), and how many of them finished. */
-  streamsAtKill: { inFlight: number; finished: number };
+  /** Streams in flight at the kill (on any replica), how many of them finished, and what cut those that were resumed. */
+  streamsAtKill: { inFlight: number; finished: number; cuts: string[] };
 }
 
 /** Every fault in turn under one load; each request is charged to the fault whose window (kill to ready + SETTLE_MS) it ended in. */
@@ -235,7 +238,7 @@ async function failover(scaled: Scaled): Promise<{ results: FaultResult[]; outsi
       requests: mine.length,
       failed: mine.filter((o) => !o.ok && !expected(o)),
       codedStreamEnds: mine.filter((o) => !o.ok && expected(o)),
-      streamsAtKill: { inFlight: atKill.length, finished: atKill.filter((o) => o.ok).length },
+      streamsAtKill: { inFlight: atKill.length, finished: atKill.filter((o) => o.ok).length, cuts: atKill.flatMap((o) => o.cuts ?? []) },
     };
   });
   const outside = outcomes.filter((o) => !o.ok && !windows.some((w) => inWindow(o, w)));
@@ -244,6 +247,14 @@ async function failover(scaled: Scaled): Promise<{ results: FaultResult[]; outsi
 
 const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : '—');
 const rate = (value: number) => value.toFixed(1);
+
+/** "n: finished (k resumed after CODE × m)" for the streams in flight at a kill. */
+function streamsAt({ inFlight, finished, cuts }: FaultResult['streamsAtKill']): string {
+  const counts = new Map<string, number>();
+  for (const cut of cuts) counts.set(cut, (counts.get(cut) ?? 0) + 1);
+  const resumed = [...counts].map(([cut, n]) => `${cut} × ${n}`).join(', ');
+  return `${inFlight}: ${finished}${resumed ? ` (resumed after ${resumed})` : ''}`;
+}
 
 function describe(failed: Outcome[]): string {
   if (failed.length === 0) return '—';
@@ -279,13 +290,13 @@ async function main(): Promise<void> {
         row('1 gateway, 1 of each subgraph, 1 gpu-server, 1 Redis', one),
         row('2 gateways, 2 of each subgraph, 3 gpu-servers, Redis Cluster 3+3', two),
         '',
-        `Node loss in the scaled shape, under the same load: one replica of each tier killed (SIGKILL), restarted ${OUTAGE_MS / 1_000} s later, ${SETTLE_MS / 1_000} s more load after it is ready, one tier after the other. A request is charged to the fault whose window (kill to ready + ${SETTLE_MS / 1_000} s) it ended in. Target: 0 failed, apart from streams in flight on the killed gpu-server, which must end with a coded error.`,
+        `Node loss in the scaled shape, under the same load: one replica of each tier killed (SIGKILL), restarted ${OUTAGE_MS / 1_000} s later, ${SETTLE_MS / 1_000} s more load after it is ready, one tier after the other. A request is charged to the fault whose window (kill to ready + ${SETTLE_MS / 1_000} s) it ended in. Target: 0 failed, apart from streams in flight on the killed gpu-server, which must end with a coded error. The stream clients resume a cut stream with its key, as any client of the API may (up to ${STREAM_ATTEMPTS} subscriptions per stream): a cut a client resumed from is counted in the streams column, not as a failure.`,
         '',
-        '| replica lost | kill → ready | requests ended in the window | failed | streams in flight at the kill: finished / coded error (gpu-server) | what failed |',
-        '|---|---|---|---|---|---|',
+        '| replica lost | kill → ready | requests ended in the window | failed | streams in flight at the kill: finished (what cut those resumed) | coded stream ends (gpu-server) | what failed |',
+        '|---|---|---|---|---|---|---|',
         ...results.map(
           (r) =>
-            `| ${r.name} | ${ms(r.downMs)} | ${r.requests} | ${r.failed.length} | ${r.streamsAtKill.inFlight}: ${r.streamsAtKill.finished} / ${r.name === GPU_FAULT ? r.codedStreamEnds.length : '—'} | ${describe(r.failed)} |`,
+            `| ${r.name} | ${ms(r.downMs)} | ${r.requests} | ${r.failed.length} | ${streamsAt(r.streamsAtKill)} | ${r.name === GPU_FAULT ? r.codedStreamEnds.length : '—'} | ${describe(r.failed)} |`,
         ),
         '',
         `**${failedTotal === 0 ? 'Target met' : 'Target not met'}:** ${failedTotal} failed request(s) over the ${results.length} faults${outside.length ? ` (${outside.length} outside any fault's window: ${describe(outside)})` : ''}; streams on the killed gpu-server: ${results.find((r) => r.name === GPU_FAULT)?.codedStreamEnds.length ?? 0} ended with a coded error.`,

@@ -32,6 +32,7 @@ import { inferenceCount } from '../support/gpu-processes';
 import { bearer, gql, uniqueEmail } from '../support/graphql';
 import { type ReplicatedStack, startReplicatedStack, SUBGRAPHS } from '../support/replicated-stack';
 import { freeStackPorts } from '../support/stack';
+import { codesOf, followStream, type StreamedChunk } from '../support/resumable-stream';
 import { wsClient } from '../support/subscriptions';
 
 /** What can fail: a subgraph, Redis, or something every part needs to reach (none of these own a part). */
@@ -60,7 +61,10 @@ const RESERVATION_TTL_MS = 20_000;
 const REQUEST_DEADLINE_MS = 60_000;
 /** What every user starts with (and all they have: nobody tops up). */
 const FREE_CREDIT_MICROS = 5_000_000;
-const STREAM = 'subscription($i: CompletionInput!) { completionStream(input: $i) { index finishReason error { code } } }';
+const STREAM = 'subscription($i: CompletionInput!, $k: String, $r: Int) { completionStream(input: $i, streamKey: $k, resumeAt: $r) { delta finishReason error { code } } }';
+/** Subscriptions a resuming stream client sends at most (LoadMix.resumeStreams), and its pause before the n-th resume (n times this). */
+export const STREAM_ATTEMPTS = 5;
+const RESUME_PAUSE_MS = 200;
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -207,8 +211,10 @@ export interface Outcome {
   codes: string[];
   /** SUBGRAPH_UNAVAILABLE reasons. */
   reasons: string[];
-  /** Sent again after an attempt whose fate was unknown: a query that got no answer at all (TRANSPORT), as a client's retry link does; a completion, also when its inference replica was lost under it (Load.complete). */
+  /** Sent again after an attempt whose fate was unknown: a query that got no answer at all (TRANSPORT), as a client's retry link does; a completion, also when its inference replica was lost under it (Load.complete); a stream that was resumed. */
   retried?: boolean;
+  /** A resumed stream: what cut each of its runs (CLOSE_1006, SERVICE_UNAVAILABLE, GPU_UNAVAILABLE…). */
+  cuts?: string[];
 }
 
 export interface LoadMix {
@@ -219,6 +225,11 @@ export interface LoadMix {
   streamTokens: number;
   /** Pause between one client's requests. */
   pauseMs: number;
+  /**
+   * Streams are sent with a stream key and resumed when cut, as the API lets a client do
+   * (test/support/resumable-stream.ts); otherwise a cut stream is recorded as it ended.
+   */
+  resumeStreams?: boolean;
 }
 
 /** Clients looping over their request kind until stopped, each recording what it got. */
@@ -322,28 +333,17 @@ export class Load {
   private async stream(user: ChaosUser, client: number, deadline: AbortSignal): Promise<Outcome> {
     const start = Date.now();
     const input = { model: 'sluice-chat', messages: MESSAGES, maxTokens: this.mix.streamTokens, temperature: 0.8, seed: client, cache: false };
-    // Up to 3 sockets until one is acknowledged, as a browser's graphql-ws client retries a connection that fails to open.
-    const ws = wsClient(this.gatewayUrl, user.token, { connectAttempts: 3 });
-    // dispose() rejects with the socket's error when it is called while a connection attempt is failing: the
-    // outcome is already decided then, and a rejection nobody awaits would end the whole load's process.
-    const dispose = () => Promise.resolve(ws.dispose()).catch(() => undefined);
-    deadline.addEventListener('abort', () => void dispose());
-    let last: StreamChunk | undefined;
-    try {
-      for await (const event of ws.iterate<{ completionStream: StreamChunk }>({ query: STREAM, variables: { i: input } })) {
-        if (event.errors) return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codesOf(event.errors) };
-        last = event.data?.completionStream;
-      }
-      const ok = /^(STOP|LENGTH)$/.test(last?.finishReason ?? '');
-      return { kind: 'stream', start, end: Date.now(), parts: [], ok, codes: last?.error ? [last.error.code] : ok ? [] : ['STREAM_ENDED_EARLY'], reasons: [] };
-    } catch (error) {
-      // graphql-ws throws an operation's error message as an array of GraphQL errors, a closed socket as a CloseEvent (4503: credentials cannot be checked).
-      const close = (error as { code?: unknown } | null)?.code;
-      const codes = Array.isArray(error) ? codesOf(error) : { codes: [typeof close === 'number' ? `CLOSE_${close}` : 'TRANSPORT'], reasons: [] };
-      return { kind: 'stream', start, end: Date.now(), parts: [], ok: false, ...codes };
-    } finally {
-      await dispose();
-    }
+    const key = this.mix.resumeStreams ? randomUUID() : null;
+    const followed = await followStream<StreamedChunk>(
+      // Up to 3 sockets until one is acknowledged, as a browser's graphql-ws client retries a connection that fails to open.
+      () => wsClient(this.gatewayUrl, user.token, { connectAttempts: 3 }),
+      (resumeAt) => ({ query: STREAM, variables: { i: input, k: key, r: key ? resumeAt : null } }),
+      'completionStream',
+      { attempts: key ? STREAM_ATTEMPTS : 1, pauseMs: RESUME_PAUSE_MS, signal: deadline },
+    );
+    const ok = !followed.failure && /^(STOP|LENGTH)$/.test(followed.last?.finishReason ?? '');
+    const cuts = followed.cuts.length ? { retried: true, cuts: followed.cuts } : {};
+    return { kind: 'stream', start, end: Date.now(), parts: [], ok, codes: followed.failure?.codes ?? [], reasons: followed.failure?.reasons ?? [], ...cuts };
   }
 }
 
@@ -363,18 +363,6 @@ function partsOf(data: LoadAnswer | null | undefined): Part[] {
     if (data.models.some((m) => m.pricing !== null)) parts.push('pricing');
   }
   return parts;
-}
-
-interface StreamChunk {
-  finishReason: string | null;
-  error: { code: string } | null;
-}
-
-function codesOf(errors: ReadonlyArray<{ extensions?: Record<string, unknown> }> | undefined): Pick<Outcome, 'codes' | 'reasons'> {
-  return {
-    codes: (errors ?? []).map((e) => String(e.extensions?.code ?? 'NO_CODE')),
-    reasons: (errors ?? []).flatMap((e) => (e.extensions?.reason ? [String(e.extensions.reason)] : [])),
-  };
 }
 
 /** The parts an answer should keep while `affects` are down. */

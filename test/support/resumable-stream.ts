@@ -33,10 +33,11 @@ const RESUMABLE = new Set(['SERVICE_UNAVAILABLE', 'SUBGRAPH_UNAVAILABLE', 'GPU_U
 
 type GraphQLErrors = ReadonlyArray<{ extensions?: Record<string, unknown> | null }>;
 
-function failureOf(errors: GraphQLErrors): { codes: string[]; reasons: string[] } {
+/** The codes of GraphQL errors (extensions.code), and the SUBGRAPH_UNAVAILABLE reasons among them. */
+export function codesOf(errors: GraphQLErrors | undefined): { codes: string[]; reasons: string[] } {
   return {
-    codes: errors.map((e) => String(e.extensions?.code ?? 'NO_CODE')),
-    reasons: errors.map((e) => e.extensions?.reason).filter((r): r is string => typeof r === 'string'),
+    codes: (errors ?? []).map((e) => String(e.extensions?.code ?? 'NO_CODE')),
+    reasons: (errors ?? []).map((e) => e.extensions?.reason).filter((r): r is string => typeof r === 'string'),
   };
 }
 
@@ -78,7 +79,7 @@ async function followRun<C extends StreamedChunk>(
   signal?.addEventListener('abort', abort);
   try {
     for await (const event of client.iterate<Record<string, C>>(operation)) {
-      if (event.errors) return failureOf(event.errors);
+      if (event.errors) return codesOf(event.errors);
       const chunk = event.data?.[field];
       if (!chunk) continue;
       followed.text += chunk.delta;
@@ -91,7 +92,7 @@ async function followRun<C extends StreamedChunk>(
     return { codes: [signal?.aborted ? 'ABORTED' : 'STREAM_ENDED_EARLY'], reasons: [] };
   } catch (error) {
     // graphql-ws throws an operation's error message as an array of GraphQL errors, a closed socket as a CloseEvent.
-    if (Array.isArray(error)) return failureOf(error as GraphQLErrors);
+    if (Array.isArray(error)) return codesOf(error as GraphQLErrors);
     const close = (error as { code?: unknown } | null)?.code;
     return { codes: [typeof close === 'number' ? `CLOSE_${close}` : 'TRANSPORT'], reasons: [] };
   } finally {
