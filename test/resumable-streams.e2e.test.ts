@@ -18,11 +18,12 @@ import { wsClient } from './support/subscriptions';
 import { waitFor } from './support/wait-for';
 
 const STREAM = `subscription($i: CompletionInput!, $k: String, $r: Int) {
-  completionStream(input: $i, streamKey: $k, resumeAt: $r) { delta finishReason error { code message } usage { promptTokens completionTokens } }
+  completionStream(input: $i, streamKey: $k, resumeAt: $r) { delta offset finishReason error { code message } usage { promptTokens completionTokens } }
 }`;
 
 interface Chunk {
   delta: string;
+  offset: number;
   finishReason: string | null;
   error: { code: string; message: string } | null;
   usage: { promptTokens: number; completionTokens: number } | null;

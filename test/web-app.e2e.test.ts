@@ -7,6 +7,7 @@
 import AxeBuilder from '@axe-core/playwright';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import Redis from 'ioredis';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ensureWebAppBuilt } from '../scripts/web-app-build';
 import { bearer, gql, uniqueEmail } from './support/graphql';
@@ -412,5 +413,50 @@ describe('web app', () => {
       expect({ link, overflow: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth) }).toEqual({ link, overflow: false });
     }
     await screenshot(page, 'account-phone');
+  });
+
+  // Last: it kills and restarts the inference service under the stack the other tests share.
+  it('goes on with an answer whose inference service is lost mid-stream where it stopped: one answer, no error', async () => {
+    const page = await newPage();
+    const { userId } = await signUp(page);
+    await topUp(userId, 1_000_000);
+    await page.getByLabel('Model').selectOption('sluice-chat');
+    await page.getByLabel('Longest answer (tokens)').fill('900');
+    // Mid-answer at the kill: some text shown, still being written (an answer the tiny model ends at once is asked again).
+    let midAnswer = false;
+    for (let attempt = 1; attempt <= 4 && !midAnswer; attempt++) {
+      await send(page, `Tell me a long story about a river that never ends (${attempt}).`);
+      midAnswer = await page.evaluate(
+        () =>
+          new Promise<boolean>((resolve) => {
+            const frame = () => {
+              const live = document.querySelector('.message.assistant[aria-busy="true"]');
+              if (!live) return resolve(false);
+              if ((live.querySelector('.markdown')?.textContent?.length ?? 0) > 20) return resolve(true);
+              requestAnimationFrame(frame);
+            };
+            requestAnimationFrame(frame);
+          }),
+      );
+      if (midAnswer) await stack.kill('inference', 'SIGKILL');
+      else await page.getByRole('button', { name: 'Send' }).waitFor();
+    }
+    expect(midAnswer).toBe(true);
+    // The page says it is reconnecting while the service is down, then the same answer goes on.
+    await page.getByRole('status').filter({ hasText: 'reconnecting, the answer goes on where it stopped' }).waitFor();
+    await stack.restart('inference');
+    await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 60_000 });
+    const answer = page.locator('.message.assistant').last();
+    expect(await answer.locator('.notice-error').count()).toBe(0);
+    expect(Number(await answer.locator('.cost strong').getAttribute('data-micros'))).toBeGreaterThan(0);
+    // One stream, run more than once: resumed under its key, not asked again.
+    const redis = new Redis(stack.redisUrl);
+    try {
+      const records = await redis.keys(`inference:stream:${userId}:*`);
+      const runs = await Promise.all(records.map(async (key) => Number(await redis.hget(key, 'runs'))));
+      expect(runs.filter((n) => n >= 2)).toHaveLength(1);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

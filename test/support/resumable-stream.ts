@@ -11,6 +11,8 @@ import type { Client } from 'graphql-ws';
 
 export interface StreamedChunk {
   delta: string;
+  /** Where the delta begins in the stream's text, when the operation asks for it: checked against the text received. */
+  offset?: number;
   finishReason: string | null;
   error: { code: string; message?: string } | null;
 }
@@ -82,6 +84,7 @@ async function followRun<C extends StreamedChunk>(
       if (event.errors) return codesOf(event.errors);
       const chunk = event.data?.[field];
       if (!chunk) continue;
+      if (chunk.offset !== undefined && chunk.offset !== followed.text.length) return { codes: [`OFFSET_${chunk.offset}_AFTER_${followed.text.length}_CHARACTERS`], reasons: [] };
       followed.text += chunk.delta;
       onText?.(followed.text);
       if (chunk.finishReason) {

@@ -57,6 +57,8 @@ export interface CompletionChunk {
   id: string;
   index: number;
   delta: string;
+  /** Characters of the stream's text before `delta`, in every run (a resumed run starts at its resumeAt). */
+  offset: number;
   finishReason: FinishReason | null;
   usage: Usage | null;
   error: { code: string; message: string } | null;
@@ -195,17 +197,13 @@ export class Completions {
     { delivered, signal, priority, cacheKey, resumeAt = 0 }: { delivered: boolean; signal?: AbortSignal; priority?: number; cacheKey: string | null; resumeAt?: number },
   ): AsyncGenerator<CompletionChunk> {
     const { model } = prepared;
-    const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
-      id,
-      index,
-      delta,
-      finishReason: null,
-      usage: null,
-      error: null,
-      model,
-      cacheStatus: null,
-      ...extra,
-    });
+    // Characters of the text handled so far, skipped or sent: where the next delta begins.
+    let offset = 0;
+    const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => {
+      const made: CompletionChunk = { id, index, delta, offset, finishReason: null, usage: null, error: null, model, cacheStatus: null, ...extra };
+      offset += delta.length;
+      return made;
+    };
     // A chunk's text counts as sent once the chunk is handed over: the consumer has it then.
     const chunk = (index: number, delta: string): CompletionChunk => {
       if (delivered) metered.sent(delta);
@@ -217,6 +215,7 @@ export class Completions {
       if (toSkip === 0) return text;
       const seen = text.slice(0, toSkip);
       toSkip -= seen.length;
+      offset += seen.length;
       if (delivered) metered.sent(seen);
       return text.slice(seen.length);
     };
@@ -365,5 +364,5 @@ class EventQueue<T> {
 
 /** A response-cache hit as a stream: the whole text in one chunk, which is also the last. */
 async function* replay(id: string, model: ModelInfo, hit: CachedCompletion, usage: Usage): AsyncGenerator<CompletionChunk> {
-  yield { id, index: 0, delta: hit.text, finishReason: hit.finishReason, usage, error: null, model, cacheStatus: 'HIT' };
+  yield { id, index: 0, delta: hit.text, offset: 0, finishReason: hit.finishReason, usage, error: null, model, cacheStatus: 'HIT' };
 }

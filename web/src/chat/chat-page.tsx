@@ -2,13 +2,13 @@ import { useQuery } from '@apollo/client/react';
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import type { Session } from '../auth/session';
 import { graphql } from '../gql';
-import { describeError, describeGraphError } from '../graph/errors';
+import { describeError, describeGraphError, isCutCode, isStreamCut } from '../graph/errors';
 import { follow } from '../graph/live';
 import { costMicros, formatCount, formatMicros, formatPricePerMillion, type Pricing } from '../money';
 import { Markdown } from '../ui/markdown';
 import { ErrorNotice, Loading } from '../ui/notices';
 import { newConversation, titleFrom, useConversations, type ChatMessage, type Conversation } from './conversations';
-import { addChunk, emptyStream, isFinished, type AssembledStream } from './stream';
+import { addChunk, emptyStream, isFinished, resumable, type AssembledStream } from './stream';
 
 const CHAT_MODELS = graphql(`
   query ChatModels {
@@ -24,9 +24,10 @@ const CHAT_MODELS = graphql(`
 `);
 
 const COMPLETION_STREAM = graphql(`
-  subscription CompletionStream($input: CompletionInput!) {
-    completionStream(input: $input) {
+  subscription CompletionStream($input: CompletionInput!, $streamKey: String, $resumeAt: Int) {
+    completionStream(input: $input, streamKey: $streamKey, resumeAt: $resumeAt) {
       index
+      offset
       delta
       finishReason
       usage { promptTokens completionTokens totalTokens promptCacheHitTokens promptCacheMissTokens }
@@ -48,10 +49,15 @@ interface LiveAnswer {
   conversation: Conversation;
   model: ChatModel;
   stream: AssembledStream;
+  /** The stream was cut (a server under it was lost) and is being resumed. */
+  resuming?: boolean;
   stop: () => void;
 }
 
 const DEFAULT_MAX_TOKENS = 512;
+/** Times an answer cut by a lost server is resumed before the page gives up, and the pause before the n-th (n times this). */
+const MAX_RESUMES = 6;
+const RESUME_PAUSE_MS = 1_000;
 
 export function ChatPage({ session }: { session: Session }) {
   const { conversations, save, remove } = useConversations(session.user.id);
@@ -73,13 +79,22 @@ export function ChatPage({ session }: { session: Session }) {
 
   const current = conversations.find((c) => c.id === currentId) ?? null;
 
-  /** Streams the answer to `conversation`, whose last message is the question. */
+  /**
+   * Streams the answer to `conversation`, whose last message is the question.
+   * The stream has a key, so an answer cut by a server lost under it (the
+   * gateway, the inference service, the GPU) is resumed where it was: the
+   * page subscribes again with the text it has, and the graph sends the rest
+   * of the same answer, billed once.
+   */
   const answer = (conversation: Conversation) => {
     if (!model || liveRef.current) return;
     save(conversation);
     setCurrentId(conversation.id);
+    const streamKey = crypto.randomUUID();
+    const input = { model: model.id, messages: conversation.messages.map(({ role, content }) => ({ role, content })), maxTokens };
     let stream = emptyStream;
     let done = false;
+    let resumes = 0;
     let unsubscribe = () => {};
     const finish = (extra: Partial<ChatMessage>) => {
       if (done) return;
@@ -99,19 +114,34 @@ export function ChatPage({ session }: { session: Session }) {
       save({ ...conversation, messages: [...conversation.messages, message], updatedAt: Date.now() });
       setLive(null);
     };
-    unsubscribe = follow(
-      COMPLETION_STREAM,
-      { input: { model: model.id, messages: conversation.messages.map(({ role, content }) => ({ role, content })), maxTokens } },
-      {
-        next: (data) => {
-          stream = addChunk(stream, data.completionStream);
-          setLive((now) => (now ? { ...now, stream } : now));
-          if (isFinished(stream)) finish({});
+    /** Goes on after a cut, or ends the answer with `why` once the resumes are used up. */
+    const resume = (why: string) => {
+      if (done) return;
+      unsubscribe();
+      if (resumes >= MAX_RESUMES) return finish({ error: why });
+      resumes += 1;
+      stream = resumable(stream);
+      setLive((now) => (now ? { ...now, stream, resuming: true } : now));
+      setTimeout(() => done || subscribe(), RESUME_PAUSE_MS * resumes);
+    };
+    const subscribe = () => {
+      unsubscribe = follow(
+        COMPLETION_STREAM,
+        { input, streamKey, resumeAt: stream.text.length },
+        {
+          next: (data) => {
+            stream = addChunk(stream, data.completionStream);
+            setLive((now) => (now ? { ...now, stream, resuming: false } : now));
+            if (!isFinished(stream)) return;
+            if (isCutCode(stream.error?.code)) resume(describeGraphError(stream.error!));
+            else finish({});
+          },
+          error: (error) => (isStreamCut(error) ? resume(describeError(error)) : finish({ error: describeError(error) })),
+          complete: () => (isFinished(stream) ? finish({}) : resume('The answer ended before its last part arrived: retry.')),
         },
-        error: (error) => finish({ error: describeError(error) }),
-        complete: () => finish(isFinished(stream) ? {} : { error: 'The answer ended before its last part arrived: retry.' }),
-      },
-    );
+      );
+    };
+    subscribe();
     setLive({ conversation, model, stream, stop: () => finish({ finishReason: 'CANCELLED' }) });
   };
 
@@ -202,6 +232,11 @@ export function ChatPage({ session }: { session: Session }) {
             <li className="message assistant" aria-busy="true">
               <span className="role">{live.model.id}</span>
               {live.stream.text ? <Markdown text={live.stream.text} /> : <p className="loading">Thinking…</p>}
+              {live.resuming && (
+                <p className="notice" role="status">
+                  The connection to Sluice was lost mid-answer: reconnecting, the answer goes on where it stopped.
+                </p>
+              )}
             </li>
           )}
         </ol>

@@ -4,6 +4,13 @@
  * is ignored and one that arrives early waits for the gap before it: the text
  * shown is always a prefix of the text generated. The last chunk carries the
  * finish reason and the usage; an ERROR finish carries the error.
+ *
+ * A resumable completion stream's chunks also carry where their text begins
+ * (`offset`, counted from the start of the text in every run of the stream),
+ * and are placed by it instead: a run that starts again — resumed by the page
+ * at the text it has, or subscribed again by graphql-ws after a lost socket,
+ * from where the page first asked — splits its text into other chunks, and
+ * only its text past what is shown is taken.
  */
 export type FinishReason = 'STOP' | 'LENGTH' | 'CANCELLED' | 'ERROR';
 
@@ -17,6 +24,8 @@ export interface StreamUsage {
 
 export interface StreamChunk {
   index: number;
+  /** Where `delta` begins in the whole text (completionStream); placed by it when present. */
+  offset?: number | null;
   delta: string;
   finishReason?: FinishReason | null;
   usage?: StreamUsage | null;
@@ -25,9 +34,9 @@ export interface StreamChunk {
 
 export interface AssembledStream {
   text: string;
-  /** The index of the next chunk to append. */
+  /** The index of the next chunk to append (chunks placed by index). */
   next: number;
-  /** Chunks that arrived before a gap, by index. */
+  /** Chunks that arrived before a gap, by index (or by offset, for chunks placed by offset). */
   early: ReadonlyMap<number, StreamChunk>;
   finishReason: FinishReason | null;
   usage: StreamUsage | null;
@@ -38,6 +47,7 @@ export const emptyStream: AssembledStream = { text: '', next: 0, early: new Map(
 
 /** The stream with `chunk` taken in (a new object; the old one is unchanged). */
 export function addChunk(stream: AssembledStream, chunk: StreamChunk): AssembledStream {
+  if (typeof chunk.offset === 'number') return placeByOffset(stream, chunk, chunk.offset);
   if (chunk.index < stream.next || stream.early.has(chunk.index)) return stream;
   const early = new Map(stream.early).set(chunk.index, chunk);
   let { text, next, finishReason, usage, error } = stream;
@@ -50,6 +60,29 @@ export function addChunk(stream: AssembledStream, chunk: StreamChunk): Assembled
     next += 1;
   }
   return { text, next, early, finishReason, usage, error };
+}
+
+function placeByOffset(stream: AssembledStream, chunk: StreamChunk, offset: number): AssembledStream {
+  if (offset > stream.text.length) return { ...stream, early: new Map(stream.early).set(offset, chunk) };
+  let { text, finishReason, usage, error } = stream;
+  const early = new Map(stream.early);
+  for (let ready: [number, StreamChunk] | undefined = [offset, chunk]; ready; ready = [...early].find(([at]) => at <= text.length)) {
+    const [at, next] = ready;
+    early.delete(at);
+    text += next.delta.slice(text.length - at);
+    finishReason = next.finishReason ?? finishReason;
+    usage = next.usage ?? usage;
+    error = next.error ?? error;
+  }
+  return { ...stream, text, early, finishReason, usage, error };
+}
+
+/**
+ * The stream as a run resumed after a cut goes on with it: its text kept, the
+ * cut run's ending (a GPU_UNAVAILABLE last chunk) dropped.
+ */
+export function resumable(stream: AssembledStream): AssembledStream {
+  return { ...stream, finishReason: null, usage: null, error: null };
 }
 
 /** True once the last chunk has been taken in. */

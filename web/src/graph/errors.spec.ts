@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeError, describeGraphError, isUnauthenticated } from './errors';
+import { describeError, describeGraphError, isCutCode, isStreamCut, isUnauthenticated } from './errors';
 
 describe('describeGraphError', () => {
   it('gives the amounts of an insufficient balance', () => {
@@ -72,5 +72,33 @@ describe('isUnauthenticated', () => {
     expect(isUnauthenticated({ code: 4401, reason: '' })).toBe(true);
     expect(isUnauthenticated({ errors: [{ message: 'x', extensions: { code: 'FORBIDDEN' } }] })).toBe(false);
     expect(isUnauthenticated(new TypeError('Failed to fetch'))).toBe(false);
+  });
+});
+
+describe('isStreamCut', () => {
+  it('is true for a server lost under the stream: SERVICE_UNAVAILABLE, SUBGRAPH_UNAVAILABLE, GPU_UNAVAILABLE, a close without a protocol reason, a network failure', () => {
+    expect(isStreamCut([{ message: 'inference ended the subscription; subscribe again', extensions: { code: 'SERVICE_UNAVAILABLE' } }])).toBe(true);
+    expect(isStreamCut({ errors: [{ message: '…', extensions: { code: 'SUBGRAPH_UNAVAILABLE', service: 'inference' } }] })).toBe(true);
+    expect(isCutCode('GPU_UNAVAILABLE')).toBe(true);
+    expect(isStreamCut({ code: 1006, reason: '' })).toBe(true);
+    expect(isStreamCut(new Error('Socket closed with event 1006'))).toBe(true);
+    expect(isStreamCut({ code: 4503, reason: 'Service unavailable: credentials cannot be verified right now' })).toBe(true);
+    expect(isStreamCut(new TypeError('Failed to fetch'))).toBe(true);
+  });
+
+  it('is false for a refusal: a bad input, a rate limit, a low balance, a 4401 or 4400 close, anything else', () => {
+    expect(isStreamCut([{ message: 'input.maxTokens expects …', extensions: { code: 'BAD_USER_INPUT' } }])).toBe(false);
+    expect(isStreamCut([{ message: '…', extensions: { code: 'RATE_LIMITED' } }])).toBe(false);
+    expect(
+      isStreamCut([
+        { message: '…', extensions: { code: 'SERVICE_UNAVAILABLE' } },
+        { message: '…', extensions: { code: 'INSUFFICIENT_BALANCE' } },
+      ]),
+    ).toBe(false);
+    expect(isStreamCut({ code: 4401, reason: 'Unauthorized' })).toBe(false);
+    expect(isStreamCut({ code: 4400, reason: 'Invalid message received' })).toBe(false);
+    expect(isCutCode('MODEL_NOT_FOUND')).toBe(false);
+    expect(isCutCode(undefined)).toBe(false);
+    expect(isStreamCut('something')).toBe(false);
   });
 });

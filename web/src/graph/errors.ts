@@ -77,10 +77,37 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const status = (error as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number') return `Sluice answered with HTTP ${status}${status >= 500 ? ': a service is failing, try again shortly' : ''}.`;
-    if (error.name === 'TypeError' || /fetch|network|socket/i.test(error.message)) return 'Cannot reach Sluice: check your connection, or that the gateway is running.';
+    if (isNetworkFailure(error)) return 'Cannot reach Sluice: check your connection, or that the gateway is running.';
     return sentence(error.message);
   }
   return 'Something went wrong, and the error said nothing more.';
+}
+
+/** Codes that say a stream was cut by a server lost under it, not by anything about the request. */
+const CUT_CODES = new Set(['SERVICE_UNAVAILABLE', 'SUBGRAPH_UNAVAILABLE', 'GPU_UNAVAILABLE']);
+
+/** True for an error code (a GraphQL error's, a last chunk's) that says the stream was cut, not refused. */
+export function isCutCode(code: unknown): boolean {
+  return typeof code === 'string' && CUT_CODES.has(code);
+}
+
+/**
+ * True when a stream that failed with `error` was cut rather than refused, so
+ * it can go on where it was (a resumable stream): the server under it asked it
+ * to subscribe again (SERVICE_UNAVAILABLE) or was lost, the socket closed
+ * without a protocol reason (codes below 4000, or 4503: credentials could not
+ * be checked for now), or the network failed.
+ */
+export function isStreamCut(error: unknown): boolean {
+  const graphErrors = graphErrorsOf(error);
+  if (graphErrors.length > 0) return graphErrors.every((e) => isCutCode(e.extensions?.code));
+  const close = closeOf(error);
+  if (close) return close.code < 4000 || close.code === 4503;
+  return error instanceof Error && isNetworkFailure(error);
+}
+
+function isNetworkFailure(error: Error): boolean {
+  return error.name === 'TypeError' || /fetch|network|socket/i.test(error.message);
 }
 
 /** True when `error` says the credentials are no longer valid, so the session must be dropped. */
