@@ -73,9 +73,10 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   const billing = new BillingClient({ baseUrl: billingBaseUrl(), timeoutMs: envInt('INFERENCE_BILLING_TIMEOUT_MS', REDIS_FAILOVER_WAIT_MS + 2_000, { min: 1 }) });
   const metering = new Metering(billing, new UsagePublisher(redis, { log: config.log, attempts: envInt('INFERENCE_USAGE_PUBLISH_ATTEMPTS', 10, { min: 1 }) }), config.log);
   const embeddings = new Embeddings(catalog, embedder, { maxTexts: 2048, maxTextChars: 32_768 }, priorities, metering);
-  const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 })), metering, {
+  const generationDeadlineMs = envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 });
+  const completions = new Completions(catalog, tier, new BatchGenerator(tier, windowMs, generationDeadlineMs), metering, {
     limits: { maxMessages: 256, maxPromptChars: 200_000, defaultMaxTokens: 256 },
-    streamDeadlineMs: envInt('INFERENCE_GENERATION_DEADLINE_MS', 300_000, { min: 1 }),
+    streamDeadlineMs: generationDeadlineMs,
     priorities,
     responseCache: new ResponseCache(redis, {
       ttlSeconds: envInt('INFERENCE_RESPONSE_CACHE_TTL_SECONDS', 86_400, { min: 1 }),
@@ -83,6 +84,7 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
       maxTextChars: 200_000,
     }),
     responseCacheBilling: responseCacheBilling(envString('INFERENCE_RESPONSE_CACHE_BILLING', 'cache-hit')),
+    log: config.log,
   });
   // Above REDIS_FAILOVER_WAIT_MS: a live runner cut off from Redis by a failover keeps its key, and nothing runs twice
   // (which would cost GPU time, not money: idempotency-store.ts); short enough that a lost runner's key frees soon.
@@ -93,7 +95,9 @@ export async function startInference(config: ServiceConfig): Promise<RunningServ
   });
   // Under the gateway's subgraph deadline (30 s by default), so a waiting retry gets CONFLICT rather than a timeout.
   const idempotentCompletions = new IdempotentCompletions(completions, idempotency, { waitMs: envInt('INFERENCE_IDEMPOTENCY_WAIT_MS', 20_000, { min: 0 }), log: config.log });
-  const resumableStreams = new ResumableStreams(completions, new StreamRecordStore(redis, envInt('INFERENCE_STREAM_RESUME_TTL_SECONDS', 3_600, { min: 1 }) * 1000));
+  // At least a generation's deadline: a run never outlives its stream's record, so it always settles against the mark.
+  const streamTtlMs = envInt('INFERENCE_STREAM_RESUME_TTL_SECONDS', 3_600, { min: Math.ceil(generationDeadlineMs / 1000) }) * 1000;
+  const resumableStreams = new ResumableStreams(completions, new StreamRecordStore(redis, streamTtlMs));
   config.log.info('GPU tier', { endpoints: tier.endpoints.map((e) => e.address) });
   return startSubgraph<InferenceContext>({
     name: 'inference',

@@ -48,18 +48,19 @@ it('billing killed under load: answers keep auth, knowledge and inference data; 
   expect(result.money.gpuRuns).toBeLessThanOrEqual(result.money.events);
 }, 120_000);
 
-it('a gpu-server killed mid-stream: its streams end with a coded error, new requests go to the other endpoint, money exact', async () => {
+it('a gpu-server killed mid-stream: its streams go on on the other endpoint, new requests go there too, money exact', async () => {
   const users = await signUpUsers(chaos, 3, 'chaos-gpu');
+  const logsBefore = chaos.logs.length;
   const result = await runScenario(chaos, { name: 'gpu-server killed', ...busiestGpuServerKilled() }, PHASES, MIX, users);
   const context = explain(result);
 
-  const cut = result.outcomes.filter((o) => o.kind === 'stream' && o.start < result.faultAt && o.end > result.faultAt && !o.ok);
-  expect({ cut: cut.length > 0, context }).toEqual({ cut: true, context });
-  for (const stream of cut) {
-    expect({ codes: stream.codes, context }).toEqual({ codes: ['GPU_UNAVAILABLE'], context });
-    // Target 1 s; the bound leaves room for a loaded CI machine.
-    expect(stream.end - result.faultAt).toBeLessThan(5_000);
-  }
+  // The streams on the killed server (it was chosen for holding the most) are started again on the other with
+  // their seed, and sent on from where they were: none in flight at the kill fails.
+  const atKill = result.outcomes.filter((o) => o.kind === 'stream' && o.start < result.faultAt && o.end > result.faultAt);
+  expect({ atKill: atKill.length > 0, context }).toEqual({ atKill: true, context });
+  for (const stream of atKill) expect({ ok: stream.ok, codes: stream.codes, context }).toEqual({ ok: true, codes: [], context });
+  const restarted = chaos.logs.slice(logsBefore).filter((line) => line.includes('stream restarted on another GPU endpoint'));
+  expect({ restarted: restarted.length > 0, context }).toEqual({ restarted: true, context });
   const later = [...during(result, 'complete', 1_000), ...during(result, 'stream', 1_000)];
   expect(later.length).toBeGreaterThan(0);
   for (const request of later) expect({ ok: request.ok, codes: request.codes, context }).toEqual({ ok: true, codes: [], context });

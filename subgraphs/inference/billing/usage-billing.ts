@@ -148,34 +148,13 @@ export class Metering {
     return result;
   }
 
-  /** Waits (at most `timeoutMs`) for shares being worked out and events being published; true when all are done. */
-  async drain(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const settled = await Promise.race([Promise.all(this.sharing).then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
-    clearTimeout(timer);
-    return (await this.publisher.drain(Math.max(0, deadline - Date.now()))) && settled;
+  /** Waits (at most `timeoutMs`) for events being published; true when all are done. */
+  drain(timeoutMs: number): Promise<boolean> {
+    return this.publisher.drain(timeoutMs);
   }
-
-  /** Shares of the bill (Caller.billedShare) still being worked out: their events are not published yet. */
-  private readonly sharing = new Set<Promise<void>>();
 
   /** Called once per request by MeteredRequest.end. */
   record(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
-    const { billedShare } = request.caller;
-    if (!billedShare) {
-      this.publish(request, usage, finishReason);
-      return;
-    }
-    const sharing = billedShare(usage).then(
-      (share) => this.publish(request, share, finishReason),
-      (error: Error) => this.log.error('USAGE SHARE NOT WORKED OUT: no event published; its reservation will expire unbilled', { error: error.message, usage }),
-    );
-    this.sharing.add(sharing);
-    void sharing.finally(() => this.sharing.delete(sharing));
-  }
-
-  private publish(request: RequestFacts, usage: Usage, finishReason: FinishReason): void {
     const event: UsageEvent = {
       eventId: request.caller.usageEventId ?? randomUUID(),
       reservationId: request.reservationId,
@@ -183,20 +162,25 @@ export class Metering {
       keyId: request.caller.identity.keyId ?? null,
       model: request.model.id,
       modelVersion: request.model.version,
-      promptTokens: usage.promptTokens,
-      promptCacheHitTokens: usage.promptCacheHitTokens,
-      promptCacheMissTokens: usage.promptCacheMissTokens,
-      completionTokens: usage.completionTokens,
+      ...usageFields(usage),
       finishReason,
       endedAt: Date.now(),
     };
+    const { billedShare } = request.caller;
     try {
-      this.publisher.publish(event);
+      // A share is worked out again on each publishing attempt: billedShare is idempotent (one answer per run).
+      if (billedShare) this.publisher.publishWorkedOut(event, async () => ({ ...event, ...usageFields(await billedShare(usage)) }));
+      else this.publisher.publish(event);
     } catch (error) {
       // An invalid event is our bug; the reservation expires unbilled rather than failing the client's request.
       this.log.error('USAGE EVENT INVALID: not published; its reservation will expire unbilled', { error: (error as Error).message, event });
     }
   }
+}
+
+/** The usage event's numbers of `usage`. */
+function usageFields(usage: Usage): Pick<UsageEvent, 'promptTokens' | 'promptCacheHitTokens' | 'promptCacheMissTokens' | 'completionTokens'> {
+  return { promptTokens: usage.promptTokens, promptCacheHitTokens: usage.promptCacheHitTokens, promptCacheMissTokens: usage.promptCacheMissTokens, completionTokens: usage.completionTokens };
 }
 
 interface RequestFacts {
@@ -229,6 +213,14 @@ export class MeteredRequest {
   /** A response of the GPU server (its text and counts). */
   received(output: GenerationOutput): void {
     this.outputs.push(output);
+  }
+
+  /**
+   * The generation was started again from the start (its GPU server was lost): the responses so far are
+   * superseded, and the new run's counts are the request's. Text already sent stays sent.
+   */
+  restarted(): void {
+    this.outputs.length = 0;
   }
 
   /** Text that reached the client. */

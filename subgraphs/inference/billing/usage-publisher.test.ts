@@ -104,3 +104,17 @@ it('drain stops waiting at its timeout while an event is still being published, 
   answer('1-0');
   expect(await publisher.drain(5_000)).toBe(true);
 });
+
+it('works an event out again on each attempt until it can be published, and drain waits for it', async () => {
+  const publisher = new UsagePublisher(redis, { log: recordingLog(), backoffMs: 1 });
+  const whole = event();
+  let attempts = 0;
+  publisher.publishWorkedOut(whole, async () => {
+    attempts += 1;
+    if (attempts < 3) throw new Error('Connection is closed.');
+    return { ...whole, promptTokens: 0, promptCacheHitTokens: 0, promptCacheMissTokens: 0, completionTokens: 2 };
+  });
+  expect(await publisher.drain(5_000)).toBe(true);
+  expect(attempts).toBe(3);
+  expect((await published(whole.userId)).map((e) => [e.eventId, e.promptTokens, e.completionTokens])).toEqual([[whole.eventId, 0, 2]]);
+});

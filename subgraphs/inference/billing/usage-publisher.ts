@@ -40,8 +40,17 @@ export class UsagePublisher {
    * when the event is invalid: that is a bug of the caller, which no retry fixes.
    */
   publish(event: UsageEvent): void {
+    this.publishWorkedOut(event, async () => event);
+  }
+
+  /**
+   * As `publish`, for an event whose numbers `workOut` decides first (a resumed stream's run, billed its share of
+   * the stream: usage-billing.ts). `event` is checked now; `workOut` runs again on each retry, so it must be
+   * idempotent, and what it returns must be valid whenever `event` is.
+   */
+  publishWorkedOut(event: UsageEvent, workOut: () => Promise<UsageEvent>): void {
     validateUsageEvent(event);
-    const delivery = this.deliver(event).finally(() => this.pending.delete(delivery));
+    const delivery = this.deliver(event, workOut).finally(() => this.pending.delete(delivery));
     this.pending.add(delivery);
   }
 
@@ -56,12 +65,12 @@ export class UsagePublisher {
     return this.pending.size === 0;
   }
 
-  private async deliver(event: UsageEvent): Promise<void> {
+  private async deliver(event: UsageEvent, workOut: () => Promise<UsageEvent>): Promise<void> {
     const attempts = this.options.attempts ?? 10;
     let delay = this.options.backoffMs ?? 100;
     for (let attempt = 1; ; attempt++) {
       try {
-        await publishUsageEvent(this.redis, event);
+        await publishUsageEvent(this.redis, await workOut());
         return;
       } catch (error) {
         if (attempt >= attempts) {

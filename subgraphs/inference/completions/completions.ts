@@ -11,20 +11,24 @@
  * A stream always ends with one final chunk: finishReason STOP/LENGTH when
  * the model finished, CANCELLED when the server says so, ERROR (with a coded
  * `error`) when the GPU tier failed mid-way. Ending the iterator early (the
- * client unsubscribed) cancels the request on the gpu-server.
+ * client unsubscribed) cancels the request on the gpu-server. A stream whose
+ * GPU server was lost under it is started again on another (`restartable`):
+ * every generation has a seed (the client's, or one chosen here), so the new
+ * run makes the same text, and what was sent already is not sent again.
  *
  * Billing (billing/usage-billing.ts): both are reserved with billing before the GPU tier is
  * called — a refusal is the mutation's error, or the subscription's at
  * subscribe time — and every request, however it ends, publishes one usage
  * event whose numbers are the usage the client is shown.
  */
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { codedError, ErrorCode } from '../../../lib/errors';
+import type { Logger } from '../../../lib/log';
 import { interruptible, RETURNED } from '../../../lib/interruptible';
 import type { FinishReason, Usage } from '../../../lib/usage-events';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
-import { generationOutputs, generationRequest, type GenerationOutput } from './generation-tensors';
+import { generationOutputs, generationRequest, type GenerationOutput, type SamplingParameters } from './generation-tensors';
 import { conversationKey } from '../gpu-tier/prefix-affinity';
 import { errorCodeOfStatus, gpuError } from '../gpu-tier/gpu-errors';
 import type { GpuTier, StreamHandle } from '../gpu-tier/gpu-tier';
@@ -86,6 +90,8 @@ export interface CompletionsOptions {
   priorities: PriorityByScope;
   responseCache: ResponseCache;
   responseCacheBilling: ResponseCacheBilling;
+  /** Where a stream restarted on another GPU endpoint is logged. */
+  log?: Logger;
 }
 
 export class Completions {
@@ -118,6 +124,9 @@ export class Completions {
     const { responseCache } = this.options;
     // A resumable stream is always generated: a cached answer would be billed apart from the stream's runs.
     const cacheKey = run ? null : responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
+    // A seed of the server's choosing when the client gave none: sampling is as random, and a stream whose GPU
+    // server is lost can be made again, the same, on another (restartable). After the cache key: it stays uncached.
+    if (prepared.sampling.seed === undefined && prepared.sampling.temperature > 0) prepared = { ...prepared, sampling: { ...prepared.sampling, seed: randomInt(MAX_SEED) } };
     // A hit is reserved too, so the reservation need not wait for the lookup: their round trips overlap.
     const reserved = this.metering.begin(caller, prepared);
     // Every path awaits it (and so throws billing's refusal); this only keeps a refusal from going unhandled meanwhile.
@@ -197,35 +206,46 @@ export class Completions {
     { delivered, signal, priority, cacheKey, resumeAt = 0 }: { delivered: boolean; signal?: AbortSignal; priority?: number; cacheKey: string | null; resumeAt?: number },
   ): AsyncGenerator<CompletionChunk> {
     const { model } = prepared;
-    // Characters of the text handled so far, skipped or sent: where the next delta begins.
-    let offset = 0;
-    const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => {
-      const made: CompletionChunk = { id, index, delta, offset, finishReason: null, usage: null, error: null, model, cacheStatus: null, ...extra };
-      offset += delta.length;
-      return made;
+    // This GPU run's text so far, from the start (what the client has included); a restarted run starts it again.
+    let generated = '';
+    // Text before this point is not sent: the client has it (resumeAt), or this request sent it before its GPU
+    // run was restarted. Of the resumeAt part, `credited` characters count as delivered so far.
+    let skipTo = resumeAt;
+    let credited = 0;
+    const unseen = (text: string): string => {
+      generated += text;
+      const seenTo = Math.min(generated.length, resumeAt);
+      if (delivered && seenTo > credited) metered.sent(generated.slice(credited, seenTo));
+      credited = Math.max(credited, seenTo);
+      return text.slice(Math.max(0, text.length - (generated.length - skipTo)));
     };
+    // A delta ends the text generated so far; before the client's point is reached, only an empty last chunk is made.
+    const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
+      id,
+      index,
+      delta,
+      offset: Math.max(generated.length - delta.length, skipTo),
+      finishReason: null,
+      usage: null,
+      error: null,
+      model,
+      cacheStatus: null,
+      ...extra,
+    });
     // A chunk's text counts as sent once the chunk is handed over: the consumer has it then.
     const chunk = (index: number, delta: string): CompletionChunk => {
       if (delivered) metered.sent(delta);
       return make(index, delta);
     };
-    // Text of `resumeAt` the regenerated text has not reached yet; what it covers is the client's already.
-    let toSkip = resumeAt;
-    const unseen = (text: string): string => {
-      if (toSkip === 0) return text;
-      const seen = text.slice(0, toSkip);
-      toSkip -= seen.length;
-      offset += seen.length;
-      if (delivered) metered.sent(seen);
-      return text.slice(seen.length);
-    };
     // The last chunk carries the usage billed, which for a request cut short counts the last chunk's own text.
-    let generated = '';
     const last = (index: number, delta: string, reason: FinishReason, finished: boolean, error: CompletionChunk['error'] = null): CompletionChunk => {
-      if (finished && toSkip > 0) {
-        // The client claims more text than the stream has: its resumeAt is not a point it reached.
-        const message = `resumeAt expects at most ${resumeAt - toSkip} (the characters of this stream's text), but got ${resumeAt}`;
-        return last(index, '', 'ERROR', false, { code: ErrorCode.BadUserInput, message });
+      if (finished && generated.length < skipTo) {
+        // The text ended before the point the client has: resumeAt is not a point it reached, or a restarted run made other text.
+        const message =
+          skipTo === resumeAt
+            ? `resumeAt expects at most ${generated.length} (the characters of this stream's text), but got ${resumeAt}`
+            : `the generation was restarted on another GPU server after its own was lost, and did not make the same text again (${generated.length} characters, where ${skipTo} had been sent)`;
+        return last(index, '', 'ERROR', false, { code: skipTo === resumeAt ? ErrorCode.BadUserInput : ErrorCode.GpuUnavailable, message });
       }
       if (delivered) metered.sent(delta);
       const usage = metered.end(reason, finished);
@@ -244,34 +264,40 @@ export class Completions {
           return;
         }
         metered.received(output);
-        generated = output.text;
         yield last(0, unseen(output.text), finishReason(output.finishReason), true);
         return;
       }
 
-      const events = new EventQueue<{ output?: GenerationOutput; final?: boolean; error?: StreamError | Error; unsubscribed?: true }>();
+      const events = new EventQueue<{ run?: number; output?: GenerationOutput; final?: boolean; error?: StreamError | Error; unsubscribed?: true }>();
       let stream: StreamHandle | undefined;
       const timer = setTimeout(() => {
         stream?.endpoint.breaker.observe(false); // a stream that never finishes says the endpoint is unwell
         events.push({ error: new Error(`the generation did not finish within ${this.options.streamDeadlineMs} ms`) });
       }, this.options.streamDeadlineMs);
       signal?.addEventListener('abort', () => events.push({ unsubscribed: true }), { once: true });
-      try {
-        // The tier picks the endpoint that served this conversation before (its prompt is cached there) or the least-loaded one, and moves a stream that never reached its server.
+      // The tier picks the endpoint that served this conversation before (its prompt is cached there) or the
+      // least-loaded one, and moves a stream that never reached its server. Each run's events carry its number,
+      // so a restarted run's are told from the lost one's.
+      let run = 0;
+      const startRun = () => {
+        const current = ++run;
         stream = this.tier.startStream(
-          generationRequest(model, id, [prepared.prompt], [prepared.sampling], true, priority),
+          generationRequest(model, current === 1 ? id : `${id}-${current}`, [prepared.prompt], [prepared.sampling], true, priority),
           {
             response: (response, final) => {
               try {
-                events.push({ output: generationOutputs(model, response, 1)[0], final });
+                events.push({ run: current, output: generationOutputs(model, response, 1)[0], final });
               } catch (error) {
-                events.push({ error: error as Error });
+                events.push({ run: current, error: error as Error });
               }
             },
-            error: (error) => events.push({ error }),
+            error: (error) => events.push({ run: current, error }),
           },
           conversationKey(metered.facts.userId, model.id, prepared.messages),
         );
+      };
+      try {
+        startRun();
       } catch (error) {
         clearTimeout(timer);
         const coded = gpuError(error, model.id); // MODEL_NOT_FOUND / MODEL_NOT_READY (with retryAfter) / GPU_UNAVAILABLE
@@ -288,6 +314,26 @@ export class Completions {
           let delta = '';
           for (const event of ready) {
             if (event.unsubscribed) return; // billed as CANCELLED below, for the text sent so far
+            if (event.run !== undefined && event.run !== run) continue; // a lost run's late word
+            if (event.error && restartable(event.error, prepared.sampling, run)) {
+              // Its GPU server was lost: the same seed makes the same text on another one, which goes on from here.
+              if (delta) yield chunk(index++, delta);
+              delta = '';
+              // Never below resumeAt: a run lost while it was still making the client's text again skips all of it.
+              skipTo = Math.max(skipTo, generated.length);
+              generated = '';
+              metered.restarted();
+              this.options.log?.warn('stream restarted on another GPU endpoint after its own was lost', { id, from: stream?.endpoint.address, sent: skipTo, error: event.error.message });
+              try {
+                startRun();
+              } catch (error) {
+                // No endpoint to go on with: the stream ends with the loss that cut it.
+                const message = `${event.error.message}; it could not be started again on another GPU endpoint: ${(error as Error).message}`;
+                yield last(index, '', 'ERROR', false, { code: streamErrorCode(event.error), message });
+                return;
+              }
+              continue;
+            }
             if (event.error) {
               yield last(index, delta, 'ERROR', false, { code: streamErrorCode(event.error), message: event.error.message });
               return;
@@ -295,7 +341,6 @@ export class Completions {
             const output = event.output!;
             metered.received(output);
             delta += unseen(output.text);
-            generated += output.text;
             if (event.final) {
               yield last(index, delta, finishReason(output.finishReason), true);
               return;
@@ -313,6 +358,20 @@ export class Completions {
       metered.end('CANCELLED', false);
     }
   }
+}
+
+/** The largest seed the server chooses: an Int of the schema, positive. */
+export const MAX_SEED = 2 ** 31 - 1;
+
+/** How many times a stream is started again after its GPU server was lost under it. */
+const STREAM_RESTARTS = 2;
+
+/**
+ * A stream whose call broke under it (its GPU server died or its connection dropped: StreamError.transport) is
+ * started again elsewhere when the same text can be made again: a seed, or greedy sampling.
+ */
+function restartable(error: StreamError | Error, sampling: SamplingParameters, run: number): boolean {
+  return error instanceof StreamError && error.transport && run <= STREAM_RESTARTS && (sampling.seed !== undefined || sampling.temperature === 0);
 }
 
 /**

@@ -6,7 +6,7 @@
  * completions behind are a fake that claims the run as Completions.stream
  * does and records what it was given.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { GraphQLError } from 'graphql';
 import type Redis from 'ioredis';
 import type { Usage } from '../../../lib/usage-events';
@@ -77,9 +77,28 @@ test('every run of a key generates with the seed the first chose, as a run of it
   expect(runs.map((r) => r.resumeAt)).toEqual([0, 120, 0]);
   expect(Number.isInteger(runs[0].seed) && runs[0].seed >= 0).toBe(true);
   expect(new Set(runs.map((r) => r.seed))).toEqual(new Set([runs[0].seed]));
-  expect(runs.map((r) => r.caller.usageEventId)).toEqual([1, 2, 3].map((run) => usageEventIdOf(caller.identity.sub!, key, run, 'stream')));
+  const streamId = await redis.hget(`inference:stream:${caller.identity.sub}:${createHash('sha256').update(key).digest('hex')}`, 'stream');
+  expect(runs.map((r) => r.caller.usageEventId)).toEqual([1, 2, 3].map((run) => usageEventIdOf(caller.identity.sub!, streamId!, run, 'stream')));
   // Not the event an idempotency key's run of the same user and key would name.
   expect(runs[0].caller.usageEventId).not.toBe(usageEventIdOf(caller.identity.sub!, key, 1));
+});
+
+test('a key used again once its record expired is another stream: its runs name events of their own, billed from nothing', async () => {
+  const { runs, streams } = setUp();
+  const caller = callerOf(`user-${randomUUID()}`);
+  const key = randomUUID();
+  await streams.stream(caller, input(), key);
+  await streams.stream(caller, input(), key, 2);
+  expect(await runs[0].caller.billedShare!(usage(10, 0, 5))).toEqual(usage(10, 0, 5));
+  await redis.del(`inference:stream:${caller.identity.sub}:${createHash('sha256').update(key).digest('hex')}`);
+  await streams.stream(caller, input('Another prompt'), key);
+  // Billing settles each event id once: the same id for the new stream's first run would be charged nothing.
+  expect(runs[2].caller.usageEventId).not.toBe(runs[0].caller.usageEventId);
+  expect(await runs[2].caller.billedShare!(usage(7, 0, 3))).toEqual(usage(7, 0, 3));
+  // The old stream's second run, ending only now, has no mark left to go by: it bills what it used, and leaves the new stream's mark alone.
+  expect(await runs[1].caller.billedShare!(usage(10, 0, 9))).toEqual(usage(10, 0, 9));
+  await streams.stream(caller, input('Another prompt'), key, 2);
+  expect(await runs[3].caller.billedShare!(usage(7, 0, 6))).toEqual(usage(0, 0, 3));
 });
 
 test("the client's seed is the stream's; without a key nothing is recorded or claimed", async () => {

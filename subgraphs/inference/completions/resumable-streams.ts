@@ -13,7 +13,9 @@
  * the start, sends nothing the client has, and streams the rest. It costs
  * the GPU the tokens generated again, not the client: each run is billed only
  * for what no run of the key was billed for (stream-record-store.ts), under
- * a usage event of its own (named by the key and the run, usageEventIdOf).
+ * a usage event of its own (named by the stream and the run, usageEventIdOf:
+ * the stream's id, not its key, so a key used again once its record expired
+ * cannot name an event billing has settled already).
  *
  * - The same key with another input is BAD_USER_INPUT: a key names one stream.
  * - A resume of a key that never began (or expired,
@@ -29,12 +31,9 @@ import type { Usage } from '../../../lib/usage-events';
 import type { Caller } from '../billing/usage-billing';
 import type { ModelInfo } from '../models/model-catalog';
 import type { CompletionInput } from './completion-request';
-import type { CompletionChunk, StreamRun } from './completions';
+import { MAX_SEED, type CompletionChunk, type StreamRun } from './completions';
 import { fingerprintOf, MAX_KEY_CHARS, usageEventIdOf } from './idempotent-completions';
 import type { StreamRecordStore } from './stream-record-store';
-
-/** The largest seed a run chooses: an Int of the schema, positive. */
-const MAX_SEED = 2 ** 31 - 1;
 
 export class ResumableStreams {
   constructor(
@@ -45,7 +44,7 @@ export class ResumableStreams {
   async stream(caller: Caller, input: CompletionInput, streamKey?: string | null, resumeAt?: number | null): Promise<AsyncGenerator<CompletionChunk>> {
     const bad = (field: string, message: string) => codedError(ErrorCode.BadUserInput, `${field} ${message}`, { field });
     if (streamKey === undefined || streamKey === null) {
-      if (resumeAt !== undefined && resumeAt !== null) throw bad('resumeAt', 'expects a streamKey beside it (the key the stream began with), but got none');
+      if (resumeAt) throw bad('resumeAt', 'expects a streamKey beside it (the key the stream began with), but got none');
       return this.completions.stream(caller, input);
     }
     if (streamKey.length === 0 || streamKey.length > MAX_KEY_CHARS) throw bad('streamKey', `expects 1 to ${MAX_KEY_CHARS} characters, but got ${streamKey.length}`);
@@ -79,9 +78,9 @@ export class ResumableStreams {
           seed: claim.seed,
           caller: {
             ...caller,
-            usageEventId: usageEventIdOf(userId, streamKey, claim.run, 'stream'),
+            usageEventId: usageEventIdOf(userId, claim.streamId, claim.run, 'stream'),
             billedShare: async (usage: Usage): Promise<Usage> => {
-              const share = await this.store.settle(userId, streamKey, claim.run, usage);
+              const share = await this.store.settle(userId, streamKey, claim.streamId, claim.run, usage);
               return {
                 ...share,
                 promptCacheMissTokens: share.promptTokens - share.promptCacheHitTokens,

@@ -16,13 +16,16 @@
  * run ends first. A run's answer is kept under its number, so a settle sent
  * again after a failover lost its answer bills nothing twice.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { evalReplicated } from '../../../lib/redis';
 
 export type StreamRunClaim =
-  /** Run number `run` of the stream, to generate with `seed` on `version` of the model. */
-  | { kind: 'run'; run: number; seed: number; version: string }
+  /**
+   * Run number `run` of the stream, to generate with `seed` on `version` of the model. `streamId` names the
+   * stream (not the key: a key used again after its record expired is another stream, with another id).
+   */
+  | { kind: 'run'; streamId: string; run: number; seed: number; version: string }
   /** A resume of a stream that never began, or whose record expired. */
   | { kind: 'missing' }
   /** The key was first used for a different input. */
@@ -35,22 +38,25 @@ export interface BilledShare {
   completionTokens: number;
 }
 
-// KEYS[1] record; ARGV fingerprint, seed, model version, ttlMs, '1' when resuming (the record must exist).
-const BEGIN = `local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'seed', 'version')
+// KEYS[1] record; ARGV fingerprint, seed, model version, ttlMs, '1' when resuming (the record must exist), the id
+// a new stream gets.
+const BEGIN = `local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'seed', 'version', 'stream')
 if not r[1] then
   if ARGV[5] == '1' then return {'missing'} end
-  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'seed', ARGV[2], 'version', ARGV[3], 'runs', 1, 'prompt', 0, 'out', 0)
+  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'seed', ARGV[2], 'version', ARGV[3], 'stream', ARGV[6], 'runs', 1, 'prompt', 0, 'out', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {'run', '1', ARGV[2], ARGV[3]}
+  return {'run', '1', ARGV[2], ARGV[3], ARGV[6]}
 end
 if r[1] ~= ARGV[1] then return {'conflict'} end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'run', tostring(runs), r[2], r[3]}`;
+return {'run', tostring(runs), r[2], r[3], r[4]}`;
 
-// KEYS[1] record; ARGV run, prompt tokens, of them cache hits, completion tokens, ttlMs.
-// Returns the run's share as "prompt,hit,completion"; the same answer every time for one run.
-const SETTLE = `local field = 'settled:' .. ARGV[1]
+// KEYS[1] record; ARGV run, prompt tokens, of them cache hits, completion tokens, ttlMs, stream id.
+// Returns the run's share as "prompt,hit,completion"; the same answer every time for one run. A run whose stream's
+// record is gone (or is another stream's, its key used again) is billed all it used: there is no mark to go by.
+const SETTLE = `if redis.call('HGET', KEYS[1], 'stream') ~= ARGV[6] then return ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4] end
+local field = 'settled:' .. ARGV[1]
 local kept = redis.call('HGET', KEYS[1], field)
 if kept then return kept end
 local r = redis.call('HMGET', KEYS[1], 'prompt', 'out')
@@ -84,17 +90,27 @@ export class StreamRecordStore {
   /**
    * Begins a run of the user's stream `key`: the first (which records `seed` and `version`), or a resume
    * (`resuming`: only of a stream that began). A begin sent again after a failover lost its answer counts one
-   * more run, which only leaves a run number unused.
+   * more run, which only leaves a run number unused; a first begin sent again is a resume of the stream it began.
    */
   async begin(userId: string, key: string, stream: { fingerprint: string; seed: number; version: string; resuming: boolean }): Promise<StreamRunClaim> {
-    const answer = (await evalReplicated(this.redis, BEGIN, this.recordKey(userId, key), stream.fingerprint, stream.seed, stream.version, this.ttlMs, stream.resuming ? '1' : '0')) as string[];
-    if (answer[0] === 'run') return { kind: 'run', run: Number(answer[1]), seed: Number(answer[2]), version: answer[3] };
+    const answer = (await evalReplicated(
+      this.redis,
+      BEGIN,
+      this.recordKey(userId, key),
+      stream.fingerprint,
+      stream.seed,
+      stream.version,
+      this.ttlMs,
+      stream.resuming ? '1' : '0',
+      randomUUID(),
+    )) as string[];
+    if (answer[0] === 'run') return { kind: 'run', run: Number(answer[1]), seed: Number(answer[2]), version: answer[3], streamId: answer[4] };
     return { kind: answer[0] === 'missing' ? 'missing' : 'conflict' };
   }
 
-  /** Run `run` ended having used `usage` for the whole text so far: what it adds to the bill. */
-  async settle(userId: string, key: string, run: number, usage: BilledShare): Promise<BilledShare> {
-    const share = (await evalReplicated(this.redis, SETTLE, this.recordKey(userId, key), run, usage.promptTokens, usage.promptCacheHitTokens, usage.completionTokens, this.ttlMs)) as string;
+  /** Run `run` of stream `streamId` ended having used `usage` for the whole text so far: what it adds to the bill. */
+  async settle(userId: string, key: string, streamId: string, run: number, usage: BilledShare): Promise<BilledShare> {
+    const share = (await evalReplicated(this.redis, SETTLE, this.recordKey(userId, key), run, usage.promptTokens, usage.promptCacheHitTokens, usage.completionTokens, this.ttlMs, streamId)) as string;
     const [promptTokens, promptCacheHitTokens, completionTokens] = share.split(',').map(Number);
     return { promptTokens, promptCacheHitTokens, completionTokens };
   }
