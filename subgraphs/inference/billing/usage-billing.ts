@@ -217,10 +217,13 @@ export class MeteredRequest {
 
   /**
    * The generation was started again from the start (its GPU server was lost): the responses so far are
-   * superseded, and the new run's counts are the request's. Text already sent stays sent.
+   * superseded, and the new run's counts are the request's. Text already sent stays sent, and so does the
+   * prompt's count, for a request that ends before the new run reports its own.
    */
   restarted(): void {
+    const counted = this.outputs.filter((o) => o.inputTokens !== null).at(-1);
     this.outputs.length = 0;
+    if (counted) this.outputs.push({ ...counted, text: '', outputTokens: null });
   }
 
   /** Text that reached the client. */

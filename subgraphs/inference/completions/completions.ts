@@ -37,6 +37,7 @@ import type { ModelCatalog, ModelInfo } from '../models/model-catalog';
 import { priorityFor, type PriorityByScope } from '../gpu-tier/priority';
 import type { CachedCompletion, CacheStatus, ResponseCache } from './response-cache';
 import { StreamError } from '../gpu-tier/shared-stream';
+import { StreamText } from './stream-text';
 
 export type { FinishReason } from '../../../lib/usage-events';
 
@@ -124,9 +125,12 @@ export class Completions {
     const { responseCache } = this.options;
     // A resumable stream is always generated: a cached answer would be billed apart from the stream's runs.
     const cacheKey = run ? null : responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
-    // A seed of the server's choosing when the client gave none: sampling is as random, and a stream whose GPU
-    // server is lost can be made again, the same, on another (restartable). After the cache key: it stays uncached.
-    if (prepared.sampling.seed === undefined && prepared.sampling.temperature > 0) prepared = { ...prepared, sampling: { ...prepared.sampling, seed: randomInt(MAX_SEED) } };
+    // A seed of the server's choosing for a streamed generation the client gave none: sampling is as random, and a
+    // stream whose GPU server is lost can be made again, the same, on another (restartable). After the cache key,
+    // which stays as it was (none for an unseeded request). Batched generations never restart: they keep none.
+    if (prepared.model.decoupled && prepared.sampling.seed === undefined && prepared.sampling.temperature > 0) {
+      prepared = { ...prepared, sampling: { ...prepared.sampling, seed: randomInt(MAX_SEED) } };
+    }
     // A hit is reserved too, so the reservation need not wait for the lookup: their round trips overlap.
     const reserved = this.metering.begin(caller, prepared);
     // Every path awaits it (and so throws billing's refusal); this only keeps a refusal from going unhandled meanwhile.
@@ -206,25 +210,13 @@ export class Completions {
     { delivered, signal, priority, cacheKey, resumeAt = 0 }: { delivered: boolean; signal?: AbortSignal; priority?: number; cacheKey: string | null; resumeAt?: number },
   ): AsyncGenerator<CompletionChunk> {
     const { model } = prepared;
-    // This GPU run's text so far, from the start (what the client has included); a restarted run starts it again.
-    let generated = '';
-    // Text before this point is not sent: the client has it (resumeAt), or this request sent it before its GPU
-    // run was restarted. Of the resumeAt part, `credited` characters count as delivered so far.
-    let skipTo = resumeAt;
-    let credited = 0;
-    const unseen = (text: string): string => {
-      generated += text;
-      const seenTo = Math.min(generated.length, resumeAt);
-      if (delivered && seenTo > credited) metered.sent(generated.slice(credited, seenTo));
-      credited = Math.max(credited, seenTo);
-      return text.slice(Math.max(0, text.length - (generated.length - skipTo)));
-    };
-    // A delta ends the text generated so far; before the client's point is reached, only an empty last chunk is made.
+    // What the client has of the text, across the runs of the generation (resumed, or restarted after a GPU loss).
+    const text = new StreamText(resumeAt, (had) => delivered && metered.sent(had));
     const make = (index: number, delta: string, extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
       id,
       index,
       delta,
-      offset: Math.max(generated.length - delta.length, skipTo),
+      offset: text.offsetOf(delta),
       finishReason: null,
       usage: null,
       error: null,
@@ -239,17 +231,12 @@ export class Completions {
     };
     // The last chunk carries the usage billed, which for a request cut short counts the last chunk's own text.
     const last = (index: number, delta: string, reason: FinishReason, finished: boolean, error: CompletionChunk['error'] = null): CompletionChunk => {
-      if (finished && generated.length < skipTo) {
-        // The text ended before the point the client has: resumeAt is not a point it reached, or a restarted run made other text.
-        const message =
-          skipTo === resumeAt
-            ? `resumeAt expects at most ${generated.length} (the characters of this stream's text), but got ${resumeAt}`
-            : `the generation was restarted on another GPU server after its own was lost, and did not make the same text again (${generated.length} characters, where ${skipTo} had been sent)`;
-        return last(index, '', 'ERROR', false, { code: skipTo === resumeAt ? ErrorCode.BadUserInput : ErrorCode.GpuUnavailable, message });
-      }
+      // A run that ended short of the client's point, or made other text after a restart, cannot end well.
+      const problem = finished ? text.problem(true) : undefined;
+      if (problem) return last(index, '', 'ERROR', false, problem);
       if (delivered) metered.sent(delta);
       const usage = metered.end(reason, finished);
-      this.remember(cacheKey, generated, reason, usage, finished);
+      this.remember(cacheKey, text.text, reason, usage, finished);
       return make(index, delta, { finishReason: reason, usage, error, cacheStatus: cacheKey ? 'MISS' : 'BYPASS' });
     };
     try {
@@ -264,7 +251,7 @@ export class Completions {
           return;
         }
         metered.received(output);
-        yield last(0, unseen(output.text), finishReason(output.finishReason), true);
+        yield last(0, text.take(output.text), finishReason(output.finishReason), true);
         return;
       }
 
@@ -319,13 +306,12 @@ export class Completions {
               // Its GPU server was lost: the same seed makes the same text on another one, which goes on from here.
               if (delta) yield chunk(index++, delta);
               delta = '';
-              // Never below resumeAt: a run lost while it was still making the client's text again skips all of it.
-              skipTo = Math.max(skipTo, generated.length);
-              generated = '';
+              text.restart();
               metered.restarted();
-              this.options.log?.warn('stream restarted on another GPU endpoint after its own was lost', { id, from: stream?.endpoint.address, sent: skipTo, error: event.error.message });
+              const lost = stream?.endpoint.address;
               try {
                 startRun();
+                this.options.log?.warn('stream restarted on another GPU endpoint after its own was lost', { id, from: lost, to: stream?.endpoint.address, error: event.error.message });
               } catch (error) {
                 // No endpoint to go on with: the stream ends with the loss that cut it.
                 const message = `${event.error.message}; it could not be started again on another GPU endpoint: ${(error as Error).message}`;
@@ -340,7 +326,12 @@ export class Completions {
             }
             const output = event.output!;
             metered.received(output);
-            delta += unseen(output.text);
+            delta += text.take(output.text);
+            if (text.diverged) {
+              // The client has text this run does not make: going on would splice two texts.
+              yield last(index, '', 'ERROR', false, text.problem(false)!);
+              return;
+            }
             if (event.final) {
               yield last(index, delta, finishReason(output.finishReason), true);
               return;

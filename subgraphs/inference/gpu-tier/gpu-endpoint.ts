@@ -132,6 +132,8 @@ export class GpuEndpoint {
   }
 
   close(): void {
+    // Before its streams fail: nothing, not a stream started again after losing this one, is routed here now.
+    this.reachable = false;
     this.stream.close();
     this.client.close();
   }

@@ -269,8 +269,11 @@ export class GpuTier implements TritonApi {
           route.response(response, final);
         },
         error: (error) => {
-          // A per-request error is the server's answer: the endpoint is healthy. A broken call was counted by the shared stream.
+          // A per-request error is the server's answer: the endpoint is healthy. A broken call was counted by the
+          // shared stream, and takes the endpoint out until a poll reaches it again, as a dropped unary call does:
+          // a stream started again after losing its server (completions.ts) must not be sent back to it.
           if (!error.transport) endpoint.breaker.observe(true);
+          else endpoint.reachable = false;
           if (!error.neverStarted || cancelled || attempt >= attempts) return route.error(error);
           endpoint.reachable = false; // until a poll reaches it again
           this.options.log.warn('GPU stream did not start; moving the request to another endpoint', { endpoint: endpoint.address, model: request.model_name, attempt, error: error.message });
