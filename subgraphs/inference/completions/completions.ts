@@ -28,7 +28,7 @@ import { interruptible, RETURNED } from '../../../lib/interruptible';
 import type { FinishReason, Usage } from '../../../lib/usage-events';
 import type { BatchGenerator } from './batch-generator';
 import { prepareCompletion, type CompletionInput, type CompletionLimits, type PreparedCompletion } from './completion-request';
-import { generationOutputs, generationRequest, type GenerationOutput, type SamplingParameters } from './generation-tensors';
+import { generationOutputs, generationRequest, type GenerationOutput } from './generation-tensors';
 import { conversationKey } from '../gpu-tier/prefix-affinity';
 import { errorCodeOfStatus, gpuError } from '../gpu-tier/gpu-errors';
 import type { GpuTier, StreamHandle } from '../gpu-tier/gpu-tier';
@@ -77,10 +77,11 @@ export interface StreamRun {
   /** Characters of the stream's text (UTF-16 code units) the client already has: generated again, not sent again. */
   resumeAt: number;
   /**
-   * Claims the run once the input is checked, for its model: the seed every run of the stream generates with,
-   * and the caller to bill it as (its usage event and its share of the bill). Throws the coded refusal.
+   * Claims the run once the input is checked, for its model and the seed it would generate with (the input's, or
+   * one chosen for it): the seed every run of the stream generates with (the first run's), and the caller to bill
+   * it as (its usage event and its share of the bill). Throws the coded refusal.
    */
-  claim(model: ModelInfo): Promise<{ seed: number; caller: Caller }>;
+  claim(model: ModelInfo, seed: number): Promise<{ seed: number; caller: Caller }>;
 }
 
 export interface CompletionsOptions {
@@ -117,19 +118,21 @@ export class Completions {
   /** As `begin`, but the reservation is started, not awaited: a batched request joins its batch meanwhile (runCleared). */
   private async start(caller: Caller, input: CompletionInput, run?: StreamRun): Promise<Omit<Begun, 'metered'> & { reserved: Promise<MeteredRequest> }> {
     let prepared = await prepareCompletion(this.catalog, caller.identity, input, this.options.limits);
-    if (run) {
-      const claimed = await run.claim(prepared.model);
-      prepared = { ...prepared, sampling: { ...prepared.sampling, seed: claimed.seed } };
-      caller = claimed.caller;
-    }
     const { responseCache } = this.options;
     // A resumable stream is always generated: a cached answer would be billed apart from the stream's runs.
     const cacheKey = run ? null : responseCache.keyFor(caller.identity.sub!, prepared.model, prepared.prompt, prepared.sampling, input.cache);
-    // A seed of the server's choosing for a streamed generation the client gave none: sampling is as random, and a
-    // stream whose GPU server is lost can be made again, the same, on another (restartable). After the cache key,
-    // which stays as it was (none for an unseeded request). Batched generations never restart: they keep none.
-    if (prepared.model.decoupled && prepared.sampling.seed === undefined && prepared.sampling.temperature > 0) {
-      prepared = { ...prepared, sampling: { ...prepared.sampling, seed: randomInt(MAX_SEED) } };
+    // The client's seed, or one of the server's, chosen after the cache key (which stays none for an unseeded
+    // request): sampling is as random, and a stream whose GPU server is lost can be made again, the same, on
+    // another (restartable). A resumable stream generates with its first run's; a batched generation never
+    // restarts, and keeps none.
+    const seed = () => prepared.sampling.seed ?? randomInt(MAX_SEED);
+    const seeded = (chosen: number): PreparedCompletion => ({ ...prepared, sampling: { ...prepared.sampling, seed: chosen } });
+    if (run) {
+      const claimed = await run.claim(prepared.model, seed());
+      prepared = seeded(claimed.seed);
+      caller = claimed.caller;
+    } else if (prepared.model.decoupled && prepared.sampling.seed === undefined && prepared.sampling.temperature > 0) {
+      prepared = seeded(seed());
     }
     // A hit is reserved too, so the reservation need not wait for the lookup: their round trips overlap.
     const reserved = this.metering.begin(caller, prepared);
@@ -302,7 +305,7 @@ export class Completions {
           for (const event of ready) {
             if (event.unsubscribed) return; // billed as CANCELLED below, for the text sent so far
             if (event.run !== undefined && event.run !== run) continue; // a lost run's late word
-            if (event.error && restartable(event.error, prepared.sampling, run)) {
+            if (event.error && restartable(event.error, run)) {
               // Its GPU server was lost: the same seed makes the same text on another one, which goes on from here.
               if (delta) yield chunk(index++, delta);
               delta = '';
@@ -352,17 +355,18 @@ export class Completions {
 }
 
 /** The largest seed the server chooses: an Int of the schema, positive. */
-export const MAX_SEED = 2 ** 31 - 1;
+const MAX_SEED = 2 ** 31 - 1;
 
 /** How many times a stream is started again after its GPU server was lost under it. */
 const STREAM_RESTARTS = 2;
 
 /**
  * A stream whose call broke under it (its GPU server died or its connection dropped: StreamError.transport) is
- * started again elsewhere when the same text can be made again: a seed, or greedy sampling.
+ * started again elsewhere, up to STREAM_RESTARTS times: the same text can be made again, since every streamed
+ * generation is greedy or has a seed (`start`).
  */
-function restartable(error: StreamError | Error, sampling: SamplingParameters, run: number): boolean {
-  return error instanceof StreamError && error.transport && run <= STREAM_RESTARTS && (sampling.seed !== undefined || sampling.temperature === 0);
+function restartable(error: StreamError | Error, run: number): boolean {
+  return error instanceof StreamError && error.transport && run <= STREAM_RESTARTS;
 }
 
 /**

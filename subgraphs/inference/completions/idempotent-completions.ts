@@ -110,8 +110,8 @@ export class IdempotentCompletions {
 }
 
 /**
- * The usage event id of a run of a user's key — (userId, key, epoch) for an idempotency key, (userId, key, run,
- * 'stream') for a stream's: the same for whoever runs it (a runner and the one that took its lapsed lease over), so
+ * The usage event id of a run — (userId, key, epoch) for an idempotency key's, (userId, stream id, run, 'stream')
+ * for a resumable stream's: the same for whoever runs it (a runner and the one that took its lapsed lease over), so
  * billing, which settles each id once, charges it once. The two shapes cannot name the same event whatever the key
  * holds: the idempotency shape ends in a number, the stream's in 'stream'. A UUID (version 8, from SHA-256).
  */

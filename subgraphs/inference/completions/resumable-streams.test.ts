@@ -44,12 +44,16 @@ interface Claimed {
   resumeAt: number | undefined;
 }
 
-/** Completions whose model is at `version`: each stream claims its run, as Completions.stream does, and records it. */
+/**
+ * Completions whose model is at `version`: each stream claims its run, as Completions.stream does, offering the
+ * input's seed or a new one each time (as Completions chooses one per request), and records what it got.
+ */
 function setUp(version = { value: '1' }) {
   const runs: Claimed[] = [];
+  let offered = 1_000;
   const completions = {
-    stream: async (caller: Caller, _input: CompletionInput, run?: StreamRun): Promise<AsyncGenerator<CompletionChunk>> => {
-      const claimed = run ? await run.claim({ id: 'sluice-chat', version: version.value } as ModelInfo) : { seed: -1, caller };
+    stream: async (caller: Caller, input: CompletionInput, run?: StreamRun): Promise<AsyncGenerator<CompletionChunk>> => {
+      const claimed = run ? await run.claim({ id: 'sluice-chat', version: version.value } as ModelInfo, input.seed ?? offered++) : { seed: -1, caller };
       runs.push({ ...claimed, resumeAt: run?.resumeAt });
       return (async function* () {})();
     },

@@ -25,13 +25,12 @@
  * - A keyed stream skips the response cache: a cached answer is billed apart
  *   from the stream's runs.
  */
-import { randomInt } from 'node:crypto';
 import { codedError, ErrorCode } from '../../../lib/errors';
 import type { Usage } from '../../../lib/usage-events';
 import type { Caller } from '../billing/usage-billing';
 import type { ModelInfo } from '../models/model-catalog';
 import type { CompletionInput } from './completion-request';
-import { MAX_SEED, type CompletionChunk, type StreamRun } from './completions';
+import type { CompletionChunk, StreamRun } from './completions';
 import { fingerprintOf, MAX_KEY_CHARS, usageEventIdOf } from './idempotent-completions';
 import type { StreamRecordStore } from './stream-record-store';
 
@@ -56,8 +55,8 @@ export class ResumableStreams {
     const fingerprint = fingerprintOf(input);
     return this.completions.stream(caller, input, {
       resumeAt: from,
-      claim: async (model: ModelInfo) => {
-        const claim = await this.store.begin(userId, streamKey, { fingerprint, seed: input.seed ?? randomInt(MAX_SEED), version: model.version, resuming: from > 0 });
+      claim: async (model: ModelInfo, seed: number) => {
+        const claim = await this.store.begin(userId, streamKey, { fingerprint, seed, version: model.version, resuming: from > 0 });
         if (claim.kind === 'missing') {
           throw bad(
             'streamKey',

@@ -275,7 +275,6 @@ export class GpuTier implements TritonApi {
           if (!error.transport) endpoint.breaker.observe(true);
           else endpoint.reachable = false;
           if (!error.neverStarted || cancelled || attempt >= attempts) return route.error(error);
-          endpoint.reachable = false; // until a poll reaches it again
           this.options.log.warn('GPU stream did not start; moving the request to another endpoint', { endpoint: endpoint.address, model: request.model_name, attempt, error: error.message });
           try {
             current = start(attempt + 1);
