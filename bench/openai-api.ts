@@ -23,7 +23,7 @@ import { type Round, streamDoors } from './support/stream-doors';
 
 const STREAMS = 50;
 const MAX_TOKENS = 32;
-const ROUNDS = Number(process.argv[2] ?? 8);
+const ROUNDS = Number(process.argv[2] ?? 16);
 const LONE_STREAMS = Number(process.argv[3] ?? 30);
 const CLIENTS = 16;
 const WHOLE_SECONDS = Number(process.argv[4] ?? 8);

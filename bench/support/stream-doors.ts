@@ -37,24 +37,35 @@ async function readSse(response: IncomingMessage, onChunk: (chunk: SseChunk) => 
     for await (const part of response) text += part;
     throw new Error(`/v1/chat/completions answered ${response.statusCode}: ${text}`);
   }
-  let buffered = '';
-  for await (const text of response as AsyncIterable<string>) {
-    buffered += text;
-    for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
-      const event = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      if (!event.startsWith('data: ')) continue; // keep-alive comments
-      const data = event.slice(6);
-      if (data === '[DONE]') {
-        response.resume();
-        return;
+  // 'data' listeners rather than for-await, which costs promises per read, and leaving it early would destroy the
+  // response and with it the keep-alive connection (every stream would pay a new one). Read to the end, as the
+  // OpenAI SDKs do.
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    let done = false;
+    response.on('data', (text: string) => {
+      buffered += text;
+      try {
+        for (let end = buffered.indexOf('\n\n'); end >= 0 && !done; end = buffered.indexOf('\n\n')) {
+          const event = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          if (!event.startsWith('data: ')) continue; // keep-alive comments
+          const data = event.slice(6);
+          if (data === '[DONE]') done = true;
+          else {
+            const chunk = JSON.parse(data) as SseChunk;
+            if (chunk.error) throw new Error(`stream error: ${JSON.stringify(chunk.error)}`);
+            onChunk(chunk);
+          }
+        }
+      } catch (error) {
+        response.destroy();
+        reject(error);
       }
-      const chunk = JSON.parse(data) as SseChunk;
-      if (chunk.error) throw new Error(`stream error: ${JSON.stringify(chunk.error)}`);
-      onChunk(chunk);
-    }
-  }
-  throw new Error('the SSE stream ended without [DONE]');
+    });
+    response.on('end', () => (done ? resolve() : reject(new Error('the SSE stream ended without [DONE]'))));
+    response.on('error', reject);
+  });
 }
 
 /** POSTs `body` as JSON on one of `agent`'s keep-alive connections; resolves with the response as its head arrives. */
