@@ -64,4 +64,18 @@ describe('interruptible', () => {
     await expect(failing.next()).rejects.toThrow('broken');
     expect(ended).toBe(2);
   });
+
+  it('does not interrupt an iteration that is over', async () => {
+    let interrupts = 0;
+    const finished = interruptible(
+      (async function* () {
+        yield 1;
+      })(),
+      { interrupt: () => interrupts++ },
+    );
+    await finished.next();
+    await finished.next();
+    await finished.return(undefined);
+    expect(interrupts).toBe(0);
+  });
 });

@@ -5,7 +5,10 @@
  * `interrupt` runs immediately on return() or throw() and must make the
  * pending next() settle (abort the source); `end` runs exactly once when the
  * iteration is over, however it ends — even on a return() before the first
- * next(), which would skip a generator's own `finally`.
+ * next(), which would skip a generator's own `finally`. An iteration that is
+ * over has nothing to interrupt: a return() after its end does not call
+ * `interrupt` (a consumer closing a finished stream would abort its source
+ * and unsubscribe upstream for nothing).
  */
 /**
  * What `interrupt` aborts its source with: AbortController.abort() without a
@@ -39,7 +42,7 @@ export function interruptible<T>(inner: AsyncGenerator<T>, hooks: InterruptibleH
       }
     },
     async return(value) {
-      hooks.interrupt?.();
+      if (!ended) hooks.interrupt?.();
       try {
         return await inner.return(value);
       } finally {
@@ -47,7 +50,7 @@ export function interruptible<T>(inner: AsyncGenerator<T>, hooks: InterruptibleH
       }
     },
     async throw(error) {
-      hooks.interrupt?.();
+      if (!ended) hooks.interrupt?.();
       try {
         return await inner.throw(error);
       } finally {

@@ -25,6 +25,8 @@ let url: string;
 let script: { events: UpstreamEvent[]; hang?: boolean; delayMs?: number };
 let keepAliveMs = 60_000;
 let closed: Promise<void>;
+/** Whether the last subscription's events had all been read when it was closed. */
+let readToEndAtClose: boolean;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -51,14 +53,17 @@ function scriptedGraph(): ChatGraph {
     subscribe: async () => {
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
+      let readToEnd = false;
       const generator = (async function* () {
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         yield* events;
         if (hang) await released;
+        readToEnd = true;
       })();
       return {
         events: generator,
         close: async () => {
+          readToEndAtClose = readToEnd;
           release();
           await generator.return(undefined);
           markClosed();
@@ -100,6 +105,38 @@ it('sends the role, each piece of text, the finish, the usage when asked, then [
     { ...base, choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7, prompt_cache_hit_tokens: 1, prompt_cache_miss_tokens: 4, prompt_tokens_details: { cached_tokens: 1 } } },
   ]);
   await closed;
+});
+
+it('after the last chunk, lets the upstream end on its own rather than unsubscribing, and unsubscribes one that lingers', async () => {
+  script = { events: [chunk('a'), chunk('', { finishReason: 'STOP', usage: USAGE })] };
+  await stream();
+  await closed;
+  expect(readToEndAtClose).toBe(true);
+
+  script = { events: [chunk('a'), chunk('', { finishReason: 'STOP', usage: USAGE })], hang: true };
+  const { events } = await stream();
+  expect(events[events.length - 1]).toBe('[DONE]');
+  await closed;
+  expect(readToEndAtClose).toBe(false);
+});
+
+it("writes a text chunk's fields in OpenAI's order, its text escaped as JSON", async () => {
+  script = { events: [chunk('say "hi"\n\u0000'), chunk('', { finishReason: 'STOP', usage: USAGE })] };
+  for (const includeUsage of [true, false]) {
+    const { events } = await stream(includeUsage ? { stream_options: { include_usage: true } } : {});
+    const { created } = JSON.parse(events[1]) as { created: number };
+    const usage = includeUsage ? { usage: null } : {};
+    const expected = {
+      id: 'chatcmpl-c1',
+      object: 'chat.completion.chunk',
+      created,
+      model: 'sluice-chat',
+      system_fingerprint: 'sluice-chat@1',
+      choices: [{ index: 0, delta: { content: 'say "hi"\n\u0000' }, logprobs: null, finish_reason: null }],
+      ...usage,
+    };
+    expect(events[1]).toBe(JSON.stringify(expected));
+  }
 });
 
 it('without include_usage sends no usage chunk and no usage field', async () => {

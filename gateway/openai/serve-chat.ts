@@ -52,6 +52,9 @@ interface CompletionChunk {
 /** What the route needs of the graph. */
 export type ChatGraph = Pick<GraphOperations, 'execute' | 'subscribe'>;
 
+/** How long a finished stream waits for its upstream to end before unsubscribing. */
+const UPSTREAM_END_WAIT_MS = 1_000;
+
 /** OpenAI's finish reasons for the graph's; CANCELLED and ERROR never reach a client as a finish. */
 const FINISH_REASONS: Record<string, string> = { STOP: 'stop', LENGTH: 'length' };
 
@@ -92,10 +95,13 @@ export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse,
 
 async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
   // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile still ends it.
+  // A response closes after its end too: only one closed before its end is a client that left.
   let clientGone = false;
-  res.once('close', () => (clientGone = true));
+  res.once('close', () => (clientGone = !res.writableFinished));
   const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
-  res.once('close', () => void stream.close());
+  res.once('close', () => {
+    if (!res.writableFinished) void stream.close();
+  });
   let sse: SseWriter | undefined;
   try {
     // The answer's status waits for the first event, so a refusal that comes as that event (INSUFFICIENT_BALANCE,
@@ -119,10 +125,14 @@ async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, reque
       const chunk = step.value.data!.completionStream as CompletionChunk;
       sse ??= new SseWriter(res, keepAliveMs);
       opened ??= openStream(sse, chunk, request.includeUsage);
-      if (chunk.delta !== '') opened.send({ content: chunk.delta }, null);
+      if (chunk.delta !== '') opened.sendText(chunk.delta);
       if (chunk.finishReason) {
         opened.send({}, finishReason(chunk.finishReason));
         if (request.includeUsage && chunk.usage) sse.send({ ...opened.base, choices: [], usage: openAiUsage(chunk.usage) });
+        sse.end();
+        // The upstream's end follows its last chunk at once: waiting for it (the client already has [DONE]) ends the
+        // stream as graphql-ws's server ends it, where closing it now would unsubscribe upstream from a finished stream.
+        await within(stream.events.next(), UPSTREAM_END_WAIT_MS);
         return;
       }
       step = await stream.events.next();
@@ -139,9 +149,22 @@ function openStream(sse: SseWriter, first: CompletionChunk, includeUsage: boolea
   const base = { id: completionId(first.id), object: 'chat.completion.chunk', created: nowSeconds(), model: first.model.id, system_fingerprint: fingerprint(first.model) };
   // With include_usage, OpenAI puts `usage: null` on every chunk but the usage chunk.
   const usageField = includeUsage ? { usage: null } : {};
-  const send = (delta: Record<string, string>, finish: string | null) => sse.send({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+  const chunkOf = (delta: Record<string, string>, finish: string | null) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+  const send = (delta: Record<string, string>, finish: string | null) => sse.send(chunkOf(delta, finish));
   send({ role: 'assistant', content: '' }, null);
-  return { send, base };
+  // A piece of text is nearly every chunk of a stream, and all of them differ only in the text: the JSON around it is
+  // serialized once per stream (each token was a socket write and a serialization of the whole chunk on one core).
+  const frame = textFrame(JSON.stringify(chunkOf({ content: TEXT_SLOT }, null)));
+  return { send, sendText: (text: string) => sse.sendSerialized(frame.head + JSON.stringify(text) + frame.tail), base };
+}
+
+/** Stands for a chunk's text while its frame is serialized; no id or model name holds it, and it is the last string of a chunk. */
+const TEXT_SLOT = '\u0000text\u0000';
+
+/** The JSON of a text chunk before and after its text. */
+function textFrame(json: string): { head: string; tail: string } {
+  const at = json.lastIndexOf(JSON.stringify(TEXT_SLOT));
+  return { head: json.slice(0, at), tail: json.slice(at + JSON.stringify(TEXT_SLOT).length) };
 }
 
 /** The promise's value, or undefined when it has not settled within `ms`. */

@@ -32,9 +32,14 @@ export class SseWriter {
   }
 
   send(event: unknown): void {
+    this.sendSerialized(JSON.stringify(event));
+  }
+
+  /** An event already serialized as JSON. */
+  sendSerialized(json: string): void {
     if (this.ended) return;
     this.idle.refresh();
-    this.res.write(`data: ${JSON.stringify(event)}\n\n`);
+    this.res.write(`data: ${json}\n\n`);
   }
 
   /** Ends the stream with `data: [DONE]` (once; a no-op when the client has gone). */
