@@ -63,7 +63,10 @@ async function readSse(response: IncomingMessage, onChunk: (chunk: SseChunk) => 
         reject(error);
       }
     });
-    response.on('end', () => (done ? resolve() : reject(new Error('the SSE stream ended without [DONE]'))));
+    // 'close' too: a connection cut without an error must not leave the round waiting.
+    const settle = () => (done ? resolve() : reject(new Error('the SSE stream ended without [DONE]')));
+    response.on('end', settle);
+    response.on('close', settle);
     response.on('error', reject);
   });
 }

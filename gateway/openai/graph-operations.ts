@@ -76,8 +76,11 @@ export class GraphOperations {
     }
     let closing: Promise<void> | undefined;
     const close = async () => {
-      await events.return(undefined);
-      release();
+      try {
+        await events.return(undefined);
+      } finally {
+        release();
+      }
     };
     // Called by the client leaving and by the end of the response alike: the first call does the work.
     return { events, close: () => (closing ??= close()) };

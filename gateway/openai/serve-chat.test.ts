@@ -21,15 +21,24 @@ const chunk = (delta: string, rest: Record<string, unknown> = {}): UpstreamEvent
 
 let server: Server;
 let url: string;
-/** The events the next subscription yields, the first after `delayMs`; after them it waits until closed when `hang` is set. */
-let script: { events: UpstreamEvent[]; hang?: boolean; delayMs?: number };
+/**
+ * The events the next subscription yields, the first after `delayMs`; after them it waits until closed when `hang` is
+ * set. The route's subscribe call is reported to `subscribing`; with `admitted`, the subscription starts only once it
+ * settles (admission waiting on Redis).
+ */
+let script: { events: UpstreamEvent[]; hang?: boolean; delayMs?: number; subscribing?: () => void; admitted?: Promise<void> };
 let keepAliveMs = 60_000;
 let closed: Promise<void>;
 /** Whether the last subscription's events had all been read when it was closed. */
 let readToEndAtClose: boolean;
+/** Whether the last subscription's events were asked for at all (asking starts the generation). */
+let pulled: boolean;
+/** Settles when the last request's response closes. */
+let responseClosed: Promise<void>;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    responseClosed = new Promise((resolve) => res.once('close', resolve));
     let text = '';
     req
       .on('data', (c) => (text += c))
@@ -47,14 +56,18 @@ afterAll(() => new Promise((resolve) => server.close(resolve)));
 function scriptedGraph(): ChatGraph {
   let markClosed!: () => void;
   closed = new Promise((resolve) => (markClosed = resolve));
-  const { events, hang, delayMs = 0 } = script;
+  const { events, hang, delayMs = 0, subscribing, admitted } = script;
+  pulled = false;
   return {
     execute: () => Promise.reject(new Error('the streamed route does not execute')),
     subscribe: async () => {
+      subscribing?.();
+      await admitted;
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
       let readToEnd = false;
       const generator = (async function* () {
+        pulled = true;
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         yield* events;
         if (hang) await released;
@@ -200,6 +213,22 @@ it('closes the subscription when the client leaves mid-stream', async () => {
   while (!text.includes('"content":"a"')) text += new TextDecoder().decode((await reader.read()).value);
   controller.abort();
   await closed; // the test times out if the subscription is never closed
+});
+
+it('closes the subscription, never starting its generation, when the client leaves while it is admitted', async () => {
+  let admit!: () => void;
+  let subscribed!: () => void;
+  const subscribing = new Promise<void>((resolve) => (subscribed = resolve));
+  script = { events: [chunk('a'), chunk('', { finishReason: 'STOP', usage: USAGE })], subscribing: subscribed, admitted: new Promise((resolve) => (admit = resolve)) };
+  const controller = new AbortController();
+  const request = fetch(url, { method: 'POST', body: JSON.stringify({ model: 'sluice-chat', messages: [{ role: 'user', content: 'hi' }], stream: true }), signal: controller.signal });
+  await subscribing;
+  controller.abort();
+  await expect(request).rejects.toThrow();
+  await responseClosed;
+  admit();
+  await closed;
+  expect(pulled).toBe(false);
 });
 
 it('refuses an Idempotency-Key on a stream, naming the header: a stream is not kept to be replayed', async () => {

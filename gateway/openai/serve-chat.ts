@@ -94,16 +94,20 @@ export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse,
 }
 
 async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
-  // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile still ends it.
-  // A response closes after its end too: only one closed before its end is a client that left.
+  // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile ends it
+  // before its generation starts. A response closes after its end too: only one closed before its end is a client that left.
   let clientGone = false;
   res.once('close', () => (clientGone = !res.writableFinished));
   const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
+  // A failed unsubscribe still ended the subscription (graph-operations.ts), and no one is left to answer.
+  const close = () => stream.close().catch(() => undefined);
   res.once('close', () => {
-    if (!res.writableFinished) void stream.close();
+    if (!res.writableFinished) void close();
   });
   let sse: SseWriter | undefined;
+  let finished = false;
   try {
+    if (clientGone) return;
     // The answer's status waits for the first event, so a refusal that comes as that event (INSUFFICIENT_BALANCE,
     // a model not ready: the subgraph reserves before generating) is answered with its status, 402 or 503. But
     // not longer than a keep-alive interval: a request queued behind others gets its stream and keep-alives.
@@ -129,10 +133,11 @@ async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, reque
       if (chunk.finishReason) {
         opened.send({}, finishReason(chunk.finishReason));
         if (request.includeUsage && chunk.usage) sse.send({ ...opened.base, choices: [], usage: openAiUsage(chunk.usage) });
-        sse.end();
-        // The upstream's end follows its last chunk at once: waiting for it (the client already has [DONE]) ends the
-        // stream as graphql-ws's server ends it, where closing it now would unsubscribe upstream from a finished stream.
-        await within(stream.events.next(), UPSTREAM_END_WAIT_MS);
+        // The upstream's end follows its last chunk at once. Waiting for it ends the stream as graphql-ws's server
+        // ends one, where closing it now would unsubscribe upstream from a finished stream. The wait is not the
+        // request's: the client has its [DONE] and the end of the response at once.
+        finished = true;
+        void within(stream.events.next(), UPSTREAM_END_WAIT_MS).then(close, close);
         return;
       }
       step = await stream.events.next();
@@ -140,7 +145,7 @@ async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, reque
     }
   } finally {
     sse?.end();
-    await stream.close();
+    if (!finished) await close();
   }
 }
 

@@ -19,7 +19,6 @@ export class SseWriter {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-store',
-      connection: 'keep-alive',
       // nginx and others buffer responses unless told not to.
       'x-accel-buffering': 'no',
     });
