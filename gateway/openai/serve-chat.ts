@@ -94,8 +94,9 @@ export async function serveChatCompletion(graph: ChatGraph, res: ServerResponse,
 }
 
 async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, request: ChatCompletionRequest, context: GatewayContext, keepAliveMs: number): Promise<void> {
-  // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile ends it
-  // before its generation starts. A response closes after its end too: only one closed before its end is a client that left.
+  // Listened to before the subscription starts (admission waits on Redis): a client that leaves meanwhile ends it as
+  // soon as it is admitted, not at its first token. A response closes after its end too: only one closed before its
+  // end is a client that left.
   let clientGone = false;
   res.once('close', () => (clientGone = !res.writableFinished));
   const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
