@@ -98,13 +98,14 @@ async function streamChatCompletion(graph: ChatGraph, res: ServerResponse, reque
   // soon as it is admitted, not at its first token. A response closes after its end too: only one closed before its
   // end is a client that left.
   let clientGone = false;
-  res.once('close', () => (clientGone = !res.writableFinished));
+  let close: (() => Promise<void>) | undefined;
+  res.once('close', () => {
+    clientGone = !res.writableFinished;
+    if (clientGone) void close?.();
+  });
   const stream = await graph.subscribe(CHAT_COMPLETION_STREAM, { input: request.input }, context, paramForChatField);
   // A failed unsubscribe still ended the subscription (graph-operations.ts), and no one is left to answer.
-  const close = () => stream.close().catch(() => undefined);
-  res.once('close', () => {
-    if (!res.writableFinished) void close();
-  });
+  close = () => stream.close().catch(() => undefined);
   let sse: SseWriter | undefined;
   let finished = false;
   try {
@@ -166,11 +167,12 @@ function openStream(sse: SseWriter, first: CompletionChunk, includeUsage: boolea
 
 /** Stands for a chunk's text while its frame is serialized; no id or model name holds it, and it is the last string of a chunk. */
 const TEXT_SLOT = '\u0000text\u0000';
+const TEXT_SLOT_JSON = JSON.stringify(TEXT_SLOT);
 
 /** The JSON of a text chunk before and after its text. */
 function textFrame(json: string): { head: string; tail: string } {
-  const at = json.lastIndexOf(JSON.stringify(TEXT_SLOT));
-  return { head: json.slice(0, at), tail: json.slice(at + JSON.stringify(TEXT_SLOT).length) };
+  const at = json.lastIndexOf(TEXT_SLOT_JSON);
+  return { head: json.slice(0, at), tail: json.slice(at + TEXT_SLOT_JSON.length) };
 }
 
 /** The promise's value, or undefined when it has not settled within `ms`. */
